@@ -1,0 +1,77 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Settings every Herald target shares: Swift 6 language mode with strict concurrency is the
+/// package default; `ExistentialAny` keeps `any` explicit.
+let herald: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Herald",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "herald", targets: ["HeraldCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+    ],
+    targets: [
+        // C layers: libpq through a header-only system library, libcurl through typed wrappers of
+        // its variadic setopt/getinfo functions (Swift cannot call C variadics).
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        .target(name: "CCurl", path: "Sources/CCurl", linkerSettings: [.linkedLibrary("curl")]),
+
+        // Herald-agnostic I/O layers.
+        .target(name: "HeraldPostgres", dependencies: [
+            "CLibPQ", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: herald),
+        .target(name: "HeraldTransport", dependencies: [
+            "CCurl", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: herald),
+
+        // Pure logic: no I/O.
+        .target(name: "HeraldCore", swiftSettings: herald),
+        .target(name: "HeraldProviders", dependencies: ["HeraldCore", "HeraldTransport"], swiftSettings: herald),
+
+        // The schema, embedded in the binary so `herald migrate` needs no files beside it.
+        .target(name: "HeraldSQL", path: "sql", exclude: ["README.md"],
+                resources: [.embedInCode("migrations")], swiftSettings: herald),
+        .target(name: "HeraldStore", dependencies: ["HeraldPostgres", "HeraldCore", "HeraldSQL"], swiftSettings: herald),
+        .target(name: "HeraldServices", dependencies: [
+            "HeraldStore", "HeraldProviders", "HeraldCore", "HeraldPostgres", "HeraldTransport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: herald),
+        .executableTarget(name: "HeraldCLI", dependencies: [
+            "HeraldStore", "HeraldPostgres", "HeraldSQL",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: herald),
+
+        // Test support: a provider double speaking Meta's, Twilio's and SMTP's wire formats, and a
+        // throwaway database per test.
+        .target(name: "HeraldTesting", dependencies: [
+            "HeraldPostgres",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], swiftSettings: herald),
+
+        .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"], swiftSettings: herald),
+        .testTarget(name: "HeraldPostgresTests", dependencies: ["HeraldPostgres", "HeraldTesting", "HeraldStore", "HeraldSQL"], swiftSettings: herald),
+        .testTarget(name: "HeraldTransportTests", dependencies: ["HeraldTransport", "HeraldTesting"], swiftSettings: herald),
+        .testTarget(name: "HeraldProvidersTests", dependencies: ["HeraldProviders", "HeraldTesting", "HeraldTransport", "HeraldCore"], swiftSettings: herald),
+        .testTarget(name: "HeraldServicesTests", dependencies: [
+            "HeraldServices", "HeraldTesting", "HeraldStore", "HeraldPostgres", "HeraldProviders", "HeraldCore",
+        ], swiftSettings: herald),
+    ],
+    swiftLanguageModes: [.v6]
+)

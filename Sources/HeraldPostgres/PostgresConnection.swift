@@ -1,0 +1,361 @@
+import CLibPQ
+import Foundation
+import Glibc
+import Logging
+
+/// One notification received on a channel the connection listens to.
+public struct PostgresNotification: Sendable, Equatable {
+    public var channel: String
+    public var payload: String
+    /// Backend process that sent it.
+    public var senderPID: Int32
+}
+
+/// One PostgreSQL connection through libpq.
+///
+/// **Threading model.** The connection is an actor whose executor is a dedicated OS thread
+/// (``ThreadExecutor``). libpq's calls block; here they only ever block that thread, never Swift's
+/// cooperative pool. Callers `await` the actor; calls run one at a time, in order.
+///
+/// **One task at a time.** A connection is a session: a transaction, a pipeline or a `LISTEN`
+/// belongs to whoever holds it. Share connections through ``PostgresPool``, not directly.
+///
+/// **Failures.** Every failure throws ``PostgresError``: server errors carry SQLSTATE, message and
+/// detail; a broken connection throws `.connectionLost`, after which ``isUsable`` is false and a
+/// fresh connection must be made (the pool does this).
+public actor PostgresConnection {
+    private let executor: ThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    private var connection: PGHandle?
+    private var handle: OpaquePointer? { connection?.raw }
+    /// An eventfd that interrupts a blocking wait for notifications (cancellation, ``interrupt()``).
+    private nonisolated let wakeFD: Int32
+    private let logger: Logger
+
+    private init(logger: Logger) {
+        self.executor = ThreadExecutor(name: "herald-pg")
+        self.wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        self.logger = logger
+    }
+
+    deinit {
+        Glibc.close(wakeFD)
+        executor.stop()
+    }
+
+    /// Opens a connection.
+    ///
+    /// - Parameters:
+    ///   - connectionString: a libpq connection string (`host=… dbname=…`) or URI
+    ///     (`postgresql://user@host:5432/db`); nil or empty uses libpq's `PG*` environment variables.
+    ///   - applicationName: shown in `pg_stat_activity`.
+    /// - Throws: ``PostgresError`` `.invalidConnectionString` when the string cannot be parsed,
+    ///   `.connectionFailed` when the server cannot be reached or refuses the login.
+    public static func connect(_ connectionString: String?, applicationName: String = "herald",
+                               logger: Logger = Logger(label: "herald.postgres")) async throws -> PostgresConnection {
+        let connection = PostgresConnection(logger: logger)
+        try await connection.open(connectionString ?? "", applicationName: applicationName)
+        return connection
+    }
+
+    /// Reads `DATABASE_URL` from the environment (nil when unset or empty: libpq then uses `PG*`).
+    public static var environmentConnectionString: String? {
+        let value = ProcessInfo.processInfo.environment["DATABASE_URL"]
+        return value?.isEmpty == false ? value : nil
+    }
+
+    private func open(_ conninfo: String, applicationName: String) throws {
+        if !conninfo.isEmpty {
+            var err: UnsafeMutablePointer<CChar>?
+            if let options = PQconninfoParse(conninfo, &err) {
+                PQconninfoFree(options)
+            } else {
+                let message = PostgresError.lastLine(err)
+                if let err { PQfreemem(err) }
+                throw PostgresError(code: .invalidConnectionString,
+                                    message: "not a valid libpq connection string or URI: \(message)")
+            }
+        }
+        // Defaults first, then the connection string (expand_dbname), so the string's own values win.
+        let keys = ["connect_timeout", "application_name", "dbname"]
+        let values = ["10", applicationName, conninfo]
+        let conn = withArrayOfCStrings(keys) { k in
+            withArrayOfCStrings(values) { v in PQconnectdbParams(k, v, 1) }
+        }
+        guard let conn, PQstatus(conn) == CONNECTION_OK else {
+            let message = conn.map { PostgresError.lastLine(PQerrorMessage($0)) } ?? "out of memory"
+            if let conn { PQfinish(conn) }
+            throw PostgresError(code: .connectionFailed, message: message)
+        }
+        connection = PGHandle(raw: conn)
+        // Fixed session settings the decoders rely on (UTC timestamps in ISO format).
+        try simpleQuery("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET client_encoding = 'UTF8'; SET extra_float_digits = 3")
+    }
+
+    /// False once the connection is closed or broken.
+    public var isUsable: Bool {
+        guard let handle else { return false }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// The backend's process id (for `pg_terminate_backend` in tests, or logs).
+    public var backendPID: Int32 { handle.map { PQbackendPID($0) } ?? 0 }
+
+    /// Closes the connection. Further calls throw `.connectionClosed`.
+    public func close() {
+        connection = nil
+    }
+
+    private func live() throws -> OpaquePointer {
+        guard let handle else { throw PostgresError(code: .connectionClosed, message: "the connection is closed") }
+        return handle
+    }
+
+    // MARK: Statements
+
+    /// Runs one parameterized statement and returns its rows.
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws -> PostgresRows {
+        let conn = try live()
+        let result = withParameters(query.binds) { count, values in
+            PQexecParams(conn, query.sql, count, nil, values, nil, nil, 0)
+        }
+        return try consume(result, conn: conn)
+    }
+
+    /// Runs one parameterized statement and returns the number of rows it changed.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) throws -> Int {
+        try self.query(query).affectedRows
+    }
+
+    /// Runs SQL text that may hold several statements and no parameters (migrations, `SET`).
+    /// Outside an explicit transaction, the statements of one call run in one implicit transaction.
+    public func simpleQuery(_ sql: String) throws {
+        let conn = try live()
+        var result = PQexec(conn, sql)
+        var failure: PostgresError?
+        while let r = result {
+            let status = PQresultStatus(r)
+            if status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE || status == PGRES_NONFATAL_ERROR {
+                failure = failure ?? PostgresError.from(result: r, connection: conn)
+            }
+            PQclear(r)
+            result = nil
+        }
+        if let failure { throw failure }
+        if PQstatus(conn) != CONNECTION_OK {
+            throw PostgresError(code: .connectionLost, message: PostgresError.lastLine(PQerrorMessage(conn)))
+        }
+    }
+
+    /// Sends several statements in one round trip (libpq pipeline mode) and returns each one's rows.
+    ///
+    /// The statements run in order in one implicit transaction: if one fails, the ones before it
+    /// are rolled back, the ones after it are not run, and the first error is thrown.
+    /// - Important: keep a pipeline to a few hundred statements; libpq runs it in blocking mode.
+    public func pipeline(_ queries: [PostgresQuery]) throws -> [PostgresRows] {
+        let conn = try live()
+        guard !queries.isEmpty else { return [] }
+        guard PQenterPipelineMode(conn) == 1 else {
+            throw PostgresError(code: .client, message: "cannot enter pipeline mode: \(PostgresError.lastLine(PQerrorMessage(conn)))")
+        }
+        defer { PQexitPipelineMode(conn) }
+        for query in queries {
+            let sent = withParameters(query.binds) { count, values in
+                PQsendQueryParams(conn, query.sql, count, nil, values, nil, nil, 0)
+            }
+            guard sent == 1 else { throw PostgresError.from(result: nil, connection: conn) }
+        }
+        guard PQpipelineSync(conn) == 1 else { throw PostgresError.from(result: nil, connection: conn) }
+        var outputs: [PostgresRows] = []
+        var firstError: PostgresError?
+        for _ in queries {
+            var rows: PostgresRows?
+            while let r = PQgetResult(conn) {
+                let status = PQresultStatus(r)
+                if status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK {
+                    rows = Self.copyRows(r)
+                } else if status == PGRES_PIPELINE_ABORTED {
+                    // A statement before this one failed; its error is already recorded.
+                } else {
+                    firstError = firstError ?? PostgresError.from(result: r, connection: conn)
+                }
+                PQclear(r)
+            }
+            if PQstatus(conn) != CONNECTION_OK {
+                throw PostgresError(code: .connectionLost, message: PostgresError.lastLine(PQerrorMessage(conn)))
+            }
+            outputs.append(rows ?? PostgresRows(columns: [], values: [], affectedRows: 0))
+        }
+        // The sync point's own result.
+        if let r = PQgetResult(conn) { PQclear(r) }
+        if let firstError { throw firstError }
+        return outputs
+    }
+
+    /// Runs `body` inside `BEGIN … COMMIT`, rolling back when it throws.
+    ///
+    /// `body` runs isolated to this connection, so nothing else can use it meanwhile.
+    public func transaction<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) async throws -> T) async throws -> T {
+        try simpleQuery("BEGIN")
+        do {
+            let value = try await body(self)
+            try simpleQuery("COMMIT")
+            return value
+        } catch {
+            if isUsable { try? simpleQuery("ROLLBACK") }
+            throw error
+        }
+    }
+
+    // MARK: LISTEN / NOTIFY
+
+    /// Starts listening on `channel` (an identifier; quoted for you).
+    public func listen(_ channel: String) throws {
+        try simpleQuery("LISTEN \(try quoteIdentifier(channel))")
+    }
+
+    /// Stops listening on `channel`.
+    public func unlisten(_ channel: String) throws {
+        try simpleQuery("UNLISTEN \(try quoteIdentifier(channel))")
+    }
+
+    /// Quotes an identifier with libpq's own escaping.
+    public func quoteIdentifier(_ name: String) throws -> String {
+        let conn = try live()
+        guard let p = PQescapeIdentifier(conn, name, name.utf8.count) else {
+            throw PostgresError(code: .client, message: PostgresError.lastLine(PQerrorMessage(conn)))
+        }
+        defer { PQfreemem(p) }
+        return String(cString: p)
+    }
+
+    /// Waits until notifications arrive on a channel this connection listens to, or `timeout`
+    /// passes (then returns an empty array), without polling the server: the connection's own
+    /// thread sleeps in `poll(2)` on the socket.
+    ///
+    /// - Throws: `CancellationError` promptly when the calling task is cancelled;
+    ///   ``PostgresError`` `.connectionLost` when the connection breaks (reconnect, `LISTEN` again,
+    ///   and catch up with a query: notifications sent meanwhile are lost).
+    public func waitForNotifications(timeout: Duration) async throws -> [PostgresNotification] {
+        try await withTaskCancellationHandler {
+            try self.blockingWait(timeout: timeout)
+        } onCancel: {
+            self.interrupt()
+        }
+    }
+
+    /// Wakes a pending ``waitForNotifications(timeout:)`` early (it returns what it has, maybe nothing).
+    public nonisolated func interrupt() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    private func blockingWait(timeout: Duration) throws -> [PostgresNotification] {
+        let conn = try live()
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            try Task.checkCancellation()
+            guard PQconsumeInput(conn) == 1 else {
+                throw PostgresError(code: .connectionLost, message: PostgresError.lastLine(PQerrorMessage(conn)))
+            }
+            var received: [PostgresNotification] = []
+            while let n = PQnotifies(conn) {
+                received.append(PostgresNotification(channel: String(cString: n.pointee.relname),
+                                                     payload: String(cString: n.pointee.extra),
+                                                     senderPID: n.pointee.be_pid))
+                PQfreemem(n)
+            }
+            if !received.isEmpty { return received }
+            let remaining = deadline - ContinuousClock.now
+            if remaining <= .zero { return [] }
+            let (s, atto) = remaining.components
+            let ms = Int32(clamping: s * 1000 + atto / 1_000_000_000_000_000 + 1)
+            var fds = [pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
+            let rc = poll(&fds, 2, ms)
+            if rc < 0 && errno != EINTR {
+                throw PostgresError(code: .client, message: "poll failed: errno \(errno)")
+            }
+            if fds[1].revents != 0 {
+                var value: UInt64 = 0
+                _ = read(wakeFD, &value, 8)
+                try Task.checkCancellation()
+                return []
+            }
+        }
+    }
+
+    // MARK: Results
+
+    private func consume(_ result: OpaquePointer?, conn: OpaquePointer) throws -> PostgresRows {
+        guard let result else {
+            if PQstatus(conn) != CONNECTION_OK {
+                throw PostgresError(code: .connectionLost, message: PostgresError.lastLine(PQerrorMessage(conn)))
+            }
+            throw PostgresError(code: .client, message: PostgresError.lastLine(PQerrorMessage(conn)))
+        }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_COMMAND_OK, PGRES_SINGLE_TUPLE:
+            return Self.copyRows(result)
+        default:
+            var error = PostgresError.from(result: result, connection: conn)
+            if PQstatus(conn) != CONNECTION_OK && error.code != .server { error.code = .connectionLost }
+            throw error
+        }
+    }
+
+    private static func copyRows(_ result: OpaquePointer) -> PostgresRows {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        var columns: [String] = []
+        columns.reserveCapacity(columnCount)
+        for c in 0..<columnCount { columns.append(String(cString: PQfname(result, Int32(c)))) }
+        var values: [String?] = []
+        values.reserveCapacity(rowCount * columnCount)
+        for r in 0..<rowCount {
+            for c in 0..<columnCount {
+                if PQgetisnull(result, Int32(r), Int32(c)) == 1 {
+                    values.append(nil)
+                } else {
+                    values.append(String(cString: PQgetvalue(result, Int32(r), Int32(c))))
+                }
+            }
+        }
+        let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+        return PostgresRows(columns: columns, values: values, affectedRows: affected)
+    }
+}
+
+/// Owns one `PGconn*` and frees it once, in deinit.
+///
+/// `@unchecked Sendable`: it is only ever used on its ``PostgresConnection``'s own thread; the
+/// conformance only lets the actor's nonisolated deinit release it.
+final class PGHandle: @unchecked Sendable {
+    let raw: OpaquePointer
+    init(raw: OpaquePointer) { self.raw = raw }
+    deinit { PQfinish(raw) }
+}
+
+/// Calls `body` with C strings for `binds` (NULL pointers for nil), valid only during the call.
+private func withParameters<R>(_ binds: [String?], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    if binds.isEmpty { return body(0, nil) }
+    var pointers: [UnsafeMutablePointer<CChar>?] = binds.map { $0.map { strdup($0) } ?? nil }
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeMutableBufferPointer { buffer in
+        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
+            body(Int32(binds.count), $0)
+        }
+    }
+}
+
+private func withArrayOfCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeMutableBufferPointer { buffer in
+        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { body($0) }
+    }
+}

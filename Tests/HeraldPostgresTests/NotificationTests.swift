@@ -1,0 +1,60 @@
+import Foundation
+import HeraldPostgres
+import HeraldTesting
+import Testing
+
+@Suite("LISTEN/NOTIFY wakes waiters from the socket")
+struct NotificationTests {
+    @Test("a waiter wakes within 100 ms of a NOTIFY from another connection")
+    func wakesQuickly() async throws {
+        try await withTestDatabase(migrated: false) { db in
+            let listener = try await db.connect()
+            try await listener.listen("herald_test")
+            let sender = try await db.connect()
+            let clock = ContinuousClock()
+            async let received = listener.waitForNotifications(timeout: .seconds(10))
+            try await Task.sleep(for: .milliseconds(200))
+            let sentAt = clock.now
+            try await sender.execute("SELECT pg_notify('herald_test', \("payload ✓"))")
+            let notifications = try await received
+            let latency = clock.now - sentAt
+            #expect(notifications.map(\.payload) == ["payload ✓"])
+            #expect(notifications.first?.channel == "herald_test")
+            #expect(latency < .milliseconds(100), "woke after \(latency)")
+        }
+    }
+
+    @Test("a cancelled waiter returns promptly")
+    func cancellation() async throws {
+        try await withTestDatabase(migrated: false) { db in
+            let listener = try await db.connect()
+            try await listener.listen("herald_test")
+            let clock = ContinuousClock()
+            let start = clock.now
+            let task = Task { try await listener.waitForNotifications(timeout: .seconds(30)) }
+            try await Task.sleep(for: .milliseconds(100))
+            task.cancel()
+            let result = await task.result
+            #expect(throws: CancellationError.self) { try result.get() }
+            #expect(clock.now - start < .seconds(2))
+            // The connection is still usable afterwards.
+            #expect(try await listener.query("SELECT 1")[0].decode(Int.self, at: 0) == 1)
+        }
+    }
+
+    @Test("a timeout returns no notifications, and the blocked thread leaves other tasks alone")
+    func timeout() async throws {
+        try await withTestDatabase(migrated: false) { db in
+            let listener = try await db.connect()
+            try await listener.listen("herald_test")
+            let other = try await db.connect()
+            async let waited = listener.waitForNotifications(timeout: .milliseconds(500))
+            // While the listener's thread sleeps in poll(2), another connection keeps working.
+            let clock = ContinuousClock()
+            let start = clock.now
+            for _ in 0..<10 { _ = try await other.query("SELECT 1") }
+            #expect(clock.now - start < .milliseconds(400))
+            #expect(try await waited.isEmpty)
+        }
+    }
+}

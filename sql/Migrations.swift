@@ -1,0 +1,28 @@
+/// Herald's schema migrations, embedded in the binary so `herald migrate` needs no files on disk.
+///
+/// SwiftPM's `embedInCode` exposes each file as `PackageResources.<mangled name>`; the list below
+/// maps them back to their versions and names. A test checks it against `sql/migrations/`.
+public enum Migrations {
+    /// One numbered migration.
+    public struct Migration: Sendable {
+        public let version: Int
+        /// The file name, e.g. `0001_schema.sql`.
+        public let name: String
+        public let sql: String
+
+        public init(version: Int, name: String, sql: String) {
+            self.version = version
+            self.name = name
+            self.sql = sql
+        }
+    }
+
+    /// Every migration, in order.
+    public static let all: [Migration] = [
+        Migration(version: 1, name: "0001_schema.sql", sql: text(PackageResources._001_schema_sql)),
+        Migration(version: 2, name: "0002_messages_and_jobs.sql", sql: text(PackageResources._002_messages_and_jobs_sql)),
+        Migration(version: 3, name: "0003_report_views.sql", sql: text(PackageResources._003_report_views_sql)),
+    ]
+
+    private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+}
