@@ -1,0 +1,107 @@
+import Foundation
+import HeraldTransport
+
+/// One message ready to send: addressed and fully rendered (personalization already applied).
+public struct OutgoingMessage: Sendable, Equatable {
+    /// Herald's own message id; echoed to the provider where it allows (WhatsApp's
+    /// `biz_opaque_callback_data`, the mail's `X-Herald-Message-ID`).
+    public var messageID: Int64
+    /// E.164 phone number (`+2348031234567`) or email address.
+    public var to: String
+    public var content: Content
+
+    /// What to send.
+    public enum Content: Sendable, Equatable {
+        /// An approved WhatsApp template with its body parameters (`{{1}}`, `{{2}}`, … in order).
+        case whatsAppTemplate(name: String, language: String, parameters: [String])
+        /// Free-form WhatsApp text (only inside the 24-hour customer service window).
+        case whatsAppText(body: String)
+        case sms(body: String)
+        /// A mail; with `html` it becomes `multipart/alternative`. `unsubscribeURL` is the rendered,
+        /// per-contact URL for `List-Unsubscribe`.
+        case email(subject: String, text: String, html: String?, unsubscribeURL: String?)
+    }
+
+    public init(messageID: Int64, to: String, content: Content) {
+        self.messageID = messageID
+        self.to = to
+        self.content = content
+    }
+}
+
+/// A message could not be turned into a provider request: wrong content for the provider, or an
+/// address or header value that cannot be written safely.
+public struct MessageBuildError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+
+    public init(_ message: String) {
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// What became of one send attempt, as far as the provider's answer tells.
+public enum DeliveryOutcome: Sendable, Equatable {
+    /// The provider took the message; later receipts refer to it by `providerMessageID`.
+    case accepted(providerMessageID: String)
+    /// Worth another attempt later.
+    ///
+    /// - `code`: the provider's error code (`"130429"`, `"20429"`, `"smtp 451"`), when it gave one.
+    /// - `retryAfter`: how long the provider asked us to wait (`Retry-After`), when it did.
+    /// - `ambiguous`: the provider may have acted on the request (timeout after sending, a gateway
+    ///   error); retrying risks a duplicate. See ``applying(retryAmbiguous:)``.
+    /// - `rateLimited`: a throughput limit; the caller should slow the whole channel down, not just
+    ///   back off this message.
+    case retry(code: String?, message: String, retryAfter: Duration?, ambiguous: Bool, rateLimited: Bool)
+    /// Retrying cannot help: the message fails for good.
+    case permanent(code: String?, message: String)
+
+    /// Turns an ambiguous retry into a permanent failure when the channel's `retry_ambiguous` is
+    /// false (the operator prefers a lost message to a possible duplicate). Other outcomes pass.
+    public func applying(retryAmbiguous: Bool) -> DeliveryOutcome {
+        if !retryAmbiguous, case .retry(let code, let message, _, true, _) = self {
+            return .permanent(code: code, message: message + " (not retried: the provider may have received it)")
+        }
+        return self
+    }
+
+    /// Classifies an HTTP transfer that produced no response.
+    ///
+    /// `notSent` (DNS, refused connection, TLS handshake) retries without risk; `ambiguous`
+    /// (timeout or reset after the request may have left) retries with `ambiguous: true`. An
+    /// `smtpRejected` error is classified by ``SMTPProvider/classify(_:messageID:)``'s rules.
+    public static func classify(transportError error: TransportError) -> DeliveryOutcome {
+        switch error.kind {
+        case .notSent:
+            .retry(code: nil, message: "not sent: \(error.message)", retryAfter: nil, ambiguous: false, rateLimited: false)
+        case .ambiguous:
+            .retry(code: nil, message: "no answer: \(error.message)", retryAfter: nil, ambiguous: true, rateLimited: false)
+        case .smtpRejected:
+            SMTPProvider.classifyRejection(error)
+        }
+    }
+}
+
+/// Parsing of the HTTP `Retry-After` header (RFC 9110 §10.2.3).
+public enum RetryAfter {
+    /// The wait a `Retry-After` value asks for: delay-seconds (`120`) or an HTTP-date
+    /// (`Wed, 21 Oct 2015 07:28:00 GMT`, also the obsolete RFC 850 and asctime forms) measured
+    /// from `now`. A date in the past gives zero; an unreadable value gives nil.
+    ///
+    /// - Parameters:
+    ///   - value: The header value.
+    ///   - now: The current time (injected for tests).
+    public static func parse(_ value: String, now: Date) -> Duration? {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty else { return nil }
+        if trimmed.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+            // An absurdly long number still means "much later", not "unreadable".
+            return .seconds(Int64(trimmed) ?? 1_000_000_000)
+        }
+        guard let date = HTTPDate.parse(trimmed) else { return nil }
+        let delta = Double(date) - now.timeIntervalSince1970
+        guard delta > 0 else { return .zero }
+        return .seconds(Int64(delta.rounded(.up)))
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import HeraldTransport
+import Testing
+@testable import HeraldProviders
+
+@Suite struct RetryAfterTests {
+    let now = Date(timeIntervalSince1970: 1_445_412_420) // 2015-10-21 07:27:00 UTC
+
+    @Test("Retry-After forms", arguments: [
+        ("120", Duration?.some(.seconds(120))),
+        (" 0 ", .some(.zero)),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", .some(.seconds(60))),
+        ("Wednesday, 21-Oct-15 07:28:00 GMT", .some(.seconds(60))),
+        ("Wed Oct 21 07:28:00 2015", .some(.seconds(60))),
+        ("Wed, 21 Oct 2015 07:00:00 GMT", .some(.zero)),
+        ("soon", nil),
+        ("-5", nil),
+        ("", nil),
+        ("Wed, 21 Oct 2015 25:28:00 GMT", nil),
+    ])
+    func forms(value: String, expected: Duration?) {
+        #expect(RetryAfter.parse(value, now: now) == expected)
+    }
+
+    @Test("RFC 5322 dates", arguments: [
+        (0.0, "Thu, 01 Jan 1970 00:00:00 +0000"),
+        (951_782_400, "Tue, 29 Feb 2000 00:00:00 +0000"),
+        (1_751_371_200.9, "Tue, 01 Jul 2025 12:00:00 +0000"),
+        (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 +0000"),
+    ])
+    func rfc5322(seconds: Double, expected: String) {
+        #expect(HTTPDate.rfc5322(Date(timeIntervalSince1970: seconds)) == expected)
+    }
+}
+
+@Suite struct OutcomeTests {
+    @Test("HTTP transport errors: notSent retries safely, ambiguous is flagged")
+    func transportErrors() {
+        #expect(DeliveryOutcome.classify(transportError: TransportError(kind: .notSent, curlCode: 6, message: "could not resolve host"))
+            == .retry(code: nil, message: "not sent: could not resolve host", retryAfter: nil, ambiguous: false, rateLimited: false))
+        #expect(DeliveryOutcome.classify(transportError: TransportError(kind: .ambiguous, curlCode: 28, message: "timed out"))
+            == .retry(code: nil, message: "no answer: timed out", retryAfter: nil, ambiguous: true, rateLimited: false))
+    }
+
+    @Test("retry_ambiguous false turns only ambiguous retries into failures")
+    func applyingRetryAmbiguous() {
+        let ambiguous = DeliveryOutcome.retry(code: nil, message: "no answer: timed out", retryAfter: nil, ambiguous: true, rateLimited: false)
+        #expect(ambiguous.applying(retryAmbiguous: true) == ambiguous)
+        #expect(ambiguous.applying(retryAmbiguous: false)
+            == .permanent(code: nil, message: "no answer: timed out (not retried: the provider may have received it)"))
+        let plain = DeliveryOutcome.retry(code: "131000", message: "x", retryAfter: nil, ambiguous: false, rateLimited: false)
+        #expect(plain.applying(retryAmbiguous: false) == plain)
+    }
+
+    @Test("long provider messages are clipped to one line")
+    func clipped() {
+        let message = String(repeating: "word ", count: 200) + "\n\nmore"
+        let body = Array(#"{"code":21211,"message":"\#(message.replacingOccurrences(of: "\n", with: "\\n"))"}"#.utf8)
+        guard case .permanent(_, let text) = Twilio.classify(HTTPResponse(status: 400, body: body)) else {
+            Issue.record("expected permanent"); return
+        }
+        #expect(text.count <= 301)
+        #expect(!text.contains("\n"))
+        #expect(text.hasSuffix("…"))
+    }
+}
+
+/// A deterministic generator for tests (SplitMix64).
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite struct SandboxTests {
+    let message = OutgoingMessage(messageID: 5, to: "+1", content: .sms(body: "x"))
+
+    @Test("no failures by default")
+    func accepts() {
+        var generator = SeededGenerator(state: 1)
+        #expect(Sandbox.outcome(for: message, settings: SandboxSettings(), using: &generator) == .accepted(providerMessageID: "sandbox-5"))
+        #expect(Sandbox.latency(SandboxSettings(latencyMs: 25)) == .milliseconds(25))
+    }
+
+    @Test("failure_rate sets the failing share")
+    func failureRate() {
+        var generator = SeededGenerator(state: 42)
+        let settings = SandboxSettings(failureRate: 0.25)
+        let failures = (0..<4000).filter { _ in
+            if case .permanent = Sandbox.outcome(for: message, settings: settings, using: &generator) { return true }
+            return false
+        }.count
+        #expect((800...1200).contains(failures))
+        #expect(Sandbox.outcome(for: message, settings: SandboxSettings(failureRate: 1), using: &generator)
+            == .permanent(code: "sandbox", message: "simulated failure (failure_rate 1.0)"))
+    }
+}
