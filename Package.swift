@@ -49,7 +49,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: herald),
         .executableTarget(name: "HeraldCLI", dependencies: [
-            "HeraldStore", "HeraldPostgres", "HeraldSQL",
+            "HeraldServices", "HeraldStore", "HeraldPostgres", "HeraldCore", "HeraldSQL",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -93,6 +93,16 @@ public struct CompiledTemplate: Sendable {
         return true
     }
 
+    /// The custom-field keys the template reads (`{{ attributes.KEY }}`), each once, in order of
+    /// first use. Lets a caller fetch only these fields of each contact.
+    public var attributeKeys: [String] {
+        var keys: [String] = []
+        for segment in segments {
+            if case .field(.attribute(let key), _, _) = segment, !keys.contains(key) { keys.append(key) }
+        }
+        return keys
+    }
+
     /// Parses a template.
     ///
     /// - Parameter source: The template text (a broadcast's `body`, `subject`, `html_body`, a

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import Logging
+import ServiceLifecycle
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Claim and deliver messages; run as many as you like, on as many machines.",
+        discussion: """
+            Claims batches of due messages with FOR UPDATE SKIP LOCKED, renders and delivers them
+            through each channel's provider, and records every outcome. Secrets are read from the
+            environment variables that channel settings name (*_env). HERALD_PUBLIC_URL sets the
+            base of Twilio status callbacks. SIGTERM or SIGINT: stops claiming, finishes in-flight
+            sends within --shutdown-grace, hands back the rest, exits 0.
+            """)
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Messages claimed per round trip.") var batchSize: Int = 200
+    @Option(help: "Batches in flight at once.") var lanes: Int = 2
+    @Option(help: "Seconds a claim stays valid before other workers may take it over.") var leaseSeconds: Int = 60
+    @Option(help: "Seconds in-flight sends may take after SIGTERM.") var shutdownGrace: Int = 10
+    @Option(help: "HTTP/SMTP transfers in flight at most.") var maxInFlight: Int = 128
+    @Option(name: .customLong("channel"), help: "Serve only this channel (by name); repeat for several. Default: all.")
+    var channels: [String] = []
+
+    func validate() throws {
+        guard batchSize > 0, batchSize <= 5000 else { throw ValidationError("--batch-size must be between 1 and 5000") }
+        guard lanes > 0, lanes <= 64 else { throw ValidationError("--lanes must be between 1 and 64") }
+        guard leaseSeconds >= 5 else { throw ValidationError("--lease-seconds must be at least 5") }
+        guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must not be negative") }
+        guard maxInFlight > 0 else { throw ValidationError("--max-in-flight must be positive") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let logger = makeLogger("herald.worker", common)
+        // Fail fast, with one line, when the database cannot be reached at all.
+        do {
+            let probe = try await PostgresConnection.connect(PostgresConnection.environmentConnectionString, logger: logger)
+            await probe.close()
+        } catch {
+            fail("cannot connect to the database: \(error)")
+        }
+        var config = WorkerConfiguration(databaseURL: PostgresConnection.environmentConnectionString)
+        config.batchSize = batchSize
+        config.lanes = lanes
+        config.lease = .seconds(leaseSeconds)
+        config.shutdownGrace = .seconds(shutdownGrace)
+        config.maxInFlight = maxInFlight
+        config.channels = channels.isEmpty ? nil : channels
+        let worker = HeraldServices.Worker(configuration: config, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: worker)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}

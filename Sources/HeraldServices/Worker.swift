@@ -1,0 +1,352 @@
+import Foundation
+import HeraldCore
+import HeraldPostgres
+import HeraldProviders
+import HeraldStore
+import HeraldTransport
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// How a ``Worker`` runs. Every field has a sensible default for production.
+public struct WorkerConfiguration: Sendable {
+    /// `DATABASE_URL`, or nil for libpq's `PG*` variables.
+    public var databaseURL: String?
+    /// This worker's name in `jobs.lease_owner`; unique per process.
+    public var workerID: String
+    /// Jobs claimed per round trip.
+    public var batchSize: Int = 200
+    /// Batches in flight at once (each: claim, send all, record).
+    public var lanes: Int = 2
+    /// How long a claim stays valid; a worker that dies loses its jobs to others after this.
+    public var lease: Duration = .seconds(60)
+    /// On SIGTERM: how long in-flight sends may take before they are abandoned (and handed back).
+    public var shutdownGrace: Duration = .seconds(10)
+    /// Serve only these channels (by name); nil serves all.
+    public var channels: [String]?
+    /// Where secrets named by `*_env` settings are read.
+    public var environment: [String: String]
+    /// `HERALD_PUBLIC_URL`: Twilio status callbacks point at `{publicURL}/webhooks/twilio`.
+    public var publicURL: String?
+    /// HTTP/SMTP transfers in flight at most.
+    public var maxInFlight: Int = 128
+    /// Fallback poll when no notification arrives (retries falling due, lost notifications).
+    public var idlePoll: Duration = .seconds(1)
+    /// Whole-transfer timeout of one provider request.
+    public var requestTimeout: Duration = .seconds(15)
+    /// Backoff between retries of one message.
+    public var backoff = Backoff(base: .seconds(1), cap: .seconds(300))
+
+    public init(databaseURL: String?, workerID: String = WorkerConfiguration.defaultWorkerID(),
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.databaseURL = databaseURL
+        self.workerID = workerID
+        self.environment = environment
+        self.publicURL = environment["HERALD_PUBLIC_URL"]
+    }
+
+    /// `host-pid-random`, unique across machines and restarts.
+    public static func defaultWorkerID() -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+    }
+}
+
+/// `herald worker`: claims batches of due jobs with `FOR UPDATE SKIP LOCKED`, renders and
+/// delivers them through the channel's provider, and records the outcomes in one statement per
+/// batch.
+///
+/// - Important: no transaction is open while messages are sent: a claim commits a lease
+///   (`jobs.run_at` moved to its expiry, `lease_owner` set), the sends happen, then one statement
+///   records every outcome of the batch, guarded by the lease.
+///
+/// Wake-ups come from `LISTEN herald_jobs, herald_broadcasts` on a dedicated connection; a slow
+/// poll (``WorkerConfiguration/idlePoll``) is only the fallback. Several lanes work at once, each
+/// taking one batch per active broadcast per round, so concurrent broadcasts progress together.
+/// On graceful shutdown it stops claiming, lets in-flight batches finish within the grace period,
+/// and hands back whatever it still holds.
+public final class Worker: Service, Sendable {
+    public let configuration: WorkerConfiguration
+    private let logger: Logger
+    private let store = QueueStore()
+    private let wakeup = Wakeup()
+    private let stopping = Latch()
+    private let broadcasts: Mutex<BroadcastCache> = Mutex(BroadcastCache())
+    private let round = Atomic<Int>(0)
+
+    struct BroadcastCache {
+        var fetchedAt: ContinuousClock.Instant?
+        var dirty = true
+        var prepared: [PreparedBroadcast] = []
+        /// Broadcasts this worker cannot serve (bad settings, missing secret), with why; logged once.
+        var unusable: [Int64: String] = [:]
+    }
+
+    public init(configuration: WorkerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let pool = PostgresPool(connectionString: configuration.databaseURL, maxConnections: configuration.lanes + 1,
+                                applicationName: "herald-worker", logger: logger)
+        let transport = CurlTransport(maxInFlight: configuration.maxInFlight, logger: logger)
+        let lanesLeft = Counter(configuration.lanes)
+        logger.info("worker started", metadata: ["worker.id": "\(configuration.workerID)", "lanes": "\(configuration.lanes)"])
+        do {
+            try await withGracefulShutdownHandler {
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { await self.listen() }
+                    group.addTask { try await self.enforceGrace(lanesLeft: lanesLeft) }
+                    for lane in 0..<configuration.lanes {
+                        group.addTask {
+                            await self.lane(lane, pool: pool, transport: transport)
+                            lanesLeft.decrement()
+                        }
+                    }
+                }
+            } onGracefulShutdown: {
+                self.stopping.set()
+                self.wakeup.signal()
+            }
+        } catch is GraceExpired {
+            logger.warning("shutdown grace period expired; abandoning in-flight sends")
+        }
+        transport.shutdown()
+        // Hand back whatever is still held, so other workers can take it at once.
+        do {
+            let released = try await pool.withConnection { try await self.store.release(owner: self.configuration.workerID, on: $0) }
+            if released > 0 { logger.info("handed back claimed jobs", metadata: ["jobs.count": "\(released)"]) }
+        } catch {
+            logger.error("could not hand back claimed jobs; they return when their lease expires", metadata: ["error": "\(error)"])
+        }
+        await pool.close()
+        logger.info("worker stopped")
+    }
+
+    /// Asks the worker to stop as on SIGTERM (for tests and embedding).
+    public func requestStop() {
+        stopping.set()
+        wakeup.signal()
+    }
+
+    struct GraceExpired: Error {}
+
+    final class Counter: Sendable {
+        private let state: Mutex<Int>
+        init(_ value: Int) { state = Mutex(value) }
+        var value: Int { state.withLock { $0 } }
+        func decrement() { state.withLock { $0 -= 1 } }
+    }
+
+    private func enforceGrace(lanesLeft: Counter) async throws {
+        await stopping.wait()
+        let deadline = ContinuousClock.now + configuration.shutdownGrace
+        while lanesLeft.value > 0 {
+            if ContinuousClock.now >= deadline { throw GraceExpired() }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    // MARK: Wake-ups
+
+    private func listen() async {
+        var connection: PostgresConnection?
+        while !stopping.isSet {
+            do {
+                if connection == nil {
+                    let c = try await PostgresConnection.connect(configuration.databaseURL, applicationName: "herald-worker-listen", logger: logger)
+                    try await c.listen("herald_jobs")
+                    try await c.listen("herald_broadcasts")
+                    connection = c
+                    markDirty() // catch up on anything missed while not listening
+                }
+                let notifications = try await connection!.waitForNotifications(timeout: .milliseconds(250))
+                if !notifications.isEmpty {
+                    if notifications.contains(where: { $0.channel == "herald_broadcasts" }) { markDirty() }
+                    wakeup.signal()
+                }
+            } catch {
+                logger.warning("notification connection failed; retrying", metadata: ["error": "\(error)"])
+                connection = nil
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        await connection?.close()
+    }
+
+    private func markDirty() {
+        broadcasts.withLock { $0.dirty = true }
+    }
+
+    // MARK: Lanes
+
+    private func lane(_ index: Int, pool: PostgresPool, transport: CurlTransport) async {
+        var consecutiveErrors = 0
+        while !stopping.isSet {
+            do {
+                let active = try await activeBroadcasts(pool: pool)
+                var didWork = false
+                // Rotate the starting broadcast each round so no broadcast waits behind another.
+                let start = round.add(1, ordering: .relaxed).newValue
+                for offset in 0..<active.count {
+                    if stopping.isSet { break }
+                    let broadcast = active[(start + offset) % active.count]
+                    if try await runBatch(broadcast, pool: pool, transport: transport) { didWork = true }
+                }
+                consecutiveErrors = 0
+                if !didWork && !stopping.isSet { await wakeup.wait(timeout: configuration.idlePoll) }
+            } catch {
+                consecutiveErrors += 1
+                logger.error("worker lane failed; retrying", metadata: ["lane": "\(index)", "error": "\(error)"])
+                markDirty()
+                let delay = Duration.milliseconds(min(5000, 100 * (1 << min(consecutiveErrors, 6))))
+                await wakeup.wait(timeout: delay)
+            }
+        }
+    }
+
+    /// The sendable broadcasts, re-read when notified or every second (rates, pauses, new ones).
+    private func activeBroadcasts(pool: PostgresPool) async throws -> [PreparedBroadcast] {
+        let now = ContinuousClock.now
+        let cached = broadcasts.withLock { c -> [PreparedBroadcast]? in
+            if !c.dirty, let at = c.fetchedAt, now - at < .seconds(1) { return c.prepared }
+            return nil
+        }
+        if let cached { return cached }
+        broadcasts.withLock { $0.dirty = false }
+        let rows = try await pool.withConnection { try await self.store.activeBroadcasts(on: $0, channels: self.configuration.channels) }
+        let previous = broadcasts.withLock { c in (c.prepared, c.unusable) }
+        var prepared: [PreparedBroadcast] = []
+        var unusable: [Int64: String] = [:]
+        for info in rows {
+            if let old = previous.0.first(where: { $0.info == info }) {
+                prepared.append(old)
+                continue
+            }
+            do {
+                prepared.append(try PreparedBroadcast(info, environment: configuration.environment))
+            } catch {
+                let why = "\(error)"
+                unusable[info.id] = why
+                if previous.1[info.id] != why {
+                    logger.error("cannot send broadcast from this worker", metadata: [
+                        "broadcast.id": "\(info.id)", "channel": "\(info.channelName)", "error": "\(why)"])
+                }
+            }
+        }
+        broadcasts.withLock { c in
+            c.prepared = prepared
+            c.unusable = unusable
+            c.fetchedAt = now
+        }
+        return prepared
+    }
+
+    /// Claims, sends and records one batch of a broadcast. Returns false when nothing was due.
+    private func runBatch(_ broadcast: PreparedBroadcast, pool: PostgresPool, transport: CurlTransport) async throws -> Bool {
+        let jobs = try await pool.withConnection {
+            try await self.store.claim(on: $0, broadcastID: broadcast.info.id, kind: broadcast.info.kind,
+                                       limit: self.configuration.batchSize, lease: self.configuration.lease,
+                                       owner: self.configuration.workerID, attributeKeys: broadcast.attributeKeys)
+        }
+        guard !jobs.isEmpty else { return false }
+        let outcomes = await withTaskGroup(of: JobOutcome.self, returning: [JobOutcome].self) { group in
+            for job in jobs {
+                group.addTask { await self.deliver(job, broadcast, transport: transport) }
+            }
+            var all: [JobOutcome] = []
+            all.reserveCapacity(jobs.count)
+            for await outcome in group { all.append(outcome) }
+            return all
+        }
+        let applied = try await pool.withConnection { try await self.store.record(outcomes, owner: self.configuration.workerID, on: $0) }
+        if applied < outcomes.count {
+            logger.warning("some outcomes were not recorded: their lease had expired", metadata: [
+                "broadcast.id": "\(broadcast.info.id)", "lost": "\(outcomes.count - applied)"])
+        }
+        logger.debug("batch done", metadata: ["broadcast.id": "\(broadcast.info.id)", "jobs.count": "\(jobs.count)"])
+        return true
+    }
+
+    // MARK: Delivery
+
+    private func deliver(_ job: ClaimedJob, _ broadcast: PreparedBroadcast, transport: CurlTransport) async -> JobOutcome {
+        let now = Date()
+        let message: OutgoingMessage
+        let segments: Int?
+        switch broadcast.outgoing(for: job, now: now) {
+        case .success(let built):
+            (message, segments) = built
+        case .failure(.skip(let reason)):
+            return JobOutcome(messageID: job.messageID, result: .skipped(reason: reason))
+        case .failure(.fail(let why)):
+            return JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil))
+        }
+        let outcome = await send(message, broadcast, transport: transport)
+        return JobOutcome(messageID: job.messageID, result: result(of: outcome, job: job, broadcast: broadcast, now: now),
+                          segments: segments)
+    }
+
+    private func send(_ message: OutgoingMessage, _ broadcast: PreparedBroadcast, transport: CurlTransport) async -> DeliveryOutcome {
+        do {
+            switch (broadcast.config, broadcast.credentials) {
+            case (.sandbox(let settings), _):
+                let latency = Sandbox.latency(settings)
+                if latency > .zero { try? await Task.sleep(for: latency) }
+                var rng = SystemRandomNumberGenerator()
+                return Sandbox.outcome(for: message, settings: settings, using: &rng)
+            case (.whatsappCloud(let settings), .whatsappCloud(let credentials)):
+                let request = try WhatsAppCloud.request(for: message, settings: settings, credentials: credentials,
+                                                                  timeout: configuration.requestTimeout)
+                do { return WhatsAppCloud.classify(try await transport.execute(request)) } catch {
+                    return DeliveryOutcome.classify(transportError: error)
+                }
+            case (.twilio(let settings), .twilio(let credentials)):
+                let request = try Twilio.request(for: message, settings: settings, credentials: credentials,
+                                                 publicURL: configuration.publicURL, timeout: configuration.requestTimeout)
+                do { return Twilio.classify(try await transport.execute(request)) } catch {
+                    return DeliveryOutcome.classify(transportError: error)
+                }
+            case (.smtp(let settings), .smtp(let credentials)):
+                let mail = try SMTPProvider.mail(for: message, settings: settings, credentials: credentials,
+                                                     timeout: configuration.requestTimeout)
+                do {
+                    try await transport.send(mail.envelope)
+                    return SMTPProvider.classify(nil, messageID: mail.messageID)
+                } catch {
+                    return SMTPProvider.classify(error, messageID: mail.messageID)
+                }
+            default:
+                return .permanent(code: nil, message: "provider settings and credentials do not match")
+            }
+        } catch {
+            // MessageBuildError: this message cannot be written for the provider.
+            return .permanent(code: nil, message: "\(error)")
+        }
+    }
+
+    /// Turns a provider's answer into what to record: retries until the channel's `max_attempts`.
+    private func result(of outcome: DeliveryOutcome, job: ClaimedJob, broadcast: PreparedBroadcast, now: Date) -> JobOutcome.Result {
+        switch outcome {
+        case .accepted(let id):
+            return .sent(providerMessageID: id)
+        case .permanent(let code, let message):
+            return .failed(errorCode: code, error: message, failureKind: nil)
+        case .retry(let code, let message, let retryAfter, let ambiguous, _):
+            let attempt = job.attempts + 1
+            let kind = ambiguous ? "ambiguous" : "not_sent"
+            if ambiguous && !broadcast.config.retryAmbiguous,
+               case .permanent(_, let why) = outcome.applying(retryAmbiguous: false) {
+                return .failed(errorCode: code, error: why, failureKind: kind)
+            }
+            if attempt >= broadcast.config.maxAttempts {
+                return .failed(errorCode: code, error: "\(message) (gave up after \(attempt) attempts)", failureKind: kind)
+            }
+            var rng = SystemRandomNumberGenerator()
+            var delay = configuration.backoff.delay(afterAttempt: attempt, using: &rng)
+            if let retryAfter, retryAfter > delay { delay = retryAfter }
+            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+            return .retry(at: now.addingTimeInterval(seconds), errorCode: code, error: message, failureKind: kind)
+        }
+    }
+}

@@ -1,0 +1,246 @@
+import Foundation
+import HeraldCore
+import HeraldPostgres
+
+/// A broadcast that workers may send now (status `sending`, channel enabled), with what a worker
+/// needs to render and deliver its messages.
+public struct ActiveBroadcast: Sendable, Equatable {
+    public var id: Int64
+    public var channelID: Int64
+    public var channelName: String
+    /// `whatsapp`, `sms` or `email`.
+    public var kind: String
+    public var provider: String
+    /// `channels.settings` as JSON text.
+    public var settingsJSON: String
+    public var ratePerSecond: Double
+    public var burst: Int
+    public var subject: String?
+    public var body: String?
+    public var htmlBody: String?
+    public var templateName: String?
+    public var templateLanguage: String?
+    public var templateParams: [String]
+}
+
+/// One claimed job with the contact data needed to render and address its message.
+public struct ClaimedJob: Sendable, Equatable {
+    public var messageID: Int64
+    public var address: String?
+    /// Tries recorded so far (not counting the one about to happen).
+    public var attempts: Int
+    public var contact: Contact
+    /// Eligibility re-checked at claim time: opted out of the channel's kind since expansion.
+    public var optedOut: Bool
+    public var lastInboundAt: Date?
+}
+
+/// What became of one claimed job; recorded in batches by ``QueueStore/record(_:owner:)``.
+public struct JobOutcome: Sendable, Equatable {
+    public enum Result: Sendable, Equatable {
+        /// The provider accepted it.
+        case sent(providerMessageID: String)
+        /// Try again at `at`; `failureKind` says whether the provider may have received it.
+        case retry(at: Date, errorCode: String?, error: String, failureKind: String?)
+        /// Failed for good.
+        case failed(errorCode: String?, error: String, failureKind: String?)
+        /// Not sent: ineligible when its turn came.
+        case skipped(reason: String)
+        /// Not sent: its broadcast was cancelled.
+        case cancelled
+    }
+    public var messageID: Int64
+    public var result: Result
+    public var segments: Int?
+
+    public init(messageID: Int64, result: Result, segments: Int? = nil) {
+        self.messageID = messageID
+        self.result = result
+        self.segments = segments
+    }
+
+    /// Whether this outcome counts as a try against the provider (`attempts`).
+    var isAttempt: Bool {
+        switch result {
+        case .sent, .retry, .failed: true
+        case .skipped, .cancelled: false
+        }
+    }
+}
+
+/// Every SQL statement of the worker's queue: read active broadcasts, claim, record, hand back.
+///
+/// All writes are guarded so the admin tool's changes and other workers' leases win: outcomes
+/// apply only to jobs this worker still holds (`lease_owner`) whose messages are still `queued`.
+public struct QueueStore: Sendable {
+    public init() {}
+
+    /// Broadcasts in `sending` on enabled channels, optionally only on the named channels.
+    public func activeBroadcasts(on connection: PostgresConnection, channels: [String]?) async throws -> [ActiveBroadcast] {
+        let rows = try await connection.query("""
+            SELECT b.id, b.channel_id, c.name, c.kind, c.provider, c.settings::text, c.rate_per_second::float8, c.burst,
+                   b.subject, b.body, b.html_body, t.name, t.language,
+                   coalesce(ARRAY(SELECT jsonb_array_elements_text(b.template_params)), '{}') AS params
+            FROM herald.broadcasts b
+            JOIN herald.channels c ON c.id = b.channel_id
+            LEFT JOIN herald.templates t ON t.id = b.template_id
+            WHERE b.status = 'sending' AND c.enabled
+              AND (\(channels)::text[] IS NULL OR c.name = ANY(\(channels)::text[]))
+            ORDER BY b.id
+            """)
+        return try rows.map { r in
+            ActiveBroadcast(
+                id: try r.decode(Int64.self, at: 0), channelID: try r.decode(Int64.self, at: 1),
+                channelName: try r.decode(String.self, at: 2), kind: try r.decode(String.self, at: 3),
+                provider: try r.decode(String.self, at: 4), settingsJSON: try r.decode(String.self, at: 5),
+                ratePerSecond: try r.decode(Double.self, at: 6), burst: try r.decode(Int.self, at: 7),
+                subject: try r.decode(String?.self, at: 8), body: try r.decode(String?.self, at: 9),
+                htmlBody: try r.decode(String?.self, at: 10), templateName: try r.decode(String?.self, at: 11),
+                templateLanguage: try r.decode(String?.self, at: 12), templateParams: try r.decode([String].self, at: 13))
+        }
+    }
+
+    /// Claims up to `limit` due jobs of one broadcast for `lease`, skipping rows other workers hold.
+    ///
+    /// One statement: pick with `FOR UPDATE SKIP LOCKED` on the `jobs_claim` index, move `run_at`
+    /// to the lease's expiry (which makes the lease), and join the contact, its re-checked opt-out
+    /// and only the custom fields the templates use. It commits at once: no transaction stays open
+    /// while the messages are sent.
+    public func claim(on connection: PostgresConnection, broadcastID: Int64, kind: String, limit: Int,
+                      lease: Duration, owner: String, attributeKeys: [String]) async throws -> [ClaimedJob] {
+        let leaseSeconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
+        let rows = try await connection.query("""
+            WITH picked AS (
+                SELECT message_id FROM herald.jobs
+                WHERE broadcast_id = \(broadcastID) AND run_at <= now()
+                ORDER BY run_at
+                LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            ), claimed AS (
+                UPDATE herald.jobs j
+                SET run_at = now() + make_interval(secs => \(leaseSeconds)), lease_owner = \(owner), claims = j.claims + 1
+                FROM picked WHERE j.message_id = picked.message_id
+                RETURNING j.message_id
+            )
+            SELECT m.id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
+                   ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k) AS attrs,
+                   c.last_inbound_at,
+                   EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind)) AS opted_out
+            FROM claimed
+            JOIN herald.messages m ON m.id = claimed.message_id
+            LEFT JOIN herald.contacts c ON c.id = m.contact_id
+            """)
+        return try rows.map { r in
+            let values = try r.decode([String?].self, at: 8)
+            var attributes: [String: String] = [:]
+            for (key, value) in zip(attributeKeys, values) { if let value { attributes[key] = value } }
+            let contact = Contact(id: try r.decode(Int64.self, at: 3), firstName: try r.decode(String?.self, at: 4),
+                                  lastName: try r.decode(String?.self, at: 5), phone: try r.decode(String?.self, at: 6),
+                                  email: try r.decode(String?.self, at: 7), attributes: attributes)
+            return ClaimedJob(messageID: try r.decode(Int64.self, at: 0), address: try r.decode(String?.self, at: 1),
+                              attempts: try r.decode(Int.self, at: 2), contact: contact,
+                              optedOut: try r.decode(Bool.self, at: 10), lastInboundAt: try r.decode(Date?.self, at: 9))
+        }
+    }
+
+    /// Records many outcomes in one statement (one round trip), for jobs `owner` still holds.
+    ///
+    /// Finished jobs leave the queue (DELETE); retries go back with `run_at` = the retry time and
+    /// no owner. Messages move from `queued` only, so a status the admin tool or a receipt already
+    /// set is never overwritten.
+    /// - Returns: how many outcomes were applied (the rest had lost their lease).
+    @discardableResult
+    public func record(_ outcomes: [JobOutcome], owner: String, on connection: PostgresConnection) async throws -> Int {
+        guard !outcomes.isEmpty else { return 0 }
+        var ids: [Int64] = [], kinds: [String] = [], providerIDs: [String?] = [], codes: [String?] = []
+        var errors: [String?] = [], failureKinds: [String?] = [], retryAt: [Date?] = [], skipReasons: [String?] = []
+        var segments: [Int?] = [], attempts: [Int] = []
+        for o in outcomes {
+            ids.append(o.messageID)
+            segments.append(o.segments)
+            attempts.append(o.isAttempt ? 1 : 0)
+            switch o.result {
+            case .sent(let pid):
+                kinds.append("sent"); providerIDs.append(pid); codes.append(nil); errors.append(nil)
+                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
+            case .retry(let at, let code, let error, let fk):
+                kinds.append("retry"); providerIDs.append(nil); codes.append(code); errors.append(error)
+                failureKinds.append(fk); retryAt.append(at); skipReasons.append(nil)
+            case .failed(let code, let error, let fk):
+                kinds.append("failed"); providerIDs.append(nil); codes.append(code); errors.append(error)
+                failureKinds.append(fk); retryAt.append(nil); skipReasons.append(nil)
+            case .skipped(let reason):
+                kinds.append("skipped"); providerIDs.append(nil); codes.append(nil); errors.append(nil)
+                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(reason)
+            case .cancelled:
+                kinds.append("cancelled"); providerIDs.append(nil); codes.append(nil); errors.append(nil)
+                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
+            }
+        }
+        let rows = try await connection.query("""
+            WITH o AS (
+                SELECT * FROM unnest(\(ids)::bigint[], \(kinds)::text[], \(providerIDs)::text[], \(codes)::text[],
+                                     \(errors)::text[], \(failureKinds)::text[], \(retryAt)::timestamptz[],
+                                     \(skipReasons)::text[], \(segments)::int[], \(attempts)::int[])
+                    AS o(message_id, outcome, provider_message_id, error_code, error, failure_kind, retry_at,
+                         skip_reason, segments, attempt)
+            ), held AS (
+                SELECT j.message_id FROM herald.jobs j JOIN o ON o.message_id = j.message_id
+                WHERE j.lease_owner = \(owner)
+                FOR UPDATE OF j
+            ), finished AS (
+                DELETE FROM herald.jobs j USING o
+                WHERE j.message_id = o.message_id AND o.outcome <> 'retry' AND j.message_id IN (SELECT message_id FROM held)
+                RETURNING j.message_id
+            ), retried AS (
+                UPDATE herald.jobs j SET run_at = o.retry_at, lease_owner = NULL
+                FROM o
+                WHERE j.message_id = o.message_id AND o.outcome = 'retry' AND j.message_id IN (SELECT message_id FROM held)
+                RETURNING j.message_id
+            ), applied AS (
+                UPDATE herald.messages m SET
+                    status = CASE WHEN o.outcome = 'retry' THEN m.status ELSE o.outcome END,
+                    attempts = m.attempts + o.attempt,
+                    provider_message_id = coalesce(o.provider_message_id, m.provider_message_id),
+                    error_code = CASE WHEN o.outcome IN ('retry', 'failed') THEN o.error_code ELSE m.error_code END,
+                    error = CASE WHEN o.outcome IN ('retry', 'failed') THEN o.error ELSE m.error END,
+                    failure_kind = CASE WHEN o.outcome IN ('retry', 'failed') THEN o.failure_kind ELSE m.failure_kind END,
+                    skip_reason = coalesce(o.skip_reason, m.skip_reason),
+                    segments = coalesce(o.segments, m.segments),
+                    sent_at = CASE WHEN o.outcome = 'sent' THEN now() ELSE m.sent_at END,
+                    failed_at = CASE WHEN o.outcome = 'failed' THEN now() ELSE m.failed_at END
+                FROM o
+                WHERE m.id = o.message_id AND m.status = 'queued'
+                  AND (m.id IN (SELECT message_id FROM finished) OR m.id IN (SELECT message_id FROM retried))
+                RETURNING m.id
+            )
+            SELECT count(*) FROM applied
+            """)
+        return try rows[0].decode(Int.self, at: 0)
+    }
+
+    /// Hands back every job `owner` still holds (graceful shutdown): they become claimable now.
+    @discardableResult
+    public func release(owner: String, on connection: PostgresConnection) async throws -> Int {
+        try await connection.execute("UPDATE herald.jobs SET run_at = now(), lease_owner = NULL WHERE lease_owner = \(owner)")
+    }
+
+    /// Hands back specific jobs (a batch this worker claimed but will not send).
+    @discardableResult
+    public func release(_ messageIDs: [Int64], owner: String, on connection: PostgresConnection) async throws -> Int {
+        try await connection.execute("""
+            UPDATE herald.jobs SET run_at = now(), lease_owner = NULL
+            WHERE message_id = ANY(\(messageIDs)::bigint[]) AND lease_owner = \(owner)
+            """)
+    }
+
+    /// The earliest `run_at` of any job of a `sending` broadcast in the future, so an idle worker
+    /// knows when retries fall due.
+    public func nextRunAt(on connection: PostgresConnection, broadcastIDs: [Int64]) async throws -> Date? {
+        guard !broadcastIDs.isEmpty else { return nil }
+        let rows = try await connection.query("""
+            SELECT min(run_at) FROM herald.jobs WHERE broadcast_id = ANY(\(broadcastIDs)::bigint[])
+            """)
+        return try rows[0].decode(Date?.self, at: 0)
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldTesting
+import Logging
+
+/// Builders for worker tests: channels, contacts, and a broadcast already expanded into
+/// `sending` with one queued message and job per contact (what the scheduler leaves behind).
+enum WorkerFixtures {
+    static let whatsAppToken = "test-access-token"
+    static let environment = ["WA_TOKEN": "test-access-token", "TW_TOKEN": "test-auth-token"]
+
+    static func whatsAppChannel(_ c: PostgresConnection, double: ProviderDouble, name: String = "wa",
+                                extra: String = "") async throws -> Int64 {
+        let settings = #"{"base_url":"\#(double.baseURL)/v21.0","phone_number_id":"1055","access_token_env":"WA_TOKEN"\#(extra)}"#
+        return try await c.query("""
+            INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
+            VALUES (\(name), 'whatsapp', 'whatsapp_cloud', \(settings)::jsonb, 1000, 100) RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+    }
+
+    static func twilioChannel(_ c: PostgresConnection, double: ProviderDouble, name: String = "sms") async throws -> Int64 {
+        let settings = #"{"base_url":"\#(double.baseURL)","account_sid":"\#(double.configuration.twilioAccountSID)","auth_token_env":"TW_TOKEN","from":"+15005550006"}"#
+        return try await c.query("""
+            INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
+            VALUES (\(name), 'sms', 'twilio', \(settings)::jsonb, 1000, 100) RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+    }
+
+    static func smtpChannel(_ c: PostgresConnection, double: ProviderDouble, name: String = "mail") async throws -> Int64 {
+        let settings = #"{"url":"\#(double.smtpURL)","from":"Shop <news@shop.example>","unsubscribe_url":"https://shop.example/u/{{ contact_id }}"}"#
+        return try await c.query("""
+            INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
+            VALUES (\(name), 'email', 'smtp', \(settings)::jsonb, 1000, 100) RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+    }
+
+    static func sandboxChannel(_ c: PostgresConnection, name: String = "sandbox", kind: String = "sms",
+                               latencyMs: Int = 0, failureRate: Double = 0) async throws -> Int64 {
+        let settings = #"{"latency_ms":\#(latencyMs),"failure_rate":\#(failureRate)}"#
+        return try await c.query("""
+            INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
+            VALUES (\(name), \(kind), 'sandbox', \(settings)::jsonb, 100000, 1000) RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+    }
+
+    /// Inserts `count` contacts with phone numbers and emails; returns their ids.
+    static func contacts(_ c: PostgresConnection, count: Int) async throws -> [Int64] {
+        try await c.query("""
+            INSERT INTO herald.contacts (first_name, last_name, phone, email, last_inbound_at)
+            SELECT 'Contact' || i, 'N', '+23480' || lpad(i::text, 8, '0'), 'c' || i || '@example.com', now()
+            FROM generate_series(1, \(count)) AS i RETURNING id
+            """).map { try $0.decode(Int64.self, at: 0) }
+    }
+
+    static func contact(_ c: PostgresConnection, first: String?, last: String? = nil, phone: String? = nil,
+                        email: String? = nil, attributes: String? = nil, lastInbound: Bool = true) async throws -> Int64 {
+        try await c.query("""
+            INSERT INTO herald.contacts (first_name, last_name, phone, email, attributes, last_inbound_at)
+            VALUES (\(first), \(last), \(phone), \(email), \(attributes)::jsonb, CASE WHEN \(lastInbound) THEN now() END)
+            RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+    }
+
+    /// A broadcast in `sending`, expanded: one queued message and one job per contact.
+    static func sendingBroadcast(_ c: PostgresConnection, channel: Int64, contacts: [Int64], body: String? = nil,
+                                 subject: String? = nil, html: String? = nil, template: (name: String, params: [String])? = nil) async throws -> Int64 {
+        var templateID: Int64?
+        if let template {
+            let placeholders = (1...max(1, template.params.count)).map { "{{\($0)}}" }.joined(separator: " ")
+            templateID = try await c.query("""
+                INSERT INTO herald.templates (channel_id, name, language, body, status)
+                VALUES (\(channel), \(template.name), 'en_US', \(placeholders), 'approved') RETURNING id
+                """)[0].decode(Int64.self, at: 0)
+        }
+        let params = try template.map { try PostgresJSON(encoding: $0.params) }
+        let id = try await c.query("""
+            INSERT INTO herald.broadcasts (name, channel_id, subject, body, html_body, template_id, template_params, status,
+                                           started_at, expanded_at)
+            VALUES ('test', \(channel), \(subject), \(body), \(html), \(templateID), \(params)::jsonb, 'sending', now(), now())
+            RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+        try await c.execute("""
+            WITH m AS (
+                INSERT INTO herald.messages (broadcast_id, contact_id, channel_id, address)
+                SELECT \(id), ct.id, \(channel), CASE ch.kind WHEN 'email' THEN ct.email ELSE ct.phone END
+                FROM herald.contacts ct, herald.channels ch
+                WHERE ct.id = ANY(\(contacts)::bigint[]) AND ch.id = \(channel)
+                RETURNING id
+            )
+            INSERT INTO herald.jobs (message_id, broadcast_id, channel_id) SELECT id, \(id), \(channel) FROM m
+            """)
+        return id
+    }
+
+    /// Statuses of a broadcast's messages, by the contract's view.
+    static func statuses(_ c: PostgresConnection, broadcast: Int64) async throws -> [String: Int] {
+        var out: [String: Int] = [:]
+        for r in try await c.query("SELECT status, count(*) FROM herald.message_status WHERE broadcast_id = \(broadcast) GROUP BY status") {
+            out[try r.decode(String.self, at: 0)] = try r.decode(Int.self, at: 1)
+        }
+        return out
+    }
+
+    static func configuration(_ db: TestDatabase, id: String = WorkerConfiguration.defaultWorkerID()) -> WorkerConfiguration {
+        var config = WorkerConfiguration(databaseURL: db.url, workerID: id, environment: environment)
+        config.idlePoll = .milliseconds(100)
+        config.backoff = .init(base: .milliseconds(50), cap: .milliseconds(200))
+        config.requestTimeout = .seconds(2)
+        config.lease = .seconds(30)
+        return config
+    }
+
+    /// Runs a worker until `until` holds (checked every 50 ms) or `timeout`, then stops it.
+    static func runWorker(_ config: WorkerConfiguration, timeout: Duration = .seconds(30),
+                          until: @escaping @Sendable () async throws -> Bool) async throws -> Bool {
+        var logger = Logger(label: "test.worker")
+        logger.logLevel = .warning
+        let worker = Worker(configuration: config, logger: logger)
+        return try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await worker.run(); return true }
+            let deadline = ContinuousClock.now + timeout
+            var reached = false
+            while ContinuousClock.now < deadline {
+                if try await until() { reached = true; break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            worker.requestStop()
+            try await group.waitForAll()
+            return reached
+        }
+    }
+
+    /// Waits until no message of the broadcast is queued or sending.
+    static func allDone(_ db: TestDatabase, broadcast: Int64) -> @Sendable () async throws -> Bool {
+        { @Sendable in
+            let c = try await db.connect()
+            let left = try await c.query("SELECT count(*) FROM herald.jobs WHERE broadcast_id = \(broadcast)")[0].decode(Int.self, at: 0)
+            await c.close()
+            return left == 0
+        }
+    }
+}

@@ -1,0 +1,208 @@
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldTesting
+import Testing
+
+@Suite("Worker: exactly once, retries, failures, pause, cancel, opt-out, crash and shutdown")
+struct WorkerReliabilityTests {
+    @Test("two workers on one queue send every job exactly once")
+    func twoWorkersExactlyOnce() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.latency = .milliseconds(2)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 600)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
+            var one = WorkerFixtures.configuration(db, id: "worker-one")
+            one.batchSize = 50
+            var two = WorkerFixtures.configuration(db, id: "worker-two")
+            two.batchSize = 50
+            async let a = WorkerFixtures.runWorker(one, until: WorkerFixtures.allDone(db, broadcast: b))
+            async let z = WorkerFixtures.runWorker(two, until: WorkerFixtures.allDone(db, broadcast: b))
+            #expect(try await a)
+            #expect(try await z)
+            let requests = double.received(.whatsApp)
+            let opaque = requests.compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(requests.count == 600)
+            #expect(Set(opaque).count == 600)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 600])
+        }
+    }
+
+    @Test("a first-attempt 500 and a 429 with Retry-After end sent with more than one attempt")
+    func transientFailuresRetry() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.enqueue([.serverError(500), .rateLimited(retryAfter: 1)], for: .whatsApp)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
+            let start = ContinuousClock.now
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let elapsed = ContinuousClock.now - start
+            let row = try await c.query("SELECT status, attempts, error_code FROM herald.messages WHERE broadcast_id = \(b)")[0]
+            #expect(try row.decode(String.self, at: 0) == "sent")
+            #expect(try row.decode(Int.self, at: 1) == 3)
+            #expect(double.received(.whatsApp).map { $0.responseStatus } == [500, 429, 200])
+            #expect(elapsed >= .seconds(1), "Retry-After: 1 was honoured")
+        }
+    }
+
+    @Test("a permanent rejection ends failed at once with the provider's code")
+    func permanentFailure() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.reject(recipient: "+2348031234567", on: .whatsApp, with: .error(code: 131026))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let bad = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let good = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad, good], template: ("promo", ["{{ first_name }}"]))
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let row = try await c.query("SELECT status, attempts, error_code, error, failed_at IS NOT NULL FROM herald.message_status WHERE contact_id = \(bad)")[0]
+            #expect(try row.decode(String.self, at: 0) == "failed")
+            #expect(try row.decode(Int.self, at: 1) == 1)
+            #expect(try row.decode(String.self, at: 2) == "131026")
+            #expect(try row.decode(String.self, at: 3).isEmpty == false)
+            #expect(try row.decode(Bool.self, at: 4))
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["failed": 1, "sent": 1])
+        }
+    }
+
+    @Test("a timeout is retried (ambiguous) and recorded as such; with retry_ambiguous false it fails")
+    func timeouts() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.enqueue(.delayed(by: .seconds(4)), times: 1, for: .whatsApp)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
+            var config = WorkerFixtures.configuration(db)
+            config.requestTimeout = .milliseconds(500)
+            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b)))
+            let row = try await c.query("SELECT status, attempts, failure_kind FROM herald.messages WHERE broadcast_id = \(b)")[0]
+            #expect(try row.decode(String.self, at: 0) == "sent")
+            #expect(try row.decode(Int.self, at: 1) == 2)
+            #expect(try row.decode(String?.self, at: 2) == "ambiguous")
+
+            double.enqueue(.delayed(by: .seconds(4)), times: 1, for: .whatsApp)
+            let strict = try await WorkerFixtures.whatsAppChannel(c, double: double, name: "strict", extra: #","retry_ambiguous":false"#)
+            let b2 = try await WorkerFixtures.sendingBroadcast(c, channel: strict, contacts: [who], template: ("promo2", ["x"]))
+            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b2)))
+            let row2 = try await c.query("SELECT status, attempts, failure_kind FROM herald.messages WHERE broadcast_id = \(b2)")[0]
+            #expect(try row2.decode(String.self, at: 0) == "failed")
+            #expect(try row2.decode(Int.self, at: 1) == 1)
+            #expect(try row2.decode(String?.self, at: 2) == "ambiguous")
+        }
+    }
+
+    @Test("retries stop at the channel's max_attempts, then failed")
+    func maxAttempts() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.enqueue(.serverError(503), times: 10, for: .whatsApp)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double, extra: #","max_attempts":3"#)
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["x"]))
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let row = try await c.query("SELECT status, attempts, error FROM herald.messages WHERE broadcast_id = \(b)")[0]
+            #expect(try row.decode(String.self, at: 0) == "failed")
+            #expect(try row.decode(Int.self, at: 1) == 3)
+            #expect(try row.decode(String.self, at: 2).contains("gave up after 3 attempts"))
+        }
+    }
+
+    @Test("a paused broadcast is not sent; a cancelled one neither; a late opt-out is skipped")
+    func pauseCancelOptOut() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.sandboxChannel(c)
+            let contacts = try await WorkerFixtures.contacts(c, count: 20)
+            let paused = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "p")
+            let cancelled = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "c")
+            let live = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "l")
+            try await c.execute("UPDATE herald.broadcasts SET status = 'paused' WHERE id = \(paused)")
+            try await c.execute("UPDATE herald.broadcasts SET status = 'cancelled' WHERE id = \(cancelled)")
+            try await c.execute("INSERT INTO herald.opt_outs (contact_id, channel_kind) VALUES (\(contacts[0]), 'sms'), (\(contacts[1]), 'email')")
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: live)))
+            #expect(try await WorkerFixtures.statuses(c, broadcast: paused) == ["queued": 20])
+            #expect(try await WorkerFixtures.statuses(c, broadcast: cancelled) == ["queued": 20])
+            #expect(try await WorkerFixtures.statuses(c, broadcast: live) == ["sent": 19, "skipped": 1])
+            let reason = try await c.query("SELECT skip_reason FROM herald.messages WHERE broadcast_id = \(live) AND contact_id = \(contacts[0])")[0]
+            #expect(try reason.decode(String.self, at: 0) == "opted_out")
+
+            // Resuming the paused broadcast sends the rest.
+            try await c.execute("UPDATE herald.broadcasts SET status = 'sending' WHERE id = \(paused)")
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: paused)))
+            #expect(try await WorkerFixtures.statuses(c, broadcast: paused) == ["sent": 19, "skipped": 1])
+        }
+    }
+
+    @Test("a worker killed with SIGKILL mid-batch: another sends its jobs after the lease; none lost")
+    func killedWorker() async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.latency = .milliseconds(300)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 100)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
+            let env = WorkerFixtures.environment
+            let victim = try HeraldProcess.start(bin, ["worker", "--lease-seconds", "5", "--batch-size", "40", "--log-level", "error"],
+                                                 databaseURL: db.url, environment: env)
+            #expect(await double.waitForRequests(1, timeout: .seconds(20)))
+            victim.signal(SIGKILL)
+            _ = await victim.wait()
+            let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL AND run_at > now()")[0].decode(Int.self, at: 0)
+            #expect(held > 0, "the killed worker held claims")
+            double.latency = .zero
+            let rescuer = try HeraldProcess.start(bin, ["worker", "--log-level", "error"], databaseURL: db.url, environment: env)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline, try await !WorkerFixtures.allDone(db, broadcast: b)() {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            rescuer.signal(SIGTERM)
+            #expect(await rescuer.wait() == 0)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 100])
+            let distinct = Set(double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string })
+            #expect(distinct.count == 100)
+        }
+    }
+
+    @Test("SIGTERM: exit 0 with nothing left claimed")
+    func sigterm() async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.latency = .milliseconds(200)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 300)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+            let worker = try HeraldProcess.start(bin, ["worker", "--batch-size", "50", "--log-level", "error"],
+                                                 databaseURL: db.url, environment: WorkerFixtures.environment)
+            #expect(await double.waitForRequests(1, timeout: .seconds(20)))
+            worker.signal(SIGTERM)
+            #expect(await worker.wait() == 0, "stderr: \(worker.stderr)")
+            let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL")[0].decode(Int.self, at: 0)
+            #expect(held == 0)
+            let s = try await WorkerFixtures.statuses(c, broadcast: b)
+            #expect(s["sending"] == nil)
+            #expect((s["sent"] ?? 0) + (s["queued"] ?? 0) == 300)
+            #expect((s["sent"] ?? 0) == double.received(.whatsApp).count, "every request that reached the provider is recorded")
+        }
+    }
+}
