@@ -1,0 +1,431 @@
+import Foundation
+import HeraldTesting
+import HeraldTransport
+import Logging
+import Testing
+
+/// Runs `body` with a fresh provider double and transport, and stops both afterwards.
+func withTransport(maxInFlight: Int = 128, configuration: ProviderDouble.Configuration = .init(),
+                   _ body: (ProviderDouble, CurlTransport) async throws -> Void) async throws {
+    let double = try await ProviderDouble.start(configuration: configuration)
+    let transport = CurlTransport(maxInFlight: maxInFlight, logger: Logger(label: "herald.transport.tests"))
+    do {
+        try await body(double, transport)
+    } catch {
+        transport.shutdown()
+        await double.stop()
+        throw error
+    }
+    transport.shutdown()
+    await double.stop()
+}
+
+func whatsAppRequest(_ double: ProviderDouble, to: String = "+2348031234567", token: String = "test-access-token",
+                     timeout: Duration = .seconds(10)) -> HTTPRequest {
+    let body = #"{"messaging_product":"whatsapp","recipient_type":"individual","to":"\#(to)","type":"text","text":{"body":"Hello from Herald"}}"#
+    return HTTPRequest(url: "\(double.baseURL)/v21.0/1234567890/messages",
+                       headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
+                       body: Array(body.utf8), timeout: timeout)
+}
+
+func twilioRequest(_ double: ProviderDouble, to: String = "+2348031234567", password: String? = nil) -> HTTPRequest {
+    let sid = double.configuration.twilioAccountSID
+    let form = "To=\(to.replacingOccurrences(of: "+", with: "%2B"))&From=%2B15005550006&Body=Hello+there%21+%F0%9F%91%8B"
+    return HTTPRequest(url: "\(double.baseURL)/2010-04-01/Accounts/\(sid)/Messages.json",
+                       headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                       body: Array(form.utf8),
+                       basicAuth: (sid, password ?? double.configuration.twilioAuthToken))
+}
+
+func json(_ response: HTTPResponse) -> ReceivedJSON? { ReceivedJSON(parsing: response.body) }
+
+@Suite("CurlTransport over HTTP")
+struct CurlTransportHTTPTests {
+    @Test("a JSON POST round-trips with its headers")
+    func jsonRoundTrip() async throws {
+        try await withTransport { double, transport in
+            var request = whatsAppRequest(double)
+            request.headers.append(("X-Herald-Test", "one two"))
+            let response = try await transport.execute(request)
+
+            #expect(response.status == 200)
+            #expect(response.headers["content-type"] == "application/json")
+            let body = try #require(json(response))
+            #expect(body["messaging_product"]?.string == "whatsapp")
+            #expect(body["contacts"]?[0]?["input"]?.string == "+2348031234567")
+            #expect(body["contacts"]?[0]?["wa_id"]?.string == "2348031234567")
+            #expect(body["messages"]?[0]?["id"]?.string?.hasPrefix("wamid.") == true)
+
+            let received = try #require(double.received().first)
+            #expect(received.endpoint == .whatsApp)
+            #expect(received.method == "POST")
+            #expect(received.path == "/v21.0/1234567890/messages")
+            #expect(received.header("authorization") == "Bearer test-access-token")
+            #expect(received.header("x-herald-test") == "one two")
+            #expect(received.header("expect") == nil)
+            #expect(received.body == request.body)
+            #expect(received.json?["text"]?["body"]?.string == "Hello from Herald")
+            #expect(received.responseStatus == 200)
+        }
+    }
+
+    @Test("basic auth reaches the server; Twilio answers 201 with a message sid")
+    func basicAuth() async throws {
+        try await withTransport { double, transport in
+            let response = try await transport.execute(twilioRequest(double))
+            #expect(response.status == 201)
+            let body = try #require(json(response))
+            let sid = try #require(body["sid"]?.string)
+            #expect(sid.hasPrefix("SM") && sid.count == 34)
+            #expect(body["status"]?.string == "queued")
+            #expect(body["to"]?.string == "+2348031234567")
+            #expect(body["body"]?.string == "Hello there! 👋")
+            #expect(body["num_segments"]?.string == "1")
+
+            let received = try #require(double.received(.twilio).first)
+            let expected = Data("\(double.configuration.twilioAccountSID):test-auth-token".utf8).base64EncodedString()
+            #expect(received.header("authorization") == "Basic \(expected)")
+            #expect(received.form["To"] == "+2348031234567")
+            #expect(received.form["Body"] == "Hello there! 👋")
+
+            let refused = try await transport.execute(twilioRequest(double, password: "wrong"))
+            #expect(refused.status == 401)
+            #expect(json(refused)?["code"]?.number == 20003)
+        }
+    }
+
+    @Test("other methods and an empty POST body work")
+    func methods() async throws {
+        try await withTransport { double, transport in
+            let get = try await transport.execute(HTTPRequest(method: "GET", url: "\(double.baseURL)/nothing"))
+            #expect(get.status == 400)  // Meta's answer to an unknown path
+            let empty = try await transport.execute(HTTPRequest(url: "\(double.baseURL)/v21.0/1/messages",
+                                                               headers: [("Authorization", "Bearer test-access-token")]))
+            #expect(empty.status == 400)
+            #expect(json(empty)?["error"]?["code"]?.number == 100)
+            let received = double.received()
+            #expect(received.map(\.method) == ["GET", "POST"])
+            #expect(received.last?.body == [])
+        }
+    }
+
+    @Test("100 concurrent requests all succeed over a few reused connections")
+    func concurrentRequestsReuseConnections() async throws {
+        try await withTransport(maxInFlight: 16) { double, transport in
+            for round in 1...2 {
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for index in 0..<100 {
+                        group.addTask {
+                            try await transport.execute(whatsAppRequest(double, to: "+23480300\(10000 + index)")).status
+                        }
+                    }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
+                }
+                #expect(statuses.count == 100)
+                #expect(statuses.allSatisfy { $0 == 200 }, "round \(round)")
+            }
+            #expect(double.requestCount == 200)
+            #expect(Set(double.received().compactMap { $0.json?["to"]?.string }).count == 100)
+            let statistics = transport.statistics
+            #expect(statistics.transfersCompleted == 200)
+            // At most maxInFlight connections, reused by the second round.
+            #expect(statistics.connectionsOpened <= 16)
+            #expect(double.httpConnectionCount <= 16)
+        }
+    }
+
+    @Test("connection refused is notSent")
+    func connectionRefused() async throws {
+        let transport = CurlTransport(logger: Logger(label: "test"))
+        defer { transport.shutdown() }
+        let error = await #expect(throws: TransportError.self) {
+            _ = try await transport.execute(HTTPRequest(url: "http://127.0.0.1:1/v21.0/1/messages", body: [1]))
+        }
+        #expect(error?.kind == .notSent)
+        #expect(error?.curlCode == 7)  // CURLE_COULDNT_CONNECT
+    }
+
+    @Test("an unresolvable host is notSent")
+    func unresolvableHost() async throws {
+        let transport = CurlTransport(logger: Logger(label: "test"))
+        defer { transport.shutdown() }
+        let error = await #expect(throws: TransportError.self) {
+            _ = try await transport.execute(HTTPRequest(url: "http://herald-does-not-exist.invalid/x", timeout: .seconds(10)))
+        }
+        #expect(error?.kind == .notSent)
+    }
+
+    @Test("a server slower than the request timeout is ambiguous, on a fresh and on a reused connection")
+    func timeoutIsAmbiguous() async throws {
+        try await withTransport(maxInFlight: 1) { double, transport in
+            double.enqueue(.delayed(by: .seconds(3)), for: .whatsApp)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let fresh = await #expect(throws: TransportError.self) {
+                _ = try await transport.execute(whatsAppRequest(double, timeout: .milliseconds(300)))
+            }
+            #expect(fresh?.kind == .ambiguous)
+            #expect(fresh?.curlCode == 28)  // CURLE_OPERATION_TIMEDOUT
+            #expect(clock.now - start < .seconds(2))
+
+            // Warm a connection, then time out on it.
+            let warm = try await transport.execute(whatsAppRequest(double))
+            #expect(warm.status == 200)
+            double.enqueue(.delayed(by: .seconds(3)), for: .whatsApp)
+            let reused = await #expect(throws: TransportError.self) {
+                _ = try await transport.execute(whatsAppRequest(double, timeout: .milliseconds(300)))
+            }
+            #expect(reused?.kind == .ambiguous)
+            #expect(double.requestCount == 3)
+        }
+    }
+
+    @Test("a connection closed without an answer is ambiguous")
+    func closedConnectionIsAmbiguous() async throws {
+        try await withTransport { double, transport in
+            double.enqueue(.closeConnection, for: .whatsApp)
+            let error = await #expect(throws: TransportError.self) {
+                _ = try await transport.execute(whatsAppRequest(double))
+            }
+            #expect(error?.kind == .ambiguous)
+            #expect(double.requestCount == 1)
+            let next = try await transport.execute(whatsAppRequest(double))
+            #expect(next.status == 200)
+        }
+    }
+
+    @Test("scripted faults and recipient rules come back in the providers' shapes")
+    func scriptedFaults() async throws {
+        try await withTransport { double, transport in
+            double.enqueue(.serverError(503), for: .whatsApp)
+            double.enqueue(.rateLimited(retryAfter: 2), for: .whatsApp)
+            double.reject(recipient: "+2348039999999", on: .whatsApp, with: .error(code: 131026))
+            double.reject(recipient: "+15005550001", on: .twilio, with: .error(code: 21211))
+
+            let unavailable = try await transport.execute(whatsAppRequest(double))
+            #expect(unavailable.status == 503)
+            let limited = try await transport.execute(whatsAppRequest(double))
+            #expect(limited.status == 429)
+            #expect(limited.headers["retry-after"] == "2")
+            #expect(json(limited)?["error"]?["code"]?.number == 130429)
+            let normal = try await transport.execute(whatsAppRequest(double))
+            #expect(normal.status == 200)
+
+            let undeliverable = try await transport.execute(whatsAppRequest(double, to: "2348039999999"))
+            #expect(undeliverable.status == 400)
+            let error = try #require(json(undeliverable)?["error"])
+            #expect(error["code"]?.number == 131026)
+            #expect(error["type"]?.string == "OAuthException")
+            #expect(error["error_data"]?["messaging_product"]?.string == "whatsapp")
+            #expect(error["fbtrace_id"]?.string?.isEmpty == false)
+
+            let invalid = try await transport.execute(twilioRequest(double, to: "+15005550001"))
+            #expect(invalid.status == 400)
+            #expect(json(invalid)?["code"]?.number == 21211)
+            #expect(json(invalid)?["more_info"]?.string == "https://www.twilio.com/docs/errors/21211")
+
+            let unauthorized = try await transport.execute(whatsAppRequest(double, token: "nope"))
+            #expect(unauthorized.status == 401)
+            #expect(json(unauthorized)?["error"]?["code"]?.number == 190)
+
+            var garbage = whatsAppRequest(double)
+            garbage.body = Array("{not json".utf8)
+            let bad = try await transport.execute(garbage)
+            #expect(bad.status == 400)
+            #expect(json(bad)?["error"]?["code"]?.number == 100)
+        }
+    }
+
+    @Test("cancelling the awaiting task aborts the transfer promptly")
+    func cancellation() async throws {
+        try await withTransport { double, transport in
+            double.latency = .seconds(5)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let task = Task {
+                try await transport.execute(whatsAppRequest(double, timeout: .seconds(30)))
+            }
+            #expect(await double.waitForRequests(1))
+            task.cancel()
+            let result = await task.result
+            #expect(clock.now - start < .seconds(2))
+            let error = try #require(result.failure as? TransportError)
+            #expect(error.isCancelled)
+            #expect(error.kind == .ambiguous)  // it had reached the server
+
+            // Cancelled before it was ever handed over: notSent.
+            let early = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await transport.execute(whatsAppRequest(double))
+            }
+            let earlyError = try #require(await early.result.failure as? TransportError)
+            #expect(earlyError.isCancelled)
+            #expect(earlyError.kind == .notSent)
+        }
+    }
+
+    @Test("shutdown fails pending transfers, is idempotent, and refuses new ones")
+    func shutdownFailsPending() async throws {
+        let double = try await ProviderDouble.start()
+        let transport = CurlTransport(maxInFlight: 1, logger: Logger(label: "test"))
+        double.latency = .seconds(10)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let tasks = (0..<3).map { _ in
+            Task { try await transport.execute(whatsAppRequest(double, timeout: .seconds(30))) }
+        }
+        #expect(await double.waitForRequests(1))
+        try await Task.sleep(for: .milliseconds(50))
+        transport.shutdown()
+        transport.shutdown()
+        var errors: [TransportError] = []
+        for task in tasks {
+            if let error = await task.result.failure as? TransportError { errors.append(error) }
+        }
+        #expect(clock.now - start < .seconds(3))
+        #expect(errors.count == 3)
+        #expect(errors.allSatisfy { $0.isShutdown })
+        #expect(errors.filter { $0.kind == .ambiguous }.count == 1)  // the one in flight
+        #expect(errors.filter { $0.kind == .notSent }.count == 2)    // the queued ones
+
+        let after = await #expect(throws: TransportError.self) {
+            _ = try await transport.execute(whatsAppRequest(double))
+        }
+        #expect(after?.isShutdown == true)
+        #expect(after?.kind == .notSent)
+        await double.stop()
+    }
+}
+
+@Suite("CurlTransport over SMTP")
+struct CurlTransportSMTPTests {
+    static let message = Array((
+        "From: Herald <news@herald.test>\r\n" +
+        "To: Ada <ada@example.com>\r\n" +
+        "Subject: Hello\r\n" +
+        "Message-ID: <1@herald.test>\r\n" +
+        "\r\n" +
+        "Hi Ada,\r\n" +
+        ".a line that starts with a dot\r\n" +
+        ".\r\n" +
+        "..\r\n" +
+        "Bye\r\n"
+    ).utf8)
+
+    @Test("a mail is delivered with its envelope and exact data")
+    func delivered() async throws {
+        try await withTransport { double, transport in
+            try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "Herald <news@herald.test>",
+                                                  recipients: ["ada@example.com", "<bob@example.com>"],
+                                                  message: Self.message))
+            let mail = try #require(double.receivedMails().first)
+            #expect(mail.mailFrom == "news@herald.test")
+            #expect(mail.recipients == ["ada@example.com", "bob@example.com"])
+            #expect(mail.data == Self.message)
+            #expect(mail.replyCode == 250)
+            #expect(mail.authenticatedUser == nil)
+            #expect(double.acceptedMailCount == 1)
+        }
+    }
+
+    @Test("a recipient refused with 550 is smtpRejected 550; 450 is 450")
+    func recipientRejected() async throws {
+        try await withTransport { double, transport in
+            double.rejectMail(recipient: "gone@example.com", code: 550)
+            double.rejectMail(recipient: "busy@example.com", code: 450)
+            let permanent = await #expect(throws: TransportError.self) {
+                try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "news@herald.test",
+                                                      recipients: ["gone@example.com"], message: Self.message))
+            }
+            #expect(permanent?.kind == .smtpRejected)
+            #expect(permanent?.smtpCode == 550)
+            #expect(permanent?.message == "SMTP server replied 550 5.1.1 No such user here")
+            let temporary = await #expect(throws: TransportError.self) {
+                try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "news@herald.test",
+                                                      recipients: ["busy@example.com"], message: Self.message))
+            }
+            #expect(temporary?.kind == .smtpRejected)
+            #expect(temporary?.smtpCode == 450)
+            #expect(double.receivedMails().isEmpty)
+        }
+    }
+
+    @Test("data refused after the dot is smtpRejected with the server's code")
+    func dataRejected() async throws {
+        try await withTransport { double, transport in
+            double.enqueueMail([.reply(554), .delayed(by: .milliseconds(100), then: .reply(451, "4.7.28 Rate limited, try later"))])
+            for expected in [554, 451] {
+                let error = await #expect(throws: TransportError.self) {
+                    try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "news@herald.test",
+                                                          recipients: ["ada@example.com"], message: Self.message))
+                }
+                #expect(error?.kind == .smtpRejected)
+                #expect(error?.smtpCode == expected)
+                if expected == 451 { #expect(error?.message == "SMTP server replied 451 4.7.28 Rate limited, try later") }
+            }
+            #expect(double.receivedMails().count == 2)
+            try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "news@herald.test",
+                                                  recipients: ["ada@example.com"], message: Self.message))
+            #expect(double.receivedMails().map(\.replyCode) == [554, 451, 250])
+        }
+    }
+
+    @Test("login with the configured credentials; wrong ones are smtpRejected 535")
+    func authentication() async throws {
+        let configuration = ProviderDouble.Configuration(smtpUsername: "mailer", smtpPassword: "s3cret")
+        try await withTransport(configuration: configuration) { double, transport in
+            try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "news@herald.test",
+                                                  recipients: ["ada@example.com"], message: Self.message,
+                                                  username: "mailer", password: "s3cret"))
+            #expect(double.receivedMails().first?.authenticatedUser == "mailer")
+
+            let error = await #expect(throws: TransportError.self) {
+                try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "news@herald.test",
+                                                      recipients: ["ada@example.com"], message: Self.message,
+                                                      username: "mailer", password: "wrong"))
+            }
+            #expect(error?.kind == .smtpRejected)
+            #expect(error?.smtpCode == 535)
+            #expect(error?.message.contains("Authentication credentials invalid") == true)
+        }
+    }
+
+    @Test("requireTLS refuses a server without STARTTLS, before sending")
+    func requireTLS() async throws {
+        try await withTransport { double, transport in
+            let error = await #expect(throws: TransportError.self) {
+                try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "news@herald.test",
+                                                      recipients: ["ada@example.com"], message: Self.message,
+                                                      requireTLS: true))
+            }
+            #expect(error?.kind == .notSent)
+            #expect(double.receivedMails().isEmpty)
+        }
+    }
+
+    @Test("an SMTP server that is not there is notSent; a dropped connection after the data is ambiguous")
+    func networkFailures() async throws {
+        try await withTransport { double, transport in
+            let refused = await #expect(throws: TransportError.self) {
+                try await transport.send(SMTPEnvelope(url: "smtp://127.0.0.1:1", mailFrom: "news@herald.test",
+                                                      recipients: ["ada@example.com"], message: Self.message))
+            }
+            #expect(refused?.kind == .notSent)
+
+            double.enqueueMail([.closeConnection])
+            let dropped = await #expect(throws: TransportError.self) {
+                try await transport.send(SMTPEnvelope(url: double.smtpURL, mailFrom: "news@herald.test",
+                                                      recipients: ["ada@example.com"], message: Self.message))
+            }
+            #expect(dropped?.kind == .ambiguous)
+            #expect(double.receivedMails().count == 1)
+        }
+    }
+}
+
+extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
