@@ -72,6 +72,10 @@ public final class Worker: Service, Sendable {
     private let stopping = Latch()
     private let broadcasts: Mutex<BroadcastCache> = Mutex(BroadcastCache())
     private let round = Atomic<Int>(0)
+    /// Channels whose bucket is empty or that the provider throttled: not asked again before then.
+    private let channelHolds: Mutex<[Int64: ContinuousClock.Instant]> = Mutex([:])
+    /// Per channel: whose turn it is among the channel's broadcasts.
+    private let turns: Mutex<[Int64: Int]> = Mutex([:])
 
     struct BroadcastCache {
         var fetchedAt: ContinuousClock.Instant?
@@ -186,15 +190,44 @@ public final class Worker: Service, Sendable {
             do {
                 let active = try await activeBroadcasts(pool: pool)
                 var didWork = false
-                // Rotate the starting broadcast each round so no broadcast waits behind another.
+                var nextTry = ContinuousClock.now + configuration.idlePoll
+                // One batch per channel per round. Within a channel, broadcasts take turns (fair
+                // share of its rate); a channel without tokens is skipped, never waited on, so a
+                // slow or throttled channel cannot hold back the others.
+                let channels = Self.groupByChannel(active)
                 let start = round.add(1, ordering: .relaxed).newValue
-                for offset in 0..<active.count {
+                for offset in 0..<channels.count {
                     if stopping.isSet { break }
-                    let broadcast = active[(start + offset) % active.count]
-                    if try await runBatch(broadcast, pool: pool, transport: transport) { didWork = true }
+                    let broadcasts = channels[(start + offset) % channels.count]
+                    let channelID = broadcasts[0].info.channelID
+                    if let hold = channelHolds.withLock({ $0[channelID] }), hold > ContinuousClock.now {
+                        nextTry = min(nextTry, hold)
+                        continue
+                    }
+                    let first = turns.withLock { t -> Int in
+                        let n = t[channelID, default: 0]
+                        t[channelID] = n &+ 1
+                        return n
+                    }
+                    turn: for k in 0..<broadcasts.count {
+                        let broadcast = broadcasts[(first &+ k) % broadcasts.count]
+                        switch try await runBatch(broadcast, pool: pool, transport: transport) {
+                        case .worked:
+                            didWork = true
+                            break turn
+                        case .idle:
+                            continue
+                        case .throttled(let until):
+                            nextTry = min(nextTry, until)
+                            break turn
+                        }
+                    }
+                }
+                if !didWork && !stopping.isSet {
+                    let wait = nextTry - ContinuousClock.now
+                    if wait > .zero { await wakeup.wait(timeout: wait) }
                 }
                 consecutiveErrors = 0
-                if !didWork && !stopping.isSet { await wakeup.wait(timeout: configuration.idlePoll) }
             } catch {
                 consecutiveErrors += 1
                 logger.error("worker lane failed; retrying", metadata: ["lane": "\(index)", "error": "\(error)"])
@@ -203,6 +236,13 @@ public final class Worker: Service, Sendable {
                 await wakeup.wait(timeout: delay)
             }
         }
+    }
+
+    /// Active broadcasts grouped by channel, channels in id order.
+    static func groupByChannel(_ broadcasts: [PreparedBroadcast]) -> [[PreparedBroadcast]] {
+        var groups: [Int64: [PreparedBroadcast]] = [:]
+        for b in broadcasts { groups[b.info.channelID, default: []].append(b) }
+        return groups.keys.sorted().map { groups[$0]! }
     }
 
     /// The sendable broadcasts, re-read when notified or every second (rates, pauses, new ones).
@@ -242,14 +282,29 @@ public final class Worker: Service, Sendable {
         return prepared
     }
 
-    /// Claims, sends and records one batch of a broadcast. Returns false when nothing was due.
-    private func runBatch(_ broadcast: PreparedBroadcast, pool: PostgresPool, transport: CurlTransport) async throws -> Bool {
-        let jobs = try await pool.withConnection {
-            try await self.store.claim(on: $0, broadcastID: broadcast.info.id, kind: broadcast.info.kind,
-                                       limit: self.configuration.batchSize, lease: self.configuration.lease,
-                                       owner: self.configuration.workerID, attributeKeys: broadcast.attributeKeys)
+    enum BatchResult {
+        case worked
+        /// Nothing was due.
+        case idle
+        /// The channel's rate limit allows nothing before this instant.
+        case throttled(until: ContinuousClock.Instant)
+    }
+
+    /// Claims, sends and records one batch of a broadcast.
+    private func runBatch(_ broadcast: PreparedBroadcast, pool: PostgresPool, transport: CurlTransport) async throws -> BatchResult {
+        let claim = try await pool.withConnection {
+            try await self.store.claim(on: $0, broadcastID: broadcast.info.id, channelID: broadcast.info.channelID,
+                                       kind: broadcast.info.kind, limit: self.configuration.batchSize,
+                                       lease: self.configuration.lease, owner: self.configuration.workerID,
+                                       attributeKeys: broadcast.attributeKeys)
         }
-        guard !jobs.isEmpty else { return false }
+        let jobs = claim.jobs
+        if claim.granted == 0 {
+            let until = ContinuousClock.now + claim.retryAfter
+            channelHolds.withLock { $0[broadcast.info.channelID] = until }
+            return .throttled(until: until)
+        }
+        guard !jobs.isEmpty else { return .idle }
         let outcomes = await withTaskGroup(of: JobOutcome.self, returning: [JobOutcome].self) { group in
             for job in jobs {
                 group.addTask { await self.deliver(job, broadcast, transport: transport) }
@@ -265,7 +320,23 @@ public final class Worker: Service, Sendable {
                 "broadcast.id": "\(broadcast.info.id)", "lost": "\(outcomes.count - applied)"])
         }
         logger.debug("batch done", metadata: ["broadcast.id": "\(broadcast.info.id)", "jobs.count": "\(jobs.count)"])
-        return true
+        // A provider that asked us to slow down pauses the whole channel, for every worker.
+        if let pause = rateLimitPause(outcomes) {
+            try await pool.withConnection { try await self.store.throttle(channelID: broadcast.info.channelID, for: pause, on: $0) }
+            channelHolds.withLock { $0[broadcast.info.channelID] = ContinuousClock.now + pause }
+            logger.notice("provider asked to slow down; channel paused", metadata: [
+                "channel": "\(broadcast.info.channelName)", "pause.ms": "\(pause.components.seconds * 1000 + pause.components.attoseconds / 1_000_000_000_000_000)"])
+        }
+        return .worked
+    }
+
+    /// The longest pause asked for by rate-limit answers in a batch (Retry-After, else 2 s).
+    private func rateLimitPause(_ outcomes: [JobOutcome]) -> Duration? {
+        var pause: Duration?
+        for outcome in outcomes where outcome.rateLimitedFor != nil {
+            pause = max(pause ?? .zero, outcome.rateLimitedFor!)
+        }
+        return pause
     }
 
     // MARK: Delivery
@@ -283,8 +354,12 @@ public final class Worker: Service, Sendable {
             return JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil))
         }
         let outcome = await send(message, broadcast, transport: transport)
-        return JobOutcome(messageID: job.messageID, result: result(of: outcome, job: job, broadcast: broadcast, now: now),
-                          segments: segments)
+        var recorded = JobOutcome(messageID: job.messageID, result: result(of: outcome, job: job, broadcast: broadcast, now: now),
+                                  segments: segments)
+        if case .retry(_, _, let retryAfter, _, true) = outcome {
+            recorded.rateLimitedFor = retryAfter ?? .seconds(2)
+        }
+        return recorded
     }
 
     private func send(_ message: OutgoingMessage, _ broadcast: PreparedBroadcast, transport: CurlTransport) async -> DeliveryOutcome {

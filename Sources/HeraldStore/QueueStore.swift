@@ -52,6 +52,9 @@ public struct JobOutcome: Sendable, Equatable {
     public var messageID: Int64
     public var result: Result
     public var segments: Int?
+    /// Set when the provider answered "too many requests": how long the channel should pause.
+    /// Not stored with the message; the worker throttles the channel with it.
+    public var rateLimitedFor: Duration?
 
     public init(messageID: Int64, result: Result, segments: Int? = nil) {
         self.messageID = messageID
@@ -100,47 +103,76 @@ public struct QueueStore: Sendable {
         }
     }
 
-    /// Claims up to `limit` due jobs of one broadcast for `lease`, skipping rows other workers hold.
+    /// What one claim brought back.
+    public struct Claim: Sendable {
+        /// The claimed jobs (empty when nothing was due or the channel had no tokens).
+        public var jobs: [ClaimedJob]
+        /// Tokens the channel's bucket granted (≥ jobs.count; the rest went back).
+        public var granted: Int
+        /// When the channel's bucket is worth asking again, when `granted` was 0.
+        public var retryAfter: Duration
+    }
+
+    /// Claims up to `limit` due jobs of one broadcast for `lease`, skipping rows other workers
+    /// hold, and takes one token of the channel's rate limit per job, all in one statement.
     ///
-    /// One statement: pick with `FOR UPDATE SKIP LOCKED` on the `jobs_claim` index, move `run_at`
-    /// to the lease's expiry (which makes the lease), and join the contact, its re-checked opt-out
-    /// and only the custom fields the templates use. It commits at once: no transaction stays open
-    /// while the messages are sent.
-    public func claim(on connection: PostgresConnection, broadcastID: Int64, kind: String, limit: Int,
-                      lease: Duration, owner: String, attributeKeys: [String]) async throws -> [ClaimedJob] {
+    /// The statement takes tokens (`herald.take_tokens`), picks at most that many jobs with
+    /// `FOR UPDATE SKIP LOCKED` on the `jobs_claim` index, moves their `run_at` to the lease's
+    /// expiry (which makes the lease), returns unused tokens, and joins the contact, its
+    /// re-checked opt-out and only the custom fields the templates use. It commits at once: no
+    /// transaction stays open while the messages are sent.
+    public func claim(on connection: PostgresConnection, broadcastID: Int64, channelID: Int64, kind: String, limit: Int,
+                      lease: Duration, owner: String, attributeKeys: [String]) async throws -> Claim {
         let leaseSeconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
         let rows = try await connection.query("""
-            WITH picked AS (
+            WITH t AS MATERIALIZED (
+                SELECT granted, wait_seconds FROM herald.take_tokens(\(channelID), \(limit))
+            ), picked AS (
                 SELECT message_id FROM herald.jobs
                 WHERE broadcast_id = \(broadcastID) AND run_at <= now()
                 ORDER BY run_at
-                LIMIT \(limit)
+                LIMIT (SELECT granted FROM t)
                 FOR UPDATE SKIP LOCKED
             ), claimed AS (
                 UPDATE herald.jobs j
                 SET run_at = now() + make_interval(secs => \(leaseSeconds)), lease_owner = \(owner), claims = j.claims + 1
                 FROM picked WHERE j.message_id = picked.message_id
                 RETURNING j.message_id
+            ), refund AS MATERIALIZED (
+                SELECT herald.return_tokens(\(channelID), (SELECT granted FROM t) - (SELECT count(*) FROM claimed)::int) AS returned
             )
-            SELECT m.id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
+            SELECT t.granted, t.wait_seconds, (SELECT returned FROM refund),
+                   m.id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
                    ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k) AS attrs,
                    c.last_inbound_at,
                    EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind)) AS opted_out
-            FROM claimed
-            JOIN herald.messages m ON m.id = claimed.message_id
-            LEFT JOIN herald.contacts c ON c.id = m.contact_id
+            FROM t
+            LEFT JOIN (claimed JOIN herald.messages m ON m.id = claimed.message_id
+                       LEFT JOIN herald.contacts c ON c.id = m.contact_id) ON true
             """)
-        return try rows.map { r in
-            let values = try r.decode([String?].self, at: 8)
+        var claim = Claim(jobs: [], granted: 0, retryAfter: .zero)
+        claim.jobs.reserveCapacity(rows.count)
+        for r in rows {
+            claim.granted = try r.decode(Int.self, at: 0)
+            claim.retryAfter = .milliseconds(Int64((try r.decode(Double.self, at: 1) * 1000).rounded(.up)))
+            guard let messageID = try r.decode(Int64?.self, at: 3) else { continue }
+            let values = try r.decode([String?].self, at: 11)
             var attributes: [String: String] = [:]
             for (key, value) in zip(attributeKeys, values) { if let value { attributes[key] = value } }
-            let contact = Contact(id: try r.decode(Int64.self, at: 3), firstName: try r.decode(String?.self, at: 4),
-                                  lastName: try r.decode(String?.self, at: 5), phone: try r.decode(String?.self, at: 6),
-                                  email: try r.decode(String?.self, at: 7), attributes: attributes)
-            return ClaimedJob(messageID: try r.decode(Int64.self, at: 0), address: try r.decode(String?.self, at: 1),
-                              attempts: try r.decode(Int.self, at: 2), contact: contact,
-                              optedOut: try r.decode(Bool.self, at: 10), lastInboundAt: try r.decode(Date?.self, at: 9))
+            let contact = Contact(id: try r.decode(Int64.self, at: 6), firstName: try r.decode(String?.self, at: 7),
+                                  lastName: try r.decode(String?.self, at: 8), phone: try r.decode(String?.self, at: 9),
+                                  email: try r.decode(String?.self, at: 10), attributes: attributes)
+            claim.jobs.append(ClaimedJob(messageID: messageID, address: try r.decode(String?.self, at: 4),
+                                         attempts: try r.decode(Int.self, at: 5), contact: contact,
+                                         optedOut: try r.decode(Bool.self, at: 13), lastInboundAt: try r.decode(Date?.self, at: 12)))
         }
+        return claim
+    }
+
+    /// Pauses a channel for every worker for `duration` (the provider asked us to slow down).
+    public func throttle(channelID: Int64, for duration: Duration, on connection: PostgresConnection) async throws {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        try await connection.execute("SELECT herald.throttle_channel(\(channelID), \(seconds))")
     }
 
     /// Records many outcomes in one statement (one round trip), for jobs `owner` still holds.

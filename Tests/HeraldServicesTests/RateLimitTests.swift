@@ -1,0 +1,142 @@
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldTesting
+import Testing
+
+/// Seconds from `origin` to each instant, sorted.
+private func offsets(_ instants: [ContinuousClock.Instant], from origin: ContinuousClock.Instant) -> [Double] {
+    instants.map { i in
+        let d = i - origin
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }.sorted()
+}
+
+/// The most requests in any one-second window.
+private func worstWindow(_ times: [Double]) -> Int {
+    var worst = 0
+    var lo = 0
+    for hi in times.indices {
+        while times[hi] - times[lo] >= 1.0 { lo += 1 }
+        worst = max(worst, hi - lo + 1)
+    }
+    return worst
+}
+
+@Suite("Rate limits hold across workers; providers' slow-downs pause a channel", .serialized)
+struct RateLimitTests {
+    @Test("3 worker processes, 50/s burst 10, 20 s: no second above 60, average within 5% of 50")
+    func globalLimitAcrossProcesses() async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 50, burst = 10 WHERE id = \(channel)")
+            let contacts = try await WorkerFixtures.contacts(c, count: 1600)
+            _ = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+            let workers = try (0..<3).map { _ in
+                try HeraldProcess.start(bin, ["worker", "--log-level", "error"], databaseURL: db.url, environment: WorkerFixtures.environment)
+            }
+            #expect(await double.waitForRequests(1, timeout: .seconds(20)))
+            try await Task.sleep(for: .seconds(21))
+            for w in workers { w.signal(SIGTERM) }
+            for w in workers { #expect(await w.wait() == 0) }
+            let instants = double.received(.whatsApp).map(\.receivedAt)
+            let origin = try #require(instants.min())
+            let times = offsets(instants, from: origin).filter { $0 < 20.0 }
+            let worst = worstWindow(times)
+            let average = Double(times.count) / 20.0
+            #expect(worst <= 60, "worst one-second window: \(worst)")
+            #expect(abs(average - 50) <= 2.5, "20 s average: \(average)/s")
+        }
+    }
+
+    @Test("a 429 with Retry-After: 2 pauses that channel about 2 s for all workers; another channel keeps sending")
+    func retryAfterPausesChannel() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.enqueue(.rateLimited(retryAfter: 2), times: 1, for: .whatsApp)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let sms = try await WorkerFixtures.twilioChannel(c, double: double)
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 20, burst = 1")
+            let contacts = try await WorkerFixtures.contacts(c, count: 200)
+            let b1 = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("promo", ["x"]))
+            let b2 = try await WorkerFixtures.sendingBroadcast(c, channel: sms, contacts: contacts, body: "hi")
+            _ = (b1, b2)
+            var one = WorkerFixtures.configuration(db, id: "w1")
+            one.batchSize = 5
+            var two = WorkerFixtures.configuration(db, id: "w2")
+            two.batchSize = 5
+            async let a = WorkerFixtures.runWorker(one, timeout: .seconds(4)) { false }
+            async let z = WorkerFixtures.runWorker(two, timeout: .seconds(4)) { false }
+            _ = try await (a, z)
+            let waRequests = double.received(.whatsApp)
+            let throttled = try #require(waRequests.first { $0.responseStatus == 429 })
+            let after = waRequests.filter { $0.receivedAt > throttled.receivedAt }.map(\.receivedAt)
+            let resumed = try #require(after.min(), "WhatsApp resumed after the pause")
+            let gap = resumed - throttled.receivedAt
+            #expect(gap >= .milliseconds(1900) && gap <= .milliseconds(3000), "paused for \(gap)")
+            let smsDuringPause = double.received(.twilio).filter { $0.receivedAt > throttled.receivedAt && $0.receivedAt < resumed }
+            #expect(smsDuringPause.count >= 20, "the other channel kept sending: \(smsDuringPause.count)")
+        }
+    }
+
+    @Test("two concurrent broadcasts on one channel progress together")
+    func fairness() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 100, burst = 10")
+            let contacts = try await WorkerFixtures.contacts(c, count: 300)
+            let first = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("first", ["a"]))
+            let second = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("second", ["b"]))
+            var config = WorkerFixtures.configuration(db)
+            config.batchSize = 20
+            _ = try await WorkerFixtures.runWorker(config, timeout: .seconds(3)) { false }
+            let names = double.received(.whatsApp).prefix(200).compactMap { $0.json?["template"]?["name"]?.string }
+            let a = names.filter { $0 == "first" }.count, b = names.filter { $0 == "second" }.count
+            #expect(names.count >= 150)
+            #expect(a >= names.count * 2 / 5 && b >= names.count * 2 / 5, "first \(a), second \(b) of \(names.count)")
+            _ = (first, second)
+        }
+    }
+
+    @Test("a rate change applies without restarting the worker")
+    func rateChangeApplies() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 10, burst = 1 WHERE id = \(wa)")
+            let contacts = try await WorkerFixtures.contacts(c, count: 1000)
+            _ = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("promo", ["x"]))
+            let changedAt = Mutex<ContinuousClock.Instant?>(nil)
+            let started = ContinuousClock.now
+            _ = try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), timeout: .seconds(6)) {
+                if ContinuousClock.now - started > .seconds(3), changedAt.withLock({ $0 }) == nil {
+                    let c2 = try await db.connect()
+                    try await c2.execute("UPDATE herald.channels SET rate_per_second = 100, burst = 1 WHERE id = \(wa)")
+                    await c2.close()
+                    changedAt.withLock { $0 = ContinuousClock.now }
+                }
+                return false
+            }
+            let change = try #require(changedAt.withLock { $0 })
+            let instants = double.received(.whatsApp).map(\.receivedAt)
+            let origin = try #require(instants.min())
+            let before = instants.filter { $0 < change && $0 >= origin + .seconds(1) }.count   // ~2 s at 10/s
+            let after = instants.filter { $0 > change + .seconds(1) && $0 < change + .seconds(2) }.count // 1 s at 100/s
+            #expect(before >= 15 && before <= 25, "before: \(before) in ~2 s")
+            #expect(after >= 70, "after: \(after) in 1 s")
+        }
+    }
+}
+
+import Synchronization
