@@ -114,7 +114,7 @@ struct RateLimitTests {
         try await withTestDatabase { db in
             let c = try await db.connect()
             let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
-            try await c.execute("UPDATE herald.channels SET rate_per_second = 10, burst = 1 WHERE id = \(wa)")
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 10, burst = 2 WHERE id = \(wa)")
             let contacts = try await WorkerFixtures.contacts(c, count: 1000)
             _ = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("promo", ["x"]))
             let changedAt = Mutex<ContinuousClock.Instant?>(nil)
@@ -122,7 +122,7 @@ struct RateLimitTests {
             _ = try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), timeout: .seconds(6)) {
                 if ContinuousClock.now - started > .seconds(3), changedAt.withLock({ $0 }) == nil {
                     let c2 = try await db.connect()
-                    try await c2.execute("UPDATE herald.channels SET rate_per_second = 100, burst = 1 WHERE id = \(wa)")
+                    try await c2.execute("UPDATE herald.channels SET rate_per_second = 100, burst = 10 WHERE id = \(wa)")
                     await c2.close()
                     changedAt.withLock { $0 = ContinuousClock.now }
                 }

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import Logging
+import ServiceLifecycle
+
+/// `herald scheduler`: wiring only; the behaviour is ``SchedulerService``'s.
+struct Scheduler: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scheduler",
+        abstract: "Start due broadcasts, finish done ones, rescue abandoned claims.",
+        discussion: """
+            Several may run; one acts (it holds a PostgreSQL advisory lock), the others stand by and
+            take over within seconds when it dies. Stops cleanly on SIGTERM or SIGINT.
+            Abandoned claims need no separate rescue: a job whose lease expired is claimable again.
+            """)
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: ArgumentHelp(
+        "Contact ids per audience-expansion chunk (one short transaction each).",
+        discussion: "Default: HERALD_EXPANSION_CHUNK, else \(SchedulerConfiguration.defaultExpansionChunk)."))
+    var expansionChunk: Int64?
+
+    func validate() throws {
+        if let expansionChunk, expansionChunk < 1 { throw ValidationError("--expansion-chunk must be at least 1") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let logger = makeLogger("herald.scheduler", common)
+        var chunk = expansionChunk ?? SchedulerConfiguration.defaultExpansionChunk
+        if expansionChunk == nil, let text = ProcessInfo.processInfo.environment["HERALD_EXPANSION_CHUNK"], !text.isEmpty {
+            guard let value = Int64(text), value >= 1 else { fail("HERALD_EXPANSION_CHUNK must be a positive integer, not \"\(text)\"") }
+            chunk = value
+        }
+        let service = SchedulerService(
+            configuration: SchedulerConfiguration(connectionString: PostgresConnection.environmentConnectionString,
+                                                  expansionChunk: chunk),
+            logger: logger)
+        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        try await group.run()
+    }
+}

@@ -1,0 +1,249 @@
+import HeraldCore
+import HeraldPostgres
+import HeraldStore
+import Logging
+import ServiceLifecycle
+
+/// How a ``SchedulerService`` runs.
+public struct SchedulerConfiguration: Sendable {
+    /// libpq connection string or URI; nil uses libpq's `PG*` variables.
+    public var connectionString: String?
+    /// Contact ids per expansion chunk: each chunk is one statement (one short transaction)
+    /// covering the audience members with ids in `[first, first + expansionChunk)`.
+    public var expansionChunk: Int64
+    /// How often finished and cancelled broadcasts are looked for.
+    public var maintenanceInterval: Duration
+    /// Leadership among several schedulers.
+    public var leadership: Leadership
+    /// Delay between attempts to reach the database after a failure.
+    public var reconnectBackoff: Backoff
+    /// Shown in `pg_stat_activity`.
+    public var applicationName: String
+
+    public static let defaultExpansionChunk: Int64 = 50_000
+
+    public init(connectionString: String?, expansionChunk: Int64 = SchedulerConfiguration.defaultExpansionChunk,
+                maintenanceInterval: Duration = .seconds(1), leadership: Leadership = Leadership(),
+                reconnectBackoff: Backoff = Backoff(base: .milliseconds(250), cap: .seconds(5)),
+                applicationName: String = "herald-scheduler") {
+        self.connectionString = connectionString
+        self.expansionChunk = max(1, expansionChunk)
+        self.maintenanceInterval = maintenanceInterval
+        self.leadership = leadership
+        self.reconnectBackoff = reconnectBackoff
+        self.applicationName = applicationName
+    }
+}
+
+/// `herald scheduler`: owns the broadcast life cycle of the contract.
+///
+/// **One acts.** Any number may run; the one holding the ``Leadership`` lock acts, the others
+/// stand by and take over within about a second of its death.
+///
+/// **What the leader does, in one loop on its one session:**
+/// 1. *Start due broadcasts.* Each `scheduled` broadcast with `send_at` null or past is validated
+///    (``SchedulerValidation``; a failure ends it `failed` with `error`), then its audience is
+///    expanded in chunks of contact ids while its status stays `scheduled`, then it is flipped to
+///    `sending` and workers are woken with `NOTIFY herald_jobs`. Chunks of all due broadcasts are
+///    taken in turn, so a large audience never holds up a small broadcast for more than a chunk.
+/// 2. *Resume.* The chunk that writes messages also advances `expansion_cursor` in the same
+///    statement, so after a crash the new leader continues after the last committed chunk: never a
+///    contact twice (the unique key and the cursor guard both prevent it), never one lost.
+/// 3. *Cancel wins.* Expansion and the flip are guarded by `status = 'scheduled'`: when the
+///    admin tool cancels meanwhile, the remaining chunks and the flip match nothing, workers never
+///    see a job of it (they claim only jobs of `sending` broadcasts), and maintenance ends its
+///    messages as `cancelled`.
+/// 4. *Maintenance* every ``SchedulerConfiguration/maintenanceInterval``: a `sending` broadcast
+///    with no job left becomes `completed`; unsent messages of `cancelled` broadcasts become
+///    `cancelled` (jobs under a live lease are left to their worker). `paused` needs nothing:
+///    workers do not claim its jobs.
+/// 5. *Abandoned claims* need no pass: a job whose lease expired is claimable again by the
+///    workers' own claim (`run_at <= now()`).
+///
+/// **Wake-ups.** The leader `LISTEN`s on `herald_broadcasts` (a trigger notifies on every change
+/// of `broadcasts.status` or `send_at`) and otherwise sleeps until the earliest future `send_at`
+/// or the next maintenance tick, whichever comes first: a due broadcast starts within
+/// milliseconds of its time, without polling in a tight loop.
+///
+/// **Failures.** A statement that fails for one broadcast (bad data) is logged and that broadcast
+/// is retried later with backoff; the loop goes on. A lost connection ends the session (and with
+/// it the leadership); the service reconnects with backoff and competes again.
+///
+/// **Shutdown.** On graceful shutdown or cancellation the statement in flight completes (each is
+/// its own short transaction), the session is closed (releasing the lock) and ``run()`` returns.
+public struct SchedulerService: Service {
+    public let configuration: SchedulerConfiguration
+    let logger: Logger
+
+    public init(configuration: SchedulerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.runUntilCancelled() }
+    }
+
+    /// Sessions, one after another, until the task is cancelled.
+    func runUntilCancelled() async {
+        var failures = 0
+        var rng = SystemRandomNumberGenerator()
+        while !Task.isCancelled {
+            do {
+                let connection = try await PostgresConnection.connect(
+                    configuration.connectionString, applicationName: configuration.applicationName, logger: logger)
+                do {
+                    try await session(on: connection, resetFailures: { failures = 0 })
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+                await connection.close()
+            } catch {
+                if Task.isCancelled || error is CancellationError { break }
+                failures += 1
+                logger.info("scheduler database session failed; retrying",
+                            metadata: ["error": "\(error)", "attempt": "\(failures)"])
+                do {
+                    try await Task.sleep(for: configuration.reconnectBackoff.delay(afterAttempt: failures, using: &rng))
+                } catch {
+                    break
+                }
+            }
+        }
+        logger.debug("scheduler stopped")
+    }
+
+    /// One database session: stand by until leader, then lead until the session breaks.
+    private func session(on connection: PostgresConnection, resetFailures: () -> Void) async throws {
+        let store = SchedulerStore(connection)
+        try await configuration.leadership.acquire(on: store, logger: logger)
+        resetFailures()
+        let pid = await connection.backendPID
+        logger.info("scheduler leadership acquired", metadata: ["db.pid": "\(pid)"])
+        try await connection.listen("herald_broadcasts")
+        var leader = LeaderState(store: store, configuration: configuration, logger: logger)
+        try await leader.lead(connection: connection)
+    }
+}
+
+/// The leader's loop and what it remembers between iterations (only within one leadership term:
+/// everything here can be rebuilt from the database).
+struct LeaderState {
+    let store: SchedulerStore
+    let configuration: SchedulerConfiguration
+    let logger: Logger
+
+    /// Validated broadcasts being expanded: what each chunk needs.
+    var plans: [Int64: Plan] = [:]
+    /// Broadcasts whose last step failed with a server error: skipped until `until`.
+    var held: [Int64: (until: ContinuousClock.Instant, failures: Int)] = [:]
+    var rng = SystemRandomNumberGenerator()
+    let clock = ContinuousClock()
+
+    struct Plan {
+        var channelID: Int64
+        var eligibility: SchedulerStore.Eligibility
+    }
+
+    init(store: SchedulerStore, configuration: SchedulerConfiguration, logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    mutating func lead(connection: PostgresConnection) async throws {
+        var lastMaintenance = clock.now - configuration.maintenanceInterval
+        while true {
+            try Task.checkCancellation()
+            let busy = try await startDueBroadcasts()
+            if clock.now - lastMaintenance >= configuration.maintenanceInterval {
+                lastMaintenance = clock.now
+                try await maintain()
+            }
+            if busy { continue }
+            var wait = configuration.maintenanceInterval - (clock.now - lastMaintenance)
+            if let next = try await store.timeUntilNextSendAt() { wait = min(wait, next) }
+            _ = try await connection.waitForNotifications(timeout: max(wait, .milliseconds(1)))
+        }
+    }
+
+    /// One step (validation, one chunk, or the flip) for each due broadcast.
+    /// - Returns: true when some broadcast has more expansion to do right away.
+    mutating func startDueBroadcasts() async throws -> Bool {
+        let due = try await store.dueBroadcasts()
+        let dueIDs = Set(due.map(\.id))
+        plans = plans.filter { dueIDs.contains($0.key) }
+        held = held.filter { dueIDs.contains($0.key) }
+        var busy = false
+        for broadcast in due {
+            try Task.checkCancellation()
+            if let hold = held[broadcast.id], hold.until > clock.now { continue }
+            do {
+                busy = try await step(broadcast) || busy
+                held[broadcast.id] = nil
+            } catch let error as PostgresError where !error.isTransient && error.code != .connectionClosed {
+                let failures = (held[broadcast.id]?.failures ?? 0) + 1
+                let delay = Backoff(base: .seconds(1), cap: .seconds(60)).delay(afterAttempt: failures, using: &rng)
+                held[broadcast.id] = (clock.now + delay, failures)
+                plans[broadcast.id] = nil
+                logger.info("scheduler could not start broadcast; will retry",
+                            metadata: ["broadcast.id": "\(broadcast.id)", "error": "\(error)", "attempt": "\(failures)"])
+            }
+        }
+        return busy
+    }
+
+    /// Advances one broadcast by one step.
+    /// - Returns: true when it has more chunks to expand.
+    mutating func step(_ broadcast: SchedulerStore.DueBroadcast) async throws -> Bool {
+        let id = broadcast.id
+        if plans[id] == nil {
+            guard let definition = try await store.definition(of: id) else { return false }
+            if let error = SchedulerValidation.check(definition) {
+                if try await store.fail(id, error: error) {
+                    logger.debug("broadcast failed validation", metadata: ["broadcast.id": "\(id)", "error": "\(error)"])
+                }
+                return false
+            }
+            if broadcast.expansionCursor == nil, try await store.nextAudienceContact(of: id, after: nil) == nil {
+                try await store.fail(id, error: SchedulerValidation.emptyAudience)
+                return false
+            }
+            let channel = definition.channel!  // checked by validation
+            plans[id] = Plan(channelID: channel.id, eligibility: .init(
+                kind: channel.kind, requiresWhatsAppWindow: channel.kind == "whatsapp" && definition.templateID == nil))
+        }
+        guard let plan = plans[id] else { return false }
+        guard let low = try await store.nextAudienceContact(of: id, after: broadcast.expansionCursor) else {
+            plans[id] = nil
+            if try await store.start(id) {
+                logger.debug("broadcast started", metadata: ["broadcast.id": "\(id)"])
+            }
+            return false
+        }
+        let (sum, overflow) = low.addingReportingOverflow(configuration.expansionChunk - 1)
+        let high = overflow ? Int64.max : sum
+        let result = try await store.expandChunk(of: id, channelID: plan.channelID, eligibility: plan.eligibility,
+                                                 previousCursor: broadcast.expansionCursor, low: low, high: high)
+        logger.trace("expanded chunk", metadata: ["broadcast.id": "\(id)", "messages": "\(result.messages)", "jobs": "\(result.jobs)"])
+        if !result.advanced { plans[id] = nil }
+        return result.advanced
+    }
+
+    /// Finishes done broadcasts and ends the unsent messages of cancelled ones.
+    mutating func maintain() async throws {
+        do {
+            let completed = try await store.completeFinished()
+            for id in completed { logger.debug("broadcast completed", metadata: ["broadcast.id": "\(id)"]) }
+            let batch = 10_000
+            // A bounded number of batches per tick, so starting due broadcasts is never held up long.
+            for _ in 0..<20 {
+                try Task.checkCancellation()
+                guard try await store.cancelUnsent(limit: batch) == batch else { break }
+            }
+        } catch let error as PostgresError where !error.isTransient && error.code != .connectionClosed {
+            logger.info("scheduler maintenance failed; will retry", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldStore
+import HeraldTesting
+import Logging
+import Testing
+
+/// Shared set-up for the scheduler's tests: admin-tool writes, and a scheduler run in-process.
+enum SchedulerFixtures {
+    static let quietLogger = Logger(label: "herald.test.scheduler") { _ in SwiftLogNoOpLogHandler() }
+
+    /// Runs a ``SchedulerService`` against `db` while `body` runs, then cancels it and waits for it.
+    static func withScheduler<T: Sendable>(_ db: TestDatabase, chunk: Int64 = SchedulerConfiguration.defaultExpansionChunk,
+                                           _ body: @Sendable () async throws -> T) async throws -> T {
+        let service = SchedulerService(
+            configuration: SchedulerConfiguration(connectionString: db.url, expansionChunk: chunk,
+                                                  leadership: Leadership(retryInterval: .milliseconds(200))),
+            logger: quietLogger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await service.run(); return nil }
+            do {
+                let value = try await body()
+                group.cancelAll()
+                while try await group.next() != nil {}
+                return value
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+        }
+    }
+
+    /// Polls `condition` every 20 ms until it holds; fails the test after `timeout`.
+    static func waitUntil(_ what: String, timeout: Duration = .seconds(20),
+                          _ condition: () async throws -> Bool) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("timed out waiting until \(what)")
+        throw TimedOut()
+    }
+
+    struct TimedOut: Error {}
+
+    @discardableResult
+    static func channel(_ c: PostgresConnection, name: String = "sms", kind: String = "sms", provider: String = "sandbox",
+                        settings: String = "{}", enabled: Bool = true) async throws -> Int64 {
+        try await c.query("""
+            INSERT INTO herald.channels (name, kind, provider, settings, enabled)
+            VALUES (\(name), \(kind), \(provider), \(settings)::jsonb, \(enabled)) RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+    }
+
+    static func contact(_ c: PostgresConnection, phone: String? = "+2348031234567", email: String? = "ada@example.com",
+                        lastInboundAgo: String? = nil) async throws -> Int64 {
+        try await c.query("""
+            INSERT INTO herald.contacts (first_name, phone, email, last_inbound_at)
+            VALUES ('Ada', \(phone), \(email), now() - \(lastInboundAgo)::interval) RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+    }
+
+    static func group(_ c: PostgresConnection, _ name: String, members: [Int64]) async throws -> Int64 {
+        let id = try await c.query("INSERT INTO herald.groups (name) VALUES (\(name)) RETURNING id")[0].decode(Int64.self, at: 0)
+        try await c.execute("INSERT INTO herald.group_members (group_id, contact_id) SELECT \(id), unnest(\(members)::bigint[])")
+        return id
+    }
+
+    /// Writes a broadcast with its audience, `scheduled` unless told otherwise.
+    static func broadcast(_ c: PostgresConnection, channel: Int64, body: String? = "Hi {{ first_name }}",
+                          subject: String? = nil, htmlBody: String? = nil, template: Int64? = nil,
+                          templateParams: String? = nil, sendAt: String? = nil, status: String = "scheduled",
+                          groups: [Int64] = [], contacts: [Int64] = []) async throws -> Int64 {
+        // Audience first, status last, as the admin tool does.
+        let id = try await c.query("""
+            INSERT INTO herald.broadcasts (name, channel_id, subject, body, html_body, template_id, template_params, send_at, status)
+            VALUES ('b', \(channel), \(subject), \(body), \(htmlBody), \(template), \(templateParams)::jsonb,
+                    now() + \(sendAt)::interval, 'draft')
+            RETURNING id
+            """)[0].decode(Int64.self, at: 0)
+        try await c.execute("INSERT INTO herald.broadcast_groups SELECT \(id), unnest(\(groups)::bigint[])")
+        try await c.execute("INSERT INTO herald.broadcast_contacts SELECT \(id), unnest(\(contacts)::bigint[])")
+        if status != "draft" { try await c.execute("UPDATE herald.broadcasts SET status = \(status) WHERE id = \(id)") }
+        return id
+    }
+
+    static func status(_ c: PostgresConnection, _ broadcast: Int64) async throws -> String {
+        try await c.query("SELECT status FROM herald.broadcasts WHERE id = \(broadcast)")[0].decode(String.self, at: 0)
+    }
+
+    static func error(_ c: PostgresConnection, _ broadcast: Int64) async throws -> String? {
+        try await c.query("SELECT error FROM herald.broadcasts WHERE id = \(broadcast)")[0].decode(String?.self, at: 0)
+    }
+
+    static func count(_ c: PostgresConnection, _ query: PostgresQuery) async throws -> Int {
+        try await c.query(query)[0].decode(Int.self, at: 0)
+    }
+
+    static func messageCount(_ c: PostgresConnection, _ broadcast: Int64) async throws -> Int {
+        try await count(c, "SELECT count(*) FROM herald.messages WHERE broadcast_id = \(broadcast)")
+    }
+
+    static func jobCount(_ c: PostgresConnection, _ broadcast: Int64) async throws -> Int {
+        try await count(c, "SELECT count(*) FROM herald.jobs WHERE broadcast_id = \(broadcast)")
+    }
+
+    /// Messages of a broadcast by contact: (status, skip_reason, address).
+    static func messages(_ c: PostgresConnection, _ broadcast: Int64) async throws -> [Int64: (String, String?, String?)] {
+        var out: [Int64: (String, String?, String?)] = [:]
+        for row in try await c.query("SELECT contact_id, status, skip_reason, address FROM herald.messages WHERE broadcast_id = \(broadcast)") {
+            out[try row.decode(Int64.self, at: 0)] = (try row.decode(String.self, at: 1), try row.decode(String?.self, at: 2),
+                                                      try row.decode(String?.self, at: 3))
+        }
+        return out
+    }
+}
+
+@Suite("Scheduler: send later")
+struct SchedulerTimingTests {
+    typealias F = SchedulerFixtures
+
+    @Test("a broadcast due in 2 s starts within 1 s after send_at, not before")
+    func dueInTwoSeconds() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await F.channel(c)
+            let contact = try await F.contact(c)
+            try await F.withScheduler(db) {
+                let id = try await F.broadcast(c, channel: channel, sendAt: "2 seconds", contacts: [contact])
+                try await Task.sleep(for: .milliseconds(1500))
+                #expect(try await F.status(c, id) == "scheduled")
+                #expect(try await F.messageCount(c, id) == 0)
+                try await F.waitUntil("it starts") { try await F.status(c, id) == "sending" }
+                let row = try await c.query("""
+                    SELECT extract(epoch FROM started_at - send_at)::float8 FROM herald.broadcasts WHERE id = \(id)
+                    """)[0]
+                let late = try row.decode(Double.self, at: 0)
+                #expect(late >= 0, "started \(-late) s before send_at")
+                #expect(late < 1, "started \(late) s after send_at")
+            }
+        }
+    }
+
+    @Test("a broadcast whose send_at is past, or null, starts at once")
+    func pastAndNull() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await F.channel(c)
+            let contact = try await F.contact(c)
+            let past = try await F.broadcast(c, channel: channel, sendAt: "-1 hour", contacts: [contact])
+            try await F.withScheduler(db) {
+                try await F.waitUntil("the past one starts", timeout: .seconds(2)) { try await F.status(c, past) == "sending" }
+                let now = try await F.broadcast(c, channel: channel, contacts: [contact])
+                let clock = ContinuousClock()
+                let start = clock.now
+                try await F.waitUntil("the null one starts", timeout: .seconds(2)) { try await F.status(c, now) == "sending" }
+                #expect(clock.now - start < .seconds(1))
+            }
+        }
+    }
+
+    @Test("broadcasts for the same second all start; one far ahead waits")
+    func sameSecondAndFarAhead() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await F.channel(c)
+            let contact = try await F.contact(c)
+            try await F.withScheduler(db) {
+                var ids: [Int64] = []
+                for _ in 0..<5 { ids.append(try await F.broadcast(c, channel: channel, sendAt: "1 second", contacts: [contact])) }
+                let later = try await F.broadcast(c, channel: channel, sendAt: "1 day", contacts: [contact])
+                try await F.waitUntil("all start", timeout: .seconds(3)) {
+                    try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = ANY(\(ids)::bigint[]) AND status = 'sending'") == 5
+                }
+                #expect(try await F.status(c, later) == "scheduled")
+            }
+        }
+    }
+
+    @Test("a draft is never touched")
+    func draftUntouched() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await F.channel(c)
+            let contact = try await F.contact(c)
+            let draft = try await F.broadcast(c, channel: channel, status: "draft", contacts: [contact])
+            let invalidDraft = try await F.broadcast(c, channel: channel, body: nil, status: "draft", contacts: [contact])
+            try await F.withScheduler(db) {
+                let other = try await F.broadcast(c, channel: channel, contacts: [contact])
+                try await F.waitUntil("the scheduled one starts") { try await F.status(c, other) == "sending" }
+                try await Task.sleep(for: .milliseconds(1200)) // a maintenance tick or more
+            }
+            for id in [draft, invalidDraft] {
+                let row = try await c.query("SELECT status, error, started_at, finished_at, expansion_cursor FROM herald.broadcasts WHERE id = \(id)")[0]
+                #expect(try row.decode(String.self, at: 0) == "draft")
+                #expect(try row.decode(String?.self, at: 1) == nil)
+                #expect(try row.decode(Date?.self, at: 2) == nil)
+                #expect(try row.decode(Date?.self, at: 3) == nil)
+                #expect(try row.decode(Int64?.self, at: 4) == nil)
+                #expect(try await F.messageCount(c, id) == 0)
+            }
+        }
+    }
+}
