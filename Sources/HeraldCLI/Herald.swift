@@ -67,20 +67,3 @@ extension NotYetImplemented {
     }
 }
 
-struct Worker: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "worker", abstract: "Claim and deliver messages.")
-}
-struct Scheduler: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "scheduler", abstract: "Start due broadcasts, finish done ones, rescue abandoned claims.")
-}
-struct Webhooks: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "webhooks", abstract: "HTTP server for provider delivery receipts, /metrics and /healthz.")
-    @Option(help: "Port to listen on.") var port: Int = 8080
-}
-struct Report: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "report", abstract: "Print the delivery report in the terminal.")
-    @Argument(help: "A broadcast id; all broadcasts when omitted.") var id: Int64?
-}
-struct Demo: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "demo", abstract: "Run the whole system on a private, throwaway PostgreSQL and the sandbox provider.")
-}

@@ -23,6 +23,13 @@
 -- references are kept by Herald's own statements instead of declared constraints. `messages`
 -- also outlives deleted contacts, as history should.
 
+-- Herald's own columns on broadcasts (not part of the contract; nullable, the admin tool ignores them).
+-- expansion_cursor: the highest contact id already expanded, so an interrupted expansion resumes
+-- where it stopped; expanded_at: when expansion finished (a broadcast cannot complete before).
+ALTER TABLE herald.broadcasts
+    ADD COLUMN expansion_cursor bigint,
+    ADD COLUMN expanded_at timestamptz;
+
 CREATE TABLE herald.messages (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     broadcast_id        bigint NOT NULL,
