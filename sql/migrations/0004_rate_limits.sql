@@ -1,4 +1,4 @@
--- 0006: per-channel rate limits that hold across every worker process on every machine.
+-- 0004: per-channel rate limits that hold across every worker process on every machine.
 --
 -- One token bucket per channel, kept in PostgreSQL because that is the one thing every worker
 -- already shares. Capacity `channels.burst`, refill `channels.rate_per_second`, so over any window
