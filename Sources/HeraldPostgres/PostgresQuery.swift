@@ -51,6 +51,12 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             sql += "$\(binds.count)"
         }
 
+        /// Appends an optional value as the next `$n` parameter (nil is NULL).
+        public mutating func appendInterpolation<T: PostgresEncodable>(_ value: T?) {
+            binds.append(value.flatMap { $0.postgresText })
+            sql += "$\(binds.count)"
+        }
+
         /// Appends trusted SQL text (an identifier or keyword chosen by Herald's code, never user input).
         public mutating func appendInterpolation(unescaped text: String) {
             sql += text
