@@ -81,6 +81,8 @@ public struct SchedulerService: Service {
     }
 
     public func run() async throws {
+        // Logged once signal handling is in place (the service group installs it first).
+        logger.info("scheduler started")
         await cancelWhenGracefulShutdown { await self.runUntilCancelled() }
     }
 

@@ -31,7 +31,8 @@ struct SchedulerProcessTests {
             let a = try Self.start(db)
             try await F.waitUntil("one leads", timeout: .seconds(10)) { Self.isLeader(a) }
             let b = try Self.start(db)
-            try await Task.sleep(for: .milliseconds(500))
+            try await F.waitUntil("the standby runs", timeout: .seconds(10)) { b.stderr.contains("scheduler started") }
+            try await Task.sleep(for: .milliseconds(300))
             for p in [b, a] {
                 p.signal(SIGTERM)
                 let status = await p.wait()
