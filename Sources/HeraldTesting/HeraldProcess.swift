@@ -1,15 +1,19 @@
 import Foundation
 
-/// A `herald` child process started by a test, with its stderr captured.
+/// A `herald` child process started by a test, with its stdout and stderr captured.
+///
+/// Each pipe is drained by a thread of its own doing blocking reads until end of file (rather
+/// than `FileHandle.readabilityHandler`, whose hand-over on Linux is racy), so a chatty child never
+/// blocks on a full pipe and nothing is read twice.
 public final class HeraldProcess: @unchecked Sendable {
-    // @unchecked: `process` is thread-safe for the calls made here; `errData` is read after exit.
+    // @unchecked: `process` is only started once and then queried; output goes through
+    // `CollectedOutput`, which locks.
     public let process: Process
-    private let errPipe = Pipe()
-    private let outPipe = Pipe()
     private let collected = CollectedOutput()
+    private let drained = DispatchGroup()
 
-    /// Starts `executable arguments…` with `DATABASE_URL` set (and `environment` added).
-    public static func start(_ executable: String, _ arguments: [String], databaseURL: String,
+    /// Starts `executable arguments…` with `DATABASE_URL` set (nil removes it) and `environment` added.
+    public static func start(_ executable: String, _ arguments: [String], databaseURL: String?,
                              environment: [String: String] = [:]) throws -> HeraldProcess {
         let p = HeraldProcess()
         p.process.executableURL = URL(fileURLWithPath: executable)
@@ -18,24 +22,38 @@ public final class HeraldProcess: @unchecked Sendable {
         env["DATABASE_URL"] = databaseURL
         for (k, v) in environment { env[k] = v }
         p.process.environment = env
-        p.process.standardError = p.errPipe
-        p.process.standardOutput = p.outPipe
-        let collected = p.collected
-        p.errPipe.fileHandleForReading.readabilityHandler = { h in collected.appendErr(h.availableData) }
-        p.outPipe.fileHandleForReading.readabilityHandler = { h in collected.appendOut(h.availableData) }
+        let errPipe = Pipe(), outPipe = Pipe()
+        p.process.standardError = errPipe
+        p.process.standardOutput = outPipe
         try p.process.run()
+        p.drain(errPipe.fileHandleForReading) { p.collected.appendErr($0) }
+        p.drain(outPipe.fileHandleForReading) { p.collected.appendOut($0) }
         return p
     }
 
     private init() { process = Process() }
 
-    /// Waits for exit and returns the exit status.
+    private func drain(_ handle: FileHandle, into append: @escaping @Sendable (Data) -> Void) {
+        drained.enter()
+        let group = drained
+        let thread = Thread {
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                append(chunk)
+            }
+            group.leave()
+        }
+        thread.start()
+    }
+
+    /// Waits for exit (and for all its output) and returns the exit status.
     public func wait() async -> Int32 {
         while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
-        errPipe.fileHandleForReading.readabilityHandler = nil
-        outPipe.fileHandleForReading.readabilityHandler = nil
-        collected.appendErr(errPipe.fileHandleForReading.readDataToEndOfFile())
-        collected.appendOut(outPipe.fileHandleForReading.readDataToEndOfFile())
+        let group = drained
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            group.notify(queue: .global()) { c.resume() }
+        }
         return process.terminationStatus
     }
 
@@ -49,6 +67,7 @@ public final class HeraldProcess: @unchecked Sendable {
 }
 
 final class CollectedOutput: @unchecked Sendable {
+    // @unchecked: both buffers are only touched under `lock`.
     private let lock = NSLock()
     private var errData = Data()
     private var outData = Data()
