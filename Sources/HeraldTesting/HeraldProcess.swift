@@ -33,6 +33,11 @@ public final class HeraldProcess: @unchecked Sendable {
 
     private init() { process = Process() }
 
+    /// A test that fails half-way must not leave its children running.
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
     private func drain(_ handle: FileHandle, into append: @escaping @Sendable (Data) -> Void) {
         drained.enter()
         let group = drained
