@@ -19,7 +19,7 @@ struct Worker: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @Option(help: "Messages claimed per round trip.") var batchSize: Int = 200
-    @Option(help: "Batches in flight at once.") var lanes: Int = 2
+    @Option(help: "Batches in flight at once.") var lanes: Int = 4
     @Option(help: "Seconds a claim stays valid before other workers may take it over.") var leaseSeconds: Int = 60
     @Option(help: "Seconds in-flight sends may take after SIGTERM.") var shutdownGrace: Int = 10
     @Option(help: "HTTP/SMTP transfers in flight at most.") var maxInFlight: Int = 128

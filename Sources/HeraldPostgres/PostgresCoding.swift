@@ -40,9 +40,13 @@ extension Array: PostgresEncodable where Element: PostgresEncodable {
             if i > 0 { out += "," }
             guard let text = element.postgresText else { out += "NULL"; continue }
             out += "\""
-            for ch in text.unicodeScalars {
-                if ch == "\\" || ch == "\"" { out += "\\" }
-                out.unicodeScalars.append(ch)
+            if text.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) {
+                for ch in text.unicodeScalars {
+                    if ch == "\\" || ch == "\"" { out += "\\" }
+                    out.unicodeScalars.append(ch)
+                }
+            } else {
+                out += text // the common case, appended whole (this encodes every batch's outcomes)
             }
             out += "\""
         }

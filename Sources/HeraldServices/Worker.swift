@@ -16,8 +16,9 @@ public struct WorkerConfiguration: Sendable {
     public var workerID: String
     /// Jobs claimed per round trip.
     public var batchSize: Int = 200
-    /// Batches in flight at once (each: claim, send all, record).
-    public var lanes: Int = 2
+    /// Batches in flight at once (each: claim, send all, record). Four keep both PostgreSQL and
+    /// the provider busy on a two-core machine (scripts/bench: 13.6k msg/s with 2, 18k with 4).
+    public var lanes: Int = 4
     /// How long a claim stays valid; a worker that dies loses its jobs to others after this.
     public var lease: Duration = .seconds(60)
     /// On SIGTERM: how long in-flight sends may take before they are abandoned (and handed back).
