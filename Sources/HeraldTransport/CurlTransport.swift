@@ -158,7 +158,14 @@ final class Transfer: @unchecked Sendable {
     var body: [UInt8] = []
     var upload: [UInt8] = []
     var uploadOffset = 0
-    var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+    /// libcurl writes its error text here (`CURLOPT_ERRORBUFFER`) at any point of the transfer, so
+    /// it is manual memory with a fixed address for the Transfer's whole life, never a Swift
+    /// array's storage (whose pointer is only valid inside `withUnsafeMutableBufferPointer`).
+    let errorBuffer: UnsafeMutablePointer<CChar> = {
+        let p = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        p.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        return p
+    }()
     private var resumed = false
 
     init(id: UInt64, request: TransferRequest,
@@ -172,6 +179,12 @@ final class Transfer: @unchecked Sendable {
         guard !resumed else { return }
         resumed = true
         continuation.resume(returning: result)
+    }
+
+    deinit {
+        // The easy handle was reset (or cleaned up) before the last reference went away, so
+        // libcurl no longer points here.
+        errorBuffer.deallocate()
     }
 
     func freeLists() {
@@ -416,7 +429,7 @@ final class CurlEngine: @unchecked Sendable {
         var pretransferTime = 0.0
         _ = ccurl_getinfo_double(easy, CURLINFO_CONNECT_TIME, &connectTime)
         _ = ccurl_getinfo_double(easy, CURLINFO_PRETRANSFER_TIME, &pretransferTime)
-        let detail = transfer.errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let detail = String(cString: transfer.errorBuffer)
         let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
         let isSMTP: Bool
         if case .smtp = transfer.request { isSMTP = true } else { isSMTP = false }
@@ -460,9 +473,7 @@ final class CurlEngine: @unchecked Sendable {
         setup.pointer(CURLOPT_PRIVATE, context)
         setup.result(ccurl_setopt_write_callback(easy, curlWriteCallback))
         setup.pointer(CURLOPT_WRITEDATA, context)
-        transfer.errorBuffer.withUnsafeMutableBufferPointer { buffer in
-            setup.pointer(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(buffer.baseAddress!))
-        }
+        setup.pointer(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(transfer.errorBuffer))
         switch transfer.request {
         case .http(let request):
             configureHTTP(&setup, request, transfer, context)
