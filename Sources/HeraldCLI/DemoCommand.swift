@@ -1,5 +1,260 @@
 import ArgumentParser
+import Dispatch
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldStore
+import Logging
+import ServiceLifecycle
+import Synchronization
 
-struct Demo: NotYetImplemented {
-    static let configuration = CommandConfiguration(commandName: "demo", abstract: "Run the whole system on a private, throwaway PostgreSQL and the sandbox provider.")
+/// `herald demo`: wiring only. The audience is ``DemoSeed``'s, the progress ``DemoProgress``'s,
+/// the throwaway database ``PrivateCluster``'s.
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the whole system on a private, throwaway PostgreSQL and the sandbox provider.",
+        discussion: """
+            Without DATABASE_URL, starts a private PostgreSQL in a temporary directory (initdb and \
+            pg_ctl from /usr/lib/postgresql, on a free port, as the `postgres` OS user when run as \
+            root), and stops and removes it on exit, also on Ctrl-C and on errors. With \
+            DATABASE_URL, uses that database instead: migrates it and adds the demo's rows, with a \
+            run tag in channel and group names so that runs do not clash; the rows stay.
+
+            Then, as the admin tool would, it writes --contacts contacts (Yorùbá, Igbo, Hausa, \
+            English, French, Spanish and Chinese names; groups; opt-outs; a few invalid numbers \
+            and emails), three channels on the sandbox provider (no network: 20 ms per send, 1% \
+            fail), an approved WhatsApp template and four broadcasts: a WhatsApp template, an SMS, \
+            an email, and a WhatsApp message scheduled 5 s ahead. A scheduler and --workers workers \
+            run in this process, progress is drawn per broadcast until all have completed, then \
+            the final report (herald.broadcast_report) is printed.
+
+            Exits 0 when done, also after Ctrl-C or SIGTERM while sending (the report so far is \
+            printed); otherwise one line on stderr and a non-zero status.
+            """)
+
+    @Option(help: "Contacts to create.") var contacts: Int = 20_000
+    @Option(help: "Workers to run (in this process; each claims and sends on its own).") var workers: Int = 3
+    @Flag(help: "Print the final report as JSON on stdout; progress goes to stderr.") var json = false
+    @Option(help: "Seconds the broadcasts may take before the demo gives up.") var timeout: Int = 300
+    @Option(help: "Log level of the services (their messages go to stderr).")
+    var logLevel: Logger.Level = .warning
+
+    func validate() throws {
+        guard contacts >= 1, contacts <= 5_000_000 else { throw ValidationError("--contacts must be between 1 and 5000000") }
+        guard workers >= 1, workers <= 64 else { throw ValidationError("--workers must be between 1 and 64") }
+        guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "herald.demo")
+        logger.logLevel = logLevel
+        let interrupts = DemoInterrupts()
+
+        var cluster: PrivateCluster?
+        if PostgresConnection.environmentConnectionString == nil {
+            do {
+                cluster = try PrivateCluster(prefix: "herald-demo", logger: logger)
+            } catch {
+                fail("\(error)")
+            }
+            interrupts.cluster = cluster
+        }
+        do {
+            try await demo(cluster: cluster, interrupts: interrupts, logger: logger)
+        } catch {
+            interrupts.setupDone()
+            cluster?.stop()
+            fail(Self.describe(error))
+        }
+        interrupts.setupDone()
+        if let cluster {
+            cluster.stop()
+            say("stopped the private PostgreSQL and removed \(cluster.directory)")
+        }
+    }
+
+    private func demo(cluster: PrivateCluster?, interrupts: DemoInterrupts, logger: Logger) async throws {
+        let clock = ContinuousClock()
+        let url: String?
+        let connection: PostgresConnection
+        if let cluster {
+            say("starting a private PostgreSQL in \(cluster.directory) (removed on exit)")
+            url = try await cluster.start()
+            connection = try await PostgresConnection.connect(url, applicationName: "herald-demo", logger: logger)
+            let version = try await connection.query("SHOW server_version")[0].decode(String.self, at: 0)
+            say("PostgreSQL \(version) is up on 127.0.0.1:\(cluster.port ?? 0) and a socket in that directory")
+        } else {
+            url = PostgresConnection.environmentConnectionString
+            do {
+                connection = try await PostgresConnection.connect(url, applicationName: "herald-demo", logger: logger)
+            } catch {
+                throw DemoFailure("cannot connect to the database in DATABASE_URL: \(error)")
+            }
+            let row = try await connection.query("SELECT current_database(), coalesce(inet_server_addr()::text, 'local socket'), current_setting('port')")[0]
+            say("using the database in DATABASE_URL: \(try row.decode(String.self, at: 0)) on \(try row.decode(String.self, at: 1)), port \(try row.decode(String.self, at: 2)); the demo's rows stay there")
+        }
+        do {
+            try await exercise(on: connection, url: url, cluster: cluster, interrupts: interrupts, clock: clock, logger: logger)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
+    }
+
+    private func exercise(on connection: PostgresConnection, url: String?, cluster: PrivateCluster?, interrupts: DemoInterrupts,
+                     clock: ContinuousClock, logger: Logger) async throws {
+        let applied = try await Migrator(logger: logger).migrate(on: connection)
+        say(applied.isEmpty ? "the schema is up to date" : "migrated the schema (\(applied.count) migrations)")
+
+        // A fresh private database needs no tag; a shared one does (unique channel and group names).
+        let tag = cluster == nil ? "demo-" + String(UInt32.random(in: 0...UInt32.max) % 1_679_616, radix: 36) : nil
+        let seedStart = clock.now
+        let seeded = try await DemoSeed.seed(DemoSeed.Options(contacts: contacts, tag: tag), on: connection)
+        say("seeded \(DemoReport.grouped(Int64(seeded.contacts))) contacts, \(seeded.groups.count) groups ("
+            + seeded.groups.map { "\($0.name) \(DemoReport.grouped(Int64($0.members)))" }.joined(separator: ", ")
+            + "), 3 sandbox channels and \(seeded.broadcasts.count) broadcasts in \(Self.seconds(clock.now - seedStart))")
+
+        // The system: one scheduler, the workers, and the reporter, which ends the group when done.
+        let scheduler = SchedulerService(configuration: SchedulerConfiguration(connectionString: url), logger: logger)
+        let workerServices = (1...workers).map { i in
+            var config = WorkerConfiguration(databaseURL: url, workerID: WorkerConfiguration.defaultWorkerID() + "-demo\(i)")
+            config.shutdownGrace = .seconds(5)
+            return HeraldServices.Worker(configuration: config, logger: logger)
+        }
+        let progress = DemoProgress(connectionString: url, broadcasts: seeded.broadcasts,
+                                    terminal: json ? .standard(error: true) : .standard(),
+                                    workers: workers, timeout: .seconds(timeout), logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: scheduler)]
+        services += workerServices.map { .init(service: $0) }
+        services.append(.init(service: progress, successTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: logger))
+        say("running a scheduler and \(workers) worker\(workers == 1 ? "" : "s"); Ctrl-C stops early")
+        let runStart = clock.now
+        interrupts.serviceGroupStarts()
+        try await group.run()
+        interrupts.setupDone()
+        let elapsed = clock.now - runStart
+
+        let rows = try await DemoReport.fetch(seeded.broadcasts, on: connection)
+        let reasons = try await DemoReport.skipReasons(seeded.broadcasts, on: connection)
+        switch progress.outcome {
+        case .interrupted: say("interrupted: the broadcasts stopped where they were")
+        case .timedOut: say("timed out after \(timeout) s: the broadcasts stopped where they were")
+        case .finished, .running: break
+        }
+        if json {
+            let report = DemoJSONReport(
+                database: cluster == nil ? "DATABASE_URL" : "private", outcome: "\(progress.outcome)",
+                contacts: seeded.contacts, workers: workers, elapsedSeconds: Self.secondsValue(elapsed),
+                broadcasts: rows, skipReasons: Dictionary(reasons.map { ($0.reason, $0.count) }, uniquingKeysWith: +))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
+        } else {
+            let handled = rows.reduce(0) { $0 + $1.handled }
+            let total = rows.reduce(0) { $0 + $1.recipients }
+            var text = "\n" + DemoReport.table(rows) + "\n\n"
+            if !reasons.isEmpty {
+                text += "skipped: " + reasons.map { "\(DemoReport.grouped($0.count)) \($0.reason)" }.joined(separator: ", ") + "\n"
+            }
+            let rate = Double(handled) / max(Self.secondsValue(elapsed), 0.001)
+            text += "\(DemoReport.grouped(total)) messages to \(DemoReport.grouped(Int64(seeded.contacts))) contacts in "
+                + "\(Self.seconds(elapsed)) with \(workers) worker\(workers == 1 ? "" : "s"): "
+                + "\(DemoReport.grouped(handled)) handed to the sandbox, \(DemoReport.grouped(Int64(rate.rounded()))) per second\n"
+            if cluster == nil, let first = seeded.broadcasts.first, let last = seeded.broadcasts.last {
+                text += "query them: SELECT * FROM herald.broadcast_report WHERE broadcast_id BETWEEN \(first) AND \(last);\n"
+            }
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+        if progress.outcome == .timedOut {
+            throw DemoFailure("the broadcasts did not finish within \(timeout) s (--timeout); run with --log-level info to see why")
+        }
+    }
+
+    private func say(_ line: String) {
+        FileHandle.standardError.write(Data("herald demo: \(line)\n".utf8))
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as DemoFailure: error.message
+        case let error as PrivateCluster.Error: error.description
+        case let error as MigrationError: "\(error)"
+        case let error as PostgresError: "database error: \(error)"
+        default: "\(error)"
+        }
+    }
+
+    static func secondsValue(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    static func seconds(_ d: Duration) -> String { String(format: "%.1f s", secondsValue(d)) }
+}
+
+/// A failure whose message is already the one line to print.
+struct DemoFailure: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// `herald demo --json`.
+struct DemoJSONReport: Encodable {
+    var database: String
+    var outcome: String
+    var contacts: Int
+    var workers: Int
+    var elapsedSeconds: Double
+    var broadcasts: [DemoReportRow]
+    var skipReasons: [String: Int64]
+
+    enum CodingKeys: String, CodingKey {
+        case database, outcome, contacts, workers, broadcasts
+        case elapsedSeconds = "elapsed_seconds"
+        case skipReasons = "skip_reasons"
+    }
+}
+
+/// SIGINT and SIGTERM while the ServiceGroup does not own them (starting PostgreSQL, migrating,
+/// seeding, printing the report): stop the private cluster, say so, exit 130 or 143. While the
+/// group runs, its own graceful shutdown handles the first one and the demo ends normally; a
+/// second one forces the exit (after stopping the cluster), should the shutdown hang.
+final class DemoInterrupts: @unchecked Sendable {
+    // @unchecked: `sources` is written once in init, before a handler can run; the rest is a Mutex.
+    private var sources: [any DispatchSourceSignal] = []
+    private let state = Mutex<(cluster: PrivateCluster?, groupRuns: Bool, signals: Int)>((nil, false, 0))
+
+    init() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [weak self] in self?.interrupted(sig) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    var cluster: PrivateCluster? {
+        get { state.withLock { $0.cluster } }
+        set { state.withLock { $0.cluster = newValue } }
+    }
+
+    func serviceGroupStarts() { state.withLock { $0.groupRuns = true } }
+    func setupDone() { state.withLock { $0.groupRuns = false } }
+
+    private func interrupted(_ sig: Int32) {
+        let (cluster, groupRuns, signals) = state.withLock { s in
+            if s.groupRuns { s.signals += 1 }
+            return (s.cluster, s.groupRuns, s.signals)
+        }
+        if groupRuns && signals == 1 { return }
+        cluster?.stop()
+        let what = cluster == nil ? "" : "; stopped the private PostgreSQL and removed \(cluster!.directory)"
+        FileHandle.standardError.write(Data("herald demo: interrupted\(what)\n".utf8))
+        exit(128 + sig)
+    }
 }

@@ -156,7 +156,7 @@ public final class Worker: Service, Sendable {
 
     private func listen() async {
         var connection: PostgresConnection?
-        while !stopping.isSet {
+        while !stopping.isSet && !Task.isCancelled {
             do {
                 if connection == nil {
                     let c = try await PostgresConnection.connect(configuration.databaseURL, applicationName: "herald-worker-listen", logger: logger)
@@ -170,6 +170,8 @@ public final class Worker: Service, Sendable {
                     if notifications.contains(where: { $0.channel == "herald_broadcasts" }) { markDirty() }
                     wakeup.signal()
                 }
+            } catch is CancellationError {
+                break
             } catch {
                 logger.warning("notification connection failed; retrying", metadata: ["error": "\(error)"])
                 connection = nil
@@ -187,7 +189,7 @@ public final class Worker: Service, Sendable {
 
     private func lane(_ index: Int, pool: PostgresPool, transport: CurlTransport) async {
         var consecutiveErrors = 0
-        while !stopping.isSet {
+        while !stopping.isSet && !Task.isCancelled {
             do {
                 let active = try await activeBroadcasts(pool: pool)
                 var didWork = false

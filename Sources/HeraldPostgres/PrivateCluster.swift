@@ -1,0 +1,356 @@
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// A throwaway PostgreSQL server in a temporary directory: `herald demo`'s database when no
+/// `DATABASE_URL` is given.
+///
+/// ``init(prefix:logger:)`` finds the server binaries (the highest version under
+/// `/usr/lib/postgresql/*/bin`, as Debian and Ubuntu install them, or `HERALD_POSTGRES_BIN`) and
+/// makes the directory; ``start()`` runs `initdb` and `pg_ctl start` there, on a free TCP port of
+/// 127.0.0.1 and a Unix socket in the directory, and returns a connection URI over the socket;
+/// ``stop()`` stops the server (`pg_ctl -m immediate`: the data is thrown away anyway) and removes
+/// the directory.
+///
+/// **Never as root.** PostgreSQL refuses to run as root, so when this process is root the server
+/// runs as the `postgres` OS user that Debian's `postgresql` package creates (`runuser -u
+/// postgres --`), and the directory is handed to that user; otherwise it runs as this process's
+/// user.
+///
+/// **Never left behind.** Call ``stop()`` on every exit path (it is idempotent and safe from any
+/// thread). As a last resort against `SIGKILL` or a crash, ``start()`` also leaves a tiny watchdog
+/// shell, in a session of its own, that stops the server and removes the directory once this
+/// process is gone; ``stop()`` ends it.
+///
+/// Access: the socket lives in a directory only its owner can enter, with `trust` authentication;
+/// TCP on 127.0.0.1 asks for a random password (`scram-sha-256`), which ``password`` holds.
+public final class PrivateCluster: Sendable {
+    /// Why the cluster could not be made or started. ``description`` is one line for the operator.
+    public struct Error: Swift.Error, Sendable, CustomStringConvertible {
+        public struct Code: Hashable, Sendable, CustomStringConvertible {
+            let raw: String
+            /// No PostgreSQL server binaries were found.
+            public static let notInstalled = Code(raw: "not installed")
+            /// Running as root, but there is no `postgres` OS user (or no `runuser`) to run as.
+            public static let noServerUser = Code(raw: "no server user")
+            /// The temporary directory could not be made or prepared.
+            public static let directory = Code(raw: "directory")
+            /// `initdb` failed.
+            public static let initdbFailed = Code(raw: "initdb failed")
+            /// `pg_ctl start` failed on every port tried.
+            public static let startFailed = Code(raw: "start failed")
+            public var description: String { raw }
+        }
+        public var code: Code
+        public var message: String
+        public var description: String { message }
+    }
+
+    /// The temporary directory: `data/` (the cluster), the socket, and the logs `initdb.log`,
+    /// `server.log`.
+    public let directory: String
+    /// The directory holding `initdb`, `pg_ctl` and `postgres`.
+    public let binDirectory: String
+    /// The password of the `postgres` role over TCP (the socket needs none).
+    public let password: String
+    private let asServerUser: Bool
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let stopLock = Mutex(false)
+
+    private struct State {
+        var port: Int?
+        var watchdog: Int32?
+        /// `pg_ctl start` is running: the server may be up without ``port`` set yet.
+        var starting = false
+        /// The command ``run(_:_:log:)`` is waiting for (initdb, pg_ctl).
+        var child: pid_t?
+    }
+
+    /// Finds the server binaries and makes the temporary directory (nothing runs yet).
+    ///
+    /// - Parameters:
+    ///   - prefix: the directory is `/tmp/{prefix}-XXXXXX`.
+    ///   - logger: for debug messages.
+    /// - Throws: ``Error`` `.notInstalled` when PostgreSQL's server binaries are missing (the
+    ///   message says how to install them), `.noServerUser` as root without a `postgres` user,
+    ///   `.directory` when the directory cannot be made.
+    public init(prefix: String = "herald-pg", logger: Logger = Logger(label: "herald.private-cluster")) throws {
+        self.logger = logger
+        binDirectory = try Self.findBinaries()
+        asServerUser = geteuid() == 0
+        var serverUser: (uid: uid_t, gid: gid_t)?
+        if asServerUser {
+            guard let pw = getpwnam("postgres") else {
+                throw Error(code: .noServerUser, message:
+                    "PostgreSQL refuses to run as root and there is no `postgres` OS user to run it as (install postgresql: apt-get install postgresql)")
+            }
+            guard Self.runuser != nil else {
+                throw Error(code: .noServerUser, message: "running as root needs `runuser` to start PostgreSQL as `postgres` (apt-get install util-linux)")
+            }
+            serverUser = (pw.pointee.pw_uid, pw.pointee.pw_gid)
+        }
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw Error(code: .directory, message: "cannot make a temporary directory in /tmp: \(String(cString: strerror(errno)))")
+        }
+        directory = String(cString: made)
+        var bytes = [UInt8](repeating: 0, count: 18)
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+        password = bytes.map { String($0, radix: 16) }.joined()
+        if let serverUser, chown(directory, serverUser.uid, serverUser.gid) != 0 {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(atPath: directory)
+            throw Error(code: .directory, message: "cannot hand \(directory) to the postgres user: \(reason)")
+        }
+    }
+
+    /// The TCP port, once started.
+    public var port: Int? { state.withLock { $0.port } }
+
+    /// Runs `initdb`, starts the server and returns a libpq URI for the `postgres` database and
+    /// role over the Unix socket.
+    ///
+    /// - Throws: ``Error`` `.initdbFailed` or `.startFailed`, with the last lines of the log.
+    ///   The directory stays until ``stop()``.
+    public func start() async throws -> String {
+        let pwfile = directory + "/pwfile"
+        guard FileManager.default.createFile(atPath: pwfile, contents: Data((password + "\n").utf8),
+                                             attributes: [.posixPermissions: 0o644]) else {
+            throw Error(code: .directory, message: "cannot write \(pwfile)")
+        }
+        startWatchdog()
+        let initdbLog = directory + "/initdb.log"
+        let status = try await run(binDirectory + "/initdb", [
+            "-D", directory + "/data", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile=" + pwfile,
+        ], log: initdbLog)
+        try? FileManager.default.removeItem(atPath: pwfile)
+        guard status == 0 else {
+            throw Error(code: .initdbFailed, message: "initdb failed in \(directory): \(Self.lastLine(of: initdbLog))")
+        }
+        state.withLock { $0.starting = true }
+        defer { state.withLock { $0.starting = false } }
+        // A port found free may be taken before the server binds it: try a few.
+        let serverLog = directory + "/server.log"
+        for _ in 0..<5 {
+            let port = try Self.freePort()
+            let options = [
+                "-p \(port)", "-k '\(directory)'", "-c listen_addresses=127.0.0.1", "-c max_connections=200",
+                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
+            ].joined(separator: " ")
+            let status = try await run(binDirectory + "/pg_ctl", [
+                "-D", directory + "/data", "-l", serverLog, "-w", "-t", "60", "-o", options, "start",
+            ], log: directory + "/pg_ctl.log")
+            if status == 0 {
+                state.withLock { $0.port = port }
+                logger.debug("private PostgreSQL started", metadata: ["directory": "\(directory)", "port": "\(port)"])
+                let host = directory.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? directory
+                return "postgresql://postgres@/postgres?host=\(host)&port=\(port)"
+            }
+        }
+        throw Error(code: .startFailed, message: "could not start PostgreSQL in \(directory): \(Self.lastLine(of: serverLog))")
+    }
+
+    /// Stops the server (if it runs) and removes the directory. Idempotent; blocks for the time
+    /// `pg_ctl stop` takes (well under a second); safe from any thread, also a signal handler's
+    /// queue.
+    public func stop() {
+        // Held for the whole stop: a second caller (a signal handler) waits until it is done.
+        stopLock.withLock { stopped in
+            guard !stopped else { return }
+            stopped = true
+            let (port, watchdog, starting, child) = state.withLock { ($0.port, $0.watchdog, $0.starting, $0.child) }
+            // Interrupted while `pg_ctl start` runs (a signal): whether the server is up is unknown
+            // here, so leave both to the watchdog, which acts as soon as this process has exited.
+            if starting, watchdog != nil { return }
+            // Interrupted during initdb: end it first (runuser passes SIGTERM on), or it would
+            // write on into the directory removed below.
+            if let child {
+                kill(child, SIGTERM)
+                for _ in 0..<250 where state.withLock({ $0.child != nil }) { usleep(20_000) }
+                if state.withLock({ $0.child != nil }) { kill(child, SIGKILL) }
+            }
+            if let watchdog {
+                kill(watchdog, SIGKILL)
+                waitpid(watchdog, nil, 0)
+            }
+            if port != nil {
+                let argv = command(binDirectory + "/pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "-t", "30", "stop"])
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: argv[0])
+                process.arguments = Array(argv.dropFirst())
+                process.currentDirectoryURL = URL(fileURLWithPath: "/")
+                process.standardInput = FileHandle.nullDevice
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = FileHandle.nullDevice
+                do {
+                    try process.run()
+                    process.waitUntilExit()
+                } catch {
+                    logger.warning("could not run pg_ctl stop", metadata: ["error": "\(error)"])
+                }
+            }
+            do {
+                try FileManager.default.removeItem(atPath: directory)
+            } catch {
+                logger.warning("could not remove the private PostgreSQL directory",
+                               metadata: ["directory": "\(directory)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// `path args…`, through `runuser -u postgres --` when this process is root.
+    private func command(_ path: String, _ arguments: [String] = []) -> [String] {
+        if asServerUser, let runuser = Self.runuser { return [runuser, "-u", "postgres", "--", path] + arguments }
+        return [path] + arguments
+    }
+
+    /// Runs a command to its end, its output appended to `log`, and returns its exit status.
+    ///
+    /// Not `Foundation.Process`: it notices a child's exit by the closing of a socket the child
+    /// inherits, and `pg_ctl start` leaves the server running with that socket inherited, so the
+    /// exit of `pg_ctl` would never be seen. Here `posix_spawn` starts it and `waitpid` waits, on
+    /// a thread of its own (a blocking call stays off Swift's cooperative pool).
+    private func run(_ path: String, _ arguments: [String], log: String) async throws -> Int32 {
+        // The server user may not be allowed into our working directory: start in ours.
+        let argv = ["/bin/sh", "-c", #"cd "$0" && exec "$@""#, directory] + command(path, arguments)
+        let pid = try Self.spawn(argv, stdout: log, newSession: false)
+        state.withLock { $0.child = pid }
+        return await withCheckedContinuation { continuation in
+            let thread = Thread { [self] in
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                state.withLock { $0.child = nil }
+                // WIFEXITED / WEXITSTATUS, which Swift does not import (they are macros).
+                let exited = status & 0x7f == 0
+                continuation.resume(returning: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+            }
+            thread.name = "herald-private-cluster-wait"
+            thread.start()
+        }
+    }
+
+    /// Starts `argv` with stdin from /dev/null and stdout and stderr appended to `stdout`.
+    /// - Parameter newSession: start it in a session of its own (a terminal's Ctrl-C does not
+    ///   reach it).
+    /// - Returns: its process id; the caller reaps it.
+    static func spawn(_ argv: [String], stdout: String, newSession: Bool) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of ours: the server lives on after `pg_ctl` and must not hold our pipes.
+        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // Children start with default signal handling, whatever this process ignores.
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGTERM)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        // POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK, and POSIX_SPAWN_SETSID (glibc's 0x80,
+        // a macro Swift does not import).
+        var flags = Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)
+        if newSession { flags |= 0x80 }
+        posix_spawnattr_setflags(&attributes, flags)
+        var cargv: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for p in cargv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, &cargv, environ)
+        guard rc == 0 else {
+            throw Error(code: .startFailed, message: "cannot run \(argv[0]): \(String(cString: strerror(rc)))")
+        }
+        return pid
+    }
+
+    /// A shell in its own session (a terminal's Ctrl-C does not reach it) that waits for this
+    /// process to disappear, then stops the server and removes the directory. It only matters
+    /// when this process dies without running ``stop()`` (SIGKILL, a crash).
+    private func startWatchdog() {
+        // sh -c SCRIPT DIR PID STOP-COMMAND…: $0 is the directory, $1 our pid, the rest pg_ctl stop.
+        let script = """
+            pid=$1; shift
+            while kill -0 "$pid" 2>/dev/null; do sleep 1; done
+            "$@" >/dev/null 2>&1
+            rm -rf "$0"
+            """
+        let stop = command(binDirectory + "/pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"])
+        do {
+            let pid = try Self.spawn(["/bin/sh", "-c", script, directory, "\(getpid())"] + stop, stdout: "/dev/null", newSession: true)
+            state.withLock { $0.watchdog = pid }
+        } catch {
+            logger.debug("no watchdog for the private PostgreSQL", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc
+    /// module does not import; nil on older systems (then the children inherit what is not
+    /// close-on-exec, which only delays noticing their exit).
+    static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
+
+    static let runuser: String? = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// The highest-versioned `/usr/lib/postgresql/*/bin` holding `initdb` and `pg_ctl`, or
+    /// `HERALD_POSTGRES_BIN`.
+    static func findBinaries() throws -> String {
+        func usable(_ dir: String) -> Bool {
+            FileManager.default.isExecutableFile(atPath: dir + "/initdb")
+                && FileManager.default.isExecutableFile(atPath: dir + "/pg_ctl")
+        }
+        if let dir = ProcessInfo.processInfo.environment["HERALD_POSTGRES_BIN"], !dir.isEmpty {
+            guard usable(dir) else {
+                throw Error(code: .notInstalled, message: "HERALD_POSTGRES_BIN=\(dir) holds no initdb and pg_ctl")
+            }
+            return dir
+        }
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .sorted { $0.compare($1, options: .numeric) == .orderedDescending }
+        for version in versions where usable("\(root)/\(version)/bin") {
+            return "\(root)/\(version)/bin"
+        }
+        throw Error(code: .notInstalled, message:
+            "PostgreSQL server binaries not found under /usr/lib/postgresql: install postgresql (apt-get install postgresql), or set DATABASE_URL to use an existing database")
+    }
+
+    /// A TCP port of 127.0.0.1 that nobody listens on right now (the kernel's pick for port 0).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Error(code: .startFailed, message: "cannot find a free port: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, length) == 0 && getsockname(fd, sa, &length) == 0
+            }
+        }
+        guard bound else { throw Error(code: .startFailed, message: "cannot find a free port: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// The last non-empty line of a log file, for one-line errors.
+    static func lastLine(of path: String) -> String {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").last.map(String.init) ?? "(see \(path))"
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldTesting
+import Testing
+
+/// `herald demo` end to end, as a newcomer runs it: the binary, a private PostgreSQL or the test
+/// database, the JSON report checked against the database, and nothing left behind.
+@Suite("Demo")
+struct DemoTests {
+    /// `herald demo --json`'s output.
+    struct Report: Decodable {
+        var database: String
+        var outcome: String
+        var broadcasts: [DemoReportRow]
+        var skip_reasons: [String: Int64]
+    }
+
+    /// The binary under test; `scripts/test` sets HERALD_BIN. Fails loudly without it.
+    static func binary() throws -> String {
+        guard let path = ProcessInfo.processInfo.environment["HERALD_BIN"], !path.isEmpty else {
+            Issue.record("HERALD_BIN is not set: run the tests with scripts/test")
+            throw TimedOut(what: "HERALD_BIN is set")
+        }
+        return path
+    }
+
+    /// Starts `herald demo` without DATABASE_URL or PG* variables: it must make its own database.
+    static func startPrivate(_ arguments: [String]) throws -> Child {
+        var env = ProcessInfo.processInfo.environment
+        for key in env.keys where key == "DATABASE_URL" || key.hasPrefix("PG") { env[key] = nil }
+        return try Child(try binary(), ["demo"] + arguments, environment: env)
+    }
+
+    static let small = ["--contacts", "300", "--workers", "2", "--json", "--timeout", "120"]
+
+    @Test("without DATABASE_URL: a private PostgreSQL, every broadcast completed, nothing left behind")
+    func privateCluster() async throws {
+        let demo = try Self.startPrivate(Self.small)
+        let status = await demo.wait()
+        #expect(status == 0, "stderr: \(demo.stderr)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(demo.stdout.utf8))
+        #expect(report.database == "private")
+        #expect(report.outcome == "finished")
+        Self.expectComplete(report)
+        let directory = try #require(Self.directory(in: demo.stderr), "stderr names the directory: \(demo.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory), "\(directory) was removed")
+        #expect(Self.processes(mentioning: directory).isEmpty, "no process of \(directory) is left")
+    }
+
+    @Test("with DATABASE_URL: the printed report is the database's broadcast_report; a second run does not clash")
+    func givenDatabase() async throws {
+        try await withTestDatabase { db in
+            var seen: Set<Int64> = []
+            for run in 1...2 {
+                let demo = try HeraldProcess.start(try Self.binary(), ["demo"] + Self.small, databaseURL: db.url)
+                let status = await demo.wait()
+                #expect(status == 0, "run \(run) stderr: \(demo.stderr)")
+                #expect(demo.stderr.contains("using the database in DATABASE_URL"))
+                let report = try JSONDecoder().decode(Report.self, from: Data(demo.stdout.utf8))
+                #expect(report.database == "DATABASE_URL")
+                Self.expectComplete(report)
+
+                let ids = report.broadcasts.map(\.broadcastID)
+                #expect(seen.isDisjoint(with: ids), "each run makes broadcasts of its own")
+                seen.formUnion(ids)
+                let c = try await db.connect()
+                let rows = try await c.query("""
+                    SELECT broadcast_id, name, channel, status, recipients, queued, sending, sent, delivered, read,
+                           failed, skipped, cancelled
+                    FROM herald.broadcast_report WHERE broadcast_id = ANY(\(ids)::bigint[]) ORDER BY broadcast_id
+                    """)
+                let skipped = try await c.query("""
+                    SELECT skip_reason, count(*) FROM herald.message_status
+                    WHERE broadcast_id = ANY(\(ids)::bigint[]) AND status = 'skipped' GROUP BY 1
+                    """)
+                await c.close()
+                #expect(rows.count == report.broadcasts.count)
+                for (row, printed) in zip(rows, report.broadcasts) {
+                    let inDatabase = DemoReportRow(
+                        broadcastID: try row.decode(Int64.self, at: 0), name: try row.decode(String.self, at: 1),
+                        channel: try row.decode(String.self, at: 2), status: try row.decode(String.self, at: 3),
+                        recipients: try row.decode(Int64.self, at: 4), queued: try row.decode(Int64.self, at: 5),
+                        sending: try row.decode(Int64.self, at: 6), sent: try row.decode(Int64.self, at: 7),
+                        delivered: try row.decode(Int64.self, at: 8), read: try row.decode(Int64.self, at: 9),
+                        failed: try row.decode(Int64.self, at: 10), skipped: try row.decode(Int64.self, at: 11),
+                        cancelled: try row.decode(Int64.self, at: 12))
+                    #expect(printed == inDatabase)
+                }
+                var reasons: [String: Int64] = [:]
+                for r in skipped { reasons[try r.decode(String.self, at: 0)] = try r.decode(Int64.self, at: 1) }
+                #expect(reasons == report.skip_reasons)
+            }
+        }
+    }
+
+    @Test("Ctrl-C while sending: stops early, prints the report so far, exits 0, leaves nothing behind")
+    func interrupted() async throws {
+        let demo = try Self.startPrivate(["--contacts", "3000", "--workers", "1", "--json", "--timeout", "120"])
+        try await Self.waitUntil("the services run") { demo.stderr.contains("running a scheduler") }
+        try await Task.sleep(for: .milliseconds(500))
+        demo.signal(SIGINT)
+        let status = await demo.wait()
+        #expect(status == 0, "stderr: \(demo.stderr)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(demo.stdout.utf8))
+        #expect(report.outcome == "interrupted")
+        let directory = try #require(Self.directory(in: demo.stderr))
+        #expect(!FileManager.default.fileExists(atPath: directory))
+        #expect(Self.processes(mentioning: directory).isEmpty)
+    }
+
+    @Test("SIGINT while PostgreSQL starts, and SIGKILL while sending: nothing left behind either way")
+    func killed() async throws {
+        let early = try Self.startPrivate(Self.small)
+        try await Self.waitUntil("the cluster is being made") { Self.directory(in: early.stderr) != nil }
+        early.signal(SIGINT)
+        let status = await early.wait()
+        #expect(status != 0)
+        let earlyDirectory = try #require(Self.directory(in: early.stderr))
+
+        let demo = try Self.startPrivate(Self.small)
+        try await Self.waitUntil("the services run") { demo.stderr.contains("running a scheduler") }
+        demo.signal(SIGKILL)
+        _ = await demo.wait()
+        let directory = try #require(Self.directory(in: demo.stderr))
+        // The watchdog notices within a second or so that herald is gone.
+        for dir in [earlyDirectory, directory] {
+            try await Self.waitUntil("\(dir) is cleaned up", timeout: .seconds(15)) {
+                !FileManager.default.fileExists(atPath: dir) && Self.processes(mentioning: dir).isEmpty
+            }
+        }
+    }
+
+    @Test("table cells line up with diacritics and Chinese characters")
+    func displayWidth() {
+        #expect(TextTable.displayWidth("Ọ̀ṣúntókun") == 9)
+        #expect(TextTable.displayWidth("王秀英") == 6)
+        #expect(TextTable.displayWidth("Adéwálé") == 7)
+        let table = TextTable.render([["name", "n"], ["王秀英", "1"], ["Ọ̀ṣun", "22"]], rightAligned: [1])
+        let widths = table.split(separator: "\n").map { TextTable.displayWidth($0) }
+        #expect(Set(widths).count == 1, "\(table)")
+        #expect(DemoReport.grouped(1_234_567) == "1,234,567")
+        #expect(DemoReport.grouped(999) == "999")
+    }
+
+    // MARK: - Helpers
+
+    static func expectComplete(_ report: Report) {
+        #expect(report.broadcasts.count == 4)
+        for b in report.broadcasts {
+            #expect(b.status == "completed", "\(b.name): \(b.status)")
+            #expect(b.recipients > 0, "\(b.name) reached someone")
+            #expect(b.queued == 0 && b.sending == 0, "\(b.name): nothing left to send")
+            #expect(b.recipients == b.queued + b.sending + b.sent + b.delivered + b.read + b.failed + b.skipped + b.cancelled,
+                    "\(b.name): every recipient is accounted for")
+        }
+    }
+
+    /// The private cluster's directory, as `herald demo` names it on stderr.
+    static func directory(in stderr: String) -> String? {
+        guard let range = stderr.range(of: #"/tmp/herald-demo-[A-Za-z0-9]{6}"#, options: .regularExpression) else { return nil }
+        return String(stderr[range])
+    }
+
+    /// Processes whose command line mentions `text` (the server's names its data directory).
+    static func processes(mentioning text: String) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.filter { $0.allSatisfy(\.isNumber) }.compactMap { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            let line = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+            return line.contains(text) ? "\(pid): \(line)" : nil
+        }
+    }
+
+    struct TimedOut: Error, CustomStringConvertible {
+        var what: String
+        var description: String { "timed out waiting until \(what)" }
+    }
+
+    static func waitUntil(_ what: String, timeout: Duration = .seconds(60),
+                          _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TimedOut(what: what)
+    }
+
+    /// A child process with an environment of our choosing (``HeraldProcess`` always sets
+    /// DATABASE_URL), its output collected.
+    final class Child: @unchecked Sendable {
+        // @unchecked: `process` is thread-safe for the calls made here; output is behind a lock.
+        let process = Process()
+        private let out = Pipe()
+        private let err = Pipe()
+        private let lock = NSLock()
+        private var outData = Data()
+        private var errData = Data()
+
+        init(_ executable: String, _ arguments: [String], environment: [String: String]) throws {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            process.environment = environment
+            process.standardOutput = out
+            process.standardError = err
+            out.fileHandleForReading.readabilityHandler = { [weak self] h in self?.append(h.availableData, error: false) }
+            err.fileHandleForReading.readabilityHandler = { [weak self] h in self?.append(h.availableData, error: true) }
+            try process.run()
+        }
+
+        private func append(_ data: Data, error: Bool) {
+            lock.lock()
+            defer { lock.unlock() }
+            if error { errData.append(data) } else { outData.append(data) }
+        }
+
+        var stdout: String { lock.lock(); defer { lock.unlock() }; return String(decoding: outData, as: UTF8.self) }
+        var stderr: String { lock.lock(); defer { lock.unlock() }; return String(decoding: errData, as: UTF8.self) }
+
+        func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+        func wait() async -> Int32 {
+            while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+            out.fileHandleForReading.readabilityHandler = nil
+            err.fileHandleForReading.readabilityHandler = nil
+            append(out.fileHandleForReading.readDataToEndOfFile(), error: false)
+            append(err.fileHandleForReading.readDataToEndOfFile(), error: true)
+            return process.terminationStatus
+        }
+    }
+}
