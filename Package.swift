@@ -18,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
@@ -37,7 +40,9 @@ let package = Package(
 
         // Pure logic: no I/O.
         .target(name: "HeraldCore", swiftSettings: herald),
-        .target(name: "HeraldProviders", dependencies: ["HeraldCore", "HeraldTransport"], swiftSettings: herald),
+        .target(name: "HeraldProviders", dependencies: [
+            "HeraldCore", "HeraldTransport", .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: herald),
 
         // The schema, embedded in the binary so `herald migrate` needs no files beside it.
         .target(name: "HeraldSQL", path: "sql", exclude: ["README.md"],
@@ -47,12 +52,17 @@ let package = Package(
             "HeraldStore", "HeraldProviders", "HeraldCore", "HeraldPostgres", "HeraldTransport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: herald),
         .executableTarget(name: "HeraldCLI", dependencies: [
             "HeraldServices", "HeraldStore", "HeraldPostgres", "HeraldCore", "HeraldSQL",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: herald),
 
         // Test support: a provider double speaking Meta's, Twilio's and SMTP's wire formats, and a
@@ -71,6 +81,7 @@ let package = Package(
         .testTarget(name: "HeraldProvidersTests", dependencies: ["HeraldProviders", "HeraldTesting", "HeraldTransport", "HeraldCore"], swiftSettings: herald),
         .testTarget(name: "HeraldServicesTests", dependencies: [
             "HeraldServices", "HeraldTesting", "HeraldStore", "HeraldPostgres", "HeraldProviders", "HeraldCore",
+            "HeraldTransport",
         ], swiftSettings: herald),
     ],
     swiftLanguageModes: [.v6]

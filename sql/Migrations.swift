@@ -23,6 +23,7 @@ public enum Migrations {
         Migration(version: 2, name: "0002_messages_and_jobs.sql", sql: text(PackageResources._002_messages_and_jobs_sql)),
         Migration(version: 3, name: "0003_report_views.sql", sql: text(PackageResources._003_report_views_sql)),
         Migration(version: 4, name: "0004_rate_limits.sql", sql: text(PackageResources._004_rate_limits_sql)),
+        Migration(version: 5, name: "0005_receipts_and_reports.sql", sql: text(PackageResources._005_receipts_and_reports_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

@@ -31,6 +31,16 @@ struct CommonOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// `--metrics-port` for long-running commands other than `herald webhooks`.
+struct MetricsOptions: ParsableArguments {
+    @Option(help: "Serve GET /metrics (Prometheus) and GET /healthz on this port; off when not given.")
+    var metricsPort: Int?
+
+    func validate() throws {
+        if let metricsPort, !(0...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be between 0 and 65535") }
+    }
+}
+
 func makeLogger(_ label: String, _ options: CommonOptions) -> Logger {
     var logger = Logger(label: label)
     logger.logLevel = options.logLevel

@@ -17,6 +17,7 @@ struct Scheduler: AsyncParsableCommand {
             """)
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var metricsOptions: MetricsOptions
 
     @Option(help: ArgumentHelp(
         "Contact ids per audience-expansion chunk (one short transaction each).",
@@ -39,7 +40,12 @@ struct Scheduler: AsyncParsableCommand {
             configuration: SchedulerConfiguration(connectionString: PostgresConnection.environmentConnectionString,
                                                   expansionChunk: chunk),
             logger: logger)
-        let group = ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        var services: [any Service] = [service]
+        if let port = metricsOptions.metricsPort {
+            services.append(MetricsServer(metrics: HeraldMetrics(), databaseURL: PostgresConnection.environmentConnectionString,
+                                          port: port, logger: logger))
+        }
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()
     }
 }

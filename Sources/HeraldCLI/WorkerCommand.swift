@@ -18,6 +18,7 @@ struct Worker: AsyncParsableCommand {
             """)
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var metricsOptions: MetricsOptions
     @Option(help: "Messages claimed per round trip.") var batchSize: Int = 200
     @Option(help: "Batches in flight at once.") var lanes: Int = 4
     @Option(help: "Seconds a claim stays valid before other workers may take it over.") var leaseSeconds: Int = 60
@@ -51,9 +52,14 @@ struct Worker: AsyncParsableCommand {
         config.shutdownGrace = .seconds(shutdownGrace)
         config.maxInFlight = maxInFlight
         config.channels = channels.isEmpty ? nil : channels
-        let worker = HeraldServices.Worker(configuration: config, logger: logger)
+        let metrics = HeraldMetrics()
+        let worker = HeraldServices.Worker(configuration: config, logger: logger, metrics: metrics)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: worker)]
+        if let port = metricsOptions.metricsPort {
+            services.append(.init(service: MetricsServer(metrics: metrics, databaseURL: config.databaseURL, port: port, logger: logger)))
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: worker)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()

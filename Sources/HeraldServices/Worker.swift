@@ -86,9 +86,14 @@ public final class Worker: Service, Sendable {
         var unusable: [Int64: String] = [:]
     }
 
-    public init(configuration: WorkerConfiguration, logger: Logger) {
+    private let metrics: HeraldMetrics
+
+    /// - Parameter metrics: where the worker counts claims, outcomes, provider latency and
+    ///   rate-limiter waits (serve it with ``MetricsServer``).
+    public init(configuration: WorkerConfiguration, logger: Logger, metrics: HeraldMetrics = HeraldMetrics()) {
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics
     }
 
     public func run() async throws {
@@ -302,12 +307,17 @@ public final class Worker: Service, Sendable {
                                        attributeKeys: broadcast.attributeKeys)
         }
         let jobs = claim.jobs
+        let channel = broadcast.info.channelName, provider = broadcast.info.provider
         if claim.granted == 0 {
-            let until = ContinuousClock.now + claim.retryAfter
+            let wait = claim.retryAfter
+            metrics.rateLimiterWait(channel: channel,
+                                    seconds: Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+            let until = ContinuousClock.now + wait
             channelHolds.withLock { $0[broadcast.info.channelID] = until }
             return .throttled(until: until)
         }
         guard !jobs.isEmpty else { return .idle }
+        metrics.claimed(channel: channel, provider: provider, count: jobs.count)
         let outcomes = await withTaskGroup(of: JobOutcome.self, returning: [JobOutcome].self) { group in
             for job in jobs {
                 group.addTask { await self.deliver(job, broadcast, transport: transport) }
@@ -318,6 +328,7 @@ public final class Worker: Service, Sendable {
             return all
         }
         let applied = try await pool.withConnection { try await self.store.record(outcomes, owner: self.configuration.workerID, on: $0) }
+        countOutcomes(outcomes, channel: channel, provider: provider)
         if applied < outcomes.count {
             logger.warning("some outcomes were not recorded: their lease had expired", metadata: [
                 "broadcast.id": "\(broadcast.info.id)", "lost": "\(outcomes.count - applied)"])
@@ -331,6 +342,24 @@ public final class Worker: Service, Sendable {
                 "channel": "\(broadcast.info.channelName)", "pause.ms": "\(pause.components.seconds * 1000 + pause.components.attoseconds / 1_000_000_000_000_000)"])
         }
         return .worked
+    }
+
+    private func countOutcomes(_ outcomes: [JobOutcome], channel: String, provider: String) {
+        var sent = 0, failed = 0, retried = 0, skipped = 0, cancelled = 0
+        for o in outcomes {
+            switch o.result {
+            case .sent: sent += 1
+            case .failed: failed += 1
+            case .retry: retried += 1
+            case .skipped: skipped += 1
+            case .cancelled: cancelled += 1
+            }
+        }
+        if sent > 0 { metrics.sent(channel: channel, provider: provider, count: sent) }
+        if failed > 0 { metrics.failed(channel: channel, provider: provider, count: failed) }
+        if retried > 0 { metrics.retried(channel: channel, provider: provider, count: retried) }
+        if skipped > 0 { metrics.skipped(channel: channel, provider: provider, count: skipped) }
+        if cancelled > 0 { metrics.cancelled(channel: channel, provider: provider, count: cancelled) }
     }
 
     /// The longest pause asked for by rate-limit answers in a batch (Retry-After, else 2 s).
@@ -356,7 +385,11 @@ public final class Worker: Service, Sendable {
         case .failure(.fail(let why)):
             return JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil))
         }
+        let started = ContinuousClock.now
         let outcome = await send(message, broadcast, transport: transport)
+        let took = ContinuousClock.now - started
+        metrics.providerLatency(channel: broadcast.info.channelName, provider: broadcast.info.provider,
+                                seconds: Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
         var recorded = JobOutcome(messageID: job.messageID, result: result(of: outcome, job: job, broadcast: broadcast, now: now),
                                   segments: segments)
         if case .retry(_, _, let retryAfter, _, true) = outcome {

@@ -104,4 +104,30 @@ struct WorkerDeliveryTests {
             #expect(status == "sent")
         }
     }
+
+    @Test("the worker counts claims, outcomes and provider latency in its metrics")
+    func metricsMove() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.reject(recipient: "+2348031234568", on: .whatsApp, with: .error(code: 131026))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let bad = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let optedOut = try await WorkerFixtures.contact(c, first: "Chi", phone: "+2348031234569")
+            try await c.execute("INSERT INTO herald.opt_outs (contact_id, channel_kind) VALUES (\(optedOut), 'whatsapp')")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, bad, optedOut], template: ("promo", ["x"]))
+            let metrics = HeraldMetrics()
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), metrics: metrics,
+                                                       until: WorkerFixtures.allDone(db, broadcast: b)))
+            let text = metrics.exposition()
+            func value(_ prefix: String) -> Double? {
+                text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last!) }
+            }
+            #expect(value(#"herald_messages_claimed_total{channel="wa",provider="whatsapp_cloud"}"#) == 3, "\(text)")
+            #expect(text.contains(#"outcome="sent""#) && text.contains(#"outcome="failed""#) && text.contains(#"outcome="skipped""#))
+            #expect(value("herald_provider_latency_seconds_count") == 2, "two real sends were timed")
+        }
+    }
 }

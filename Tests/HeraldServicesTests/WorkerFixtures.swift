@@ -112,11 +112,11 @@ enum WorkerFixtures {
     }
 
     /// Runs a worker until `until` holds (checked every 50 ms) or `timeout`, then stops it.
-    static func runWorker(_ config: WorkerConfiguration, timeout: Duration = .seconds(30),
+    static func runWorker(_ config: WorkerConfiguration, timeout: Duration = .seconds(30), metrics: HeraldMetrics = HeraldMetrics(),
                           until: @escaping @Sendable () async throws -> Bool) async throws -> Bool {
         var logger = Logger(label: "test.worker")
         logger.logLevel = .warning
-        let worker = Worker(configuration: config, logger: logger)
+        let worker = Worker(configuration: config, logger: logger, metrics: metrics)
         return try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask { try await worker.run(); return true }
             let deadline = ContinuousClock.now + timeout

@@ -1,0 +1,323 @@
+import Foundation
+import HeraldCore
+import HeraldPostgres
+import HeraldProviders
+import HeraldStore
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// How `herald webhooks` runs. Every field has a production default.
+public struct WebhooksConfiguration: Sendable {
+    /// `DATABASE_URL`, or nil for libpq's `PG*` variables.
+    public var databaseURL: String?
+    public var host: String = "0.0.0.0"
+    /// 0 picks a free port (tests); see ``WebhooksServer/boundPort``.
+    public var port: Int = 8080
+    /// Where the secrets named by `*_env` settings are read.
+    public var environment: [String: String]
+    /// `HERALD_PUBLIC_URL`: Twilio signs `{publicURL}/webhooks/twilio`.
+    public var publicURL: String?
+    /// Bodies above this are refused with 400 before they are read further.
+    public var maxBodyBytes: Int = 1 << 20
+    /// Receipts stored per INSERT at most.
+    public var maxBatch: Int = 2000
+    /// Receipts applied per statement at most.
+    public var maxApplyBatch: Int = 5000
+    /// Insert statements in flight at once.
+    public var writers: Int = 3
+    /// Database connections of the server.
+    public var connections: Int = 6
+    /// The applier lets receipts gather this long after a busy pass.
+    public var applyInterval: Duration = .milliseconds(5)
+    /// How often receipts still waiting for their message are tried again.
+    public var retryInterval: Duration = .seconds(1)
+    /// Receipts still unmatched after this long are left alone (see ``ReceiptStore``).
+    public var pendingWindow: Duration = .seconds(3600)
+    /// How often channels (and their secrets) are re-read.
+    public var channelRefresh: Duration = .seconds(5)
+    /// How often the report counters are folded.
+    public var compactInterval: Duration = .seconds(5)
+    /// The queue gauges of `/metrics` are sampled at most this often.
+    public var queueSampleInterval: Duration = .seconds(2)
+
+    public init(databaseURL: String?, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.databaseURL = databaseURL
+        self.environment = environment
+        self.publicURL = environment["HERALD_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// `herald webhooks`: the HTTP server for provider delivery receipts, `/metrics` and `/healthz`.
+///
+/// | route | does |
+/// |---|---|
+/// | `GET /webhooks/whatsapp` | Meta's subscription handshake: echoes `hub.challenge` when `hub.verify_token` is the verify token of a `whatsapp_cloud` channel, else 403 |
+/// | `POST /webhooks/whatsapp` | Meta's notifications: statuses become receipts, incoming messages move `contacts.last_inbound_at` |
+/// | `POST /webhooks/twilio` | Twilio's status callbacks |
+/// | `GET /metrics` | Prometheus text format |
+/// | `GET /healthz` | 200 when the database answers, else 503 |
+///
+/// - Important: a request is authenticated before anything is stored: a missing or wrong
+///   signature is 401 and changes nothing; a body that is too big or not what the provider
+///   documents is 400 and changes nothing. 200 means the receipts are committed; a database
+///   failure is 503, so the provider delivers the notification again later.
+public final class WebhooksServer: Service, Sendable {
+    public let configuration: WebhooksConfiguration
+    public let metrics: HeraldMetrics
+    private let logger: Logger
+    private let port = BoundPort()
+
+    public init(configuration: WebhooksConfiguration, metrics: HeraldMetrics = HeraldMetrics(), logger: Logger) {
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// The port the server listens on, once it does.
+    public var boundPort: Int? { port.value }
+
+    public func run() async throws {
+        let pool = PostgresPool(connectionString: configuration.databaseURL, maxConnections: configuration.connections,
+                                applicationName: "herald-webhooks", logger: logger)
+        let directory = WebhookDirectory(environment: configuration.environment, publicURL: configuration.publicURL, logger: logger)
+        do {
+            try await directory.refresh(pool: pool)
+        } catch {
+            logger.warning("cannot read channels yet; retrying in the background", metadata: ["error": "\(error)"])
+        }
+        let pipeline = ReceiptPipeline(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger)
+        let handler = WebhookHandler(configuration: configuration, pool: pool, directory: directory, pipeline: pipeline,
+                                     metrics: metrics, sampler: QueueSampler(metrics: metrics, pool: pool, interval: configuration.queueSampleInterval), logger: logger)
+        let router = Router()
+        handler.register(on: router)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            services: [pipeline],
+            onServerRunning: { [port, logger] channel in
+                let bound = channel.localAddress?.port
+                port.set(bound)
+                logger.info("webhooks server listening", metadata: ["port": "\(bound.map(String.init) ?? "?")"])
+            },
+            logger: logger)
+        do {
+            try await app.run()
+        } catch {
+            await pool.close()
+            throw error
+        }
+        await pool.close()
+        logger.info("webhooks server stopped")
+    }
+}
+
+/// The routes of ``WebhooksServer``.
+struct WebhookHandler: Sendable {
+    let configuration: WebhooksConfiguration
+    let pool: PostgresPool
+    let directory: WebhookDirectory
+    let pipeline: ReceiptPipeline
+    let metrics: HeraldMetrics
+    let sampler: QueueSampler
+    let logger: Logger
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/webhooks/whatsapp") { request, _ in await self.handshake(request) }
+        router.post("/webhooks/whatsapp") { request, _ in await self.whatsApp(request) }
+        router.post("/webhooks/twilio") { request, _ in await self.twilio(request) }
+        router.get("/metrics") { _, _ in await self.metricsPage() }
+        router.get("/healthz") { _, _ in await self.health() }
+    }
+
+    // MARK: Meta
+
+    func handshake(_ request: Request) async -> Response {
+        let query = request.uri.queryParameters
+        guard query["hub.mode"] == "subscribe", let token = query["hub.verify_token"].map(String.init),
+              let challenge = query["hub.challenge"].map(String.init) else {
+            return Self.text(.forbidden, "forbidden")
+        }
+        var tokens = directory.snapshot.whatsApp.compactMap(\.verifyToken)
+        if tokens.isEmpty {
+            try? await directory.refresh(pool: pool, ifOlderThan: .seconds(1))
+            tokens = directory.snapshot.whatsApp.compactMap(\.verifyToken)
+        }
+        // Compare with every token (no early exit), each in constant time.
+        var matched = false
+        for t in tokens where WebhookSignature.constantTimeEquals(t, token) { matched = true }
+        guard matched else {
+            logger.info("webhook handshake refused: unknown verify token")
+            return Self.text(.forbidden, "forbidden")
+        }
+        return Self.text(.ok, challenge)
+    }
+
+    func whatsApp(_ request: Request) async -> Response {
+        let provider = "whatsapp_cloud"
+        guard let body = await collect(request) else { return refuse(provider, .badRequest, "body too large or unreadable") }
+        let notification: WhatsAppNotification
+        do {
+            notification = try WhatsAppNotification.parse(body)
+        } catch {
+            return refuse(provider, .badRequest, "\(error)")
+        }
+        guard let signature = Self.header(request, "x-hub-signature-256") else { return refuse(provider, .unauthorized, "missing signature") }
+
+        // The channels the notification names; when none is known, any channel's app secret may
+        // still sign it (another number of the same Meta app): then nothing of it is ours to store.
+        var channels = await whatsAppChannels(for: notification.phoneNumberIDs)
+        let named = !channels.isEmpty
+        if !named { channels = directory.snapshot.whatsApp }
+        var secrets: [String] = []
+        for c in channels { if let s = c.appSecret, !secrets.contains(s) { secrets.append(s) } }
+        var verified = false
+        for secret in secrets where WebhookSignature.verifyMeta(header: signature, body: body, appSecret: secret) { verified = true }
+        guard verified else { return refuse(provider, .unauthorized, "wrong signature") }
+        guard named else {
+            metrics.webhookRequest(provider: provider, outcome: "accepted")
+            return Self.text(.ok, "ok")
+        }
+
+        var byPhone: [String: Int64] = [:]
+        for c in channels { byPhone[c.phoneNumberID] = byPhone[c.phoneNumberID] ?? c.channelID }
+        var receipts: [NewReceipt] = []
+        for s in notification.statuses {
+            guard let channelID = byPhone[s.phoneNumberID] else { continue }
+            receipts.append(NewReceipt(provider: provider, providerMessageID: s.messageID, status: s.status,
+                                       effect: s.receipt?.rawValue, errorCode: s.errorCode, error: s.errorText,
+                                       occurredAt: s.timestamp, payload: s.payload, callbackMessageID: s.heraldMessageID,
+                                       channelID: channelID))
+        }
+        let inbound = notification.inbound.filter { byPhone[$0.phoneNumberID] != nil }.map { ($0.phone, $0.timestamp ?? Date()) }
+        do {
+            try await pipeline.store(receipts)
+            if !inbound.isEmpty {
+                try await pool.withConnection { try await ReceiptStore().recordInbound(inbound, on: $0) }
+            }
+        } catch {
+            return unavailable(provider, error)
+        }
+        metrics.webhookRequest(provider: provider, outcome: "accepted")
+        return Self.text(.ok, "ok")
+    }
+
+    private func whatsAppChannels(for phoneNumberIDs: [String]) async -> [WebhookDirectory.WhatsApp] {
+        func lookup() -> [WebhookDirectory.WhatsApp] {
+            directory.snapshot.whatsApp.filter { phoneNumberIDs.contains($0.phoneNumberID) }
+        }
+        let found = lookup()
+        if Set(found.map(\.phoneNumberID)).count == phoneNumberIDs.count { return found }
+        // A channel the admin tool added since the last refresh?
+        try? await directory.refresh(pool: pool, ifOlderThan: .seconds(1))
+        return lookup()
+    }
+
+    // MARK: Twilio
+
+    func twilio(_ request: Request) async -> Response {
+        let provider = "twilio"
+        guard let body = await collect(request) else { return refuse(provider, .badRequest, "body too large or unreadable") }
+        let callback: TwilioStatusCallback
+        do {
+            callback = try TwilioStatusCallback.parse(body)
+        } catch {
+            return refuse(provider, .badRequest, "\(error)")
+        }
+        guard let signature = Self.header(request, "x-twilio-signature") else { return refuse(provider, .unauthorized, "missing signature") }
+        var channels = directory.snapshot.twilio.filter { $0.accountSID == callback.accountSID }
+        if channels.isEmpty {
+            try? await directory.refresh(pool: pool, ifOlderThan: .seconds(1))
+            channels = directory.snapshot.twilio.filter { $0.accountSID == callback.accountSID }
+        }
+        var channelID: Int64?
+        for c in channels {
+            guard let url = c.callbackURL, let token = c.authToken else { continue }
+            if WebhookSignature.verifyTwilio(header: signature, url: url, parameters: callback.parameters, authToken: token),
+               channelID == nil {
+                channelID = c.channelID
+            }
+        }
+        guard let channelID else { return refuse(provider, .unauthorized, "wrong signature") }
+        let receipt = NewReceipt(provider: provider, providerMessageID: callback.messageSID, status: callback.messageStatus,
+                                 effect: callback.receipt?.rawValue, errorCode: callback.errorCode, error: callback.errorMessage,
+                                 occurredAt: nil, payload: callback.payload, callbackMessageID: nil, channelID: channelID)
+        do {
+            try await pipeline.store([receipt])
+        } catch {
+            return unavailable(provider, error)
+        }
+        metrics.webhookRequest(provider: provider, outcome: "accepted")
+        return Self.text(.ok, "")
+    }
+
+    // MARK: Metrics and health
+
+    func metricsPage() async -> Response {
+        await sampler.refresh(logger: logger)
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
+    }
+
+    func health() async -> Response {
+        await Self.health(pool: pool)
+    }
+
+    /// 200 when `SELECT 1` answers within 2 seconds, else 503.
+    static func health(pool: PostgresPool) async -> Response {
+        let healthy = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await pool.withConnection { try await ReportStore().ping(on: $0) }) != nil }
+            group.addTask { try? await Task.sleep(for: .seconds(2)); return false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        return healthy ? text(.ok, "ok") : text(.serviceUnavailable, "database unreachable")
+    }
+
+    // MARK: Helpers
+
+    /// A header's value by case-insensitive name.
+    static func header(_ request: Request, _ name: String) -> String? {
+        request.headers.first(where: { $0.name.canonicalName == name })?.value
+    }
+
+    private func collect(_ request: Request) async -> [UInt8]? {
+        do {
+            let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
+            return Array(buffer.readableBytesView)
+        } catch {
+            return nil
+        }
+    }
+
+    private func refuse(_ provider: String, _ status: HTTPResponse.Status, _ why: String) -> Response {
+        metrics.webhookRequest(provider: provider, outcome: status == .unauthorized ? "unauthorized" : "bad_request")
+        // A wrong signature is worth an operator's attention (a secret that does not match Meta's or
+        // Twilio's); a malformed body is the sender's problem and only counted.
+        let level: Logger.Level = status == .unauthorized ? .info : .debug
+        logger.log(level: level, "webhook refused", metadata: ["provider": "\(provider)", "status": "\(status.code)", "reason": "\(why)"])
+        return Self.text(status, status == .unauthorized ? "unauthorized" : "bad request")
+    }
+
+    private func unavailable(_ provider: String, _ error: any Error) -> Response {
+        metrics.webhookRequest(provider: provider, outcome: "error")
+        logger.error("cannot store receipts; the provider will retry", metadata: ["provider": "\(provider)", "error": "\(error)"])
+        return Self.text(.serviceUnavailable, "try again later")
+    }
+
+    static func text(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; charset=utf-8"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// The port a server bound, once known.
+final class BoundPort: Sendable {
+    private let state = Mutex<Int?>(nil)
+    var value: Int? { state.withLock { $0 } }
+    func set(_ port: Int?) { state.withLock { $0 = port } }
+}

@@ -1,0 +1,282 @@
+import Foundation
+import HeraldPostgres
+
+/// A receipt as received from a provider, ready to store (already authenticated and parsed).
+public struct NewReceipt: Sendable, Equatable {
+    /// `whatsapp_cloud` or `twilio`.
+    public var provider: String
+    /// The provider's message id (`wamid…`, `SM…`).
+    public var providerMessageID: String
+    /// The provider's status word, as received (`delivered`, `undelivered`, `deleted`…).
+    public var status: String
+    /// What it means for the message: `sent`, `delivered`, `read`, `failed`, or nil for nothing.
+    public var effect: String?
+    public var errorCode: String?
+    public var error: String?
+    /// When it happened at the provider, when the provider says.
+    public var occurredAt: Date?
+    /// The receipt's own JSON (a WhatsApp status object, Twilio's parameters), as `jsonb` text.
+    public var payload: String
+    /// Herald's message id echoed by the provider (WhatsApp's `biz_opaque_callback_data`).
+    public var callbackMessageID: Int64?
+    /// The channel that authenticated it.
+    public var channelID: Int64?
+
+    public init(provider: String, providerMessageID: String, status: String, effect: String?, errorCode: String? = nil,
+                error: String? = nil, occurredAt: Date? = nil, payload: String = "{}", callbackMessageID: Int64? = nil,
+                channelID: Int64? = nil) {
+        self.provider = provider
+        self.providerMessageID = providerMessageID
+        self.status = status
+        self.effect = effect
+        self.errorCode = errorCode
+        self.error = error
+        self.occurredAt = occurredAt
+        self.payload = payload
+        self.callbackMessageID = callbackMessageID
+        self.channelID = channelID
+    }
+}
+
+/// A channel that receives webhooks: how `herald webhooks` finds the secret that signs a request.
+public struct WebhookChannel: Sendable, Equatable {
+    public var id: Int64
+    public var name: String
+    public var kind: String
+    public var provider: String
+    /// `channels.settings` as JSON text.
+    public var settingsJSON: String
+}
+
+/// What one pass of ``ReceiptStore/apply(ids:on:)`` or ``ReceiptStore/applyPending(after:olderThan:window:limit:on:)`` did.
+public struct ReceiptApplication: Sendable, Equatable {
+    /// Unapplied receipts looked at.
+    public var examined: Int
+    /// Receipts matched to their message and processed (now `applied_at` is set).
+    public var applied: Int
+    /// Messages whose row changed (status, timestamps, provider id).
+    public var messagesChanged: Int
+    /// The highest receipt id examined (the retry pass's cursor).
+    public var lastID: Int64?
+    /// Receipts left for a later pass: message unknown yet, or held by a worker right now.
+    public var pending: Int { examined - applied }
+
+    public init(examined: Int = 0, applied: Int = 0, messagesChanged: Int = 0, lastID: Int64? = nil) {
+        self.examined = examined
+        self.applied = applied
+        self.messagesChanged = messagesChanged
+        self.lastID = lastID
+    }
+}
+
+/// Every SQL statement of delivery receipts: store them raw, apply them to messages in batches,
+/// record inbound WhatsApp messages.
+///
+/// ## How a receipt is applied
+/// One statement applies a whole batch of receipts (``apply(ids:on:)``):
+/// 1. it locks the batch's unapplied receipts (`SKIP LOCKED`: two appliers never share one);
+/// 2. matches each to its message by `provider_message_id`, else by Herald's own message id
+///    echoed by the provider (`callback_message_id`, when the answer to the send was lost);
+/// 3. leaves alone, for a later pass, every receipt whose message a worker holds right now:
+///    one whose job is under a live lease or locked by another statement. The worker records its
+///    outcome guarded by `status = 'queued'`; moving the message first would make the worker's
+///    `sent` (and its `provider_message_id`) miss. Once the worker has recorded, the receipt
+///    applies on top. A queued message whose job nobody holds (its send timed out and waits for a
+///    retry) takes the receipt at once: the provider evidently has the message, so the job is
+///    deleted and no duplicate is sent;
+/// 4. folds the receipts of each message into one change, forward only (the contract):
+///    `queued` → `sent` → `delivered` → `read`; `failed` ends a message that is not `read`;
+///    `read`, `failed`, `skipped`, `cancelled` never change. Within one batch the order of
+///    arrival does not matter: `read` wins over `failed` (a read message was delivered), then
+///    `failed`, then the furthest step. Replays change nothing, not even a timestamp;
+/// 5. sets `sent_at`/`delivered_at`/`read_at`/`failed_at` (the provider's time of each event) when
+///    still empty, `error_code`/`error` when it fails, `provider_message_id` when it was missing;
+/// 6. marks the receipts applied (`message_id`, `applied_at`).
+///
+/// Lock order is jobs, then messages (by id), like the worker's and the scheduler's statements,
+/// and jobs are only ever locked with `SKIP LOCKED` here, so appliers never deadlock with them.
+/// The statement-level triggers of migration 0005 keep `broadcast_counts` right.
+public struct ReceiptStore: Sendable {
+    public init() {}
+
+    /// Inserts receipts in one statement.
+    /// - Returns: their ids, to hand to ``apply(ids:on:)``.
+    public func insert(_ receipts: [NewReceipt], on connection: PostgresConnection) async throws -> [Int64] {
+        guard !receipts.isEmpty else { return [] }
+        let providers = receipts.map(\.provider), ids = receipts.map(\.providerMessageID), statuses = receipts.map(\.status)
+        let effects = receipts.map(\.effect), codes = receipts.map(\.errorCode), errors = receipts.map(\.error)
+        let occurred = receipts.map(\.occurredAt), payloads = receipts.map(\.payload)
+        let callbacks = receipts.map(\.callbackMessageID), channels = receipts.map(\.channelID)
+        let rows = try await connection.query("""
+            INSERT INTO herald.delivery_receipts (provider, provider_message_id, status, effect, error_code, error,
+                                                  occurred_at, payload, callback_message_id, channel_id)
+            SELECT provider, provider_message_id, status, effect, error_code, error, occurred_at, payload::jsonb,
+                   callback_message_id, channel_id
+            FROM unnest(\(providers)::text[], \(ids)::text[], \(statuses)::text[], \(effects)::text[], \(codes)::text[],
+                        \(errors)::text[], \(occurred)::timestamptz[], \(payloads)::text[], \(callbacks)::bigint[],
+                        \(channels)::bigint[])
+                AS r(provider, provider_message_id, status, effect, error_code, error, occurred_at, payload,
+                     callback_message_id, channel_id)
+            RETURNING id
+            """)
+        return try rows.map { try $0.decode(Int64.self, at: 0) }
+    }
+
+    /// Applies the given receipts (those still unapplied) in one statement; see the type's notes.
+    public func apply(ids: [Int64], on connection: PostgresConnection) async throws -> ReceiptApplication {
+        guard !ids.isEmpty else { return ReceiptApplication() }
+        return try await run(ids: ids, after: 0, window: .zero, olderThan: .zero, limit: ids.count, on: connection)
+    }
+
+    /// Applies unapplied receipts received between `window` ago and `olderThan` ago with ids above
+    /// `after`, lowest id first, at most `limit`: the retry pass for receipts that arrived before
+    /// their message's send was recorded. Receipts older than `window` stay unmatched
+    /// (`message_id` NULL): they belong to messages Herald never sent (other tools sharing the
+    /// number) or lost long ago.
+    public func applyPending(after: Int64 = 0, olderThan: Duration = .zero, window: Duration = .seconds(3600),
+                             limit: Int = 5000, on connection: PostgresConnection) async throws -> ReceiptApplication {
+        try await run(ids: nil, after: after, window: window, olderThan: olderThan, limit: limit, on: connection)
+    }
+
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    /// One statement for both passes. `ids` nil selects by age instead; libpq's unnamed statements
+    /// are planned with their parameter values, so the branch not taken folds away and each pass
+    /// gets its own index (primary key, or `delivery_receipts_unapplied`).
+    private func run(ids: [Int64]?, after: Int64, window: Duration, olderThan: Duration, limit: Int,
+                     on connection: PostgresConnection) async throws -> ReceiptApplication {
+        let windowSeconds = Self.seconds(window), olderSeconds = Self.seconds(olderThan)
+        let query: PostgresQuery = """
+            WITH pending AS MATERIALIZED (
+                SELECT r.id, r.provider_message_id, r.callback_message_id, r.effect, r.error_code, r.error,
+                       coalesce(r.occurred_at, r.received_at) AS at
+                FROM herald.delivery_receipts r
+                WHERE r.applied_at IS NULL
+                  AND ((\(ids)::bigint[] IS NOT NULL AND r.id = ANY(\(ids)::bigint[]))
+                       OR (\(ids)::bigint[] IS NULL AND r.id > \(after)
+                           AND r.received_at > now() - make_interval(secs => \(windowSeconds))
+                           AND r.received_at <= now() - make_interval(secs => \(olderSeconds))))
+                ORDER BY r.id
+                LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED
+            ), matched AS MATERIALIZED (
+                SELECT p.*, t.message_id
+                FROM pending p
+                CROSS JOIN LATERAL (
+                    SELECT x.message_id FROM (
+                        SELECT m.id AS message_id, 1 AS preference FROM herald.messages m
+                        WHERE m.provider_message_id = p.provider_message_id
+                        UNION ALL
+                        SELECT m.id, 2 FROM herald.messages m WHERE m.id = p.callback_message_id
+                    ) x
+                    ORDER BY x.preference
+                    LIMIT 1
+                ) t
+            ), jobs_seen AS MATERIALIZED (
+                SELECT j.message_id FROM herald.jobs j WHERE j.message_id IN (SELECT message_id FROM matched)
+            ), jobs_free AS MATERIALIZED (
+                SELECT j.message_id FROM herald.jobs j
+                WHERE j.message_id IN (SELECT message_id FROM matched)
+                  AND (j.lease_owner IS NULL OR j.run_at <= now())
+                FOR UPDATE SKIP LOCKED
+            ), locked AS MATERIALIZED (
+                SELECT m.id, m.status
+                FROM herald.messages m
+                WHERE m.id IN (SELECT message_id FROM matched)
+                  AND (m.id NOT IN (SELECT message_id FROM jobs_seen) OR m.id IN (SELECT message_id FROM jobs_free))
+                ORDER BY m.id
+                FOR UPDATE
+            ), folded AS (
+                SELECT mt.message_id,
+                       bool_or(mt.effect = 'sent') AS any_sent,
+                       bool_or(mt.effect = 'delivered') AS any_delivered,
+                       bool_or(mt.effect = 'read') AS any_read,
+                       bool_or(mt.effect = 'failed') AS any_failed,
+                       min(mt.at) FILTER (WHERE mt.effect IS NOT NULL) AS first_at,
+                       min(mt.at) FILTER (WHERE mt.effect = 'delivered') AS delivered_at,
+                       min(mt.at) FILTER (WHERE mt.effect = 'read') AS read_at,
+                       min(mt.at) FILTER (WHERE mt.effect = 'failed') AS failed_at,
+                       (array_agg(mt.error_code ORDER BY mt.id) FILTER (WHERE mt.effect = 'failed'))[1] AS error_code,
+                       (array_agg(mt.error ORDER BY mt.id) FILTER (WHERE mt.effect = 'failed'))[1] AS error,
+                       (array_agg(mt.provider_message_id ORDER BY mt.id))[1] AS provider_message_id
+                FROM matched mt
+                WHERE mt.message_id IN (SELECT id FROM locked)
+                GROUP BY mt.message_id
+            ), next AS (
+                SELECT l.id, l.status AS old_status,
+                       CASE WHEN l.status IN ('read', 'failed', 'skipped', 'cancelled') THEN l.status
+                            WHEN f.any_read THEN 'read'
+                            WHEN f.any_failed THEN 'failed'
+                            WHEN f.any_delivered AND l.status IN ('queued', 'sent') THEN 'delivered'
+                            WHEN f.any_sent AND l.status = 'queued' THEN 'sent'
+                            ELSE l.status
+                       END AS status,
+                       f.first_at, f.delivered_at, f.read_at, f.failed_at, f.error_code, f.error, f.provider_message_id
+                FROM locked l JOIN folded f ON f.message_id = l.id
+            ), changed AS (
+                UPDATE herald.messages m SET
+                    status = n.status,
+                    provider_message_id = coalesce(m.provider_message_id, n.provider_message_id),
+                    sent_at = CASE WHEN m.sent_at IS NULL AND n.status IN ('sent', 'delivered', 'read')
+                                   THEN n.first_at ELSE m.sent_at END,
+                    delivered_at = CASE WHEN m.delivered_at IS NULL AND n.status IN ('delivered', 'read')
+                                        THEN n.delivered_at ELSE m.delivered_at END,
+                    read_at = CASE WHEN m.read_at IS NULL AND n.status = 'read' THEN n.read_at ELSE m.read_at END,
+                    failed_at = CASE WHEN n.status = 'failed' AND n.old_status <> 'failed' THEN n.failed_at ELSE m.failed_at END,
+                    error_code = CASE WHEN n.status = 'failed' AND n.old_status <> 'failed' THEN n.error_code ELSE m.error_code END,
+                    error = CASE WHEN n.status = 'failed' AND n.old_status <> 'failed' THEN n.error ELSE m.error END
+                FROM next n
+                WHERE m.id = n.id
+                  AND (n.status <> n.old_status
+                       OR (m.provider_message_id IS NULL AND n.provider_message_id IS NOT NULL AND n.status NOT IN ('skipped', 'cancelled'))
+                       OR (m.delivered_at IS NULL AND n.delivered_at IS NOT NULL AND n.status IN ('delivered', 'read'))
+                       OR (m.read_at IS NULL AND n.read_at IS NOT NULL AND n.status = 'read'))
+                RETURNING m.id, n.old_status, n.status
+            ), unqueued AS (
+                DELETE FROM herald.jobs j USING changed c
+                WHERE j.message_id = c.id AND c.old_status = 'queued' AND c.status <> 'queued'
+                RETURNING j.message_id
+            ), marked AS (
+                UPDATE herald.delivery_receipts r SET message_id = mt.message_id, applied_at = now()
+                FROM matched mt
+                WHERE r.id = mt.id AND mt.message_id IN (SELECT id FROM locked)
+                RETURNING r.id
+            )
+            SELECT (SELECT count(*) FROM pending), (SELECT count(*) FROM marked), (SELECT count(*) FROM changed),
+                   (SELECT count(*) FROM unqueued), (SELECT max(id) FROM pending)
+            """
+        let row = try await connection.query(query)[0]
+        return ReceiptApplication(examined: try row.decode(Int.self, at: 0), applied: try row.decode(Int.self, at: 1),
+                                  messagesChanged: try row.decode(Int.self, at: 2), lastID: try row.decode(Int64?.self, at: 4))
+    }
+
+    /// Records that contacts wrote to the business on WhatsApp: `last_inbound_at` moves to the
+    /// message's time (forward only) for every contact whose `phone` is the sender's.
+    /// - Parameter messages: the sender's phone as stored in `contacts.phone` (E.164 with `+`) and when.
+    /// - Returns: the number of contacts updated.
+    @discardableResult
+    public func recordInbound(_ messages: [(phone: String, at: Date)], on connection: PostgresConnection) async throws -> Int {
+        guard !messages.isEmpty else { return 0 }
+        let phones = messages.map(\.phone), times = messages.map(\.at)
+        return try await connection.execute("""
+            UPDATE herald.contacts c SET last_inbound_at = i.at
+            FROM (SELECT phone, max(at) AS at FROM unnest(\(phones)::text[], \(times)::timestamptz[]) AS i(phone, at)
+                  GROUP BY phone) i
+            WHERE c.phone = i.phone AND (c.last_inbound_at IS NULL OR c.last_inbound_at < i.at)
+            """)
+    }
+
+    /// The enabled and disabled channels whose provider sends webhooks (`whatsapp_cloud`, `twilio`).
+    public func webhookChannels(on connection: PostgresConnection) async throws -> [WebhookChannel] {
+        try await connection.query("""
+            SELECT id, name, kind, provider, settings::text FROM herald.channels
+            WHERE provider IN ('whatsapp_cloud', 'twilio') ORDER BY id
+            """).map { r in
+            WebhookChannel(id: try r.decode(Int64.self, at: 0), name: try r.decode(String.self, at: 1),
+                           kind: try r.decode(String.self, at: 2), provider: try r.decode(String.self, at: 3),
+                           settingsJSON: try r.decode(String.self, at: 4))
+        }
+    }
+}
