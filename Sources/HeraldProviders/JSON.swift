@@ -32,14 +32,28 @@ enum JSONValue: Sendable, Equatable, Decodable {
 
     /// Parses `bytes`, or returns nil when they are not JSON (RFC 8259).
     ///
-    /// Hand-written rather than `JSONDecoder`: every provider answer goes through here, and the
-    /// Codable path cost 13% of a worker's CPU at 10,000 sends per second (perf, HTTP benchmark).
+    /// Built on ``WebhookJSON``'s byte parser rather than `JSONDecoder`: every provider answer goes
+    /// through here, and the Codable path cost 13% of a worker's CPU at 10,000 sends per second
+    /// (perf, HTTP benchmark).
     static func parse(_ bytes: some Collection<UInt8>) -> JSONValue? {
-        guard !bytes.isEmpty else { return nil }
-        var parser = JSONByteParser(Array(bytes))
-        guard let value = parser.value(depth: 0) else { return nil }
-        parser.skipSpace()
-        return parser.atEnd ? value : nil
+        guard !bytes.isEmpty, let parsed = try? WebhookJSON.parse(bytes) else { return nil }
+        return JSONValue(parsed)
+    }
+
+    /// The same value with numbers as `Double` and objects as dictionaries (the first of repeated
+    /// keys wins, as in ``WebhookJSON``'s lookups).
+    init(_ value: WebhookJSON) {
+        switch value {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .number(let text): self = .number(Double(text) ?? .nan)
+        case .string(let s): self = .string(s)
+        case .array(let items): self = .array(items.map(JSONValue.init))
+        case .object(let members):
+            var dict: [String: JSONValue] = [:]
+            for m in members where dict[m.key] == nil { dict[m.key] = JSONValue(m.value) }
+            self = .object(dict)
+        }
     }
 
     subscript(key: String) -> JSONValue? {
@@ -134,156 +148,5 @@ struct JSONWriter {
         out.reserveCapacity(value.utf8.count + 8)
         appendEscaped(value, to: &out)
         return String(decoding: out, as: UTF8.self)
-    }
-}
-
-/// A small recursive-descent JSON parser over UTF-8 bytes, producing ``JSONValue``.
-struct JSONByteParser {
-    private let b: [UInt8]
-    private var i = 0
-    private static let maxDepth = 64
-
-    init(_ bytes: [UInt8]) { b = bytes }
-
-    var atEnd: Bool { i == b.count }
-
-    mutating func skipSpace() {
-        while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 }
-    }
-
-    mutating func value(depth: Int) -> JSONValue? {
-        guard depth < Self.maxDepth else { return nil }
-        skipSpace()
-        guard i < b.count else { return nil }
-        switch b[i] {
-        case UInt8(ascii: "{"):
-            i += 1
-            var members: [String: JSONValue] = [:]
-            skipSpace()
-            if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
-            while true {
-                skipSpace()
-                guard i < b.count, b[i] == UInt8(ascii: "\""), let key = string() else { return nil }
-                skipSpace()
-                guard i < b.count, b[i] == UInt8(ascii: ":") else { return nil }
-                i += 1
-                guard let v = value(depth: depth + 1) else { return nil }
-                members[key] = v
-                skipSpace()
-                guard i < b.count else { return nil }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
-                return nil
-            }
-        case UInt8(ascii: "["):
-            i += 1
-            var items: [JSONValue] = []
-            skipSpace()
-            if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-            while true {
-                guard let v = value(depth: depth + 1) else { return nil }
-                items.append(v)
-                skipSpace()
-                guard i < b.count else { return nil }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
-                return nil
-            }
-        case UInt8(ascii: "\""):
-            return string().map(JSONValue.string)
-        case UInt8(ascii: "t"): return literal("true", .bool(true))
-        case UInt8(ascii: "f"): return literal("false", .bool(false))
-        case UInt8(ascii: "n"): return literal("null", .null)
-        default: return number()
-        }
-    }
-
-    private mutating func literal(_ word: StaticString, _ result: JSONValue) -> JSONValue? {
-        let n = word.utf8CodeUnitCount
-        guard i + n <= b.count else { return nil }
-        for k in 0..<n where b[i + k] != word.utf8Start[k] { return nil }
-        i += n
-        return result
-    }
-
-    private mutating func number() -> JSONValue? {
-        let start = i
-        if i < b.count, b[i] == UInt8(ascii: "-") { i += 1 }
-        var digits = 0
-        while i < b.count {
-            let c = b[i]
-            if (c >= 0x30 && c <= 0x39) { digits += 1 } else if !(c == UInt8(ascii: ".") || c == UInt8(ascii: "e")
-                || c == UInt8(ascii: "E") || c == UInt8(ascii: "+") || c == UInt8(ascii: "-")) { break }
-            i += 1
-        }
-        guard digits > 0, let d = Double(String(decoding: b[start..<i], as: UTF8.self)) else { return nil }
-        return .number(d)
-    }
-
-    /// A string starting at the opening quote; handles every escape, including surrogate pairs.
-    private mutating func string() -> String? {
-        i += 1
-        let start = i
-        // Fast path: no escapes.
-        while i < b.count, b[i] != UInt8(ascii: "\""), b[i] != UInt8(ascii: "\\") {
-            if b[i] < 0x20 { return nil }
-            i += 1
-        }
-        guard i < b.count else { return nil }
-        if b[i] == UInt8(ascii: "\"") {
-            defer { i += 1 }
-            return String(decoding: b[start..<i], as: UTF8.self)
-        }
-        var out = Array(b[start..<i])
-        while i < b.count {
-            let c = b[i]
-            if c == UInt8(ascii: "\"") { i += 1; return String(decoding: out, as: UTF8.self) }
-            if c < 0x20 { return nil }
-            if c != UInt8(ascii: "\\") { out.append(c); i += 1; continue }
-            i += 1
-            guard i < b.count else { return nil }
-            let e = b[i]
-            i += 1
-            switch e {
-            case UInt8(ascii: "\""): out.append(0x22)
-            case UInt8(ascii: "\\"): out.append(0x5C)
-            case UInt8(ascii: "/"): out.append(0x2F)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "u"):
-                guard var scalar = hex4() else { return nil }
-                if scalar >= 0xD800 && scalar < 0xDC00 {
-                    guard i + 1 < b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") else { return nil }
-                    i += 2
-                    guard let low = hex4(), low >= 0xDC00 && low < 0xE000 else { return nil }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                }
-                guard let u = Unicode.Scalar(scalar) else { return nil }
-                out.append(contentsOf: Array(String(Character(u)).utf8))
-            default: return nil
-            }
-        }
-        return nil
-    }
-
-    private mutating func hex4() -> UInt32? {
-        guard i + 4 <= b.count else { return nil }
-        var v: UInt32 = 0
-        for _ in 0..<4 {
-            let c = b[i]
-            let d: UInt32
-            switch c {
-            case 0x30...0x39: d = UInt32(c - 0x30)
-            case 0x41...0x46: d = UInt32(c - 0x41 + 10)
-            case 0x61...0x66: d = UInt32(c - 0x61 + 10)
-            default: return nil
-            }
-            v = v << 4 | d
-            i += 1
-        }
-        return v
     }
 }
