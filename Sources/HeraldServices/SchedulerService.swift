@@ -221,6 +221,9 @@ struct LeaderState {
             plans[id] = nil
             if try await store.start(id) {
                 logger.debug("broadcast started", metadata: ["broadcast.id": "\(id)"])
+                // An audience that was skipped entirely has nothing to send: complete it now
+                // rather than at the next maintenance tick.
+                _ = try await store.completeFinished()
             }
             return false
         }
