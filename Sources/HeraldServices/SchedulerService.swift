@@ -142,6 +142,8 @@ struct LeaderState {
     var held: [Int64: (until: ContinuousClock.Instant, failures: Int)] = [:]
     var rng = SystemRandomNumberGenerator()
     let clock = ContinuousClock()
+    /// When broadcast_report's counter deltas were last folded together.
+    var lastCompaction: ContinuousClock.Instant?
 
     struct Plan {
         var channelID: Int64
@@ -246,6 +248,13 @@ struct LeaderState {
             for _ in 0..<20 {
                 try Task.checkCancellation()
                 guard try await store.cancelUnsent(limit: batch) == batch else { break }
+            }
+            // broadcast_report's counters grow by one delta row per write statement; fold them
+            // every few seconds (herald webhooks does too; the function is safe concurrently), so
+            // deployments without a webhooks server keep the report query small as well.
+            if lastCompaction.map({ clock.now - $0 >= .seconds(5) }) ?? true {
+                lastCompaction = clock.now
+                _ = try await ReportStore().compactCounts(on: store.connection)
             }
         } catch let error as PostgresError where !error.isTransient && error.code != .connectionClosed {
             logger.info("scheduler maintenance failed; will retry", metadata: ["error": "\(error)"])

@@ -138,4 +138,28 @@ struct SchedulerLifecycleTests {
             }
         }
     }
+
+    @Test("the leader folds broadcast_report's counter deltas together")
+    func compactsCounters() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await F.channel(c)
+            var contacts: [Int64] = []
+            for i in 0..<3 { contacts.append(try await F.contact(c, phone: "+234803123456\(i)")) }
+            let id = try await F.broadcast(c, channel: channel, status: "draft", contacts: contacts)
+            for contact in contacts { // three statements: three delta rows for (broadcast, queued)
+                try await c.execute("""
+                    INSERT INTO herald.messages (broadcast_id, contact_id, channel_id, address)
+                    VALUES (\(id), \(contact), \(channel), '+2348030000000')
+                    """)
+            }
+            #expect(try await F.count(c, "SELECT count(*) FROM herald.broadcast_counts WHERE broadcast_id = \(id)") == 3)
+            try await F.withScheduler(db) {
+                try await F.waitUntil("the deltas are folded", timeout: .seconds(10)) {
+                    try await F.count(c, "SELECT count(*) FROM herald.broadcast_counts WHERE broadcast_id = \(id)") == 1
+                }
+            }
+            #expect(try await F.count(c, "SELECT queued FROM herald.broadcast_report WHERE broadcast_id = \(id)") == 3)
+        }
+    }
 }
