@@ -2,33 +2,16 @@ import Foundation
 
 /// A parsed JSON value, strict about types: `1` is not `true`, `"5"` is not `5`.
 ///
-/// Used to read channel settings and providers' answers. Decoding goes through `JSONDecoder`,
-/// whose `Bool`/`Double` decoding refuses the other's literals, so the settings parser can tell
-/// an admin exactly which setting has the wrong type.
-enum JSONValue: Sendable, Equatable, Decodable {
+/// Used to read channel settings and providers' answers. Parsed by ``WebhookJSON``'s byte parser
+/// (see ``parse(_:)``), which keeps literals apart, so the settings parser can tell an admin
+/// exactly which setting has the wrong type.
+enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(Double)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: JSONValue].self))
-        }
-    }
 
     /// Parses `bytes`, or returns nil when they are not JSON (RFC 8259).
     ///
