@@ -318,15 +318,7 @@ public final class Worker: Service, Sendable {
         }
         guard !jobs.isEmpty else { return .idle }
         metrics.claimed(channel: channel, provider: provider, count: jobs.count)
-        let outcomes = await withTaskGroup(of: JobOutcome.self, returning: [JobOutcome].self) { group in
-            for job in jobs {
-                group.addTask { await self.deliver(job, broadcast, transport: transport) }
-            }
-            var all: [JobOutcome] = []
-            all.reserveCapacity(jobs.count)
-            for await outcome in group { all.append(outcome) }
-            return all
-        }
+        let outcomes = await deliver(jobs, broadcast, transport: transport)
         let applied = try await pool.withConnection { try await self.store.record(outcomes, owner: self.configuration.workerID, on: $0) }
         countOutcomes(outcomes, channel: channel, provider: provider)
         if applied < outcomes.count {
@@ -373,67 +365,118 @@ public final class Worker: Service, Sendable {
 
     // MARK: Delivery
 
-    private func deliver(_ job: ClaimedJob, _ broadcast: PreparedBroadcast, transport: CurlTransport) async -> JobOutcome {
+    /// Renders every job of a batch, hands all the provider requests to the transport in one
+    /// call (one suspension per batch, not a task per message), and turns the answers into
+    /// outcomes, in the order of `jobs`.
+    private func deliver(_ jobs: [ClaimedJob], _ broadcast: PreparedBroadcast, transport: CurlTransport) async -> [JobOutcome] {
         let now = Date()
-        let message: OutgoingMessage
-        let segments: Int?
-        switch broadcast.outgoing(for: job, now: now) {
-        case .success(let built):
-            (message, segments) = built
-        case .failure(.skip(let reason)):
-            return JobOutcome(messageID: job.messageID, result: .skipped(reason: reason))
-        case .failure(.fail(let why)):
-            return JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil))
+        var outcomes: [JobOutcome?] = Array(repeating: nil, count: jobs.count)
+        var requests: [TransportRequest] = []
+        /// Per request: its job's index, SMS segments, and the Message-ID of a mail.
+        var sends: [(job: Int, segments: Int?, mailID: String?)] = []
+        requests.reserveCapacity(jobs.count)
+        sends.reserveCapacity(jobs.count)
+        var sandboxSends: [(job: Int, segments: Int?, message: OutgoingMessage)] = []
+        for (index, job) in jobs.enumerated() {
+            switch broadcast.outgoing(for: job, now: now) {
+            case .failure(.skip(let reason)):
+                outcomes[index] = JobOutcome(messageID: job.messageID, result: .skipped(reason: reason))
+            case .failure(.fail(let why)):
+                outcomes[index] = JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil))
+            case .success(let (message, segments)):
+                switch request(for: message, broadcast) {
+                case .http(let request):
+                    requests.append(.http(request))
+                    sends.append((index, segments, nil))
+                case .mail(let mail):
+                    requests.append(.smtp(mail.envelope))
+                    sends.append((index, segments, mail.messageID))
+                case .sandbox:
+                    sandboxSends.append((index, segments, message))
+                case .unsendable(let why):
+                    outcomes[index] = recordable(.permanent(code: nil, message: why), job: job, broadcast: broadcast,
+                                                 segments: segments, now: now)
+                }
+            }
         }
-        let started = ContinuousClock.now
-        let outcome = await send(message, broadcast, transport: transport)
-        let took = ContinuousClock.now - started
+        if case .sandbox(let settings) = broadcast.config, !sandboxSends.isEmpty {
+            // The simulated sends of a batch happen side by side, as real ones would.
+            let latency = Sandbox.latency(settings)
+            if latency > .zero { try? await Task.sleep(for: latency) }
+            var rng = SystemRandomNumberGenerator()
+            for send in sandboxSends {
+                observeLatency(latency, broadcast)
+                outcomes[send.job] = recordable(Sandbox.outcome(for: send.message, settings: settings, using: &rng),
+                                                job: jobs[send.job], broadcast: broadcast, segments: send.segments, now: now)
+            }
+        }
+        let answers = await transport.perform(requests)
+        for (send, answer) in zip(sends, answers) {
+            observeLatency(answer.elapsed, broadcast)
+            let delivery: DeliveryOutcome
+            switch (broadcast.config, answer.result) {
+            case (.smtp, .success):
+                delivery = SMTPProvider.classify(nil, messageID: send.mailID ?? "")
+            case (.smtp, .failure(let error)):
+                delivery = SMTPProvider.classify(error, messageID: send.mailID ?? "")
+            case (.twilio, .success(let response)):
+                delivery = Twilio.classify(response, now: now)
+            case (_, .success(let response)):
+                // Only WhatsApp is left: the sandbox makes no requests.
+                delivery = WhatsAppCloud.classify(response, now: now)
+            case (_, .failure(let error)):
+                delivery = DeliveryOutcome.classify(transportError: error)
+            }
+            outcomes[send.job] = recordable(delivery, job: jobs[send.job], broadcast: broadcast, segments: send.segments, now: now)
+        }
+        return outcomes.map { $0! }
+    }
+
+    private func observeLatency(_ took: Duration, _ broadcast: PreparedBroadcast) {
         metrics.providerLatency(channel: broadcast.info.channelName, provider: broadcast.info.provider,
                                 seconds: Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
-        var recorded = JobOutcome(messageID: job.messageID, result: result(of: outcome, job: job, broadcast: broadcast, now: now),
+    }
+
+    /// What one rendered message turns into for the provider.
+    private enum ProviderRequest {
+        case http(HTTPRequest)
+        case mail(SMTPMail)
+        case sandbox
+        /// The message cannot be written for the provider (a ``MessageBuildError``).
+        case unsendable(String)
+    }
+
+    private func request(for message: OutgoingMessage, _ broadcast: PreparedBroadcast) -> ProviderRequest {
+        do {
+            switch (broadcast.config, broadcast.credentials) {
+            case (.sandbox, _):
+                return .sandbox
+            case (.whatsappCloud(let settings), .whatsappCloud(let credentials)):
+                return .http(try WhatsAppCloud.request(for: message, settings: settings, credentials: credentials,
+                                                       timeout: configuration.requestTimeout))
+            case (.twilio(let settings), .twilio(let credentials)):
+                return .http(try Twilio.request(for: message, settings: settings, credentials: credentials,
+                                                publicURL: configuration.publicURL, timeout: configuration.requestTimeout))
+            case (.smtp(let settings), .smtp(let credentials)):
+                return .mail(try SMTPProvider.mail(for: message, settings: settings, credentials: credentials,
+                                                   timeout: configuration.requestTimeout))
+            default:
+                return .unsendable("provider settings and credentials do not match")
+            }
+        } catch {
+            return .unsendable("\(error)")
+        }
+    }
+
+    /// The outcome to record for a provider's answer, with the channel pause a rate-limit answer asks for.
+    private func recordable(_ delivery: DeliveryOutcome, job: ClaimedJob, broadcast: PreparedBroadcast,
+                            segments: Int?, now: Date) -> JobOutcome {
+        var recorded = JobOutcome(messageID: job.messageID, result: result(of: delivery, job: job, broadcast: broadcast, now: now),
                                   segments: segments)
-        if case .retry(_, _, let retryAfter, _, true) = outcome {
+        if case .retry(_, _, let retryAfter, _, true) = delivery {
             recorded.rateLimitedFor = retryAfter ?? .seconds(2)
         }
         return recorded
-    }
-
-    private func send(_ message: OutgoingMessage, _ broadcast: PreparedBroadcast, transport: CurlTransport) async -> DeliveryOutcome {
-        do {
-            switch (broadcast.config, broadcast.credentials) {
-            case (.sandbox(let settings), _):
-                let latency = Sandbox.latency(settings)
-                if latency > .zero { try? await Task.sleep(for: latency) }
-                var rng = SystemRandomNumberGenerator()
-                return Sandbox.outcome(for: message, settings: settings, using: &rng)
-            case (.whatsappCloud(let settings), .whatsappCloud(let credentials)):
-                let request = try WhatsAppCloud.request(for: message, settings: settings, credentials: credentials,
-                                                                  timeout: configuration.requestTimeout)
-                do { return WhatsAppCloud.classify(try await transport.execute(request)) } catch {
-                    return DeliveryOutcome.classify(transportError: error)
-                }
-            case (.twilio(let settings), .twilio(let credentials)):
-                let request = try Twilio.request(for: message, settings: settings, credentials: credentials,
-                                                 publicURL: configuration.publicURL, timeout: configuration.requestTimeout)
-                do { return Twilio.classify(try await transport.execute(request)) } catch {
-                    return DeliveryOutcome.classify(transportError: error)
-                }
-            case (.smtp(let settings), .smtp(let credentials)):
-                let mail = try SMTPProvider.mail(for: message, settings: settings, credentials: credentials,
-                                                     timeout: configuration.requestTimeout)
-                do {
-                    try await transport.send(mail.envelope)
-                    return SMTPProvider.classify(nil, messageID: mail.messageID)
-                } catch {
-                    return SMTPProvider.classify(error, messageID: mail.messageID)
-                }
-            default:
-                return .permanent(code: nil, message: "provider settings and credentials do not match")
-            }
-        } catch {
-            // MessageBuildError: this message cannot be written for the provider.
-            return .permanent(code: nil, message: "\(error)")
-        }
     }
 
     /// Turns a provider's answer into what to record: retries until the channel's `max_attempts`.

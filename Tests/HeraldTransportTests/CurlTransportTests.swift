@@ -264,6 +264,58 @@ struct CurlTransportHTTPTests {
         }
     }
 
+    @Test("a batch returns each outcome at its request's index, failures included")
+    func batchKeepsOrder() async throws {
+        try await withTransport(maxInFlight: 8) { double, transport in
+            double.enqueue(.error(code: 131026), for: .whatsApp)
+            var requests: [TransportRequest] = (0..<40).map { .http(whatsAppRequest(double, to: "+23480300\(10000 + $0)")) }
+            requests.insert(.http(HTTPRequest(url: "http://127.0.0.1:1/v21.0/1/messages", body: [1])), at: 7)
+            let outcomes = await transport.perform(requests)
+
+            #expect(outcomes.count == 41)
+            #expect(outcomes[7].result.failure?.kind == .notSent)
+            var statuses: [Int] = []
+            for (index, outcome) in outcomes.enumerated() where index != 7 {
+                let response = try outcome.result.get()
+                statuses.append(response.status)
+                if response.status == 200 {
+                    // The answer belongs to the request at this index.
+                    let to = index < 7 ? index : index - 1
+                    #expect(json(response)?["contacts"]?[0]?["input"]?.string == "+23480300\(10000 + to)")
+                    #expect(outcome.elapsed > .zero)
+                }
+            }
+            #expect(statuses.filter { $0 == 400 }.count == 1)  // the scripted rejection, wherever it landed
+            #expect(statuses.filter { $0 == 200 }.count == 39)
+            #expect(await transport.perform([]).isEmpty)
+        }
+    }
+
+    @Test("cancelling a batch aborts all of its transfers: in flight ambiguous, queued notSent")
+    func batchCancellation() async throws {
+        try await withTransport(maxInFlight: 2) { double, transport in
+            // A warm connection first: until libcurl has seen the server answer (HTTP/1.1, so
+            // no multiplexing), CURLOPT_PIPEWAIT holds the second transfer back.
+            let warm = await transport.perform([.http(whatsAppRequest(double))])
+            #expect(warm[0].result.failure == nil)
+            double.latency = .seconds(5)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let task = Task {
+                await transport.perform((0..<5).map { _ in .http(whatsAppRequest(double, timeout: .seconds(30))) })
+            }
+            #expect(await double.waitForRequests(3))
+            task.cancel()
+            let outcomes = await task.value
+            #expect(clock.now - start < .seconds(3))
+            let errors = outcomes.compactMap(\.result.failure)
+            #expect(errors.count == 5)
+            #expect(errors.allSatisfy { $0.isCancelled })
+            #expect(errors.filter { $0.kind == .ambiguous }.count == 2)
+            #expect(errors.filter { $0.kind == .notSent }.count == 3)
+        }
+    }
+
     @Test("shutdown fails pending transfers, is idempotent, and refuses new ones")
     func shutdownFailsPending() async throws {
         let double = try await ProviderDouble.start()
