@@ -32,6 +32,9 @@ public actor PostgresConnection {
     /// An eventfd that interrupts a blocking wait for notifications (cancellation, ``interrupt()``).
     private nonisolated let wakeFD: Int32
     private let logger: Logger
+    /// Statements prepared on this session by ``preparedQuery(_:)``: SQL text → statement name.
+    private var preparedStatements: [String: String] = [:]
+    private var preparedCount = 0
 
     private init(logger: Logger) {
         self.executor = ThreadExecutor(name: "herald-pg")
@@ -123,6 +126,46 @@ public actor PostgresConnection {
             PQexecParams(conn, query.sql, count, nil, values, nil, nil, 0)
         }
         return try consume(result, conn: conn)
+    }
+
+    /// Runs one parameterized statement as a named prepared statement, prepared on this
+    /// connection the first time its SQL text is seen: the server parses (and, once it settles on
+    /// a generic plan, plans) it once per session instead of on every call.
+    ///
+    /// For the statements a connection runs over and over (a worker's claim and record): their
+    /// parsing and planning cost about as much as running them (claim: ~1.1 ms of planning,
+    /// ~2 ms of execution per batch of 200). Parameters must keep the same types from call to
+    /// call; anything the planner must see as a constant (a `LIMIT` that sizes the plan) belongs
+    /// in the SQL text (`\(unescaped:)`), which then names a separate statement.
+    @discardableResult
+    public func preparedQuery(_ query: PostgresQuery) throws -> PostgresRows {
+        try preparedQuery(query, mayReprepare: true)
+    }
+
+    private func preparedQuery(_ query: PostgresQuery, mayReprepare: Bool) throws -> PostgresRows {
+        let conn = try live()
+        let name: String
+        if let known = preparedStatements[query.sql] {
+            name = known
+        } else {
+            preparedCount += 1
+            name = "herald_\(preparedCount)"
+            let result = PQprepare(conn, name, query.sql, Int32(query.binds.count), nil)
+            _ = try consume(result, conn: conn)
+            preparedStatements[query.sql] = name
+        }
+        let result = withParameters(query.binds) { count, values in
+            PQexecPrepared(conn, name, count, values, nil, nil, 0)
+        }
+        do {
+            return try consume(result, conn: conn)
+        } catch let error as PostgresError where mayReprepare && (error.sqlState == "0A000" || error.sqlState == "26000") {
+            // "cached plan must not change result type" (a migration altered a table under the
+            // session) or the statement is gone (DISCARD ALL): prepare afresh, once.
+            preparedStatements[query.sql] = nil
+            _ = try? simpleQuery("DEALLOCATE \(name)")
+            return try preparedQuery(query, mayReprepare: false)
+        }
     }
 
     /// Runs one parameterized statement and returns the number of rows it changed.

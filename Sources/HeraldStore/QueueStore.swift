@@ -124,7 +124,9 @@ public struct QueueStore: Sendable {
     public func claim(on connection: PostgresConnection, broadcastID: Int64, channelID: Int64, kind: String, limit: Int,
                       lease: Duration, owner: String, attributeKeys: [String]) async throws -> Claim {
         let leaseSeconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
-        let rows = try await connection.query("""
+        // Prepared: parsed and planned once per connection. The batch size is part of the text,
+        // so the plan is made for it (see `due`).
+        let rows = try await connection.preparedQuery("""
             WITH t AS MATERIALIZED (
                 SELECT granted, wait_seconds FROM herald.take_tokens(\(channelID), \(limit))
             ), due AS (
@@ -134,7 +136,7 @@ public struct QueueStore: Sendable {
                 SELECT message_id FROM herald.jobs
                 WHERE broadcast_id = \(broadcastID) AND run_at <= now()
                 ORDER BY run_at
-                LIMIT \(limit)
+                LIMIT \(unescaped: String(limit))
                 FOR UPDATE SKIP LOCKED
             ), picked AS (
                 SELECT message_id FROM due LIMIT (SELECT granted FROM t)
@@ -214,7 +216,10 @@ public struct QueueStore: Sendable {
                 failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
             }
         }
-        let rows = try await connection.query("""
+        // Prepared (parsed and planned once per connection). The generic plan cannot know the
+        // batch's size, so every join is driven by `o` or `held` through a primary key: a CTE is
+        // never the inner side of a join (that would be quadratic in the batch size).
+        let rows = try await connection.preparedQuery("""
             WITH o AS (
                 SELECT * FROM unnest(\(ids)::bigint[], \(kinds)::text[], \(providerIDs)::text[], \(codes)::text[],
                                      \(errors)::text[], \(failureKinds)::text[], \(retryAt)::timestamptz[],
@@ -222,17 +227,17 @@ public struct QueueStore: Sendable {
                     AS o(message_id, outcome, provider_message_id, error_code, error, failure_kind, retry_at,
                          skip_reason, segments, attempt)
             ), held AS (
-                SELECT j.message_id FROM herald.jobs j JOIN o ON o.message_id = j.message_id
+                SELECT j.message_id, o.outcome, o.retry_at FROM o JOIN herald.jobs j ON j.message_id = o.message_id
                 WHERE j.lease_owner = \(owner)
                 FOR UPDATE OF j
             ), finished AS (
-                DELETE FROM herald.jobs j USING o
-                WHERE j.message_id = o.message_id AND o.outcome <> 'retry' AND j.message_id IN (SELECT message_id FROM held)
+                DELETE FROM herald.jobs j USING held h
+                WHERE j.message_id = h.message_id AND h.outcome <> 'retry'
                 RETURNING j.message_id
             ), retried AS (
-                UPDATE herald.jobs j SET run_at = o.retry_at, lease_owner = NULL
-                FROM o
-                WHERE j.message_id = o.message_id AND o.outcome = 'retry' AND j.message_id IN (SELECT message_id FROM held)
+                UPDATE herald.jobs j SET run_at = h.retry_at, lease_owner = NULL
+                FROM held h
+                WHERE j.message_id = h.message_id AND h.outcome = 'retry'
                 RETURNING j.message_id
             ), applied AS (
                 UPDATE herald.messages m SET

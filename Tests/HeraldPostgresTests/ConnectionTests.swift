@@ -109,6 +109,34 @@ struct ConnectionTests {
         }
     }
 
+    @Test("a prepared statement is prepared once per session and follows schema changes")
+    func preparedStatements() async throws {
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await conn.execute("CREATE TABLE t (id int PRIMARY KEY, name text)")
+            try await conn.execute("INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 10) g")
+            for id in [3, 7, 3] {
+                let name = try await conn.preparedQuery("SELECT name FROM t WHERE id = \(id)")[0].decode(String.self, at: 0)
+                #expect(name == "n\(id)")
+            }
+            // One server-side statement for the one SQL text, run three times.
+            let prepared = try await conn.query("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'herald_%'")
+            #expect(try prepared[0].decode(Int.self, at: 0) == 1)
+
+            // A column type change makes the cached plan's result type invalid: prepared afresh.
+            try await conn.execute("ALTER TABLE t ALTER COLUMN name TYPE varchar(20)")
+            let after = try await conn.preparedQuery("SELECT name FROM t WHERE id = \(5)")
+            #expect(try after[0].decode(String.self, at: 0) == "n5")
+
+            // A statement with an error is reported and not remembered.
+            let error = await #expect(throws: PostgresError.self) {
+                try await conn.preparedQuery("SELECT nope FROM t WHERE id = \(1)")
+            }
+            #expect(error?.sqlState == "42703")
+            #expect(try await conn.preparedQuery("SELECT count(*) FROM t WHERE id > \(0)")[0].decode(Int.self, at: 0) == 10)
+        }
+    }
+
     @Test("a pool serves more tasks than it has connections")
     func poolQueues() async throws {
         try await withTestDatabase { db in
