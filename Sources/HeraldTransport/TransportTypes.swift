@@ -34,14 +34,96 @@ public struct HTTPRequest: Sendable, Equatable {
 /// A complete HTTP answer.
 public struct HTTPResponse: Sendable, Equatable {
     public var status: Int
-    /// Header names lower-cased; the last value wins when a header repeats.
-    public var headers: [String: String]
+    /// Looked up by name, case-insensitively; the last value wins when a header repeats.
+    public var headers: HTTPHeaders
     public var body: [UInt8]
 
-    public init(status: Int, headers: [String: String] = [:], body: [UInt8] = []) {
+    public init(status: Int, headers: HTTPHeaders = [:], body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
+    }
+}
+
+/// An answer's header fields, kept as the lines the server sent and looked up on demand.
+///
+/// The transport appends each header line's bytes as it arrives; a name is only searched for
+/// when someone asks (`headers["retry-after"]`). Most answers are read for their status and body
+/// alone, and building a dictionary of every header of every answer cost a worker several
+/// percent of its CPU at tens of thousands of answers per second.
+public struct HTTPHeaders: Sendable, Equatable, ExpressibleByDictionaryLiteral, CustomStringConvertible {
+    /// `Name: value` lines, each ending in CRLF.
+    private var lines: [UInt8] = []
+
+    public init() {}
+
+    public init(dictionaryLiteral elements: (String, String)...) {
+        for (name, value) in elements { append(name: name, value: value) }
+    }
+
+    /// Adds one field.
+    public mutating func append(name: String, value: String) {
+        lines.append(contentsOf: name.utf8)
+        lines.append(contentsOf: ": ".utf8)
+        lines.append(contentsOf: value.utf8)
+        lines.append(contentsOf: "\r\n".utf8)
+    }
+
+    /// Adds one raw header line as received (`Name: value`, with or without its line ending).
+    public mutating func append(line: UnsafeBufferPointer<UInt8>) {
+        lines.append(contentsOf: line)
+        if line.last != UInt8(ascii: "\n") { lines.append(contentsOf: "\r\n".utf8) }
+    }
+
+    /// Forgets every field (a new response begins after a 1xx or a redirect).
+    public mutating func removeAll() {
+        lines.removeAll(keepingCapacity: true)
+    }
+
+    /// The value of the last field called `name` (any case), trimmed; nil when there is none.
+    public subscript(name: String) -> String? {
+        var found: String?
+        forEach { fieldName, value in
+            if fieldName.count == name.utf8.count,
+               zip(fieldName, name.utf8).allSatisfy({ Self.lowercased($0) == Self.lowercased($1) }) {
+                found = String(decoding: value, as: UTF8.self)
+            }
+        }
+        return found
+    }
+
+    /// Every field, names lower-cased; the last value wins when a name repeats.
+    public var dictionary: [String: String] {
+        var all: [String: String] = [:]
+        forEach { name, value in
+            all[String(decoding: name.map(Self.lowercased), as: UTF8.self)] = String(decoding: value, as: UTF8.self)
+        }
+        return all
+    }
+
+    public var description: String { dictionary.description }
+
+    public static func == (a: HTTPHeaders, b: HTTPHeaders) -> Bool { a.dictionary == b.dictionary }
+
+    private static func lowercased(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c + 0x20 : c }
+
+    /// Calls `body` with each field's trimmed name and value, in order.
+    private func forEach(_ body: (ArraySlice<UInt8>, ArraySlice<UInt8>) -> Void) {
+        func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D || c == 0x0A }
+        var start = lines.startIndex
+        while start < lines.endIndex {
+            let end = lines[start...].firstIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? lines.endIndex
+            defer { start = end }
+            guard let colon = lines[start..<end].firstIndex(of: UInt8(ascii: ":")) else { continue }
+            var nameStart = start, nameEnd = colon
+            while nameStart < nameEnd, isSpace(lines[nameStart]) { nameStart += 1 }
+            while nameEnd > nameStart, isSpace(lines[nameEnd - 1]) { nameEnd -= 1 }
+            var valueStart = colon + 1, valueEnd = end
+            while valueStart < valueEnd, isSpace(lines[valueStart]) { valueStart += 1 }
+            while valueEnd > valueStart, isSpace(lines[valueEnd - 1]) { valueEnd -= 1 }
+            guard nameEnd > nameStart else { continue }
+            body(lines[nameStart..<nameEnd], lines[valueStart..<valueEnd])
+        }
     }
 }
 
