@@ -8,11 +8,11 @@ public protocol PostgresEncodable: Sendable {
     var postgresText: String? { get }
 }
 
-extension String: PostgresEncodable { public var postgresText: String? { self } }
+extension String: PostgresEncodable { @inlinable public var postgresText: String? { self } }
 extension Substring: PostgresEncodable { public var postgresText: String? { String(self) } }
-extension Int: PostgresEncodable { public var postgresText: String? { String(self) } }
-extension Int64: PostgresEncodable { public var postgresText: String? { String(self) } }
-extension Int32: PostgresEncodable { public var postgresText: String? { String(self) } }
+extension Int: PostgresEncodable { @inlinable public var postgresText: String? { String(self) } }
+extension Int64: PostgresEncodable { @inlinable public var postgresText: String? { String(self) } }
+extension Int32: PostgresEncodable { @inlinable public var postgresText: String? { String(self) } }
 extension Int16: PostgresEncodable { public var postgresText: String? { String(self) } }
 extension Bool: PostgresEncodable { public var postgresText: String? { self ? "true" : "false" } }
 extension Double: PostgresEncodable {
@@ -28,16 +28,20 @@ extension Date: PostgresEncodable {
     public var postgresText: String? { PostgresTimestamp.format(self) }
 }
 extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
-    public var postgresText: String? { self.flatMap { $0.postgresText } }
+    @inlinable public var postgresText: String? { self.flatMap { $0.postgresText } }
 }
 extension Array: PostgresEncodable where Element: PostgresEncodable {
     /// A one-dimensional array literal: every element double-quoted with `\` and `"` escaped,
     /// NULL unquoted, so the strings `NULL`, `""`, braces, commas and emoji all round-trip.
+    /// Inlinable: specialized for the element type where it is used (every batch's outcomes).
+    @inlinable
     public var postgresText: String? {
         var out = "{"
         out.reserveCapacity(count * 8 + 2)
-        for (i, element) in enumerated() {
-            if i > 0 { out += "," }
+        var first = true
+        for element in self {
+            if !first { out += "," }
+            first = false
             guard let text = element.postgresText else { out += "NULL"; continue }
             out += "\""
             if text.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) {

@@ -33,8 +33,8 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
     public var description: String { sql }
 
     public struct StringInterpolation: StringInterpolationProtocol {
-        var sql = ""
-        var binds: [String?] = []
+        @usableFromInline var sql = ""
+        @usableFromInline var binds: [String?] = []
 
         public init(literalCapacity: Int, interpolationCount: Int) {
             sql.reserveCapacity(literalCapacity + interpolationCount * 3)
@@ -45,13 +45,16 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             sql += literal
         }
 
-        /// Appends `value` as the next `$n` parameter.
+        /// Appends `value` as the next `$n` parameter. Inlinable, so that encoding a concrete
+        /// type (a batch's arrays, above all) is specialized where the query is written.
+        @inlinable
         public mutating func appendInterpolation(_ value: some PostgresEncodable) {
             binds.append(value.postgresText)
             sql += "$\(binds.count)"
         }
 
         /// Appends an optional value as the next `$n` parameter (nil is NULL).
+        @inlinable
         public mutating func appendInterpolation<T: PostgresEncodable>(_ value: T?) {
             binds.append(value.flatMap { $0.postgresText })
             sql += "$\(binds.count)"
