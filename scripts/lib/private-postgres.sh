@@ -16,6 +16,7 @@ as_pg_user() {
 
 # pg_start DIR: initdb into DIR/data and start on a free port on 127.0.0.1 (and a socket in DIR).
 # Sets PG_DIR, PG_PORT, PG_PASSWORD and PG_URL (a URI to the `postgres` database over TCP).
+# PG_SERVER_OPTIONS replaces the server settings below (tests: no fsync, a throwaway cluster).
 pg_start() {
     PG_DIR=$1
     local bin; bin=$(pg_bindir) || return 1
@@ -32,7 +33,7 @@ pg_start() {
     for try in 1 2 3 4 5 6 7 8; do
         PG_PORT=$(( 20000 + RANDOM % 30000 ))
         if as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
-            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null 2>&1; then
+            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 ${PG_SERVER_OPTIONS:--c max_connections=300 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off}" >/dev/null 2>&1; then
             PG_URL="postgresql://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
             return 0
         fi
