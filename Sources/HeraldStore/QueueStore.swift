@@ -217,8 +217,8 @@ public struct QueueStore: Sendable {
             }
         }
         // Prepared (parsed and planned once per connection). The generic plan cannot know the
-        // batch's size, so every join is driven by `o` or `held` through a primary key: a CTE is
-        // never the inner side of a join (that would be quadratic in the batch size).
+        // batch's size, so every join is driven by `o` through a primary key: a CTE is never the
+        // inner side of a join (that would be quadratic in the batch size).
         let rows = try await connection.preparedQuery("""
             WITH o AS (
                 SELECT * FROM unnest(\(ids)::bigint[], \(kinds)::text[], \(providerIDs)::text[], \(codes)::text[],
@@ -226,18 +226,18 @@ public struct QueueStore: Sendable {
                                      \(skipReasons)::text[], \(segments)::int[], \(attempts)::int[])
                     AS o(message_id, outcome, provider_message_id, error_code, error, failure_kind, retry_at,
                          skip_reason, segments, attempt)
-            ), held AS (
-                SELECT j.message_id, o.outcome, o.retry_at FROM o JOIN herald.jobs j ON j.message_id = o.message_id
-                WHERE j.lease_owner = \(owner)
-                FOR UPDATE OF j
             ), finished AS (
-                DELETE FROM herald.jobs j USING held h
-                WHERE j.message_id = h.message_id AND h.outcome <> 'retry'
+                -- The lease check is part of the DELETE and the UPDATE themselves: a job another
+                -- worker re-claimed meanwhile fails it when PostgreSQL re-checks the row after
+                -- waiting for its lock, so no separate FOR UPDATE pass is needed (that pass cost
+                -- one more tuple lock and WAL record per job).
+                DELETE FROM herald.jobs j USING o
+                WHERE j.message_id = o.message_id AND o.outcome <> 'retry' AND j.lease_owner = \(owner)
                 RETURNING j.message_id
             ), retried AS (
-                UPDATE herald.jobs j SET run_at = h.retry_at, lease_owner = NULL
-                FROM held h
-                WHERE j.message_id = h.message_id AND h.outcome = 'retry'
+                UPDATE herald.jobs j SET run_at = o.retry_at, lease_owner = NULL
+                FROM o
+                WHERE j.message_id = o.message_id AND o.outcome = 'retry' AND j.lease_owner = \(owner)
                 RETURNING j.message_id
             ), applied AS (
                 UPDATE herald.messages m SET
