@@ -412,6 +412,9 @@ public final class Worker: Service, Sendable {
             }
         }
         let answers = await transport.perform(requests)
+        // Retry times count from the answer, not from before the batch went out (a batch can
+        // take up to the request timeout).
+        let answeredAt = Date()
         for (send, answer) in zip(sends, answers) {
             observeLatency(answer.elapsed, broadcast)
             let delivery: DeliveryOutcome
@@ -421,14 +424,15 @@ public final class Worker: Service, Sendable {
             case (.smtp, .failure(let error)):
                 delivery = SMTPProvider.classify(error, messageID: send.mailID ?? "")
             case (.twilio, .success(let response)):
-                delivery = Twilio.classify(response, now: now)
+                delivery = Twilio.classify(response, now: answeredAt)
             case (_, .success(let response)):
                 // Only WhatsApp is left: the sandbox makes no requests.
-                delivery = WhatsAppCloud.classify(response, now: now)
+                delivery = WhatsAppCloud.classify(response, now: answeredAt)
             case (_, .failure(let error)):
                 delivery = DeliveryOutcome.classify(transportError: error)
             }
-            outcomes[send.job] = recordable(delivery, job: jobs[send.job], broadcast: broadcast, segments: send.segments, now: now)
+            outcomes[send.job] = recordable(delivery, job: jobs[send.job], broadcast: broadcast, segments: send.segments,
+                                            now: answeredAt)
         }
         return outcomes.map { $0! }
     }

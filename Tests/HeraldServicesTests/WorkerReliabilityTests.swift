@@ -53,6 +53,29 @@ struct WorkerReliabilityTests {
         }
     }
 
+    @Test("a retry is timed from the answer, not from when the batch went out")
+    func retryCountsFromTheAnswer() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        // A slow 503 asking for one second: the retry is due one second after the answer
+        // (2.5 s after the first request), not one second after the send (already past).
+        double.enqueue(ProviderDouble.Fault(delay: .milliseconds(1500), action: .raw(
+            status: 503, headers: ["Retry-After": "1", "Content-Type": "application/json"],
+            body: #"{"error":{"code":131016,"message":"Service unavailable"}}"#)), for: .whatsApp)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let requests = double.received(.whatsApp)
+            #expect(requests.map { $0.responseStatus } == [503, 200])
+            if requests.count == 2 {
+                #expect(requests[1].receivedAt - requests[0].receivedAt >= .milliseconds(2500))
+            }
+        }
+    }
+
     @Test("a permanent rejection ends failed at once with the provider's code")
     func permanentFailure() async throws {
         let double = try await ProviderDouble.start()
