@@ -50,15 +50,15 @@ public enum Twilio {
     ///   - response: The HTTP answer.
     ///   - now: The current time, to measure an HTTP-date `Retry-After` against.
     public static func classify(_ response: HTTPResponse, now: Date = Date()) -> DeliveryOutcome {
-        let json = JSONValue.parse(response.body)
-        let retryAfter = response.headers["retry-after"].flatMap { RetryAfter.parse($0, now: now) }
-
         if (200...299).contains(response.status) {
-            if let sid = json?["sid"]?.stringValue, !sid.isEmpty {
+            // The common answer: the sid straight from the parsed document (no JSONValue, no headers).
+            if let parsed = try? WebhookJSON.parse(response.body), let sid = parsed["sid"]?.string, !sid.isEmpty {
                 return .accepted(providerMessageID: sid)
             }
             return .permanent(code: nil, message: "provider answered \(response.status) without a message sid")
         }
+        let json = JSONValue.parse(response.body)
+        let retryAfter = response.headers["retry-after"].flatMap { RetryAfter.parse($0, now: now) }
 
         guard let code = json?["code"]?.integerValue else {
             return classifyBareStatus(response, retryAfter: retryAfter)

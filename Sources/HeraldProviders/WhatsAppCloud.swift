@@ -106,15 +106,17 @@ public enum WhatsAppCloud {
     ///   - response: The HTTP answer.
     ///   - now: The current time, to measure an HTTP-date `Retry-After` against.
     public static func classify(_ response: HTTPResponse, now: Date = Date()) -> DeliveryOutcome {
-        let json = JSONValue.parse(response.body)
-        let retryAfter = response.headers["retry-after"].flatMap { RetryAfter.parse($0, now: now) }
-
         if (200...299).contains(response.status) {
-            if let id = json?["messages"]?[0]?["id"]?.stringValue, !id.isEmpty {
+            // The answer to almost every send: read `messages[0].id` from the parsed document as
+            // is, without building a JSONValue or looking at the headers.
+            if let parsed = try? WebhookJSON.parse(response.body),
+               let id = parsed["messages"]?.array?.first?["id"]?.string, !id.isEmpty {
                 return .accepted(providerMessageID: id)
             }
             return .permanent(code: nil, message: "provider answered \(response.status) without a message id")
         }
+        let json = JSONValue.parse(response.body)
+        let retryAfter = response.headers["retry-after"].flatMap { RetryAfter.parse($0, now: now) }
 
         if let error = json?["error"], let code = error["code"]?.integerValue {
             let text = describe(error) ?? "HTTP \(response.status)"
