@@ -56,7 +56,7 @@ public final class CurlTransport: Sendable {
     ///   cancelled or shut down while in flight). Task cancellation aborts the transfer and throws
     ///   an error whose ``TransportError/isCancelled`` is true.
     public func execute(_ request: HTTPRequest) async throws(TransportError) -> HTTPResponse {
-        try await engine.perform(.http(request))
+        try await engine.perform([.http(request)])[0].result.get()
     }
 
     /// Hands one mail to an SMTP server (`smtp://` with opportunistic STARTTLS, or `smtps://`).
@@ -66,7 +66,7 @@ public final class CurlTransport: Sendable {
     ///   server refused (4xx: try later; 5xx: permanent), including a failed login (535);
     ///   otherwise `.notSent` / `.ambiguous` as for ``execute(_:)``.
     public func send(_ mail: SMTPEnvelope) async throws(TransportError) {
-        _ = try await engine.perform(.smtp(mail))
+        _ = try await engine.perform([.smtp(mail)])[0].result.get()
     }
 
     /// Performs a whole batch of transfers at once and returns when every one has ended, each
@@ -79,7 +79,7 @@ public final class CurlTransport: Sendable {
     /// accepted answers with the server's final reply code as `status` and an empty body.
     /// Task cancellation aborts every transfer of the batch that has not ended.
     public func perform(_ requests: [TransportRequest]) async -> [TransportOutcome] {
-        await engine.performAll(requests)
+        await engine.perform(requests)
     }
 
     /// Fails every queued and in-flight transfer (``TransportError/isShutdown``), stops and joins
@@ -193,15 +193,11 @@ final class TransferBatch: @unchecked Sendable {
 /// One transfer: owned by the caller until enqueued, then by the engine's thread only.
 /// The buffers below are touched only by libcurl callbacks, which run on that thread.
 final class Transfer: @unchecked Sendable {
-    /// Who is waiting for the transfer: one caller, or a batch at an index.
-    enum Completion {
-        case single(CheckedContinuation<Result<HTTPResponse, TransportError>, Never>)
-        case batch(TransferBatch, index: Int)
-    }
-
     let id: UInt64
     let request: TransportRequest
-    let completion: Completion
+    /// Who is waiting: the batch, at this transfer's index.
+    let batch: TransferBatch
+    let index: Int
     var easy: UnsafeMutableRawPointer?
     var headerList: UnsafeMutablePointer<curl_slist>?
     var recipientList: UnsafeMutablePointer<curl_slist>?
@@ -222,19 +218,17 @@ final class Transfer: @unchecked Sendable {
     }()
     private var resumed = false
 
-    init(id: UInt64, request: TransportRequest, completion: Completion) {
+    init(id: UInt64, request: TransportRequest, batch: TransferBatch, index: Int) {
         self.id = id
         self.request = request
-        self.completion = completion
+        self.batch = batch
+        self.index = index
     }
 
     func finish(_ result: Result<HTTPResponse, TransportError>, elapsed: Duration = .zero) {
         guard !resumed else { return }
         resumed = true
-        switch completion {
-        case .single(let continuation): continuation.resume(returning: result)
-        case .batch(let batch, let index): batch.finish(index, TransportOutcome(result: result, elapsed: elapsed))
-        }
+        batch.finish(index, TransportOutcome(result: result, elapsed: elapsed))
     }
 
     deinit {
@@ -321,26 +315,6 @@ final class CurlEngine: @unchecked Sendable {
 
     // MARK: Callers' side
 
-    func perform(_ request: TransportRequest) async throws(TransportError) -> HTTPResponse {
-        let id = shared.withLock { state -> UInt64 in
-            defer { state.nextID &+= 1 }
-            return state.nextID
-        }
-        let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Result<HTTPResponse, TransportError>, Never>) in
-                let transfer = Transfer(id: id, request: request, completion: .single(continuation))
-                if let refusal = enqueue([transfer]) { transfer.finish(.failure(refusal)) }
-            }
-        } onCancel: {
-            shared.withLock { state in
-                guard !state.exited else { return }
-                state.cancelled.append(id)
-                curl_multi_wakeup(multi)
-            }
-        }
-        return try result.get()
-    }
-
     /// Hands transfers to the engine's thread, or says why not (shut down, or the calling task
     /// is already cancelled); then the caller still owns them.
     private func enqueue(_ transfers: [Transfer]) -> TransportError? {
@@ -361,7 +335,7 @@ final class CurlEngine: @unchecked Sendable {
         }
     }
 
-    func performAll(_ requests: [TransportRequest]) async -> [TransportOutcome] {
+    func perform(_ requests: [TransportRequest]) async -> [TransportOutcome] {
         guard !requests.isEmpty else { return [] }
         let count = UInt64(requests.count)
         let firstID = shared.withLock { state -> UInt64 in
@@ -374,8 +348,7 @@ final class CurlEngine: @unchecked Sendable {
                 var transfers: [Transfer] = []
                 transfers.reserveCapacity(requests.count)
                 for (index, request) in requests.enumerated() {
-                    transfers.append(Transfer(id: firstID &+ UInt64(index), request: request,
-                                              completion: .batch(batch, index: index)))
+                    transfers.append(Transfer(id: firstID &+ UInt64(index), request: request, batch: batch, index: index))
                 }
                 // Refused before the engine saw any of them: this thread is the batch's only user.
                 if let refusal = enqueue(transfers) { for transfer in transfers { transfer.finish(.failure(refusal)) } }
