@@ -59,21 +59,6 @@ public final class MetricsServer: Service, Sendable {
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
         }
         router.get("/healthz") { _, _ in await WebhookHandler.health(pool: pool) }
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: requestedPort), serverName: nil),
-            onServerRunning: { [port, logger] channel in
-                let bound = channel.localAddress?.port
-                port.set(bound)
-                logger.info("metrics server listening", metadata: ["port": "\(bound.map(String.init) ?? "?")"])
-            },
-            logger: logger)
-        do {
-            try await app.run()
-        } catch {
-            await pool.close()
-            throw error
-        }
-        await pool.close()
+        try await port.serve(router, host: host, port: requestedPort, name: "metrics server", closing: pool, logger: logger)
     }
 }

@@ -92,23 +92,8 @@ public final class WebhooksServer: Service, Sendable {
                                      metrics: metrics, sampler: QueueSampler(metrics: metrics, pool: pool, interval: configuration.queueSampleInterval), logger: logger)
         let router = Router()
         handler.register(on: router)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-            services: [pipeline],
-            onServerRunning: { [port, logger] channel in
-                let bound = channel.localAddress?.port
-                port.set(bound)
-                logger.info("webhooks server listening", metadata: ["port": "\(bound.map(String.init) ?? "?")"])
-            },
-            logger: logger)
-        do {
-            try await app.run()
-        } catch {
-            await pool.close()
-            throw error
-        }
-        await pool.close()
+        try await port.serve(router, host: configuration.host, port: configuration.port, services: [pipeline],
+                             name: "webhooks server", closing: pool, logger: logger)
         logger.info("webhooks server stopped")
     }
 }
@@ -320,4 +305,27 @@ final class BoundPort: Sendable {
     private let state = Mutex<Int?>(nil)
     var value: Int? { state.withLock { $0 } }
     func set(_ port: Int?) { state.withLock { $0 = port } }
+
+    /// Serves `router` on `host:port` (0: any free port, recorded here) until graceful shutdown,
+    /// with `services` running beside it, and closes `pool` however the server ends.
+    func serve(_ router: Router<BasicRequestContext>, host: String, port: Int, services: [any Service] = [],
+               name: String, closing pool: PostgresPool, logger: Logger) async throws {
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: nil),
+            services: services,
+            onServerRunning: { [self, logger] channel in
+                let bound = channel.localAddress?.port
+                set(bound)
+                logger.info("\(name) listening", metadata: ["port": "\(bound.map(String.init) ?? "?")"])
+            },
+            logger: logger)
+        do {
+            try await app.run()
+        } catch {
+            await pool.close()
+            throw error
+        }
+        await pool.close()
+    }
 }
