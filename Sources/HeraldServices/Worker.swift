@@ -76,8 +76,10 @@ public final class Worker: Service, Sendable {
     private let round = Atomic<Int>(0)
     /// Channels whose bucket is empty or that the provider throttled: not asked again before then.
     private let channelHolds: Mutex<[Int64: ContinuousClock.Instant]> = Mutex([:])
-    /// Per channel: whose turn it is among the channel's broadcasts.
-    private let turns: Mutex<[Int64: Int]> = Mutex([:])
+    /// Messages this worker has claimed per broadcast: within a channel, the broadcast with the
+    /// fewest goes first. Counting messages, not turns, keeps the share even when the bucket
+    /// grants a full batch to one claim and a few tokens to the next.
+    private let served: Mutex<[Int64: Int]> = Mutex([:])
 
     struct BroadcastCache {
         var fetchedAt: ContinuousClock.Instant?
@@ -200,8 +202,8 @@ public final class Worker: Service, Sendable {
                 let active = try await activeBroadcasts(pool: pool)
                 var didWork = false
                 var nextTry = ContinuousClock.now + configuration.idlePoll
-                // One batch per channel per round. Within a channel, broadcasts take turns (fair
-                // share of its rate); a channel without tokens is skipped, never waited on, so a
+                // One batch per channel per round. Within a channel, the broadcast with the fewest
+                // messages claimed goes first (fair share of its rate); a channel without tokens is skipped, never waited on, so a
                 // slow or throttled channel cannot hold back the others.
                 let channels = Self.groupByChannel(active)
                 let start = round.add(1, ordering: .relaxed).newValue
@@ -213,15 +215,19 @@ public final class Worker: Service, Sendable {
                         nextTry = min(nextTry, hold)
                         continue
                     }
-                    let first = turns.withLock { t -> Int in
-                        let n = t[channelID, default: 0]
-                        t[channelID] = n &+ 1
-                        return n
+                    let counts = served.withLock { s -> [Int] in
+                        // A broadcast seen for the first time joins at the level of the least
+                        // served one, so a late start does not take the channel over until it
+                        // has caught up with broadcasts that have been sending for hours.
+                        let floor = broadcasts.compactMap { s[$0.info.id] }.min() ?? 0
+                        for b in broadcasts where s[b.info.id] == nil { s[b.info.id] = floor }
+                        return broadcasts.map { s[$0.info.id]! }
                     }
-                    turn: for k in 0..<broadcasts.count {
-                        let broadcast = broadcasts[(first &+ k) % broadcasts.count]
+                    let order = broadcasts.indices.sorted { (counts[$0], $0) < (counts[$1], $1) }.map { broadcasts[$0] }
+                    turn: for broadcast in order {
                         switch try await runBatch(broadcast, pool: pool, transport: transport) {
-                        case .worked:
+                        case .worked(let count):
+                            served.withLock { $0[broadcast.info.id, default: 0] += count }
                             didWork = true
                             break turn
                         case .idle:
@@ -288,11 +294,14 @@ public final class Worker: Service, Sendable {
             c.unusable = unusable
             c.fetchedAt = now
         }
+        let live = Set(rows.map(\.id))
+        served.withLock { $0 = $0.filter { live.contains($0.key) } }
         return prepared
     }
 
     enum BatchResult {
-        case worked
+        /// This many jobs were claimed and handled.
+        case worked(Int)
         /// Nothing was due.
         case idle
         /// The channel's rate limit allows nothing before this instant.
@@ -334,7 +343,7 @@ public final class Worker: Service, Sendable {
             logger.notice("provider asked to slow down; channel paused", metadata: [
                 "channel": "\(broadcast.info.channelName)", "pause.ms": "\(pause.components.seconds * 1000 + pause.components.attoseconds / 1_000_000_000_000_000)"])
         }
-        return .worked
+        return .worked(jobs.count)
     }
 
     private func countOutcomes(_ outcomes: [JobOutcome], channel: String, provider: String) {

@@ -107,6 +107,32 @@ struct RateLimitTests {
         }
     }
 
+    @Test("a broadcast started late shares the channel at once, without taking it over to catch up")
+    func lateStartShares() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 100, burst = 10")
+            let contacts = try await WorkerFixtures.contacts(c, count: 600)
+            _ = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("early", ["a"]))
+            var config = WorkerFixtures.configuration(db)
+            config.batchSize = 20
+            async let run = WorkerFixtures.runWorker(config, timeout: .seconds(4)) { false }
+            try await Task.sleep(for: .milliseconds(1500))  // "early" has sent ~150 by now
+            _ = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("late", ["b"]))
+            _ = try await run
+            let names = double.received(.whatsApp).compactMap { $0.json?["template"]?["name"]?.string }
+            let firstLate = try #require(names.firstIndex(of: "late"), "the late broadcast was sent")
+            let after = names[firstLate...].prefix(100)
+            let late = after.filter { $0 == "late" }.count
+            #expect(names[..<firstLate].count >= 100, "the early broadcast had a head start: \(firstLate)")
+            #expect(after.count >= 80)
+            #expect(late >= after.count * 2 / 5 && late <= after.count * 3 / 5, "late \(late) of the \(after.count) after it started")
+        }
+    }
+
     @Test("a rate change applies without restarting the worker")
     func rateChangeApplies() async throws {
         let double = try await ProviderDouble.start()
