@@ -277,6 +277,8 @@ final class CurlEngine: @unchecked Sendable {
     private var pendingHead = 0
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
     private var idleHandles: [UnsafeMutableRawPointer] = []
+    /// Transfers `collectCompleted` found done, kept between calls so its buffer is reused.
+    private var completedScratch: [(Transfer, Result<HTTPResponse, TransportError>, Duration)] = []
 
     init(maxInFlight: Int, logger: Logger) {
         self.maxInFlight = maxInFlight
@@ -366,14 +368,16 @@ final class CurlEngine: @unchecked Sendable {
 
     private func run() {
         while true {
-            let (incoming, cancelled, closing) = shared.withLock { state in
-                defer {
-                    state.inbox.removeAll(keepingCapacity: true)
-                    state.cancelled.removeAll(keepingCapacity: true)
-                }
-                return (state.inbox, state.cancelled, state.closing)
+            // Swapped out, not copied and cleared: `removeAll(keepingCapacity:)` on a buffer we
+            // still hold a reference to would allocate a fresh one on every pass of this loop.
+            var incoming: [Transfer] = []
+            var cancelled: [UInt64] = []
+            let closing = shared.withLock { state in
+                if !state.inbox.isEmpty { swap(&incoming, &state.inbox) }
+                if !state.cancelled.isEmpty { swap(&cancelled, &state.cancelled) }
+                return state.closing
             }
-            pending.append(contentsOf: incoming)
+            if !incoming.isEmpty { pending.append(contentsOf: incoming) }
             if !cancelled.isEmpty { cancel(Set(cancelled)) }
             if closing { break }
 
@@ -468,25 +472,31 @@ final class CurlEngine: @unchecked Sendable {
     }
 
     private func collectCompleted() -> Int {
-        var count = 0
+        var connectionsOpened = 0
         var easyOut: UnsafeMutableRawPointer?
         var code = CURLE_OK
         while ccurl_multi_info_read_done(multi, &easyOut, &code) == 1 {
             guard let easy = easyOut, let transfer = active.removeValue(forKey: easy) else { continue }
-            count += 1
             let result = outcome(of: transfer, easy: easy, code: code)
             var connects = 0
             _ = ccurl_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
-            shared.withLock { state in
-                state.statistics.transfersCompleted += 1
-                state.statistics.connectionsOpened += connects
-            }
+            connectionsOpened += connects
             var micros: curl_off_t = 0
             _ = ccurl_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &micros)
             curl_multi_remove_handle(multi, easy)
             release(easy, of: transfer)
-            transfer.finish(result, elapsed: .microseconds(Int64(micros)))
+            completedScratch.append((transfer, result, .microseconds(Int64(micros))))
         }
+        let count = completedScratch.count
+        guard count > 0 else { return 0 }
+        // Statistics once per pass, under one lock, and before any waiter resumes (so a caller
+        // that reads them after its batch returns sees its own transfers counted).
+        shared.withLock { state in
+            state.statistics.transfersCompleted += count
+            state.statistics.connectionsOpened += connectionsOpened
+        }
+        for (transfer, result, elapsed) in completedScratch { transfer.finish(result, elapsed: elapsed) }
+        completedScratch.removeAll(keepingCapacity: true)
         return count
     }
 
