@@ -133,6 +133,9 @@ public struct SMTPSettings: Sendable, Equatable {
     public var passwordEnv: String?
     /// `require_tls` (default false): with `smtp://`, refuse to send unless STARTTLS succeeds.
     public var requireTLS: Bool
+    /// `ca_file`: a PEM file of certificate authorities to verify the server with, for a relay
+    /// whose certificate a private CA signed; by default the system's trust store is used.
+    public var caFile: String?
     /// `unsubscribe_url`: the personalized unsubscribe URL *template* (may hold tags); the caller
     /// renders it per contact into ``OutgoingMessage/Content/email(subject:text:html:unsubscribeURL:)``.
     public var unsubscribeURL: String?
@@ -142,13 +145,14 @@ public struct SMTPSettings: Sendable, Equatable {
     public var maxAttempts: Int
 
     public init(url: String, from: String, usernameEnv: String? = nil, passwordEnv: String? = nil,
-                requireTLS: Bool = false, unsubscribeURL: String? = nil, retryAmbiguous: Bool = true,
-                maxAttempts: Int = 5) {
+                requireTLS: Bool = false, caFile: String? = nil, unsubscribeURL: String? = nil,
+                retryAmbiguous: Bool = true, maxAttempts: Int = 5) {
         self.url = url
         self.from = from
         self.usernameEnv = usernameEnv
         self.passwordEnv = passwordEnv
         self.requireTLS = requireTLS
+        self.caFile = caFile
         self.unsubscribeURL = unsubscribeURL
         self.retryAmbiguous = retryAmbiguous
         self.maxAttempts = maxAttempts
@@ -310,6 +314,7 @@ public enum ProviderConfig: Sendable, Equatable {
                 usernameEnv: try reader.string("username_env"),
                 passwordEnv: try reader.string("password_env"),
                 requireTLS: try reader.bool("require_tls") ?? false,
+                caFile: try reader.string("ca_file"),
                 unsubscribeURL: try reader.string("unsubscribe_url"),
                 retryAmbiguous: try reader.bool("retry_ambiguous") ?? true,
                 maxAttempts: try reader.maxAttempts()))

@@ -29,7 +29,7 @@ public enum SMTPProvider {
     ///
     /// - Parameters:
     ///   - message: A message with `.email` content; `to` is the recipient address.
-    ///   - settings: The channel's settings (`url`, `from`, `require_tls`).
+    ///   - settings: The channel's settings (`url`, `from`, `require_tls`, `ca_file`).
     ///   - credentials: The channel's resolved SMTP login.
     ///   - date: The `Date` header (injected for tests).
     ///   - uniqueToken: Makes the `Message-ID` and the boundary unique; letters, digits, `.`, `-`
@@ -97,7 +97,7 @@ public enum SMTPProvider {
         let envelope = SMTPEnvelope(
             url: settings.url, mailFrom: from.address, recipients: [message.to], message: mime.bytes,
             username: credentials.username, password: credentials.password,
-            requireTLS: settings.requireTLS, timeout: timeout)
+            requireTLS: settings.requireTLS, caFile: settings.caFile, timeout: timeout)
         return SMTPMail(envelope: envelope, messageID: messageID)
     }
 

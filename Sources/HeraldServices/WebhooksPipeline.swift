@@ -208,7 +208,7 @@ final class ReceiptPipeline: Service, Sendable {
     }
 
     func run() async throws {
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for _ in 0..<max(1, configuration.writers) {
                     group.addTask {

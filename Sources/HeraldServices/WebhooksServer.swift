@@ -179,7 +179,7 @@ struct WebhookHandler: Sendable {
         do {
             try await pipeline.store(receipts)
             if !inbound.isEmpty {
-                try await pool.withConnection { try await ReceiptStore().recordInbound(inbound, on: $0) }
+                _ = try await pool.withConnection { try await ReceiptStore().recordInbound(inbound, on: $0) }
             }
         } catch {
             return unavailable(provider, error)

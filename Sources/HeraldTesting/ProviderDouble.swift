@@ -38,13 +38,15 @@ public final class ProviderDouble: Sendable {
         public var smtpPassword: String?
         /// The name in the SMTP greeting.
         public var smtpHostname: String
+        /// Whether and how the SMTP server speaks TLS, with ``TestCertificates``.
+        public var smtpTLS: SMTPTLS
 
         public init(whatsAppAccessToken: String = "test-access-token",
                     whatsAppPhoneNumberID: String? = nil,
                     twilioAccountSID: String = "AC00000000000000000000000000000001",
                     twilioAuthToken: String = "test-auth-token",
                     smtpUsername: String? = nil, smtpPassword: String? = nil,
-                    smtpHostname: String = "double.herald.test") {
+                    smtpHostname: String = "double.herald.test", smtpTLS: SMTPTLS = .none) {
             self.whatsAppAccessToken = whatsAppAccessToken
             self.whatsAppPhoneNumberID = whatsAppPhoneNumberID
             self.twilioAccountSID = twilioAccountSID
@@ -52,7 +54,19 @@ public final class ProviderDouble: Sendable {
             self.smtpUsername = smtpUsername
             self.smtpPassword = smtpPassword
             self.smtpHostname = smtpHostname
+            self.smtpTLS = smtpTLS
         }
+    }
+
+    /// How the SMTP server offers TLS. Its certificate is signed by
+    /// ``TestCertificates/authorityPEM`` and names `127.0.0.1` and `localhost`.
+    public enum SMTPTLS: Sendable, Equatable {
+        /// Plain text only; `STARTTLS` is answered `454`.
+        case none
+        /// `STARTTLS` offered in the `EHLO` reply (RFC 3207), as on port 587.
+        case startTLS
+        /// TLS from the first byte (RFC 8314), as on port 465; ``smtpURL`` says `smtps://`.
+        case implicit
     }
 
     /// An HTTP API the double imitates.
@@ -146,7 +160,7 @@ public final class ProviderDouble: Sendable {
     public let configuration: Configuration
     /// `http://127.0.0.1:PORT`: Twilio's `base_url`; WhatsApp's is this plus a version, e.g. `/v21.0`.
     public let baseURL: String
-    /// `smtp://127.0.0.1:PORT` (no TLS offered).
+    /// `smtp://127.0.0.1:PORT`, or `smtps://127.0.0.1:PORT` with implicit TLS.
     public let smtpURL: String
     /// The HTTP port.
     public let port: Int
@@ -164,7 +178,7 @@ public final class ProviderDouble: Sendable {
         self.port = port
         self.smtpPort = smtpPort
         self.baseURL = "http://127.0.0.1:\(port)"
-        self.smtpURL = "smtp://127.0.0.1:\(smtpPort)"
+        self.smtpURL = "\(configuration.smtpTLS == .implicit ? "smtps" : "smtp")://127.0.0.1:\(smtpPort)"
         self.http = Mutex(http)
         self.smtpServer = smtpServer
     }
@@ -397,6 +411,8 @@ public struct ReceivedMail: Sendable {
     public var data: [UInt8]
     /// The code the server answered the data with (250 accepted).
     public var replyCode: Int
+    /// Whether the session was encrypted (implicit TLS, or after `STARTTLS`) when the mail came.
+    public var tls: Bool
 
     public var text: String { String(decoding: data, as: UTF8.self) }
 }

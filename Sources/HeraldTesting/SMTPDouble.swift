@@ -1,20 +1,37 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
-/// The SMTP half of ``ProviderDouble``: a small RFC 5321 server without TLS.
+/// The SMTP half of ``ProviderDouble``: a small RFC 5321 server, with STARTTLS (RFC 3207) or
+/// implicit TLS when the configuration asks for it.
 enum SMTPDouble {
     static func bind(state: DoubleState) async throws -> any Channel {
-        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let mode = state.configuration.smtpTLS
+        let tls: NIOSSLContext? = mode == .none ? nil : try serverContext()
+        return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(SMTPServerHandler(state: state))
+                    let handlers = channel.pipeline.syncOperations
+                    if mode == .implicit, let tls {
+                        try handlers.addHandler(NIOSSLServerHandler(context: tls))
+                        try handlers.addHandler(SMTPServerHandler(state: state, tls: nil, encrypted: true))
+                    } else {
+                        try handlers.addHandler(SMTPServerHandler(state: state, tls: tls, encrypted: false))
+                    }
                 }
             }
             .bind(host: "127.0.0.1", port: 0)
             .get()
+    }
+
+    static func serverContext() throws -> NIOSSLContext {
+        let certificate = try NIOSSLCertificate(bytes: Array(TestCertificates.serverPEM.utf8), format: .pem)
+        let key = try NIOSSLPrivateKey(bytes: Array(TestCertificates.serverKeyPEM.utf8), format: .pem)
+        return try NIOSSLContext(configuration: .makeServerConfiguration(
+            certificateChain: [.certificate(certificate)], privateKey: .privateKey(key)))
     }
 }
 
@@ -45,9 +62,15 @@ final class SMTPServerHandler: ChannelInboundHandler {
     private var mailFrom: String?
     private var recipients: [String] = []
     private var data: [UInt8] = []
+    /// Offered as `STARTTLS` while the session is still plain text.
+    private let tls: NIOSSLContext?
+    /// Whether the session is encrypted (implicit TLS, or after `STARTTLS`).
+    private var encrypted: Bool
 
-    init(state: DoubleState) {
+    init(state: DoubleState, tls: NIOSSLContext?, encrypted: Bool) {
         self.state = state
+        self.tls = tls
+        self.encrypted = encrypted
     }
 
     private var hostname: String { state.configuration.smtpHostname }
@@ -133,6 +156,7 @@ final class SMTPServerHandler: ChannelInboundHandler {
             resetTransaction()
             var lines = ["250-\(hostname) greets \(argument)", "250-8BITMIME", "250-ENHANCEDSTATUSCODES",
                          "250-SIZE \(Self.maxBuffered)"]
+            if tls != nil, !encrypted { lines.append("250-STARTTLS") }
             if requiresAuth { lines.append("250-AUTH PLAIN LOGIN") }
             lines.append("250 SMTPUTF8")
             reply(context, lines.joined(separator: "\r\n"))
@@ -177,7 +201,7 @@ final class SMTPServerHandler: ChannelInboundHandler {
         case "VRFY":
             reply(context, "252 2.5.2 Cannot VRFY user, but will accept message")
         case "STARTTLS":
-            reply(context, "454 4.7.0 TLS not available")
+            startTLS(argument, context)
         case "QUIT":
             reply(context, "221 2.0.0 Bye")
             close(context)
@@ -226,7 +250,7 @@ final class SMTPServerHandler: ChannelInboundHandler {
             }
             let mail = ReceivedMail(receivedAt: .now, receivedDate: Date(), clientName: clientName,
                                     authenticatedUser: authenticatedUser, mailFrom: mailFrom ?? "",
-                                    recipients: recipients, data: data, replyCode: code)
+                                    recipients: recipients, data: data, replyCode: code, tls: encrypted)
             state.withLock { $0.mails.append(mail) }
             resetTransaction()
             if code == 0 {
@@ -247,6 +271,26 @@ final class SMTPServerHandler: ChannelInboundHandler {
             }
         } else {
             answer()
+        }
+    }
+
+    /// RFC 3207: answer 220, then the TLS handshake; the session starts over inside it (the
+    /// client must say EHLO again, and nothing it sent before counts).
+    private func startTLS(_ argument: String, _ context: ChannelHandlerContext) {
+        guard let tls, !encrypted else { return reply(context, "454 4.7.0 TLS not available") }
+        guard argument.isEmpty else { return reply(context, "501 5.5.4 Syntax error (no parameters allowed)") }
+        reply(context, "220 2.0.0 Ready to start TLS")
+        input.removeAll()
+        readIndex = 0
+        clientName = nil
+        authenticatedUser = nil
+        resetTransaction()
+        encrypted = true
+        // In front of everything: the 220 above is already on its way in plain text.
+        do {
+            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+        } catch {
+            close(context)
         }
     }
 

@@ -622,6 +622,7 @@ final class CurlEngine: @unchecked Sendable {
         setup.timeout(mail.timeout)
         let useSSL = mail.requireTLS ? CURLUSESSL_ALL : CURLUSESSL_TRY
         setup.long(CURLOPT_USE_SSL, Int(useSSL.rawValue))
+        if let caFile = mail.caFile { setup.string(CURLOPT_CAINFO, caFile) }
         setup.string(CURLOPT_MAIL_FROM, Self.bareAddress(mail.mailFrom))
         var recipients: UnsafeMutablePointer<curl_slist>?
         for recipient in mail.recipients {

@@ -139,11 +139,15 @@ public struct SMTPEnvelope: Sendable, Equatable {
     public var password: String?
     /// Refuse to send unless the connection is encrypted (`CURLUSESSL_ALL`).
     public var requireTLS: Bool
+    /// A PEM file of certificate authorities to verify the server against instead of the
+    /// system's (`CURLOPT_CAINFO`): a relay with a private CA. The server's certificate is
+    /// verified either way; there is no setting to turn verification off.
+    public var caFile: String?
     public var timeout: Duration
 
     public init(url: String, mailFrom: String, recipients: [String], message: [UInt8],
                 username: String? = nil, password: String? = nil, requireTLS: Bool = false,
-                timeout: Duration = .seconds(30)) {
+                caFile: String? = nil, timeout: Duration = .seconds(30)) {
         self.url = url
         self.mailFrom = mailFrom
         self.recipients = recipients
@@ -151,6 +155,7 @@ public struct SMTPEnvelope: Sendable, Equatable {
         self.username = username
         self.password = password
         self.requireTLS = requireTLS
+        self.caFile = caFile
         self.timeout = timeout
     }
 }

@@ -55,7 +55,7 @@ struct ConnectionTests {
         struct Boom: Error {}
         try await withTestDatabase { db in
             let conn = try await db.connect()
-            try await conn.transaction { c in try c.execute("INSERT INTO herald.groups (name) VALUES ('kept')") }
+            _ = try await conn.transaction { c in try c.execute("INSERT INTO herald.groups (name) VALUES ('kept')") }
             await #expect(throws: Boom.self) {
                 try await conn.transaction { c in
                     try c.execute("INSERT INTO herald.groups (name) VALUES ('lost')")

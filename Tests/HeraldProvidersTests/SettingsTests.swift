@@ -96,10 +96,10 @@ import Testing
     func smtpAll() throws {
         let config = try ProviderConfig.parse(
             provider: "smtp", kind: "email",
-            settingsJSON: #"{"url":"smtp://mail.example.com:587","from":"Acme <news@acme.example>","username_env":"U","password_env":"P","require_tls":true,"unsubscribe_url":"https://acme.example/u?c={{ contact_id }}","retry_ambiguous":false}"#)
+            settingsJSON: #"{"url":"smtp://mail.example.com:587","from":"Acme <news@acme.example>","username_env":"U","password_env":"P","require_tls":true,"ca_file":"/etc/herald/relay-ca.pem","unsubscribe_url":"https://acme.example/u?c={{ contact_id }}","retry_ambiguous":false}"#)
         #expect(config == .smtp(SMTPSettings(
             url: "smtp://mail.example.com:587", from: "Acme <news@acme.example>", usernameEnv: "U",
-            passwordEnv: "P", requireTLS: true, unsubscribeURL: "https://acme.example/u?c={{ contact_id }}",
+            passwordEnv: "P", requireTLS: true, caFile: "/etc/herald/relay-ca.pem", unsubscribeURL: "https://acme.example/u?c={{ contact_id }}",
             retryAmbiguous: false, maxAttempts: 5)))
     }
 

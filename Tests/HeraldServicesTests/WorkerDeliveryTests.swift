@@ -105,6 +105,26 @@ struct WorkerDeliveryTests {
         }
     }
 
+    @Test("email to a relay with STARTTLS and a private CA (ca_file, require_tls) goes out inside TLS")
+    func emailOverTLS() async throws {
+        let double = try await ProviderDouble.start(configuration: .init(smtpTLS: .startTLS))
+        defer { Task { await double.stop() } }
+        let authority = try TestCertificates.writeAuthority()
+        defer { try? FileManager.default.removeItem(atPath: authority) }
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.smtpChannel(c, double: double,
+                                                               extra: #","require_tls":true,"ca_file":"\#(authority)""#)
+            let who = try await WorkerFixtures.contact(c, first: "Ada", email: "ada@example.com")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who],
+                                                              body: "Hello {{ first_name }}", subject: "Hi")
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            #expect(double.receivedMails().map(\.tls) == [true])
+            let status = try await c.query("SELECT status FROM herald.message_status WHERE broadcast_id = \(b)")[0].decode(String.self, at: 0)
+            #expect(status == "sent")
+        }
+    }
+
     @Test("the worker counts claims, outcomes and provider latency in its metrics")
     func metricsMove() async throws {
         let double = try await ProviderDouble.start()

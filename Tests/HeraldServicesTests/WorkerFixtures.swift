@@ -27,8 +27,9 @@ enum WorkerFixtures {
             """)[0].decode(Int64.self, at: 0)
     }
 
-    static func smtpChannel(_ c: PostgresConnection, double: ProviderDouble, name: String = "mail") async throws -> Int64 {
-        let settings = #"{"url":"\#(double.smtpURL)","from":"Shop <news@shop.example>","unsubscribe_url":"https://shop.example/u/{{ contact_id }}"}"#
+    static func smtpChannel(_ c: PostgresConnection, double: ProviderDouble, name: String = "mail",
+                            extra: String = "") async throws -> Int64 {
+        let settings = #"{"url":"\#(double.smtpURL)","from":"Shop <news@shop.example>","unsubscribe_url":"https://shop.example/u/{{ contact_id }}"\#(extra)}"#
         return try await c.query("""
             INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
             VALUES (\(name), 'email', 'smtp', \(settings)::jsonb, 1000, 100) RETURNING id
