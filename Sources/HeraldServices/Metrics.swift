@@ -67,6 +67,8 @@ public final class HeraldMetrics: Sendable {
     public func skipped(channel: String, provider: String, count: Int = 1) { outcome("skipped", channel, provider, count) }
     /// Messages ended because their broadcast was cancelled.
     public func cancelled(channel: String, provider: String, count: Int = 1) { outcome("cancelled", channel, provider, count) }
+    /// Claimed messages handed back unsent (no time left in their lease to start, or shutdown).
+    public func handedBack(channel: String, provider: String, count: Int = 1) { outcome("handed_back", channel, provider, count) }
 
     private func outcome(_ outcome: String, _ channel: String, _ provider: String, _ count: Int) {
         guard count > 0 else { return }

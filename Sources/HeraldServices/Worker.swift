@@ -310,6 +310,9 @@ public final class Worker: Service, Sendable {
 
     /// Claims, sends and records one batch of a broadcast.
     private func runBatch(_ broadcast: PreparedBroadcast, pool: PostgresPool, transport: CurlTransport) async throws -> BatchResult {
+        // Read before the claim, so the lease (counted from the database's clock during the
+        // claim) ends no earlier than `claimedAt + lease` on this clock.
+        let claimedAt = ContinuousClock.now
         let claim = try await pool.withConnection {
             try await self.store.claim(on: $0, broadcastID: broadcast.info.id, channelID: broadcast.info.channelID,
                                        kind: broadcast.info.kind, limit: self.configuration.batchSize,
@@ -328,7 +331,7 @@ public final class Worker: Service, Sendable {
         }
         guard !jobs.isEmpty else { return .idle }
         metrics.claimed(channel: channel, provider: provider, count: jobs.count)
-        let outcomes = await deliver(jobs, broadcast, transport: transport)
+        let outcomes = await deliver(jobs, broadcast, transport: transport, startingBy: sendDeadline(claimedAt: claimedAt))
         let applied = try await pool.withConnection { try await self.store.record(outcomes, owner: self.configuration.workerID, on: $0) }
         countOutcomes(outcomes, channel: channel, provider: provider)
         if applied < outcomes.count {
@@ -347,7 +350,7 @@ public final class Worker: Service, Sendable {
     }
 
     private func countOutcomes(_ outcomes: [JobOutcome], channel: String, provider: String) {
-        var sent = 0, failed = 0, retried = 0, skipped = 0, cancelled = 0
+        var sent = 0, failed = 0, retried = 0, skipped = 0, cancelled = 0, handedBack = 0
         for o in outcomes {
             switch o.result {
             case .sent: sent += 1
@@ -355,6 +358,7 @@ public final class Worker: Service, Sendable {
             case .retry: retried += 1
             case .skipped: skipped += 1
             case .cancelled: cancelled += 1
+            case .handBack: handedBack += 1
             }
         }
         if sent > 0 { metrics.sent(channel: channel, provider: provider, count: sent) }
@@ -362,6 +366,7 @@ public final class Worker: Service, Sendable {
         if retried > 0 { metrics.retried(channel: channel, provider: provider, count: retried) }
         if skipped > 0 { metrics.skipped(channel: channel, provider: provider, count: skipped) }
         if cancelled > 0 { metrics.cancelled(channel: channel, provider: provider, count: cancelled) }
+        if handedBack > 0 { metrics.handedBack(channel: channel, provider: provider, count: handedBack) }
     }
 
     /// The longest pause asked for by rate-limit answers in a batch (Retry-After, else 2 s).
@@ -375,10 +380,23 @@ public final class Worker: Service, Sendable {
 
     // MARK: Delivery
 
+    /// The last instant a send of a batch claimed at `claimedAt` may start: late enough to use
+    /// most of the lease, early enough that the send times out (``WorkerConfiguration/requestTimeout``)
+    /// a second before the lease ends. Past it, another worker may hold the job, so a send
+    /// started later could go out twice; such jobs are handed back unsent instead. (With a lease
+    /// too short for that margin, the first quarter of the lease is used; `herald worker`
+    /// refuses such settings.)
+    func sendDeadline(claimedAt: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        let window = configuration.lease - configuration.requestTimeout - .seconds(1)
+        return claimedAt + max(window, configuration.lease / 4)
+    }
+
     /// Renders every job of a batch, hands all the provider requests to the transport in one
     /// call (one suspension per batch, not a task per message), and turns the answers into
-    /// outcomes, in the order of `jobs`.
-    private func deliver(_ jobs: [ClaimedJob], _ broadcast: PreparedBroadcast, transport: CurlTransport) async -> [JobOutcome] {
+    /// outcomes, in the order of `jobs`. Requests the transport did not start by `deadline` (or
+    /// at all, on shutdown) come back as hand-backs, not as attempts.
+    private func deliver(_ jobs: [ClaimedJob], _ broadcast: PreparedBroadcast, transport: CurlTransport,
+                         startingBy deadline: ContinuousClock.Instant) async -> [JobOutcome] {
         let now = Date()
         var outcomes: [JobOutcome?] = Array(repeating: nil, count: jobs.count)
         var requests: [TransportRequest] = []
@@ -420,11 +438,15 @@ public final class Worker: Service, Sendable {
                                                 job: jobs[send.job], broadcast: broadcast, segments: send.segments, now: now)
             }
         }
-        let answers = await transport.perform(requests)
+        let answers = await transport.perform(requests, startingBy: deadline)
         // Retry times count from the answer, not from before the batch went out (a batch can
         // take up to the request timeout).
         let answeredAt = Date()
         for (send, answer) in zip(sends, answers) {
+            if case .failure(let error) = answer.result, error.isNotStarted {
+                outcomes[send.job] = JobOutcome(messageID: jobs[send.job].messageID, result: .handBack, segments: send.segments)
+                continue
+            }
             observeLatency(answer.elapsed, broadcast)
             let delivery: DeliveryOutcome
             switch (broadcast.config, answer.result) {

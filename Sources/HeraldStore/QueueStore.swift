@@ -48,6 +48,10 @@ public struct JobOutcome: Sendable, Equatable {
         case skipped(reason: String)
         /// Not sent: its broadcast was cancelled.
         case cancelled
+        /// Not attempted (never handed to the provider: the batch ran out of time to start it
+        /// within its lease, or the worker is shutting down): the job goes back to the queue as
+        /// it was, due now, and the message is not touched (no attempt counted).
+        case handBack
     }
     public var messageID: Int64
     public var result: Result
@@ -66,7 +70,7 @@ public struct JobOutcome: Sendable, Equatable {
     var isAttempt: Bool {
         switch result {
         case .sent, .retry, .failed: true
-        case .skipped, .cancelled: false
+        case .skipped, .cancelled, .handBack: false
         }
     }
 }
@@ -185,8 +189,8 @@ public struct QueueStore: Sendable {
     /// Records many outcomes in one statement (one round trip), for jobs `owner` still holds.
     ///
     /// Finished jobs leave the queue (DELETE); retries go back with `run_at` = the retry time and
-    /// no owner. Messages move from `queued` only, so a status the admin tool or a receipt already
-    /// set is never overwritten.
+    /// no owner; hand-backs go back due now, their messages untouched. Messages move from `queued`
+    /// only, so a status the admin tool or a receipt already set is never overwritten.
     /// - Returns: how many outcomes were applied (the rest had lost their lease).
     @discardableResult
     public func record(_ outcomes: [JobOutcome], owner: String, on connection: PostgresConnection) async throws -> Int {
@@ -214,6 +218,9 @@ public struct QueueStore: Sendable {
             case .cancelled:
                 kinds.append("cancelled"); providerIDs.append(nil); codes.append(nil); errors.append(nil)
                 failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
+            case .handBack:
+                kinds.append("hand_back"); providerIDs.append(nil); codes.append(nil); errors.append(nil)
+                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
             }
         }
         // Prepared (parsed and planned once per connection). The generic plan cannot know the
@@ -232,12 +239,18 @@ public struct QueueStore: Sendable {
                 -- waiting for its lock, so no separate FOR UPDATE pass is needed (that pass cost
                 -- one more tuple lock and WAL record per job).
                 DELETE FROM herald.jobs j USING o
-                WHERE j.message_id = o.message_id AND o.outcome <> 'retry' AND j.lease_owner = \(owner)
+                WHERE j.message_id = o.message_id AND o.outcome NOT IN ('retry', 'hand_back') AND j.lease_owner = \(owner)
                 RETURNING j.message_id
             ), retried AS (
                 UPDATE herald.jobs j SET run_at = o.retry_at, lease_owner = NULL
                 FROM o
                 WHERE j.message_id = o.message_id AND o.outcome = 'retry' AND j.lease_owner = \(owner)
+                RETURNING j.message_id
+            ), handed_back AS (
+                -- Never attempted: due again now, the message untouched.
+                UPDATE herald.jobs j SET run_at = now(), lease_owner = NULL
+                FROM o
+                WHERE j.message_id = o.message_id AND o.outcome = 'hand_back' AND j.lease_owner = \(owner)
                 RETURNING j.message_id
             ), applied AS (
                 UPDATE herald.messages m SET
@@ -256,7 +269,7 @@ public struct QueueStore: Sendable {
                   AND (m.id IN (SELECT message_id FROM finished) OR m.id IN (SELECT message_id FROM retried))
                 RETURNING m.id
             )
-            SELECT count(*) FROM applied
+            SELECT (SELECT count(*) FROM applied) + (SELECT count(*) FROM handed_back)
             """)
         return try rows[0].decode(Int.self, at: 0)
     }

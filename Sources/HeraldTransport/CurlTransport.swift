@@ -78,8 +78,14 @@ public final class CurlTransport: Sendable {
     /// the same meaning as in ``execute(_:)`` and ``send(_:)``; an SMTP transfer that was
     /// accepted answers with the server's final reply code as `status` and an empty body.
     /// Task cancellation aborts every transfer of the batch that has not ended.
-    public func perform(_ requests: [TransportRequest]) async -> [TransportOutcome] {
-        await engine.perform(requests)
+    ///
+    /// - Parameter deadline: The last instant a transfer of the batch may *start* (wait for a
+    ///   free slot, then connect and send). One still queued then fails at once with
+    ///   ``TransportError/isNotStarted`` and never reaches the server; transfers already under way
+    ///   go on until they end or time out. The worker sets it so that every send that starts
+    ///   can time out before the claim's lease runs out.
+    public func perform(_ requests: [TransportRequest], startingBy deadline: ContinuousClock.Instant? = nil) async -> [TransportOutcome] {
+        await engine.perform(requests, deadline: deadline)
     }
 
     /// Fails every queued and in-flight transfer (``TransportError/isShutdown``), stops and joins
@@ -100,11 +106,20 @@ extension TransportError {
     public static let cancelledCode: Int32 = -1
     /// ``curlCode`` of an error thrown because the transport was shut down (not a libcurl code).
     public static let shutdownCode: Int32 = -2
+    /// ``curlCode`` of a transfer still queued when its batch's start deadline passed (not a
+    /// libcurl code); see ``CurlTransport/perform(_:startingBy:)``.
+    public static let deadlineCode: Int32 = -3
 
     /// The transfer was abandoned because its task was cancelled.
     public var isCancelled: Bool { curlCode == Self.cancelledCode }
     /// The transfer was abandoned because the transport was shut down.
     public var isShutdown: Bool { curlCode == Self.shutdownCode }
+    /// The transfer never started: cancelled or shut down while queued, refused by a transport
+    /// already shut down, or still queued at its batch's start deadline. Nothing left this
+    /// process, so it was no attempt at all (unlike `.notSent` from a refused connection).
+    public var isNotStarted: Bool {
+        kind == .notSent && (curlCode == Self.cancelledCode || curlCode == Self.shutdownCode || curlCode == Self.deadlineCode)
+    }
 
     /// Classifies a libcurl failure: only errors that happen before a request can have gone out
     /// count as `.notSent`; anything unknown is `.ambiguous`, the safe side for retries.
@@ -175,8 +190,11 @@ final class TransferBatch: @unchecked Sendable {
     private var outcomes: [TransportOutcome]
     private var remaining: Int
     private let continuation: CheckedContinuation<[TransportOutcome], Never>
+    /// The last instant a transfer of the batch may start; nil: no limit.
+    let deadline: ContinuousClock.Instant?
 
-    init(count: Int, continuation: CheckedContinuation<[TransportOutcome], Never>) {
+    init(count: Int, deadline: ContinuousClock.Instant?, continuation: CheckedContinuation<[TransportOutcome], Never>) {
+        self.deadline = deadline
         outcomes = Array(repeating: TransportOutcome(result: .failure(TransportError(
             kind: .notSent, curlCode: TransportError.shutdownCode, message: "not performed"))), count: count)
         remaining = count
@@ -337,7 +355,7 @@ final class CurlEngine: @unchecked Sendable {
         }
     }
 
-    func perform(_ requests: [TransportRequest]) async -> [TransportOutcome] {
+    func perform(_ requests: [TransportRequest], deadline: ContinuousClock.Instant? = nil) async -> [TransportOutcome] {
         guard !requests.isEmpty else { return [] }
         let count = UInt64(requests.count)
         let firstID = shared.withLock { state -> UInt64 in
@@ -346,7 +364,7 @@ final class CurlEngine: @unchecked Sendable {
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<[TransportOutcome], Never>) in
-                let batch = TransferBatch(count: requests.count, continuation: continuation)
+                let batch = TransferBatch(count: requests.count, deadline: deadline, continuation: continuation)
                 var transfers: [Transfer] = []
                 transfers.reserveCapacity(requests.count)
                 for (index, request) in requests.enumerated() {
@@ -409,6 +427,11 @@ final class CurlEngine: @unchecked Sendable {
 
     private func startPending() {
         while active.count < maxInFlight, let transfer = popPending() {
+            if let deadline = transfer.batch.deadline, ContinuousClock.now >= deadline {
+                transfer.finish(.failure(TransportError(kind: .notSent, curlCode: TransportError.deadlineCode,
+                                                        message: "not started: its batch's start deadline had passed")))
+                continue
+            }
             let easy: UnsafeMutableRawPointer
             if let idle = idleHandles.popLast() {
                 easy = idle  // reset when it was released

@@ -48,6 +48,35 @@ struct QueueRecordTests {
         }
     }
 
+    @Test("a hand-back makes the job due now without an owner and leaves its message as it was")
+    func handBack() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 3)
+            try await receipts.claim(c, broadcast: broadcast, owner: "w1")
+            try await c.execute("UPDATE herald.jobs SET lease_owner = 'w2' WHERE message_id = \(ids[2])")
+
+            let applied = try await queue.record([
+                JobOutcome(messageID: ids[0], result: .handBack),
+                JobOutcome(messageID: ids[1], result: .sent(providerMessageID: "wamid.b")),
+                JobOutcome(messageID: ids[2], result: .handBack),  // w2 holds it now: not ours to hand back
+            ], owner: "w1", on: c)
+
+            #expect(applied == 2)
+            let rows = try await c.query("""
+                SELECT message_id, lease_owner, run_at <= now() FROM herald.jobs
+                WHERE message_id = ANY(\(ids)::bigint[]) ORDER BY message_id
+                """)
+            #expect(try rows.map { try $0.decode(Int64.self, at: 0) } == [ids[0], ids[2]])
+            #expect(try rows.map { try $0.decode(String?.self, at: 1) } == [nil, "w2"])
+            #expect(try rows[0].decode(Bool.self, at: 2), "handed back: due at once")
+            let messages = try await c.query("SELECT status, attempts, error FROM herald.messages WHERE id = ANY(\(ids)::bigint[]) ORDER BY id")
+            #expect(try messages.map { try $0.decode(String.self, at: 0) } == ["queued", "sent", "queued"])
+            #expect(try messages.map { try $0.decode(Int.self, at: 1) } == [0, 1, 0], "a hand-back is no attempt")
+            #expect(try messages.map { try $0.decode(String?.self, at: 2) } == [nil, nil, nil])
+        }
+    }
+
     @Test("a re-claim that commits while the record waits for its row lock wins")
     func concurrentReclaim() async throws {
         try await withTestDatabase { db in

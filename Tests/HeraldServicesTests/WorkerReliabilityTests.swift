@@ -41,6 +41,40 @@ struct WorkerReliabilityTests {
         }
     }
 
+    @Test("a provider too slow for the lease: sends that could outlive it are handed back unstarted; each job goes out once")
+    func slowProviderLeaseSafety() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.latency = .milliseconds(400)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 12)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+            // One transfer at a time and 400 ms each: a claimed batch of 12 would need 4.8 s, almost
+            // twice its 2.5 s lease, and the other worker takes over expired leases at once.
+            func configuration(_ id: String) -> WorkerConfiguration {
+                var config = WorkerFixtures.configuration(db, id: id)
+                config.batchSize = 12
+                config.lanes = 1
+                config.maxInFlight = 1
+                config.lease = .milliseconds(2500)
+                config.requestTimeout = .seconds(1)
+                return config
+            }
+            async let one = WorkerFixtures.runWorker(configuration("slow-one"), until: WorkerFixtures.allDone(db, broadcast: b))
+            async let two = WorkerFixtures.runWorker(configuration("slow-two"), until: WorkerFixtures.allDone(db, broadcast: b))
+            #expect(try await one)
+            #expect(try await two)
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(sent.count == 12, "every message once, no send after its lease: \(sent.sorted())")
+            #expect(Set(sent).count == 12)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 12])
+            let attempts = try await c.query("SELECT max(attempts) FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(Int.self, at: 0)
+            #expect(attempts == 1, "handed-back jobs were not counted as attempts")
+        }
+    }
+
     @Test("a first-attempt 500 and a 429 with Retry-After end sent with more than one attempt")
     func transientFailuresRetry() async throws {
         let double = try await ProviderDouble.start()
@@ -192,7 +226,7 @@ struct WorkerReliabilityTests {
             let contacts = try await WorkerFixtures.contacts(c, count: 100)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
             let env = WorkerFixtures.environment
-            let victim = try HeraldProcess.start(bin, ["worker", "--lease-seconds", "5", "--batch-size", "40", "--log-level", "error"],
+            let victim = try HeraldProcess.start(bin, ["worker", "--lease-seconds", "5", "--request-timeout", "2", "--batch-size", "40", "--log-level", "error"],
                                                  databaseURL: db.url, environment: env)
             #expect(await double.waitForRequests(1, timeout: .seconds(20)))
             victim.signal(SIGKILL)

@@ -313,6 +313,33 @@ struct CurlTransportHTTPTests {
             #expect(errors.allSatisfy { $0.isCancelled })
             #expect(errors.filter { $0.kind == .ambiguous }.count == 2)
             #expect(errors.filter { $0.kind == .notSent }.count == 3)
+            #expect(errors.filter(\.isNotStarted).count == 3, "the queued ones never left: no attempt")
+        }
+    }
+
+    @Test("transfers still queued at the batch's start deadline never start; those under way finish")
+    func startDeadline() async throws {
+        try await withTransport(maxInFlight: 1) { double, transport in
+            let warm = await transport.perform([.http(whatsAppRequest(double))])
+            #expect(warm[0].result.failure == nil)
+            let before = double.received(.whatsApp).count
+            double.latency = .milliseconds(400)
+            let deadline = ContinuousClock.now + .milliseconds(150)
+            let outcomes = await transport.perform((0..<3).map { _ in .http(whatsAppRequest(double, timeout: .seconds(5))) },
+                                                   startingBy: deadline)
+            // One slot: the first starts at once and runs past the deadline; the other two would
+            // start after it and are refused without touching the network.
+            #expect(try outcomes[0].result.get().status == 200)
+            for outcome in outcomes[1...] {
+                let error = try #require(outcome.result.failure)
+                #expect(error.isNotStarted)
+                #expect(error.kind == .notSent)
+                #expect(error.curlCode == TransportError.deadlineCode)
+            }
+            #expect(double.received(.whatsApp).count == before + 1)
+            // No deadline: everything goes.
+            let all = await transport.perform((0..<2).map { _ in .http(whatsAppRequest(double)) })
+            #expect(all.allSatisfy { $0.result.failure == nil })
         }
     }
 
