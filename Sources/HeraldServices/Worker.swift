@@ -332,7 +332,7 @@ public final class Worker: Service, Sendable {
         guard !jobs.isEmpty else { return .idle }
         metrics.claimed(channel: channel, provider: provider, count: jobs.count)
         let outcomes = await deliver(jobs, broadcast, transport: transport, startingBy: sendDeadline(claimedAt: claimedAt))
-        let applied = try await pool.withConnection { try await self.store.record(outcomes, owner: self.configuration.workerID, on: $0) }
+        let applied = try await record(outcomes, pool: pool, leaseEnds: claimedAt + configuration.lease)
         countOutcomes(outcomes, channel: channel, provider: provider)
         if applied < outcomes.count {
             logger.warning("some outcomes were not recorded: their lease had expired", metadata: [
@@ -347,6 +347,30 @@ public final class Worker: Service, Sendable {
                 "channel": "\(broadcast.info.channelName)", "pause.ms": "\(pause.components.seconds * 1000 + pause.components.attoseconds / 1_000_000_000_000_000)"])
         }
         return .worked(jobs.count)
+    }
+
+    /// Records a batch's outcomes, trying again on a fresh connection while the lease lasts.
+    ///
+    /// The sends have happened: outcomes lost to a dropped connection or a database restart
+    /// would leave the jobs leased, and once the lease ran out they would be sent a second time.
+    /// Recording is safe to repeat (a job already finished is simply not found again).
+    private func record(_ outcomes: [JobOutcome], pool: PostgresPool, leaseEnds: ContinuousClock.Instant) async throws -> Int {
+        var delay = Duration.milliseconds(100)
+        var failures = 0
+        while true {
+            do {
+                return try await pool.withConnection {
+                    try await self.store.record(outcomes, owner: self.configuration.workerID, on: $0)
+                }
+            } catch {
+                failures += 1
+                if error is CancellationError || ContinuousClock.now + delay >= leaseEnds { throw error }
+                logger.warning("could not record a batch's outcomes; trying again", metadata: [
+                    "jobs.count": "\(outcomes.count)", "failures": "\(failures)", "error": "\(error)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
     }
 
     private func countOutcomes(_ outcomes: [JobOutcome], channel: String, provider: String) {

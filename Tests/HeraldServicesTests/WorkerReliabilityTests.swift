@@ -75,6 +75,38 @@ struct WorkerReliabilityTests {
         }
     }
 
+    @Test("the worker's database connections dropped while a batch is out: its outcomes are still recorded, nothing goes twice")
+    func recordSurvivesDroppedConnections() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.latency = .milliseconds(1500)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 20)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+            var config = WorkerFixtures.configuration(db)
+            config.lease = .seconds(6)
+            config.requestTimeout = .seconds(4)
+            // One lane: no other lane's idle claim finds the dropped connections first, so the
+            // record is what meets them.
+            config.lanes = 1
+            async let done = WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b))
+            #expect(await double.waitForRequests(20, timeout: .seconds(10)))
+            // Every connection the worker has goes away while its sends are in flight (a database
+            // restart or failover looks like this to it).
+            let dropped = try await c.query("""
+                SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'herald-worker'
+                """)[0].decode(Int.self, at: 0)
+            #expect(dropped > 0)
+            #expect(try await done)
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(sent.count == 20, "the outcomes were recorded, so no lease ran out and nothing was sent again")
+            #expect(Set(sent).count == 20)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
+        }
+    }
+
     @Test("a first-attempt 500 and a 429 with Retry-After end sent with more than one attempt")
     func transientFailuresRetry() async throws {
         let double = try await ProviderDouble.start()
