@@ -286,6 +286,22 @@ struct WorkerReliabilityTests {
         }
     }
 
+    @Test("herald worker refuses a lease that a request could outlast, with one error naming both flags")
+    func leaseShorterThanTimeout() async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        // Refused before any connection is tried: the database URL points nowhere.
+        let worker = try HeraldProcess.start(bin, ["worker", "--lease-seconds", "10", "--request-timeout", "9"],
+                                             databaseURL: "postgresql://nobody@127.0.0.1:1/none")
+        #expect(await worker.wait() == 64)
+        let error = worker.stderr.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(error.contains("--lease-seconds (10)") && error.contains("--request-timeout (9)"), "stderr: \(worker.stderr)")
+        // Two seconds of room is enough.
+        let accepted = try HeraldProcess.start(bin, ["worker", "--lease-seconds", "11", "--request-timeout", "9"],
+                                               databaseURL: "postgresql://nobody@127.0.0.1:1/none")
+        #expect(await accepted.wait() != 64, "valid flags reach the database check: \(accepted.stderr)")
+        #expect(accepted.stderr.contains("cannot connect to the database"))
+    }
+
     @Test("SIGTERM: exit 0 with nothing left claimed")
     func sigterm() async throws {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
