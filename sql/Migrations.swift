@@ -24,6 +24,7 @@ public enum Migrations {
         Migration(version: 3, name: "0003_report_views.sql", sql: text(PackageResources._003_report_views_sql)),
         Migration(version: 4, name: "0004_rate_limits.sql", sql: text(PackageResources._004_rate_limits_sql)),
         Migration(version: 5, name: "0005_receipts_and_reports.sql", sql: text(PackageResources._005_receipts_and_reports_sql)),
+        Migration(version: 6, name: "0006_drop_status_index.sql", sql: text(PackageResources._006_drop_status_index_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

@@ -1,0 +1,17 @@
+-- 0006: drop messages_broadcast_status, an index nothing reads any more.
+--
+-- 0002 made it so reports could count a broadcast's messages by status with an index-only scan.
+-- Since 0005 the reports read herald.broadcast_counts, kept by statement triggers, and no
+-- statement of Herald's filters messages by (broadcast_id, status): cancellations and failures
+-- reach their messages through the jobs they delete, by primary key. Yet every message paid for
+-- the index three times: an entry at expansion, and one more each time its status changed (the
+-- worker's outcome, then each receipt), in a key of few distinct values that grows by btree
+-- deduplication and page splits. Without it a receipt that only changes status and timestamps is
+-- eligible for a HOT update (no indexed column changes), and the worker's outcome updates
+-- maintain three indexes instead of four (scripts/bench-expansion and scripts/bench-receipts
+-- measure the difference; see BENCHMARKS.md).
+--
+-- Ad-hoc queries by broadcast still find its messages through messages_broadcast_contact
+-- (broadcast_id, contact_id). Dropping an index only removes its file: the ACCESS EXCLUSIVE lock
+-- is held for milliseconds, after running statements on herald.messages finish.
+DROP INDEX herald.messages_broadcast_status;
