@@ -76,9 +76,18 @@ public enum WhatsAppCloud {
 
     /// Error codes that mean "too fast": retried later, and the channel should slow down.
     /// 4, 17, 32, 613: Graph API call limits; 80004, 80007: WhatsApp Business Account rate
-    /// limits; 130429: Cloud API throughput; 131048: spam rate limit; 131056: the same
-    /// business/consumer pair messaged too often.
-    public static let rateLimitCodes: Set<Int> = [4, 17, 32, 613, 80004, 80007, 130429, 131048, 131056]
+    /// limits; 130429: Cloud API throughput; 131048: spam rate limit.
+    public static let rateLimitCodes: Set<Int> = [4, 17, 32, 613, 80004, 80007, 130429, 131048]
+
+    /// 131056: the same business/consumer pair was messaged too often. A limit on one
+    /// recipient, not on the phone number: the message is retried, no sooner than
+    /// ``pairRateLimitPause``, while the channel goes on sending to everyone else (pausing the
+    /// whole channel for one contact who also got another broadcast would stall them all).
+    public static let pairRateLimitCode = 131056
+
+    /// The least wait before retrying after a pair rate limit: Meta allows about one message
+    /// every 6 seconds to the same recipient once its burst allowance is used up.
+    public static let pairRateLimitPause: Duration = .seconds(6)
 
     /// Error codes that mean a temporary failure at Meta: retried later.
     /// 1, 2: Graph API unknown / service error; 131000–131002: something went wrong; 131016:
@@ -93,7 +102,8 @@ public enum WhatsAppCloud {
     /// - 2xx with `messages[0].id` → ``DeliveryOutcome/accepted(providerMessageID:)``.
     /// - 2xx without it → permanent. Meta took the request, so a retry could send the message twice;
     ///   the failure is recorded, with the reason, for an analyst to see rather than risking spam.
-    /// - a code in ``rateLimitCodes`` → retry, `rateLimited`; in ``transientCodes`` → retry.
+    /// - a code in ``rateLimitCodes`` → retry, `rateLimited`; in ``transientCodes`` → retry;
+    ///   ``pairRateLimitCode`` → retry after at least ``pairRateLimitPause``, not `rateLimited`.
     /// - any other code → permanent (e.g. 131047 outside the 24-hour window, 131026 undeliverable,
     ///   131051 unsupported type, 132000/132001 template parameters / template missing, 100 bad
     ///   parameter, 190 expired token), unless Meta flags it `is_transient`, or answered 429 or 5xx.
@@ -121,6 +131,10 @@ public enum WhatsAppCloud {
         if let error = json?["error"], let code = error["code"]?.integerValue {
             let text = describe(error) ?? "HTTP \(response.status)"
             let codeString = String(code)
+            if code == pairRateLimitCode {
+                let wait = max(retryAfter ?? .zero, pairRateLimitPause)
+                return .retry(code: codeString, message: text, retryAfter: wait, ambiguous: false, rateLimited: false)
+            }
             if rateLimitCodes.contains(code) {
                 return .retry(code: codeString, message: text, retryAfter: retryAfter, ambiguous: false, rateLimited: true)
             }

@@ -86,7 +86,7 @@ import Testing
 
     @Test("error codes decide, not HTTP status", arguments: [
         (400, "130429", Expect.rateLimited),
-        (400, "131056", .rateLimited),
+        (400, "131056", .retry),
         (400, "80007", .rateLimited),
         (400, "4", .rateLimited),
         (400, "80004", .rateLimited),
@@ -110,7 +110,7 @@ import Testing
         (400, "999999", .permanent),
         (500, "999999", .retry),
         (429, "999999", .rateLimited),
-        (400, #""131056""#, .rateLimited),
+        (400, #""131056""#, .retry),
     ])
     func codes(status: Int, code: String, expected: Expect) {
         let outcome = WhatsAppCloud.classify(HTTPResponse(status: status, body: Self.errorBody(code: code, message: "(#x) title")))
@@ -120,6 +120,17 @@ import Testing
         case (.permanent(let c, _), .permanent): #expect(c == code)
         default: Issue.record("\(status) \(code): got \(outcome), expected \(expected)")
         }
+    }
+
+    @Test("a pair rate limit (131056) retries that message after 6 s or its Retry-After, without slowing the channel")
+    func pairRateLimit() {
+        let body = Self.errorBody(code: "131056", message: "(#131056) (Business Account, Consumer Account) pair rate limit hit")
+        #expect(WhatsAppCloud.classify(HTTPResponse(status: 400, body: body))
+            == .retry(code: "131056", message: "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                      retryAfter: .seconds(6), ambiguous: false, rateLimited: false))
+        let later = WhatsAppCloud.classify(HTTPResponse(status: 400, headers: ["Retry-After": "20"], body: body))
+        guard case .retry(_, _, let wait, false, false) = later else { Issue.record("got \(later)"); return }
+        #expect(wait == .seconds(20))
     }
 
     @Test("2xx with messages[0].id is accepted")

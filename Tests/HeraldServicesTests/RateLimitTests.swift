@@ -85,6 +85,43 @@ struct RateLimitTests {
         }
     }
 
+    @Test("a pair rate limit (131056) holds back that one message for its Retry-After; the channel keeps sending to everyone else")
+    func pairRateLimitSparesTheChannel() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.enqueue(ProviderDouble.Fault(action: .raw(
+            status: 400, headers: ["Retry-After": "8", "Content-Type": "application/json"],
+            body: #"{"error":{"message":"(#131056) (Business Account, Consumer Account) pair rate limit hit","type":"OAuthException","code":131056}}"#)),
+            for: .whatsApp)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 10)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("promo", ["x"]))
+            // Batches of two, one after the other: most of the broadcast is claimed after the
+            // 131056 is recorded, so a channel-wide pause would hold it back.
+            var config = WorkerFixtures.configuration(db)
+            config.batchSize = 2
+            config.lanes = 1
+            #expect(try await WorkerFixtures.runWorker(config, timeout: .seconds(40), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let requests = double.received(.whatsApp)
+            let limited = try #require(requests.first { $0.responseStatus == 400 })
+            let recipient = try #require(limited.json?["to"]?.string)
+            let others = requests.filter { $0.json?["to"]?.string != recipient }
+            #expect(others.count == 9)
+            let lastOther = try #require(others.map(\.receivedAt).max())
+            #expect(lastOther - limited.receivedAt < .seconds(4), "the other contacts were not held back: \(lastOther - limited.receivedAt)")
+            let retry = try #require(requests.first { $0.json?["to"]?.string == recipient && $0.responseStatus == 200 })
+            #expect(retry.receivedAt - limited.receivedAt >= .seconds(8), "the limited message waited for Retry-After")
+            let row = try await c.query("""
+                SELECT status, attempts FROM herald.messages WHERE broadcast_id = \(b) AND address = \(recipient)
+                """)[0]
+            #expect(try row.decode(String.self, at: 0) == "sent")
+            #expect(try row.decode(Int.self, at: 1) == 2)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 10])
+        }
+    }
+
     @Test("two concurrent broadcasts on one channel progress together")
     func fairness() async throws {
         let double = try await ProviderDouble.start()
