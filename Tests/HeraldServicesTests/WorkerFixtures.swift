@@ -132,6 +132,12 @@ enum WorkerFixtures {
         }
     }
 
+    /// Tries recorded for a broadcast's messages (`sum(attempts)`): what the provider should
+    /// have seen when every send happened under a valid lease and was recorded.
+    static func recordedAttempts(_ c: PostgresConnection, broadcast: Int64) async throws -> Int {
+        try await c.query("SELECT coalesce(sum(attempts), 0)::int FROM herald.messages WHERE broadcast_id = \(broadcast)")[0].decode(Int.self, at: 0)
+    }
+
     /// Waits until no message of the broadcast is queued or sending.
     static func allDone(_ db: TestDatabase, broadcast: Int64) -> @Sendable () async throws -> Bool {
         { @Sendable in
