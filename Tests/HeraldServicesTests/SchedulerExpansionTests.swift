@@ -153,7 +153,9 @@ struct SchedulerExpansionTests {
             let g = try await F.group(c, "sparse", members: ids)
             let id = try await F.broadcast(c, channel: channel, groups: [g])
             try await F.withScheduler(db, chunk: 10) {
-                try await F.waitUntil("it starts", timeout: .seconds(5)) { try await F.status(c, id) == "sending" }
+                // 0.5 s alone; the default 20 s leaves room for the parallel test pass on 2 cores. A
+                // chunk per 10 ids would be 400 billion chunks, so any bound this size still tells.
+                try await F.waitUntil("it starts") { try await F.status(c, id) == "sending" }
             }
             #expect(try await F.jobCount(c, id) == 3)
         }
