@@ -7,6 +7,10 @@ public enum Twilio {
     /// (account SID, auth token) and a form body with, in order, `To`, `From` (when set),
     /// `MessagingServiceSid` (when set), `Body` and `StatusCallback` (when known).
     ///
+    /// `StatusCallback` carries Herald's message id as the query parameter
+    /// ``messageIDParameter`` (see ``statusCallback(_:messageID:)``): Twilio posts every status of
+    /// the message to that URL exactly as given, so a receipt finds its message by primary key.
+    ///
     /// - Parameters:
     ///   - message: A message with `.sms` content; `to` is sent as given (E.164).
     ///   - settings: The channel's settings.
@@ -25,7 +29,9 @@ public enum Twilio {
         if let from = settings.from { fields.append(("From", from)) }
         if let service = settings.messagingServiceSID { fields.append(("MessagingServiceSid", service)) }
         fields.append(("Body", body))
-        if let callback = settings.statusCallback(publicURL: publicURL) { fields.append(("StatusCallback", callback)) }
+        if let callback = settings.statusCallback(publicURL: publicURL) {
+            fields.append(("StatusCallback", statusCallback(callback, messageID: message.messageID)))
+        }
         return HTTPRequest(
             method: "POST",
             url: "\(settings.baseURL)/2010-04-01/Accounts/\(settings.accountSID)/Messages.json",
@@ -33,6 +39,15 @@ public enum Twilio {
             body: FormEncoding.encode(fields),
             basicAuth: (user: settings.accountSID, password: credentials.authToken),
             timeout: timeout)
+    }
+
+    /// The query parameter of `StatusCallback` that carries Herald's message id.
+    public static let messageIDParameter = "herald_message_id"
+
+    /// `url` with Herald's message id added as ``messageIDParameter`` (after `&` when the URL
+    /// already has a query, else `?`).
+    public static func statusCallback(_ url: String, messageID: Int64) -> String {
+        url + (url.contains("?") ? "&" : "?") + messageIDParameter + "=" + String(messageID)
     }
 
     /// Classifies Twilio's answer to a create-message request.

@@ -216,9 +216,14 @@ struct WebhookHandler: Sendable {
             try? await directory.refresh(pool: pool, ifOlderThan: .seconds(1))
             channels = directory.snapshot.twilio.filter { $0.accountSID == callback.accountSID }
         }
+        // Herald's sends put their message id in the StatusCallback URL's query; Twilio signs the
+        // URL it posted to, so the parameter is part of what the signature covers.
+        // A value that is not a message id is ignored, and then the signature does not match.
+        let messageID = request.uri.queryParameters.get(Twilio.messageIDParameter, as: Int64.self).flatMap { $0 > 0 ? $0 : nil }
         var channelID: Int64?
         for c in channels {
-            guard let url = c.callbackURL, let token = c.authToken else { continue }
+            guard let base = c.callbackURL, let token = c.authToken else { continue }
+            let url = messageID.map { Twilio.statusCallback(base, messageID: $0) } ?? base
             if WebhookSignature.verifyTwilio(header: signature, url: url, parameters: callback.parameters, authToken: token),
                channelID == nil {
                 channelID = c.channelID
@@ -227,7 +232,8 @@ struct WebhookHandler: Sendable {
         guard let channelID else { return refuse(provider, .unauthorized, "wrong signature") }
         let receipt = NewReceipt(provider: provider, providerMessageID: callback.messageSID, status: callback.messageStatus,
                                  effect: callback.receipt?.rawValue, errorCode: callback.errorCode, error: callback.errorMessage,
-                                 occurredAt: nil, payload: callback.payload, callbackMessageID: nil, channelID: channelID)
+                                 occurredAt: nil, payload: callback.payload,
+                                 callbackMessageID: messageID, channelID: channelID)
         do {
             try await pipeline.store([receipt])
         } catch {

@@ -75,8 +75,11 @@ public struct ReceiptApplication: Sendable, Equatable {
 /// ## How a receipt is applied
 /// One statement applies a whole batch of receipts (``apply(ids:on:)``):
 /// 1. it locks the batch's unapplied receipts (`SKIP LOCKED`: two appliers never share one);
-/// 2. matches each to its message by `provider_message_id`, else by Herald's own message id
-///    echoed by the provider (`callback_message_id`, when the answer to the send was lost);
+/// 2. matches each to its message by Herald's own message id, which the provider echoes
+///    (`callback_message_id`: WhatsApp's `biz_opaque_callback_data`, the `herald_message_id` of
+///    Twilio's `StatusCallback` URL), so even a receipt whose send's answer was lost finds its
+///    message; one of the same channel whose recorded provider id, if any, is the receipt's (or
+///    the message had several tries). A receipt without Herald's id matches nothing;
 /// 3. leaves alone, for a later pass, every receipt whose message a worker holds right now:
 ///    one whose job is under a live lease or locked by another statement. The worker records its
 ///    outcome guarded by `status = 'queued'`; moving the message first would make the worker's
@@ -150,7 +153,7 @@ public struct ReceiptStore: Sendable {
         let windowSeconds = Self.seconds(window), olderSeconds = Self.seconds(olderThan)
         let query: PostgresQuery = """
             WITH pending AS MATERIALIZED (
-                SELECT r.id, r.provider_message_id, r.callback_message_id, r.effect, r.error_code, r.error,
+                SELECT r.id, r.provider_message_id, r.callback_message_id, r.channel_id, r.effect, r.error_code, r.error,
                        coalesce(r.occurred_at, r.received_at) AS at
                 FROM herald.delivery_receipts r
                 WHERE r.applied_at IS NULL
@@ -162,18 +165,17 @@ public struct ReceiptStore: Sendable {
                 LIMIT \(limit)
                 FOR UPDATE SKIP LOCKED
             ), matched AS MATERIALIZED (
-                SELECT p.*, t.message_id
+                -- By Herald's own id, which every send carries (WhatsApp's biz_opaque_callback_data,
+                -- Twilio's StatusCallback query), through the primary key: messages has no index on
+                -- provider_message_id, so that its updates stay HOT (migration 0007). Guards against
+                -- an id that is not this message's (another sender echoing colliding ids): the same
+                -- channel, and a provider id that is the message's own, or none recorded yet, or
+                -- one of several tries (an ambiguous try may have been accepted under another id).
+                SELECT p.*, m.id AS message_id
                 FROM pending p
-                CROSS JOIN LATERAL (
-                    SELECT x.message_id FROM (
-                        SELECT m.id AS message_id, 1 AS preference FROM herald.messages m
-                        WHERE m.provider_message_id = p.provider_message_id
-                        UNION ALL
-                        SELECT m.id, 2 FROM herald.messages m WHERE m.id = p.callback_message_id
-                    ) x
-                    ORDER BY x.preference
-                    LIMIT 1
-                ) t
+                JOIN herald.messages m ON m.id = p.callback_message_id
+                WHERE (p.channel_id IS NULL OR m.channel_id = p.channel_id)
+                  AND (m.provider_message_id IS NULL OR m.provider_message_id = p.provider_message_id OR m.attempts > 1)
             ), jobs_seen AS MATERIALIZED (
                 SELECT j.message_id FROM herald.jobs j WHERE j.message_id IN (SELECT message_id FROM matched)
             ), jobs_free AS MATERIALIZED (

@@ -6,7 +6,7 @@ import Testing
 @Suite struct TwilioRequestTests {
     let credentials = TwilioCredentials(authToken: "tw-secret")
 
-    @Test("golden request with From and a status callback from HERALD_PUBLIC_URL")
+    @Test("golden request with From and a status callback from HERALD_PUBLIC_URL carrying Herald's message id")
     func golden() throws {
         let settings = TwilioSettings(accountSID: "AC0123456789abcdef", authTokenEnv: "TW", from: "+15005550006")
         let request = try Twilio.request(
@@ -19,10 +19,10 @@ import Testing
         #expect(request.basicAuth?.password == "tw-secret")
         #expect(String(decoding: request.body, as: UTF8.self)
             == "To=%2B2348031234567&From=%2B15005550006&Body=Hi+Ad%C3%A9+%26+co%3A+1%2B1%3D2+%F0%9F%98%80+%7E50%25+off%21"
-            + "&StatusCallback=https%3A%2F%2Fherald.example.com%2Fwebhooks%2Ftwilio")
+            + "&StatusCallback=https%3A%2F%2Fherald.example.com%2Fwebhooks%2Ftwilio%3Fherald_message_id%3D9")
     }
 
-    @Test("messaging service, own callback URL, no From")
+    @Test("messaging service, own callback URL (its query kept, the message id added), no From")
     func messagingService() throws {
         let settings = TwilioSettings(baseURL: "http://127.0.0.1:8089", accountSID: "AC1", authTokenEnv: "TW",
                                       messagingServiceSID: "MG1", statusCallback: "https://cb.example/t?x=1")
@@ -31,7 +31,7 @@ import Testing
             settings: settings, credentials: credentials, publicURL: "https://ignored.example")
         #expect(request.url == "http://127.0.0.1:8089/2010-04-01/Accounts/AC1/Messages.json")
         #expect(String(decoding: request.body, as: UTF8.self)
-            == "To=%2B1&MessagingServiceSid=MG1&Body=a%3Db&StatusCallback=https%3A%2F%2Fcb.example%2Ft%3Fx%3D1")
+            == "To=%2B1&MessagingServiceSid=MG1&Body=a%3Db&StatusCallback=https%3A%2F%2Fcb.example%2Ft%3Fx%3D1%26herald_message_id%3D9")
     }
 
     @Test("no StatusCallback when no URL is known")

@@ -100,3 +100,61 @@ struct QueueRecordTests {
         }
     }
 }
+
+/// Migration 0007: recording an outcome and applying a receipt rewrite a message without a new
+/// entry in any of its indexes (HOT updates). Counted by PostgreSQL's own per-transaction
+/// statistics, so the figures are exact, not sampled.
+@Suite("Queue: message updates are HOT")
+struct HOTUpdateTests {
+    /// Updates and HOT updates of herald.messages counted by this backend and not yet reported
+    /// (its statistics are flushed between transactions, never inside one).
+    static func updates(_ c: PostgresConnection) async throws -> (all: Int, hot: Int) {
+        let r = try await c.query("""
+            SELECT pg_stat_get_xact_tuples_updated('herald.messages'::regclass),
+                   pg_stat_get_xact_tuples_hot_updated('herald.messages'::regclass)
+            """)[0]
+        return (try r.decode(Int.self, at: 0), try r.decode(Int.self, at: 1))
+    }
+
+    /// Runs `body` in a transaction; returns how many updates of herald.messages it made, and how many were HOT.
+    static func counting(_ c: PostgresConnection, _ body: @escaping @Sendable (PostgresConnection) async throws -> Void) async throws -> (all: Int, hot: Int) {
+        try await c.transaction { c in
+            let before = try await updates(c)
+            try await body(c)
+            let after = try await updates(c)
+            return (after.all - before.all, after.hot - before.hot)
+        }
+    }
+
+    /// A provider id as long as Meta's (58 characters).
+    static func wamid(_ id: Int64) -> String { "wamid.HBgLMTY1MDUwNzY1MjAVAgARGBI5QTNDQTVCM0Q0" + String(format: "%012d", id) }
+
+    @Test("a batch of sent outcomes updates every message without touching an index; most delivered receipts too")
+    func outcomesAndReceiptsAreHOT() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let receipts = WebhookReceiptTests()
+            let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 300)
+            try await receipts.claim(c, broadcast: broadcast, owner: "w1")
+            // A whole batch in one transaction, as the worker records it.
+            let sent = try await Self.counting(c) { c in
+                let applied = try await QueueStore().record(ids.map { JobOutcome(messageID: $0, result: .sent(providerMessageID: Self.wamid($0))) },
+                                                            owner: "w1", on: c)
+                #expect(applied == ids.count)
+            }
+            #expect(sent.all == ids.count)
+            #expect(sent.hot == ids.count, "every outcome a HOT update (no index on a column the worker sets, room on the page)")
+
+            let delivered = try await Self.counting(c) { c in
+                let stored = try await ReceiptStore().insert(ids.map { receipts.receipt(Self.wamid($0), "delivered", at: Date(), callback: $0) }, on: c)
+                let applied = try await ReceiptStore().apply(ids: stored, on: c)
+                #expect(applied.messagesChanged == ids.count)
+            }
+            #expect(delivered.all == ids.count)
+            // The rows grew when sent (provider id, sent_at), so a page holds fewer new versions
+            // the second time: about two thirds of the receipts fit beside their row (190 of 300
+            // here); the rest move to another page, which then has room for the next receipts.
+            #expect(delivered.hot * 2 >= ids.count, "\(delivered.hot) of \(ids.count) HOT")
+        }
+    }
+}

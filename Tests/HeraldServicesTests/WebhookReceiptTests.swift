@@ -44,6 +44,13 @@ struct WebhookReceiptTests {
                    errorCode: code, error: error, occurredAt: at, payload: #"{"id":"\#(pid)"}"#, callbackMessageID: callback)
     }
 
+    /// A receipt as Meta sends it for a message Herald sent: provider id `wamid.<id>`, Herald's id
+    /// echoed in `biz_opaque_callback_data`.
+    func receipt(message id: Int64, _ effect: String?, status: String? = nil, at: Date? = nil,
+                 code: String? = nil, error: String? = nil) -> NewReceipt {
+        receipt("wamid.\(id)", effect, status: status, at: at, callback: id, code: code, error: error)
+    }
+
     /// Stores and applies receipts in one batch, as the webhooks server does.
     @discardableResult
     func deliver(_ c: PostgresConnection, _ receipts: [NewReceipt]) async throws -> ReceiptApplication {
@@ -87,14 +94,13 @@ struct WebhookReceiptTests {
             let c = try await db.connect()
             let (b, ids) = try await Self.messages(c, count: 1)
             try await send(c, broadcast: b)
-            let pid = "wamid.\(ids[0])"
-            let first = try await deliver(c, [receipt(pid, "delivered", at: Self.t1)])
+            let first = try await deliver(c, [receipt(message: ids[0], "delivered", at: Self.t1)])
             #expect(first == ReceiptApplication(examined: 1, applied: 1, messagesChanged: 1, lastID: first.lastID))
             let before = try await row(c, ids[0])
             #expect(before.status == "delivered")
             #expect(before.deliveredAt == Self.t1)
             for _ in 0..<3 {
-                let again = try await deliver(c, [receipt(pid, "delivered", at: Self.t1), receipt(pid, "sent", at: Self.t1)])
+                let again = try await deliver(c, [receipt(message: ids[0], "delivered", at: Self.t1), receipt(message: ids[0], "sent", at: Self.t1)])
                 #expect(again.applied == 2)
                 #expect(again.messagesChanged == 0)
             }
@@ -114,19 +120,18 @@ struct WebhookReceiptTests {
             let c = try await db.connect()
             let (b, ids) = try await Self.messages(c, count: 1)
             try await send(c, broadcast: b)
-            let pid = "wamid.\(ids[0])"
-            try await deliver(c, [receipt(pid, "read", at: Self.t2)])
+            try await deliver(c, [receipt(message: ids[0], "read", at: Self.t2)])
             var r = try await row(c, ids[0])
             #expect(r.status == "read")
             #expect(r.readAt == Self.t2)
             #expect(r.deliveredAt == nil)
-            try await deliver(c, [receipt(pid, "delivered", at: Self.t1)])
+            try await deliver(c, [receipt(message: ids[0], "delivered", at: Self.t1)])
             r = try await row(c, ids[0])
             #expect(r.status == "read")
             #expect(r.deliveredAt == Self.t1)
             let settled = r
-            try await deliver(c, [receipt(pid, "sent", at: Self.t1)])
-            try await deliver(c, [receipt(pid, "failed", at: Self.t3, code: "131026", error: "Message undeliverable")])
+            try await deliver(c, [receipt(message: ids[0], "sent", at: Self.t1)])
+            try await deliver(c, [receipt(message: ids[0], "failed", at: Self.t3, code: "131026", error: "Message undeliverable")])
             #expect(try await row(c, ids[0]) == settled)
         }
     }
@@ -137,9 +142,9 @@ struct WebhookReceiptTests {
             let c = try await db.connect()
             let (b, ids) = try await Self.messages(c, count: 2)
             try await send(c, broadcast: b)
-            try await deliver(c, [receipt("wamid.\(ids[0])", "delivered", at: Self.t2), receipt("wamid.\(ids[0])", "sent", at: Self.t1),
-                                  receipt("wamid.\(ids[1])", "failed", at: Self.t1, code: "131047", error: "Re-engagement message"),
-                                  receipt("wamid.\(ids[1])", "read", at: Self.t2)])
+            try await deliver(c, [receipt(message: ids[0], "delivered", at: Self.t2), receipt(message: ids[0], "sent", at: Self.t1),
+                                  receipt(message: ids[1], "failed", at: Self.t1, code: "131047", error: "Re-engagement message"),
+                                  receipt(message: ids[1], "read", at: Self.t2)])
             #expect(try await row(c, ids[0]).status == "delivered")
             let second = try await row(c, ids[1])
             #expect(second.status == "read")
@@ -153,7 +158,7 @@ struct WebhookReceiptTests {
             let c = try await db.connect()
             let (b, ids) = try await Self.messages(c, count: 1)
             try await send(c, broadcast: b)
-            try await deliver(c, [receipt("wamid.\(ids[0])", "failed", at: Self.t3, code: "131026",
+            try await deliver(c, [receipt(message: ids[0], "failed", at: Self.t3, code: "131026",
                                           error: "Message undeliverable: Message could not be delivered")])
             let r = try await row(c, ids[0])
             #expect(r.status == "failed")
@@ -161,7 +166,7 @@ struct WebhookReceiptTests {
             #expect(r.error == "Message undeliverable: Message could not be delivered")
             #expect(r.failedAt == Self.t3)
             // Failed is final.
-            try await deliver(c, [receipt("wamid.\(ids[0])", "delivered", at: Self.t3), receipt("wamid.\(ids[0])", "read", at: Self.t3)])
+            try await deliver(c, [receipt(message: ids[0], "delivered", at: Self.t3), receipt(message: ids[0], "read", at: Self.t3)])
             #expect(try await row(c, ids[0]) == r)
             // The receipt keeps the provider's word and Herald's reading of it.
             let stored = try await c.query("SELECT status, effect, error_code FROM herald.delivery_receipts ORDER BY id LIMIT 1")[0]
@@ -177,7 +182,7 @@ struct WebhookReceiptTests {
             let (b, ids) = try await Self.messages(c, count: 1)
             let id = ids[0]
             try await claim(c, broadcast: b) // a worker holds it, the provider already answered
-            let early = try await deliver(c, [receipt("wamid.\(id)", "delivered", at: Self.t2, callback: id)])
+            let early = try await deliver(c, [receipt(message: id, "delivered", at: Self.t2)])
             #expect(early.applied == 0)
             #expect(early.pending == 1)
             #expect(try await row(c, id).status == "queued")
@@ -216,36 +221,58 @@ struct WebhookReceiptTests {
             #expect(r.sentAt == Self.t1)
             let jobs = try await c.query("SELECT count(*) FROM herald.jobs WHERE message_id = \(id)")[0].decode(Int.self, at: 0)
             #expect(jobs == 0, "the provider has the message: no duplicate send")
-            try await deliver(c, [receipt("wamid.lost", "read", at: Self.t2)])
+            try await deliver(c, [receipt("wamid.lost", "read", at: Self.t2, callback: id)])
             #expect(try await row(c, id).status == "read")
         }
     }
 
-    @Test("a receipt for an unknown message is stored unapplied, and applied when the message appears")
-    func unknownThenKnown() async throws {
+    @Test("a receipt without Herald's id, or whose id is not its message's, matches nothing; old ones are left alone")
+    func unmatched() async throws {
         try await withTestDatabase { db in
             let c = try await db.connect()
             let (b, ids) = try await Self.messages(c, count: 2)
-            let early = try await deliver(c, [receipt("SMunknown", "delivered", at: Self.t2)])
-            #expect(early.applied == 0)
-            let stored = try await c.query("SELECT message_id, applied_at FROM herald.delivery_receipts")[0]
-            #expect(try stored.decode(Int64?.self, at: 0) == nil)
-            #expect(try stored.decode(Date?.self, at: 1) == nil)
-            // Later, the worker records a send that got that id.
-            let claimed = try await claim(c, broadcast: b)
-            #expect(claimed.count == 2)
-            try await queue.record([JobOutcome(messageID: ids[1], result: .sent(providerMessageID: "SMunknown")),
-                                    JobOutcome(messageID: ids[0], result: .sent(providerMessageID: "SMother"))], owner: "w1", on: c)
-            let later = try await store.applyPending(on: c)
-            #expect(later.applied == 1)
-            #expect(try await row(c, ids[1]).status == "delivered")
-            #expect(try await row(c, ids[0]).status == "sent")
-            let matched = try await c.query("SELECT message_id FROM herald.delivery_receipts")[0].decode(Int64?.self, at: 0)
-            #expect(matched == ids[1])
+            try await send(c, broadcast: b)
+            let before = [try await row(c, ids[0]), try await row(c, ids[1])]
+            let channel = try await c.query("SELECT channel_id FROM herald.messages WHERE id = \(ids[1])")[0].decode(Int64.self, at: 0)
+            let result = try await deliver(c, [
+                // Sent by another tool on the same number: no id of Herald's.
+                receipt("SMunknown", "delivered", at: Self.t2),
+                // Herald's id echoed with another provider id, for a message sent once: not this message.
+                receipt("wamid.other", "read", at: Self.t2, callback: ids[0]),
+                // The right pair, but signed by another channel's credentials.
+                NewReceipt(provider: "whatsapp_cloud", providerMessageID: "wamid.\(ids[1])", status: "read", effect: "read",
+                           errorCode: nil, error: nil, occurredAt: Self.t2, payload: "{}", callbackMessageID: ids[1],
+                           channelID: channel + 1000),
+            ])
+            #expect(result.examined == 3)
+            #expect(result.applied == 0)
+            #expect(try await row(c, ids[0]) == before[0])
+            #expect(try await row(c, ids[1]) == before[1])
+            let matched = try await c.query("SELECT count(*) FROM herald.delivery_receipts WHERE message_id IS NOT NULL")[0].decode(Int.self, at: 0)
+            #expect(matched == 0)
             // Outside the window, nothing is looked at.
-            try await deliver(c, [receipt("SMnever", "delivered")])
-            try await c.execute("UPDATE herald.delivery_receipts SET received_at = now() - interval '2 hours' WHERE provider_message_id = 'SMnever'")
+            try await c.execute("UPDATE herald.delivery_receipts SET received_at = now() - interval '2 hours'")
             #expect(try await store.applyPending(window: .seconds(3600), on: c).examined == 0)
+        }
+    }
+
+    @Test("after several tries, a receipt under an earlier try's provider id still applies (that try was accepted too)")
+    func earlierTry() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let (b, ids) = try await Self.messages(c, count: 1)
+            let id = ids[0]
+            try await claim(c, broadcast: b)
+            // The first try timed out after the request went out; the second was accepted.
+            try await queue.record([JobOutcome(messageID: id, result: .retry(at: Date(), errorCode: nil, error: "timeout",
+                                                                           failureKind: "ambiguous"))], owner: "w1", on: c)
+            #expect(try await claim(c, broadcast: b) == [id])
+            try await queue.record([JobOutcome(messageID: id, result: .sent(providerMessageID: "wamid.second"))], owner: "w1", on: c)
+            let applied = try await deliver(c, [receipt("wamid.first", "delivered", at: Self.t2, callback: id)])
+            #expect(applied.applied == 1)
+            let r = try await row(c, id)
+            #expect(r.status == "delivered")
+            #expect(r.providerMessageID == "wamid.second")
         }
     }
 
@@ -256,7 +283,7 @@ struct WebhookReceiptTests {
             let (b, ids) = try await Self.messages(c, count: 1)
             try await send(c, broadcast: b)
             let before = try await row(c, ids[0])
-            let result = try await deliver(c, [receipt("wamid.\(ids[0])", nil, status: "deleted")])
+            let result = try await deliver(c, [receipt(message: ids[0], nil, status: "deleted")])
             #expect(result.applied == 1 && result.messagesChanged == 0)
             #expect(try await row(c, ids[0]) == before)
         }

@@ -37,10 +37,12 @@ struct WebhookServerTests {
             return try await request("POST", "/webhooks/whatsapp", headers: headers, body: Array(body.utf8))
         }
 
-        func postTwilio(_ fields: [FormField], signature: String?) async throws -> HTTPResponse {
+        /// Posts a status callback as Twilio does, to the `StatusCallback` URL of the send of `message`.
+        func postTwilio(_ fields: [FormField], message: Int64?, signature: String?) async throws -> HTTPResponse {
             var headers: [(name: String, value: String)] = [("Content-Type", "application/x-www-form-urlencoded")]
             if let signature { headers.append(("X-Twilio-Signature", signature)) }
-            return try await request("POST", "/webhooks/twilio", headers: headers, body: Array(FormURLEncoded.encode(fields).utf8))
+            let path = message.map { Twilio.statusCallback("/webhooks/twilio", messageID: $0) } ?? "/webhooks/twilio"
+            return try await request("POST", path, headers: headers, body: Array(FormURLEncoded.encode(fields).utf8))
         }
 
         func receiptCount() async throws -> Int {
@@ -148,6 +150,9 @@ struct WebhookServerTests {
 
     static let twilioURL = publicURL + "/webhooks/twilio"
 
+    /// The `StatusCallback` URL Herald sends with message `id`, which Twilio signs.
+    static func twilioURL(_ id: Int64) -> String { Twilio.statusCallback(twilioURL, messageID: id) }
+
     // MARK: Handshake
 
     @Test("Meta's handshake: the challenge is echoed for the right verify token only")
@@ -170,7 +175,7 @@ struct WebhookServerTests {
     func whatsAppSignatures() async throws {
         try await Self.withServer { h in
             let (wa, _) = try await Self.sentMessages(h.c)
-            let body = Self.metaStatus("wamid.\(wa)", "delivered")
+            let body = Self.metaStatus("wamid.\(wa)", "delivered", callback: wa)
             let unsigned = try await h.postWhatsApp(body, signature: nil)
             #expect(unsigned.status == 401)
             let wrongSecret = try await h.postWhatsApp(body, signature: WebhookSignature.meta(body: Array(body.utf8), appSecret: "guess"))
@@ -240,28 +245,48 @@ struct WebhookServerTests {
         try await Self.withServer { h in
             let (_, sms) = try await Self.sentMessages(h.c)
             let fields = Self.twilioCallback("SM\(sms)", "undelivered", errorCode: "30003")
-            #expect(try await h.postTwilio(fields, signature: nil).status == 401)
-            #expect(try await h.postTwilio(fields, signature: WebhookSignature.twilio(url: Self.twilioURL, parameters: fields, authToken: "guess")).status == 401)
+            let url = Self.twilioURL(sms)
+            #expect(try await h.postTwilio(fields, message: sms, signature: nil).status == 401)
+            #expect(try await h.postTwilio(fields, message: sms, signature: WebhookSignature.twilio(url: url, parameters: fields, authToken: "guess")).status == 401)
             // Signed over other parameters than those posted (one was added in transit).
             let tampered = fields + [FormField("Price", "0")]
-            #expect(try await h.postTwilio(tampered, signature: WebhookSignature.twilio(url: Self.twilioURL, parameters: fields, authToken: Self.authToken)).status == 401)
-            // Signed over another URL.
-            #expect(try await h.postTwilio(fields, signature: WebhookSignature.twilio(url: "https://evil.example.com/webhooks/twilio", parameters: fields, authToken: Self.authToken)).status == 401)
+            #expect(try await h.postTwilio(tampered, message: sms, signature: WebhookSignature.twilio(url: url, parameters: fields, authToken: Self.authToken)).status == 401)
+            // Signed over another URL: another host, another message id, or without the message id.
+            #expect(try await h.postTwilio(fields, message: sms, signature: WebhookSignature.twilio(url: "https://evil.example.com/webhooks/twilio?herald_message_id=\(sms)", parameters: fields, authToken: Self.authToken)).status == 401)
+            #expect(try await h.postTwilio(fields, message: sms, signature: WebhookSignature.twilio(url: Self.twilioURL(sms + 1), parameters: fields, authToken: Self.authToken)).status == 401)
+            #expect(try await h.postTwilio(fields, message: sms, signature: WebhookSignature.twilio(url: Self.twilioURL, parameters: fields, authToken: Self.authToken)).status == 401)
             let stranger = Self.twilioCallback("SM\(sms)", "delivered", account: "AC99999999999999999999999999999999")
-            #expect(try await h.postTwilio(stranger, signature: WebhookSignature.twilio(url: Self.twilioURL, parameters: stranger, authToken: Self.authToken)).status == 401)
+            #expect(try await h.postTwilio(stranger, message: sms, signature: WebhookSignature.twilio(url: url, parameters: stranger, authToken: Self.authToken)).status == 401)
             #expect(try await h.receiptCount() == 0)
             #expect(try await h.status(sms) == "sent")
 
-            let ok = try await h.postTwilio(fields, signature: WebhookSignature.twilio(url: Self.twilioURL, parameters: fields, authToken: Self.authToken))
+            let ok = try await h.postTwilio(fields, message: sms, signature: WebhookSignature.twilio(url: url, parameters: fields, authToken: Self.authToken))
             #expect(ok.status == 200)
             #expect(try await h.eventually { try await h.status(sms) == "failed" })
             let m = try await h.c.query("SELECT error_code FROM herald.messages WHERE id = \(sms)")[0]
             #expect(try m.decode(String?.self, at: 0) == "30003")
-            let r = try await h.c.query("SELECT provider, status, effect, payload->>'ApiVersion' FROM herald.delivery_receipts")[0]
+            let r = try await h.c.query("SELECT provider, status, effect, payload->>'ApiVersion', callback_message_id FROM herald.delivery_receipts")[0]
             #expect(try r.decode(String.self, at: 0) == "twilio")
             #expect(try r.decode(String.self, at: 1) == "undelivered")
             #expect(try r.decode(String.self, at: 2) == "failed")
             #expect(try r.decode(String.self, at: 3) == "2010-04-01")
+            #expect(try r.decode(Int64?.self, at: 4) == sms)
+        }
+    }
+
+    @Test("Twilio: a callback without Herald's message id (a send of another tool) is stored but matches no message")
+    func twilioWithoutMessageID() async throws {
+        try await Self.withServer { h in
+            let (_, sms) = try await Self.sentMessages(h.c)
+            let fields = Self.twilioCallback("SM\(sms)", "delivered")
+            let response = try await h.postTwilio(fields, message: nil, signature: WebhookSignature.twilio(url: Self.twilioURL, parameters: fields, authToken: Self.authToken))
+            #expect(response.status == 200)
+            #expect(try await h.receiptCount() == 1)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await h.status(sms) == "sent")
+            let r = try await h.c.query("SELECT message_id, callback_message_id FROM herald.delivery_receipts")[0]
+            #expect(try r.decode(Int64?.self, at: 0) == nil)
+            #expect(try r.decode(Int64?.self, at: 1) == nil)
         }
     }
 
@@ -285,10 +310,10 @@ struct WebhookServerTests {
             #expect(missing.status == 400)
             #expect(try await h.receiptCount() == 0)
             // Still serving.
-            let body = Self.metaStatus("wamid.\(wa)", "read")
+            let body = Self.metaStatus("wamid.\(wa)", "read", callback: wa)
             #expect(try await h.postWhatsApp(body, signature: WebhookSignature.meta(body: Array(body.utf8), appSecret: Self.appSecret)).status == 200)
             let fields = Self.twilioCallback("SM\(sms)", "delivered")
-            #expect(try await h.postTwilio(fields, signature: WebhookSignature.twilio(url: Self.twilioURL, parameters: fields, authToken: Self.authToken)).status == 200)
+            #expect(try await h.postTwilio(fields, message: sms, signature: WebhookSignature.twilio(url: Self.twilioURL(sms), parameters: fields, authToken: Self.authToken)).status == 200)
             #expect(try await h.eventually { try await h.status(wa) == "read" })
             #expect(try await h.eventually { try await h.status(sms) == "delivered" })
         }
@@ -307,7 +332,7 @@ struct WebhookServerTests {
                 for id in ids {
                     for status in ["delivered", "read"] {
                         group.addTask {
-                            let body = Self.metaStatus("wamid.\(id)", status)
+                            let body = Self.metaStatus("wamid.\(id)", status, callback: id)
                             return try await h.postWhatsApp(body, signature: WebhookSignature.meta(body: Array(body.utf8), appSecret: Self.appSecret)).status
                         }
                     }
@@ -327,7 +352,7 @@ struct WebhookServerTests {
     func metricsAndHealth() async throws {
         try await Self.withServer { h in
             let (wa, _) = try await Self.sentMessages(h.c)
-            let body = Self.metaStatus("wamid.\(wa)", "delivered")
+            let body = Self.metaStatus("wamid.\(wa)", "delivered", callback: wa)
             #expect(try await h.postWhatsApp(body, signature: WebhookSignature.meta(body: Array(body.utf8), appSecret: Self.appSecret)).status == 200)
             #expect(try await h.postWhatsApp(body, signature: nil).status == 401)
             let page = try await h.request("GET", "/metrics")
