@@ -171,11 +171,17 @@ public struct ReceiptStore: Sendable {
                 -- an id that is not this message's (another sender echoing colliding ids): the same
                 -- channel, and a provider id that is the message's own, or none recorded yet, or
                 -- one of several tries (an ambiguous try may have been accepted under another id).
-                SELECT p.*, m.id AS message_id
+                -- LATERAL … LIMIT 1 keeps this a primary-key probe per receipt: as a plain join the
+                -- planner, blind to `pending`'s size, hashes all of messages (seconds at 1,000,000).
+                SELECT p.*, t.message_id
                 FROM pending p
-                JOIN herald.messages m ON m.id = p.callback_message_id
-                WHERE (p.channel_id IS NULL OR m.channel_id = p.channel_id)
-                  AND (m.provider_message_id IS NULL OR m.provider_message_id = p.provider_message_id OR m.attempts > 1)
+                CROSS JOIN LATERAL (
+                    SELECT m.id AS message_id FROM herald.messages m
+                    WHERE m.id = p.callback_message_id
+                      AND (p.channel_id IS NULL OR m.channel_id = p.channel_id)
+                      AND (m.provider_message_id IS NULL OR m.provider_message_id = p.provider_message_id OR m.attempts > 1)
+                    LIMIT 1
+                ) t
             ), jobs_seen AS MATERIALIZED (
                 SELECT j.message_id FROM herald.jobs j WHERE j.message_id IN (SELECT message_id FROM matched)
             ), jobs_free AS MATERIALIZED (
