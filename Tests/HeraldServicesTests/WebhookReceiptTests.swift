@@ -38,6 +38,14 @@ struct WebhookReceiptTests {
         #expect(applied == ids.count)
     }
 
+    /// Records, as worker `w1`, that the send of `id` timed out after the request went out: a
+    /// retry due at `retryAt` (the message stays queued, its job unheld).
+    @discardableResult
+    func timedOut(_ c: PostgresConnection, _ id: Int64, retryAt: Date) async throws -> Int {
+        try await queue.record([JobOutcome(messageID: id, result: .retry(at: retryAt, errorCode: nil, error: "timeout",
+                                                                       failureKind: "ambiguous"))], owner: "w1", on: c)
+    }
+
     func receipt(_ pid: String, _ effect: String?, status: String? = nil, at: Date? = nil, callback: Int64? = nil,
                  code: String? = nil, error: String? = nil) -> NewReceipt {
         NewReceipt(provider: "whatsapp_cloud", providerMessageID: pid, status: status ?? effect ?? "deleted", effect: effect,
@@ -210,10 +218,7 @@ struct WebhookReceiptTests {
             let (b, ids) = try await Self.messages(c, count: 1)
             let id = ids[0]
             try await claim(c, broadcast: b)
-            // The request timed out: the worker schedules a retry (message still queued, job unheld).
-            let retried = try await queue.record([JobOutcome(messageID: id, result: .retry(at: Date().addingTimeInterval(60),
-                errorCode: nil, error: "timeout", failureKind: "ambiguous"))], owner: "w1", on: c)
-            #expect(retried == 1)
+            #expect(try await timedOut(c, id, retryAt: Date().addingTimeInterval(60)) == 1)
             try await deliver(c, [receipt("wamid.lost", "sent", at: Self.t1, callback: id)])
             let r = try await row(c, id)
             #expect(r.status == "sent")
@@ -264,8 +269,7 @@ struct WebhookReceiptTests {
             let id = ids[0]
             try await claim(c, broadcast: b)
             // The first try timed out after the request went out; the second was accepted.
-            try await queue.record([JobOutcome(messageID: id, result: .retry(at: Date(), errorCode: nil, error: "timeout",
-                                                                           failureKind: "ambiguous"))], owner: "w1", on: c)
+            #expect(try await timedOut(c, id, retryAt: Date()) == 1)
             #expect(try await claim(c, broadcast: b) == [id])
             try await queue.record([JobOutcome(messageID: id, result: .sent(providerMessageID: "wamid.second"))], owner: "w1", on: c)
             let applied = try await deliver(c, [receipt("wamid.first", "delivered", at: Self.t2, callback: id)])
