@@ -10,6 +10,9 @@ struct CurlTransportStreamingTests {
     @Test("a fast answer is reported while a slow one of the same submission is still out")
     func completionsArriveOneByOne() async throws {
         try await withTransport(maxInFlight: 4) { double, transport in
+            // A warm connection first: until libcurl has seen the server answer in HTTP/1.1,
+            // CURLOPT_PIPEWAIT holds the second transfer back for the first connection.
+            _ = await transport.perform([.http(whatsAppRequest(double))])
             double.enqueue(.delayed(by: .seconds(3)), for: .whatsApp)
             let (stream, continuation) = AsyncStream.makeStream(of: (Int, TransportOutcome).self)
             let clock = ContinuousClock()
