@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import HeraldDemo
 import HeraldPostgres
 import HeraldServices
 import HeraldStore
@@ -139,8 +140,8 @@ struct Demo: AsyncParsableCommand {
         interrupts.setupDone()
         let elapsed = clock.now - runStart
 
-        let rows = try await DemoReport.fetch(seeded.broadcasts, on: connection)
-        let reasons = try await DemoReport.skipReasons(seeded.broadcasts, on: connection)
+        let rows = try await ReportStore().demoRows(seeded.broadcasts, on: connection)
+        let reasons = try await ReportStore().skipReasons(seeded.broadcasts, on: connection)
         switch progress.outcome {
         case .interrupted: say("interrupted: the broadcasts stopped where they were")
         case .timedOut: say("timed out after \(timeout) s: the broadcasts stopped where they were")

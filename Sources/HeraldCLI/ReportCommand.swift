@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HeraldDemo
 import HeraldPostgres
 import HeraldStore
 import Logging
@@ -68,16 +69,7 @@ struct Report: AsyncParsableCommand {
              String(r.cancelled)]
         }
         // Text columns left-aligned, numbers right-aligned.
-        let numeric = Set([0] + Array(4..<header.count))
-        var widths = header.map(\.count)
-        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in
-                let pad = String(repeating: " ", count: widths[i] - cell.count)
-                return numeric.contains(i) ? pad + cell : cell + pad
-            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
-        }
-        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+        return TextTable.render([header] + rows, rightAligned: Set([0] + Array(4..<header.count)), separatorAfter: [])
     }
 
     static func detail(_ r: BroadcastReport) -> String {

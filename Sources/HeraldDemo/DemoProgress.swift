@@ -1,5 +1,6 @@
 import Foundation
 import HeraldPostgres
+import HeraldStore
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -98,7 +99,7 @@ public final class DemoProgress: Service, Sendable {
         while true {
             let rows: [DemoReportRow]
             do {
-                rows = try await DemoReport.fetch(broadcasts, on: connection)
+                rows = try await ReportStore().demoRows(broadcasts, on: connection)
             } catch where Task.isCancelled {
                 return .interrupted
             }
