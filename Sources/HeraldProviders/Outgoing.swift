@@ -70,7 +70,7 @@ public enum DeliveryOutcome: Sendable, Equatable {
     ///
     /// `notSent` (DNS, refused connection, TLS handshake) retries without risk; `ambiguous`
     /// (timeout or reset after the request may have left) retries with `ambiguous: true`. An
-    /// `smtpRejected` error is classified by ``SMTPProvider/classify(_:messageID:)``'s rules.
+    /// `smtpRejected` error is classified by ``SMTP/classify(_:messageID:)``'s rules.
     public static func classify(transportError error: TransportError) -> DeliveryOutcome {
         switch error.kind {
         case .notSent:
@@ -78,7 +78,7 @@ public enum DeliveryOutcome: Sendable, Equatable {
         case .ambiguous:
             .retry(code: nil, message: "no answer: \(error.message)", retryAfter: nil, ambiguous: true, rateLimited: false)
         case .smtpRejected:
-            SMTPProvider.classifyRejection(error)
+            SMTP.classifyRejection(error)
         }
     }
 }

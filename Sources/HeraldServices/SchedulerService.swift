@@ -1,5 +1,7 @@
+import Foundation
 import HeraldCore
 import HeraldPostgres
+import HeraldProviders
 import HeraldStore
 import Logging
 import ServiceLifecycle
@@ -19,19 +21,24 @@ public struct SchedulerConfiguration: Sendable {
     public var reconnectBackoff: Backoff
     /// Shown in `pg_stat_activity`.
     public var applicationName: String
+    /// The secrets channel settings name, read by validation exactly as a worker reads them: a
+    /// broadcast starts only if a worker with the same environment can send it.
+    public var providerEnvironment: ProviderEnvironment
 
     public static let defaultExpansionChunk: Int64 = 50_000
 
     public init(connectionString: String?, expansionChunk: Int64 = SchedulerConfiguration.defaultExpansionChunk,
                 maintenanceInterval: Duration = .seconds(1), leadership: Leadership = Leadership(),
                 reconnectBackoff: Backoff = Backoff(base: .milliseconds(250), cap: .seconds(5)),
-                applicationName: String = "herald-scheduler") {
+                applicationName: String = "herald-scheduler",
+                providerEnvironment: ProviderEnvironment = ProviderEnvironment(variables: ProcessInfo.processInfo.environment)) {
         self.connectionString = connectionString
         self.expansionChunk = max(1, expansionChunk)
         self.maintenanceInterval = maintenanceInterval
         self.leadership = leadership
         self.reconnectBackoff = reconnectBackoff
         self.applicationName = applicationName
+        self.providerEnvironment = providerEnvironment
     }
 }
 
@@ -204,7 +211,7 @@ struct LeaderState {
         let id = broadcast.id
         if plans[id] == nil {
             guard let definition = try await store.definition(of: id) else { return false }
-            if let error = SchedulerValidation.check(definition) {
+            if let error = SchedulerValidation.check(definition, environment: configuration.providerEnvironment) {
                 if try await store.fail(id, error: error) {
                     logger.debug("broadcast failed validation", metadata: ["broadcast.id": "\(id)", "error": "\(error)"])
                 }

@@ -57,8 +57,10 @@ final class WebhookDirectory: Sendable {
         var found: [Int64: String] = [:]
         for channel in channels {
             do {
-                switch try ProviderConfig.parse(provider: channel.provider, kind: channel.kind, settingsJSON: channel.settingsJSON) {
-                case .whatsappCloud(let s):
+                let settings = try SettingsReader(json: channel.settingsJSON)
+                switch channel.provider {
+                case WhatsAppCloudProvider.name:
+                    let s = try WhatsAppCloudSettings(settings)
                     let secret = s.appSecretEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
                     let token = s.verifyTokenEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
                     if secret == nil {
@@ -66,7 +68,8 @@ final class WebhookDirectory: Sendable {
                             ?? "\"app_secret_env\" is not set: its webhooks cannot be verified"
                     }
                     next.whatsApp.append(WhatsApp(channelID: channel.id, phoneNumberID: s.phoneNumberID, appSecret: secret, verifyToken: token))
-                case .twilio(let s):
+                case TwilioProvider.name:
+                    let s = try TwilioSettings(settings)
                     let token = environment[s.authTokenEnv].flatMap { $0.isEmpty ? nil : $0 }
                     let url = s.statusCallback(publicURL: publicURL)
                     if token == nil {

@@ -91,6 +91,12 @@ public final class Worker: Service, Sendable {
 
     private let metrics: HeraldMetrics
 
+    /// What providers read from this process: secrets, the public URL, the request timeout.
+    private var providerEnvironment: ProviderEnvironment {
+        ProviderEnvironment(variables: configuration.environment, publicURL: configuration.publicURL,
+                            requestTimeout: configuration.requestTimeout)
+    }
+
     /// - Parameter metrics: where the worker counts claims, outcomes, provider latency and
     ///   rate-limiter waits (serve it with ``MetricsServer``).
     public init(configuration: WorkerConfiguration, logger: Logger, metrics: HeraldMetrics = HeraldMetrics()) {
@@ -279,7 +285,7 @@ public final class Worker: Service, Sendable {
                 continue
             }
             do {
-                prepared.append(try PreparedBroadcast(info, environment: configuration.environment))
+                prepared.append(try PreparedBroadcast(info, environment: providerEnvironment))
             } catch {
                 let why = "\(error)"
                 unusable[info.id] = why
@@ -424,42 +430,45 @@ public final class Worker: Service, Sendable {
         let now = Date()
         var outcomes: [JobOutcome?] = Array(repeating: nil, count: jobs.count)
         var requests: [TransportRequest] = []
-        /// Per request: its job's index, SMS segments, and the Message-ID of a mail.
-        var sends: [(job: Int, segments: Int?, mailID: String?)] = []
+        /// Per transport request: its job's index, SMS segments, and the provider request it carries.
+        var sends: [(job: Int, segments: Int?, request: ProviderRequest)] = []
         requests.reserveCapacity(jobs.count)
         sends.reserveCapacity(jobs.count)
-        var sandboxSends: [(job: Int, segments: Int?, message: OutgoingMessage)] = []
+        var simulated: [(job: Int, segments: Int?, request: ProviderRequest, outcome: DeliveryOutcome)] = []
+        var simulatedLatency = Duration.zero
         for (index, job) in jobs.enumerated() {
             switch broadcast.outgoing(for: job, now: now) {
             case .failure(.skip(let reason)):
-                outcomes[index] = JobOutcome(messageID: job.messageID, result: .skipped(reason: reason))
+                outcomes[index] = JobOutcome(messageID: job.messageID, result: .skipped(reason: reason.rawValue))
             case .failure(.fail(let why)):
                 outcomes[index] = JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil))
             case .success(let (message, segments)):
-                switch request(for: message, broadcast) {
-                case .http(let request):
-                    requests.append(.http(request))
-                    sends.append((index, segments, nil))
-                case .mail(let mail):
-                    requests.append(.smtp(mail.envelope))
-                    sends.append((index, segments, mail.messageID))
-                case .sandbox:
-                    sandboxSends.append((index, segments, message))
-                case .unsendable(let why):
-                    outcomes[index] = recordable(.permanent(code: nil, message: why), job: job, broadcast: broadcast,
-                                                 segments: segments, now: now)
+                do {
+                    let request = try broadcast.channel.request(for: message)
+                    switch request {
+                    case .http(let http):
+                        requests.append(.http(http))
+                        sends.append((index, segments, request))
+                    case .mail(let mail):
+                        requests.append(.smtp(mail.envelope))
+                        sends.append((index, segments, request))
+                    case .simulated(let latency, let outcome):
+                        simulatedLatency = max(simulatedLatency, latency)
+                        simulated.append((index, segments, request, outcome))
+                    }
+                } catch {
+                    outcomes[index] = recordable(.permanent(code: nil, message: error.description), job: job,
+                                                 broadcast: broadcast, segments: segments, now: now)
                 }
             }
         }
-        if case .sandbox(let settings) = broadcast.config, !sandboxSends.isEmpty {
-            // The simulated sends of a batch happen side by side, as real ones would.
-            let latency = Sandbox.latency(settings)
-            if latency > .zero { try? await Task.sleep(for: latency) }
-            var rng = SystemRandomNumberGenerator()
-            for send in sandboxSends {
-                observeLatency(latency, broadcast)
-                outcomes[send.job] = recordable(Sandbox.outcome(for: send.message, settings: settings, using: &rng),
-                                                job: jobs[send.job], broadcast: broadcast, segments: send.segments, now: now)
+        if !simulated.isEmpty {
+            // Simulated sends of a batch happen side by side, as real ones would.
+            if simulatedLatency > .zero { try? await Task.sleep(for: simulatedLatency) }
+            for send in simulated {
+                observeLatency(simulatedLatency, broadcast)
+                let delivery = broadcast.channel.classify(.simulated(send.outcome), for: send.request, now: now)
+                outcomes[send.job] = recordable(delivery, job: jobs[send.job], broadcast: broadcast, segments: send.segments, now: now)
             }
         }
         let answers = await transport.perform(requests, startingBy: deadline)
@@ -472,20 +481,13 @@ public final class Worker: Service, Sendable {
                 continue
             }
             observeLatency(answer.elapsed, broadcast)
-            let delivery: DeliveryOutcome
-            switch (broadcast.config, answer.result) {
-            case (.smtp, .success):
-                delivery = SMTPProvider.classify(nil, messageID: send.mailID ?? "")
-            case (.smtp, .failure(let error)):
-                delivery = SMTPProvider.classify(error, messageID: send.mailID ?? "")
-            case (.twilio, .success(let response)):
-                delivery = Twilio.classify(response, now: answeredAt)
-            case (_, .success(let response)):
-                // Only WhatsApp is left: the sandbox makes no requests.
-                delivery = WhatsAppCloud.classify(response, now: answeredAt)
-            case (_, .failure(let error)):
-                delivery = DeliveryOutcome.classify(transportError: error)
+            let providerAnswer: ProviderAnswer
+            switch (send.request, answer.result) {
+            case (.mail, .success): providerAnswer = .mailAccepted
+            case (_, .success(let response)): providerAnswer = .http(response)
+            case (_, .failure(let error)): providerAnswer = .transportFailed(error)
             }
+            let delivery = broadcast.channel.classify(providerAnswer, for: send.request, now: answeredAt)
             outcomes[send.job] = recordable(delivery, job: jobs[send.job], broadcast: broadcast, segments: send.segments,
                                             now: answeredAt)
         }
@@ -495,37 +497,6 @@ public final class Worker: Service, Sendable {
     private func observeLatency(_ took: Duration, _ broadcast: PreparedBroadcast) {
         metrics.providerLatency(channel: broadcast.info.channelName, provider: broadcast.info.provider,
                                 seconds: Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
-    }
-
-    /// What one rendered message turns into for the provider.
-    private enum ProviderRequest {
-        case http(HTTPRequest)
-        case mail(SMTPMail)
-        case sandbox
-        /// The message cannot be written for the provider (a ``MessageBuildError``).
-        case unsendable(String)
-    }
-
-    private func request(for message: OutgoingMessage, _ broadcast: PreparedBroadcast) -> ProviderRequest {
-        do {
-            switch (broadcast.config, broadcast.credentials) {
-            case (.sandbox, _):
-                return .sandbox
-            case (.whatsappCloud(let settings), .whatsappCloud(let credentials)):
-                return .http(try WhatsAppCloud.request(for: message, settings: settings, credentials: credentials,
-                                                       timeout: configuration.requestTimeout))
-            case (.twilio(let settings), .twilio(let credentials)):
-                return .http(try Twilio.request(for: message, settings: settings, credentials: credentials,
-                                                publicURL: configuration.publicURL, timeout: configuration.requestTimeout))
-            case (.smtp(let settings), .smtp(let credentials)):
-                return .mail(try SMTPProvider.mail(for: message, settings: settings, credentials: credentials,
-                                                   timeout: configuration.requestTimeout))
-            default:
-                return .unsendable("provider settings and credentials do not match")
-            }
-        } catch {
-            return .unsendable("\(error)")
-        }
     }
 
     /// The outcome to record for a provider's answer, with the channel pause a rate-limit answer asks for.
@@ -548,12 +519,12 @@ public final class Worker: Service, Sendable {
             return .failed(errorCode: code, error: message, failureKind: nil)
         case .retry(let code, let message, let retryAfter, let ambiguous, _):
             let attempt = job.attempts + 1
-            let kind = ambiguous ? "ambiguous" : "not_sent"
-            if ambiguous && !broadcast.config.retryAmbiguous,
+            let kind = (ambiguous ? FailureKind.ambiguous : .notSent).rawValue
+            if ambiguous && !broadcast.channel.policy.retryAmbiguous,
                case .permanent(_, let why) = outcome.applying(retryAmbiguous: false) {
                 return .failed(errorCode: code, error: why, failureKind: kind)
             }
-            if attempt >= broadcast.config.maxAttempts {
+            if attempt >= broadcast.channel.policy.maxAttempts {
                 return .failed(errorCode: code, error: "\(message) (gave up after \(attempt) attempts)", failureKind: kind)
             }
             var rng = SystemRandomNumberGenerator()

@@ -37,16 +37,16 @@ struct SchedulerValidationTests {
             let ch = try await F.channel(c, enabled: false)
             return try await F.broadcast(c, channel: ch, contacts: [contact])
         },
-        ValidationCase(name: "whatsapp_cloud settings", error: #"channel "wa" is missing setting "phone_number_id""#) { c, contact in
+        ValidationCase(name: "whatsapp_cloud settings", error: #"channel "wa": setting "phone_number_id" is required"#) { c, contact in
             let ch = try await F.channel(c, name: "wa", kind: "whatsapp", provider: "whatsapp_cloud", settings: #"{"access_token_env": "T"}"#)
             return try await F.broadcast(c, channel: ch, contacts: [contact])
         },
-        ValidationCase(name: "twilio settings", error: #"channel "tw" is missing setting "from" or "messaging_service_sid""#) { c, contact in
+        ValidationCase(name: "twilio settings", error: #"channel "tw": setting "from" or "messaging_service_sid" is required"#) { c, contact in
             let ch = try await F.channel(c, name: "tw", kind: "sms", provider: "twilio",
                                          settings: #"{"account_sid": "AC1", "auth_token_env": "TW"}"#)
             return try await F.broadcast(c, channel: ch, contacts: [contact])
         },
-        ValidationCase(name: "smtp settings", error: #"channel "mail" is missing setting "from""#) { c, contact in
+        ValidationCase(name: "smtp settings", error: #"channel "mail": setting "from" is required"#) { c, contact in
             let ch = try await F.channel(c, name: "mail", kind: "email", provider: "smtp", settings: #"{"url": "smtp://h:25"}"#)
             return try await F.broadcast(c, channel: ch, subject: "S", contacts: [contact])
         },

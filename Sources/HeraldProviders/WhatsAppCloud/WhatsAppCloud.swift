@@ -24,7 +24,7 @@ public enum WhatsAppCloud {
     /// - Throws: ``MessageBuildError`` for SMS or email content.
     public static func request(for message: OutgoingMessage, settings: WhatsAppCloudSettings,
                                credentials: WhatsAppCloudCredentials,
-                               timeout: Duration = .seconds(15)) throws -> HTTPRequest {
+                               timeout: Duration = .seconds(15)) throws(MessageBuildError) -> HTTPRequest {
         HTTPRequest(
             method: "POST",
             url: "\(settings.baseURL)/\(settings.phoneNumberID)/messages",
@@ -39,7 +39,7 @@ public enum WhatsAppCloud {
     /// The JSON body of the send request; see ``request(for:settings:credentials:timeout:)``.
     ///
     /// - Throws: ``MessageBuildError`` for SMS or email content.
-    public static func body(for message: OutgoingMessage) throws -> [UInt8] {
+    public static func body(for message: OutgoingMessage) throws(MessageBuildError) -> [UInt8] {
         var json = JSONWriter()
         json.raw(#"{"messaging_product":"whatsapp","recipient_type":"individual","to":"#)
         json.string(message.to)

@@ -15,7 +15,7 @@ public struct SMTPMail: Sendable, Equatable {
 }
 
 /// Mail over SMTP: the RFC 5322 message and the classification of the server's answer.
-public enum SMTPProvider {
+public enum SMTP {
     /// Builds the mail for an `.email` message.
     ///
     /// The message has CRLF line endings and these headers, in order: `Date`, `Message-ID`
@@ -39,7 +39,7 @@ public enum SMTPProvider {
     ///   unsubscribe URL that cannot be written in a header.
     public static func mail(for message: OutgoingMessage, settings: SMTPSettings,
                             credentials: SMTPCredentials, date: Date = Date(),
-                            uniqueToken: String? = nil, timeout: Duration = .seconds(30)) throws -> SMTPMail {
+                            uniqueToken: String? = nil, timeout: Duration = .seconds(30)) throws(MessageBuildError) -> SMTPMail {
         guard case .email(let subject, let text, let html, let unsubscribeURL) = message.content else {
             throw MessageBuildError("smtp sends only email content")
         }

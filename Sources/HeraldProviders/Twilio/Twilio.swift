@@ -21,7 +21,7 @@ public enum Twilio {
     /// - Throws: ``MessageBuildError`` for content other than SMS.
     public static func request(for message: OutgoingMessage, settings: TwilioSettings,
                                credentials: TwilioCredentials, publicURL: String? = nil,
-                               timeout: Duration = .seconds(15)) throws -> HTTPRequest {
+                               timeout: Duration = .seconds(15)) throws(MessageBuildError) -> HTTPRequest {
         guard case .sms(let body) = message.content else {
             throw MessageBuildError("twilio sends only SMS content")
         }
