@@ -7,8 +7,8 @@ import HeraldCore
 /// same verdict with the same words.
 public struct ProviderRegistry: Sendable {
     private let providers: [String: any Provider]
-    /// Names in registration order, for error messages.
-    private let names: [String]
+    /// The providers' names (`channels.provider`), in registration order.
+    public let names: [String]
 
     public init(_ providers: [any Provider]) {
         var byName: [String: any Provider] = [:]

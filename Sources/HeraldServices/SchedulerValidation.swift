@@ -61,6 +61,9 @@ public enum SchedulerValidation {
                                                         settingsJSON: channel.settings, registry: registry,
                                                         environment: environment)
 
+        guard b.mediaCount == 0 else {
+            throw BroadcastProblem("media is not supported yet by this version of Herald: remove the broadcast's media to send it as text")
+        }
         var params: [String] = []
         // The registry accepted the kind, so it is one of ChannelKind's.
         switch ChannelKind(rawValue: channel.kind) {
@@ -72,6 +75,14 @@ public enum SchedulerValidation {
                 }
                 guard template.status == "approved" else {
                     throw BroadcastProblem("template \(quoted(template.name)) is not approved (status: \(template.status))")
+                }
+                // Template headers and buttons are the contract, but this version sends body
+                // parameters only: refuse rather than send the template without them.
+                guard template.headerFormat == "none" else {
+                    throw BroadcastProblem("template \(quoted(template.name)) has header_format \(template.headerFormat), which this version of Herald cannot send yet")
+                }
+                guard template.buttonCount == 0 else {
+                    throw BroadcastProblem("template \(quoted(template.name)) has buttons, which this version of Herald cannot send yet")
                 }
                 params = try parseParams(b.templateParams)
                 let needed = WhatsAppTemplateBody.placeholderCount(template.body)

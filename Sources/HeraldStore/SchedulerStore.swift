@@ -76,6 +76,8 @@ public struct SchedulerStore: Sendable {
         /// Rows of `broadcast_groups` and `broadcast_contacts`.
         public var groupCount: Int
         public var pickedCount: Int
+        /// Items of `media` (0 when null).
+        public var mediaCount: Int = 0
 
         public struct Channel: Sendable {
             public var id: Int64
@@ -94,6 +96,10 @@ public struct SchedulerStore: Sendable {
             public var language: String
             public var status: String
             public var body: String
+            /// `header_format`: `none`, `text`, `image`, `video` or `document`.
+            public var headerFormat: String = "none"
+            /// Items of `buttons` (0 when null).
+            public var buttonCount: Int = 0
         }
     }
 
@@ -105,7 +111,9 @@ public struct SchedulerStore: Sendable {
                    c.id, c.name, c.kind, c.provider, c.settings::text, c.enabled,
                    t.id, t.channel_id, t.name, t.language, t.status, t.body,
                    (SELECT count(*) FROM herald.broadcast_groups bg WHERE bg.broadcast_id = b.id),
-                   (SELECT count(*) FROM herald.broadcast_contacts bc WHERE bc.broadcast_id = b.id)
+                   (SELECT count(*) FROM herald.broadcast_contacts bc WHERE bc.broadcast_id = b.id),
+                   coalesce(jsonb_array_length(b.media), 0) AS media_items,
+                   t.header_format, coalesce(jsonb_array_length(t.buttons), 0) AS template_buttons
             FROM herald.broadcasts b
             LEFT JOIN herald.channels c ON c.id = b.channel_id
             LEFT JOIN herald.templates t ON t.id = b.template_id
@@ -122,7 +130,9 @@ public struct SchedulerStore: Sendable {
         if let templateID = try row.decode(Int64?.self, at: 14) {
             template = .init(id: templateID, channelID: try row.decode(Int64.self, at: 15), name: try row.decode(String.self, at: 16),
                              language: try row.decode(String.self, at: 17), status: try row.decode(String.self, at: 18),
-                             body: try row.decode(String.self, at: 19))
+                             body: try row.decode(String.self, at: 19),
+                             headerFormat: try row.decode(String.self, "header_format"),
+                             buttonCount: try row.decode(Int.self, "template_buttons"))
         }
         return BroadcastDefinition(
             id: try row.decode(Int64.self, at: 0), name: try row.decode(String.self, at: 1),
@@ -130,7 +140,8 @@ public struct SchedulerStore: Sendable {
             body: try row.decode(String?.self, at: 4), htmlBody: try row.decode(String?.self, at: 5),
             templateID: try row.decode(Int64?.self, at: 6), templateParams: try row.decode(String?.self, at: 7),
             channel: channel, template: template,
-            groupCount: try row.decode(Int.self, at: 20), pickedCount: try row.decode(Int.self, at: 21))
+            groupCount: try row.decode(Int.self, at: 20), pickedCount: try row.decode(Int.self, at: 21),
+            mediaCount: try row.decode(Int.self, "media_items"))
     }
 
     /// Ends a `scheduled` broadcast as `failed` with `error`.
