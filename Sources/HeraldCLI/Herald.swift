@@ -69,11 +69,3 @@ struct Migrate: AsyncParsableCommand {
     }
 }
 
-/// A command whose issue has not landed yet: says so and exits non-zero instead of pretending.
-protocol NotYetImplemented: AsyncParsableCommand {}
-extension NotYetImplemented {
-    func run() async throws {
-        fail("`herald \(Self.configuration.commandName ?? "")` is not implemented yet (see README.md, \"Status\")", code: 2)
-    }
-}
-

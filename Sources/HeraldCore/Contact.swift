@@ -10,9 +10,9 @@ public struct Contact: Sendable, Equatable {
     public var firstName: String?
     /// Family name, rendered by `{{ last_name }}`.
     public var lastName: String?
-    /// Phone number, expected in E.164 form (see ``AddressCheck/isE164(_:)``).
+    /// Phone number, expected in E.164 form.
     public var phone: String?
-    /// Email address (see ``AddressCheck/isEmail(_:)``).
+    /// Email address.
     public var email: String?
     /// Custom fields from the `attributes` jsonb column, rendered by `{{ attributes.KEY }}`.
     ///

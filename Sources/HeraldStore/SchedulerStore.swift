@@ -229,9 +229,10 @@ public struct SchedulerStore: Sendable {
         }
     }
 
-    /// `^\+[1-9][0-9]{7,14}$`, the same rule as `HeraldCore.AddressCheck.isE164`.
+    /// A usable phone: E.164, `+` and 8 to 15 digits, the first 1–9. The one address rule: the
+    /// worker sends to the address expansion stored, and never checks it again.
     static let phonePattern = #"'^\+[1-9][0-9]{7,14}$'"#
-    /// The same rule as `HeraldCore.AddressCheck.isEmail`.
+    /// A usable email address (the one rule, as for phones).
     static let emailPattern = #"'^[^@\s]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$'"#
 
     /// Expands the audience members with contact ids in `low...high` into messages and jobs, in
