@@ -107,7 +107,7 @@ public struct CompiledTemplate: Sendable {
     ///
     /// - Parameter source: The template text (a broadcast's `body`, `subject`, `html_body`, a
     ///   `template_params` entry or an `unsubscribe_url`).
-    /// - Returns: The template, ready to ``render(_:escapeHTML:)``.
+    /// - Returns: The template, ready to ``render(_:encoding:)``.
     /// - Throws: ``TemplateError`` for the first tag, in reading order, that is unknown, has an
     ///   unknown filter, is malformed, or is unclosed.
     public static func compile(_ source: String) throws(TemplateError) -> CompiledTemplate {
@@ -123,6 +123,17 @@ public struct CompiledTemplate: Sendable {
     ///     `"` and `'` replaced by entities; the template's own text is never escaped.
     /// - Returns: The personalized text.
     public func render(_ contact: Contact, escapeHTML: Bool = false) -> String {
+        render(contact, encoding: escapeHTML ? .html : .plain)
+    }
+
+    /// Renders the template for one contact, writing values as `encoding` says.
+    ///
+    /// ```swift
+    /// let t = try CompiledTemplate.compile("https://x.example/u?e={{ email }}")
+    /// t.render(Contact(id: 1, email: "a+b@c.example"), encoding: .url)
+    /// // "https://x.example/u?e=a%2Bb%40c.example"
+    /// ```
+    public func render(_ contact: Contact, encoding: Encoding) -> String {
         if segments.count == 1, case .literal(let text) = segments[0] { return text }
         var out = String()
         out.reserveCapacity(literalUTF8Count &+ 24 &* segments.count)
@@ -133,9 +144,17 @@ public struct CompiledTemplate: Sendable {
             case .field(let field, let fallback, let escapedFallback):
                 let value = Self.value(of: field, for: contact)
                 if let fallback, value.map(isBlank) ?? true {
-                    out.append(escapeHTML ? escapedFallback ?? fallback : fallback)
+                    switch encoding {
+                    case .plain: out.append(fallback)
+                    case .html: out.append(escapedFallback ?? fallback)
+                    case .url: appendPercentEncoding(fallback, to: &out)
+                    }
                 } else if let value {
-                    if escapeHTML { appendEscapingHTML(value, to: &out) } else { out.append(value) }
+                    switch encoding {
+                    case .plain: out.append(value)
+                    case .html: appendEscapingHTML(value, to: &out)
+                    case .url: appendPercentEncoding(value, to: &out)
+                    }
                 }
             }
         }
@@ -189,43 +208,6 @@ fileprivate func trimmed(_ text: String) -> Substring {
     guard let first = scalars.firstIndex(where: { !isWhitespace($0) }) else { return "" }
     let last = scalars.lastIndex(where: { !isWhitespace($0) })!
     return Substring(scalars[first...last])
-}
-
-/// Appends `text` with `&`, `<`, `>`, `"`, `'` replaced by `&amp;`, `&lt;`, `&gt;`, `&quot;`,
-/// `&#39;`; text without any of them is appended in one go.
-fileprivate func appendEscapingHTML(_ text: String, to out: inout String) {
-    let utf8 = text.utf8
-    var chunkStart = utf8.startIndex
-    var index = chunkStart
-    while index != utf8.endIndex {
-        let entity: String
-        switch utf8[index] {
-        case UInt8(ascii: "&"): entity = "&amp;"
-        case UInt8(ascii: "<"): entity = "&lt;"
-        case UInt8(ascii: ">"): entity = "&gt;"
-        case UInt8(ascii: "\""): entity = "&quot;"
-        case UInt8(ascii: "'"): entity = "&#39;"
-        default:
-            utf8.formIndex(after: &index)
-            continue
-        }
-        // Splitting at an ASCII byte always leaves valid UTF-8 on both sides.
-        if chunkStart != index { out.append(contentsOf: text[chunkStart..<index]) }
-        out.append(entity)
-        utf8.formIndex(after: &index)
-        chunkStart = index
-    }
-    if chunkStart == utf8.startIndex {
-        out.append(text)
-    } else if chunkStart != utf8.endIndex {
-        out.append(contentsOf: text[chunkStart...])
-    }
-}
-
-fileprivate func escapedHTML(_ text: String) -> String {
-    var out = String()
-    appendEscapingHTML(text, to: &out)
-    return out
 }
 
 // MARK: - Parser

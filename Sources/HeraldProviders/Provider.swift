@@ -117,11 +117,15 @@ public struct ProviderEnvironment: Sendable {
     public var publicURL: String?
     /// Whole-transfer timeout of one request.
     public var requestTimeout: Duration
+    /// Where secrets may go: the variables a `*_env` may name, the hosts a channel may reach
+    /// (`HERALD_ALLOWED_HOSTS`).
+    public var destinations: DestinationPolicy
 
     public init(variables: [String: String], publicURL: String? = nil, requestTimeout: Duration = .seconds(15)) {
         self.variables = variables
         self.publicURL = publicURL ?? variables["HERALD_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
         self.requestTimeout = requestTimeout
+        self.destinations = DestinationPolicy(allowedHostsVariable: variables["HERALD_ALLOWED_HOSTS"])
     }
 
     /// The secret in the variable that `setting` names.
@@ -129,6 +133,7 @@ public struct ProviderEnvironment: Sendable {
     /// - Throws: ``ChannelConfigError`` when the variable is unset or empty (an empty secret is far
     ///   more often a deployment mistake than a real value).
     public func secret(_ variable: String, setting: String) throws(ChannelConfigError) -> String {
+        try destinations.checkSecretVariable(variable, setting: setting)
         guard let value = variables[variable] else {
             throw ChannelConfigError(setting: setting, "names environment variable \(variable), which is not set")
         }

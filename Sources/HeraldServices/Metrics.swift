@@ -24,6 +24,7 @@ import Synchronization
 /// | `herald_receipts_total` | counter: receipts stored | provider, status (the provider's word) |
 /// | `herald_receipts_applied_total` | counter: receipts matched and applied | (none) |
 /// | `herald_webhook_requests_total` | counter | provider, outcome (`accepted`, `unauthorized`, `bad_request`, `error`) |
+/// | `herald_webhook_ignored_total` | counter | provider (items of a verified request whose channel the verifying secret does not cover) |
 ///
 /// Workers call ``claimed(channel:provider:count:)``, ``sent(channel:provider:count:)``,
 /// ``failed(channel:provider:count:)``, ``retried(channel:provider:count:)``,
@@ -105,6 +106,14 @@ public final class HeraldMetrics: Sendable {
     /// One webhook request's outcome: `accepted`, `unauthorized`, `bad_request`, `error`.
     public func webhookRequest(provider: String, outcome: String) {
         counter("webhook_requests", "Webhook requests by outcome.", ["provider": provider, "outcome": outcome]).increment()
+    }
+
+    /// Statuses and incoming messages of a verified webhook that name a phone number or account
+    /// the verifying secret does not cover: ignored, never applied.
+    public func webhookIgnored(provider: String, count: Int) {
+        guard count > 0 else { return }
+        counter("webhook_ignored", "Webhook items ignored: signed by a secret that does not cover their channel.",
+                ["provider": provider]).increment(by: Int64(count))
     }
 
     /// Provider status words are a small vocabulary; anything else is folded so a misbehaving

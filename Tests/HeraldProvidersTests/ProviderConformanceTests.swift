@@ -22,7 +22,8 @@ struct ProviderCase: Sendable, CustomTestStringConvertible {
 /// transport failures, which mean the same whoever the provider is.
 @Suite struct ProviderConformanceTests {
     static let secret = "s3cr3t-value"
-    static let environment = ProviderEnvironment(variables: ["TOKEN": secret, "USER": "user", "PASS": secret])
+    static let environment = ProviderEnvironment(variables: ["TOKEN": secret, "USER": "user", "PASS": secret,
+                                                                   "HERALD_ALLOWED_HOSTS": "127.0.0.1"])
 
     static let cases: [ProviderCase] = [
         ProviderCase(name: "whatsapp_cloud", kind: .whatsapp,
@@ -30,7 +31,7 @@ struct ProviderCase: Sendable, CustomTestStringConvertible {
                      message: OutgoingMessage(messageID: 7, to: "+2348031234567", content: .whatsAppText(body: "hi")),
                      networked: true),
         ProviderCase(name: "twilio", kind: .sms,
-                     minimalSettings: #"{"account_sid": "AC1", "auth_token_env": "TOKEN", "from": "+15005550006"}"#,
+                     minimalSettings: #"{"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token_env": "TOKEN", "from": "+15005550006"}"#,
                      message: OutgoingMessage(messageID: 7, to: "+2348031234567", content: .sms(body: "hi")),
                      networked: true),
         ProviderCase(name: "smtp", kind: .email,

@@ -3,7 +3,8 @@ import Testing
 
 /// The one validator of a channel: ``ProviderRegistry/configure(provider:kind:settingsJSON:environment:)``.
 @Suite struct SettingsTests {
-    static let environment = ProviderEnvironment(variables: ["WA_TOKEN": "tok", "T": "t", "TW": "tw", "U": "u", "P": "p"])
+    static let environment = ProviderEnvironment(variables: ["WA_TOKEN": "tok", "T": "t", "TW": "tw", "U": "u", "P": "p",
+                                                                   "HERALD_ALLOWED_HOSTS": "127.0.0.1,m,mail.example.com"])
 
     private func configureError(_ provider: String, _ kind: String, _ json: String,
                                 environment: ProviderEnvironment = SettingsTests.environment) -> String? {
@@ -50,22 +51,22 @@ import Testing
 
     @Test("twilio needs from or messaging_service_sid")
     func twilioSender() {
-        #expect(configureError("twilio", "sms", #"{"account_sid":"AC1","auth_token_env":"TW"}"#)
+        #expect(configureError("twilio", "sms", #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"TW"}"#)
             == #"setting "from" or "messaging_service_sid" is required"#)
     }
 
     @Test("twilio reads every setting")
     func twilioAll() throws {
         let settings = try TwilioSettings(SettingsReader(
-            json: #"{"account_sid":"AC1","auth_token_env":"TW","messaging_service_sid":"MG1","status_callback_url":"https://h.example/cb","max_attempts":2}"#))
+            json: #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"TW","messaging_service_sid":"MG1","status_callback_url":"https://h.example/cb","max_attempts":2}"#))
         #expect(settings == TwilioSettings(
-            baseURL: "https://api.twilio.com", accountSID: "AC1", authTokenEnv: "TW", from: nil,
+            baseURL: "https://api.twilio.com", accountSID: "AC0123456789abcdef0123456789abcdef", authTokenEnv: "TW", from: nil,
             messagingServiceSID: "MG1", statusCallback: "https://h.example/cb", policy: DeliveryPolicy(maxAttempts: 2)))
     }
 
     @Test("twilio's status callback defaults to HERALD_PUBLIC_URL + /webhooks/twilio")
     func twilioStatusCallback() {
-        var settings = TwilioSettings(accountSID: "AC1", authTokenEnv: "TW", from: "+15005550006")
+        var settings = TwilioSettings(accountSID: "AC0123456789abcdef0123456789abcdef", authTokenEnv: "TW", from: "+15005550006")
         #expect(settings.statusCallback(publicURL: "https://herald.example.com/") == "https://herald.example.com/webhooks/twilio")
         #expect(settings.statusCallback(publicURL: nil) == nil)
         settings.statusCallback = "https://other.example/cb"
@@ -110,13 +111,13 @@ import Testing
     }
 
     @Test("wrong types and ranges are named", arguments: [
-        ("twilio", "sms", #"{"account_sid":"AC1","auth_token_env":"T","from":"+1","retry_ambiguous":1}"#,
+        ("twilio", "sms", #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"T","from":"+1","retry_ambiguous":1}"#,
          #"setting "retry_ambiguous" must be true or false"#),
-        ("twilio", "sms", #"{"account_sid":"AC1","auth_token_env":"T","from":"+1","max_attempts":0}"#,
+        ("twilio", "sms", #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"T","from":"+1","max_attempts":0}"#,
          #"setting "max_attempts" must be an integer from 1 to 100"#),
-        ("twilio", "sms", #"{"account_sid":"AC1","auth_token_env":"T","from":"+1","max_attempts":2.5}"#,
+        ("twilio", "sms", #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"T","from":"+1","max_attempts":2.5}"#,
          #"setting "max_attempts" must be an integer from 1 to 100"#),
-        ("twilio", "sms", #"{"account_sid":"AC1","auth_token_env":"T","from":"+1","max_attempts":"5"}"#,
+        ("twilio", "sms", #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"T","from":"+1","max_attempts":"5"}"#,
          #"setting "max_attempts" must be an integer from 1 to 100"#),
         ("whatsapp_cloud", "whatsapp", #"{"phone_number_id":106540352242922,"access_token_env":"T"}"#,
          #"setting "phone_number_id" must be a string"#),
@@ -134,7 +135,7 @@ import Testing
 
     @Test("a provider sending another kind is refused")
     func kindMismatch() {
-        #expect(configureError("twilio", "email", #"{"account_sid":"AC1","auth_token_env":"T","from":"+1"}"#)
+        #expect(configureError("twilio", "email", #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"T","from":"+1"}"#)
             == "provider twilio sends sms, not email")
         #expect(configureError("whatsapp_cloud", "sms", "{}") == "provider whatsapp_cloud sends whatsapp, not sms")
         #expect(configureError("sandbox", "fax", "{}") == #"unknown kind "fax" (expected whatsapp, sms or email)"#)
@@ -160,19 +161,19 @@ import Testing
 
     @Test("twilio and smtp secrets")
     func otherSecrets() throws {
-        let twilio = #"{"account_sid":"AC1","auth_token_env":"TW_TOKEN","from":"+1"}"#
+        let twilio = #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"TW_TOKEN","from":"+1"}"#
         let tw = try ProviderRegistry.standard.configure(provider: "twilio", kind: "sms", settingsJSON: twilio,
                                                          environment: ProviderEnvironment(variables: ["TW_TOKEN": "t"]))
         #expect((tw as? TwilioChannel)?.credentials == TwilioCredentials(authToken: "t"))
         let smtp = #"{"url":"smtp://m:587","from":"a@b.example","username_env":"SMTP_USER","password_env":"SMTP_PASS"}"#
         let mail = try ProviderRegistry.standard.configure(provider: "smtp", kind: "email", settingsJSON: smtp,
-                                                           environment: ProviderEnvironment(variables: ["SMTP_USER": "u", "SMTP_PASS": "p"]))
+                                                           environment: ProviderEnvironment(variables: ["SMTP_USER": "u", "SMTP_PASS": "p", "HERALD_ALLOWED_HOSTS": "m"]))
         #expect((mail as? SMTPChannel)?.credentials == SMTPCredentials(username: "u", password: "p"))
-        #expect(configureError("smtp", "email", smtp, environment: ProviderEnvironment(variables: ["SMTP_USER": "u"]))
+        #expect(configureError("smtp", "email", smtp, environment: ProviderEnvironment(variables: ["SMTP_USER": "u", "HERALD_ALLOWED_HOSTS": "m"]))
             == #"setting "password_env" names environment variable SMTP_PASS, which is not set"#)
         let anonymous = try ProviderRegistry.standard.configure(provider: "smtp", kind: "email",
                                                                 settingsJSON: #"{"url":"smtp://m:25","from":"a@b.example"}"#,
-                                                                environment: ProviderEnvironment(variables: [:]))
+                                                                environment: ProviderEnvironment(variables: ["HERALD_ALLOWED_HOSTS": "m"]))
         #expect((anonymous as? SMTPChannel)?.credentials == SMTPCredentials())
     }
 }

@@ -22,10 +22,11 @@ struct ChannelValidationTests {
     typealias F = SchedulerFixtures
 
     /// The scheduler's and the worker's environment in these tests: `EMPTY` is set but empty.
-    static let environment = ProviderEnvironment(variables: ["WA_TOKEN": "wa", "TW_TOKEN": "tw", "EMPTY": ""])
+    static let environment = ProviderEnvironment(variables: ["WA_TOKEN": "wa", "TW_TOKEN": "tw", "EMPTY": "",
+                                                                   "HERALD_ALLOWED_HOSTS": "127.0.0.1"])
 
     static let wa = #""phone_number_id": "1055", "access_token_env": "WA_TOKEN""#
-    static let tw = #""account_sid": "AC1", "auth_token_env": "TW_TOKEN""#
+    static let tw = #""account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token_env": "TW_TOKEN""#
     static let mail = #""url": "smtp://127.0.0.1:2525""#
 
     static let cases: [BadChannel] = [
@@ -54,7 +55,7 @@ struct ChannelValidationTests {
                    settings: #"{\#(tw), "from": "+15005550006", "retry_ambiguous": "yes"}"#,
                    error: #"channel "c": setting "retry_ambiguous" must be true or false"#),
         BadChannel(name: "twilio without auth_token_env", kind: "sms", provider: "twilio",
-                   settings: #"{"account_sid": "AC1", "from": "+15005550006"}"#,
+                   settings: #"{"account_sid": "AC0123456789abcdef0123456789abcdef", "from": "+15005550006"}"#,
                    error: #"channel "c": setting "auth_token_env" is required"#),
         BadChannel(name: "smtp from without an address", kind: "email", provider: "smtp",
                    settings: #"{\#(mail), "from": "Acme Shop"}"#,
@@ -68,6 +69,21 @@ struct ChannelValidationTests {
         BadChannel(name: "smtp require_tls as a string", kind: "email", provider: "smtp",
                    settings: #"{\#(mail), "from": "shop@example.com", "require_tls": "true"}"#,
                    error: #"channel "c": setting "require_tls" must be true or false"#),
+        BadChannel(name: "whatsapp token read from DATABASE_URL", kind: "whatsapp", provider: "whatsapp_cloud",
+                   settings: #"{"phone_number_id": "1055", "access_token_env": "DATABASE_URL", "base_url": "http://127.0.0.1:1/v21.0"}"#,
+                   error: #"channel "c": setting "access_token_env" names DATABASE_URL, which is Herald's own configuration (DATABASE_URL, PG*, HERALD_*), not a provider secret: name a variable of its own"#),
+        BadChannel(name: "whatsapp token sent to an unlisted host", kind: "whatsapp", provider: "whatsapp_cloud",
+                   settings: #"{\#(wa), "base_url": "http://evil.example/v21.0"}"#,
+                   error: #"channel "c": host not allowed: evil.example (channel setting "base_url"; ops may list it in HERALD_ALLOWED_HOSTS)"#),
+        BadChannel(name: "twilio token sent to an unlisted host", kind: "sms", provider: "twilio",
+                   settings: #"{\#(tw), "from": "+15005550006", "base_url": "https://api.twilio.com.evil.example"}"#,
+                   error: #"channel "c": host not allowed: api.twilio.com.evil.example (channel setting "base_url"; ops may list it in HERALD_ALLOWED_HOSTS)"#),
+        BadChannel(name: "smtp relay not listed", kind: "email", provider: "smtp",
+                   settings: #"{"url": "smtp://relay.evil.example:587", "from": "shop@example.com"}"#,
+                   error: #"channel "c": host not allowed: relay.evil.example (channel setting "url"; ops may list it in HERALD_ALLOWED_HOSTS)"#),
+        BadChannel(name: "twilio account_sid that would change the URL path", kind: "sms", provider: "twilio",
+                   settings: #"{"account_sid": "AC1/../../x", "auth_token_env": "TW_TOKEN", "from": "+15005550006"}"#,
+                   error: #"channel "c": setting "account_sid" must be "AC" followed by 32 hexadecimal digits"#),
         BadChannel(name: "sandbox failure_rate above 1", kind: "sms", provider: "sandbox",
                    settings: #"{"failure_rate": 2}"#,
                    error: #"channel "c": setting "failure_rate" must be a number from 0 to 1"#),

@@ -13,7 +13,7 @@ enum SchedulerFixtures {
 
     /// The secrets the tests' channels name, as the scheduler's environment holds them.
     static let providerEnvironment = ProviderEnvironment(variables: [
-        "WA_TOKEN": "wa-token", "TW_TOKEN": "tw-token", "T": "t", "TW": "tw",
+        "WA_TOKEN": "wa-token", "TW_TOKEN": "tw-token", "T": "t", "TW": "tw", "HERALD_ALLOWED_HOSTS": "127.0.0.1,h",
     ])
 
     /// Runs a ``SchedulerService`` against `db` while `body` runs, then cancels it and waits for it.

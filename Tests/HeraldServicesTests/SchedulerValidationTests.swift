@@ -43,7 +43,7 @@ struct SchedulerValidationTests {
         },
         ValidationCase(name: "twilio settings", error: #"channel "tw": setting "from" or "messaging_service_sid" is required"#) { c, contact in
             let ch = try await F.channel(c, name: "tw", kind: "sms", provider: "twilio",
-                                         settings: #"{"account_sid": "AC1", "auth_token_env": "TW"}"#)
+                                         settings: #"{"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token_env": "TW"}"#)
             return try await F.broadcast(c, channel: ch, contacts: [contact])
         },
         ValidationCase(name: "smtp settings", error: #"channel "mail": setting "from" is required"#) { c, contact in

@@ -8,7 +8,8 @@ import Logging
 /// `sending` with one queued message and job per contact (what the scheduler leaves behind).
 enum WorkerFixtures {
     static let whatsAppToken = "test-access-token"
-    static let environment = ["WA_TOKEN": "test-access-token", "TW_TOKEN": "test-auth-token"]
+    static let environment = ["WA_TOKEN": "test-access-token", "TW_TOKEN": "test-auth-token",
+                              "HERALD_ALLOWED_HOSTS": "127.0.0.1,localhost"]
 
     static func whatsAppChannel(_ c: PostgresConnection, double: ProviderDouble, name: String = "wa",
                                 extra: String = "") async throws -> Int64 {

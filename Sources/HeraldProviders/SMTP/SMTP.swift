@@ -97,8 +97,27 @@ public enum SMTP {
         let envelope = SMTPEnvelope(
             url: settings.url, mailFrom: from.address, recipients: [message.to], message: mime.bytes,
             username: credentials.username, password: credentials.password,
-            requireTLS: settings.requireTLS, caFile: settings.caFile, timeout: timeout)
+            requireTLS: settings.requireTLS || mustEncryptLogin(url: settings.url, credentials: credentials),
+            caFile: settings.caFile, timeout: timeout)
         return SMTPMail(envelope: envelope, messageID: messageID)
+    }
+
+    /// Whether a session to `url` must be encrypted because it would carry credentials: a
+    /// username or password is set, the URL is `smtp://` (STARTTLS is optional there, so a
+    /// man in the middle could strip it), and the relay is not on this machine (`localhost`,
+    /// `127.0.0.0/8`, `::1`: a local MTA, where there is no wire to listen on).
+    /// `smtps://` is encrypted from the first byte anyway.
+    public static func mustEncryptLogin(url: String, credentials: SMTPCredentials) -> Bool {
+        guard credentials.username != nil || credentials.password != nil else { return false }
+        guard let parsed = try? ParsedURL(url) else { return true } // unknown: be safe
+        return parsed.scheme == "smtp" && !isLoopback(host: parsed.host)
+    }
+
+    /// `localhost`, `127.x.x.x`, `::1` (hosts as ``ParsedURL`` normalizes them).
+    static func isLoopback(host: String) -> Bool {
+        if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 
     /// Classifies the outcome of handing a mail to the SMTP server.

@@ -81,6 +81,8 @@ public struct SMTPProvider: Provider {
     public func configure(_ settings: SettingsReader, kind: ChannelKind,
                           environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel {
         let parsed = try SMTPSettings(settings)
+        // The login and every recipient's mail go there: only to a relay ops listed.
+        try environment.destinations.checkMailURL(parsed.url, setting: "url")
         let credentials = SMTPCredentials(username: try settings.secret("username_env", in: environment),
                                           password: try settings.secret("password_env", in: environment))
         return SMTPChannel(settings: parsed, credentials: credentials, timeout: environment.requestTimeout)

@@ -12,21 +12,33 @@ public struct ChannelConfigError: Error, Sendable, Equatable, CustomStringConver
     public var setting: String?
     /// What is wrong, without the setting's name.
     public var problem: String
+    /// Whether ``description`` starts with `setting "NAME"` (else ``problem`` is the whole text).
+    private var namesSettingFirst: Bool
 
-    /// A problem with one setting.
+    /// A problem with one setting: `setting "NAME" <problem>`.
     public init(setting: String, _ problem: String) {
         self.setting = setting
         self.problem = problem
+        self.namesSettingFirst = true
+    }
+
+    /// A problem with one setting, told by a whole sentence that leads with something else
+    /// (`host not allowed: evil.example (setting "base_url"; …)`).
+    public init(setting: String, message: String) {
+        self.setting = setting
+        self.problem = message
+        self.namesSettingFirst = false
     }
 
     /// A problem with the channel as a whole (its provider, its kind, its settings object).
     public init(_ problem: String) {
         self.setting = nil
         self.problem = problem
+        self.namesSettingFirst = false
     }
 
     public var description: String {
-        guard let setting else { return problem }
+        guard let setting, namesSettingFirst else { return problem }
         return "setting \"\(setting)\" \(problem)"
     }
 }

@@ -39,8 +39,11 @@ public struct TwilioSettings: Sendable, Equatable {
         guard from != nil || service != nil else {
             throw ChannelConfigError(setting: "from", "or \"messaging_service_sid\" is required")
         }
+        let accountSID = try settings.requiredString("account_sid")
+        // It goes into the request's URL path.
+        try DestinationPolicy.checkAccountSID(accountSID)
         self.init(baseURL: try settings.httpURL("base_url") ?? Self.defaultBaseURL,
-                  accountSID: try settings.requiredString("account_sid"),
+                  accountSID: accountSID,
                   authTokenEnv: try settings.requiredString("auth_token_env"),
                   from: from, messagingServiceSID: service,
                   statusCallback: try settings.httpURL("status_callback_url"),
@@ -80,6 +83,8 @@ public struct TwilioProvider: Provider {
     public func configure(_ settings: SettingsReader, kind: ChannelKind,
                           environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel {
         let parsed = try TwilioSettings(settings)
+        // The auth token goes with every request: only to Twilio, or to a host ops listed.
+        try environment.destinations.checkURL(parsed.baseURL, officialHost: DestinationPolicy.twilioHost, setting: "base_url")
         let credentials = TwilioCredentials(authToken: try environment.secret(parsed.authTokenEnv, setting: "auth_token_env"))
         return TwilioChannel(settings: parsed, credentials: credentials, publicURL: environment.publicURL,
                              timeout: environment.requestTimeout)

@@ -30,8 +30,11 @@ public struct WhatsAppCloudSettings: Sendable, Equatable {
 
     /// Reads the settings (no secrets: webhooks read these without a token).
     public init(_ settings: SettingsReader) throws(ChannelConfigError) {
+        let phoneNumberID = try settings.requiredString("phone_number_id")
+        // It goes into the request's URL path.
+        try DestinationPolicy.checkPhoneNumberID(phoneNumberID)
         self.init(baseURL: try settings.httpURL("base_url") ?? Self.defaultBaseURL,
-                  phoneNumberID: try settings.requiredString("phone_number_id"),
+                  phoneNumberID: phoneNumberID,
                   accessTokenEnv: try settings.requiredString("access_token_env"),
                   appSecretEnv: try settings.string("app_secret_env"),
                   verifyTokenEnv: try settings.string("verify_token_env"),
@@ -68,6 +71,8 @@ public struct WhatsAppCloudProvider: Provider {
     public func configure(_ settings: SettingsReader, kind: ChannelKind,
                           environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel {
         let parsed = try WhatsAppCloudSettings(settings)
+        // The access token goes with every request: only to Meta, or to a host ops listed.
+        try environment.destinations.checkURL(parsed.baseURL, officialHost: DestinationPolicy.whatsAppCloudHost, setting: "base_url")
         let credentials = WhatsAppCloudCredentials(
             accessToken: try environment.secret(parsed.accessTokenEnv, setting: "access_token_env"),
             appSecret: try settings.secret("app_secret_env", in: environment),
