@@ -322,9 +322,10 @@ public final class HeraldMetrics: Sendable {
 /// Samples the database-derived gauges (queue, channels, live broadcasts, scheduler leaders) at
 /// most once per `interval`, when scraped, and registers every channel's series at zero.
 ///
-/// Shared by `/metrics` of every process that has a database: the sample is three queries over
-/// the jobs table (the backlog only), the live broadcasts and `pg_locks`, so scrapes from several
-/// Prometheus servers cost one sample per interval.
+/// Shared by `/metrics` of every process that has a database: the sample is three small queries
+/// (the live broadcasts' report counters and a few index probes of the jobs, never a pass over the
+/// backlog; the live broadcasts; `pg_locks`), so every process of a large deployment may sample
+/// every few seconds; scrapes from several Prometheus servers cost one sample per interval.
 public final class QueueSampler: Sendable {
     private let metrics: HeraldMetrics
     private let pool: PostgresPool

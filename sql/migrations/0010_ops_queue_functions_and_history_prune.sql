@@ -3,35 +3,34 @@
 --
 -- ## Queue functions (KEDA's postgresql trigger, alerts, `psql`)
 --
--- herald.due_messages(channel, cap)       jobs a worker could claim right now: jobs of `sending`
+-- herald.due_messages(channel)            jobs a worker could claim right now: jobs of `sending`
 --                                         broadcasts with run_at <= now() (scheduled broadcasts
 --                                         still expanding, paused ones and retries backing off are
 --                                         not due), for one channel by name or all (NULL).
 -- herald.oldest_due_age_seconds(channel)  seconds the oldest of those has been due; 0 when none.
 --
--- Both read only jobs_claim (broadcast_id, run_at), once per `sending` broadcast (a handful): the
--- age is the first index entry of each, the count an index-only range scan that stops at `cap`
--- (default 100,000): an autoscaler needs "more than max replicas × target", not the exact size of
--- a ten-million backlog, so the cost is bounded whatever the backlog. Measured on the bench
--- machine with 1,000,000 due jobs: see BENCHMARKS.md ("queue functions").
+-- Cheap whatever the backlog, because neither counts the backlog: a job exists exactly while its
+-- message is `queued` (0002), and broadcast_counts (0005) already holds each broadcast's queued
+-- count, so due = queued − the jobs not yet due (`run_at > now()`: leased or backing off, a few
+-- thousand at most, an index range scan of jobs_claim). The age is the first jobs_claim entry of
+-- each `sending` broadcast. Measured with 1,000,000 due jobs: see BENCHMARKS.md ("queue functions").
 --
 -- They are SECURITY DEFINER with a pinned search_path so a monitoring login (KEDA's) needs only
 -- EXECUTE, not SELECT on Herald's tables: granted to herald_runtime and herald_reader when those
 -- roles exist, revoked from PUBLIC.
-CREATE FUNCTION herald.due_messages(p_channel text DEFAULT NULL, p_cap bigint DEFAULT 100000)
+CREATE FUNCTION herald.due_messages(p_channel text DEFAULT NULL)
 RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT count(*) FROM (
-        SELECT 1
-        FROM herald.broadcasts b
-        JOIN herald.channels c ON c.id = b.channel_id
-        CROSS JOIN LATERAL (
-            SELECT 1 FROM herald.jobs j
-            WHERE j.broadcast_id = b.id AND j.run_at <= now()
-            LIMIT p_cap
-        ) due
-        WHERE b.status = 'sending' AND (p_channel IS NULL OR c.name = p_channel)
-        LIMIT p_cap
-    ) capped
+    SELECT coalesce(sum(greatest(queued.n - waiting.n, 0)), 0)::bigint
+    FROM herald.broadcasts b
+    JOIN herald.channels c ON c.id = b.channel_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(k.n), 0) AS n FROM herald.broadcast_counts k
+        WHERE k.broadcast_id = b.id AND k.status = 'queued'
+    ) queued
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM herald.jobs j WHERE j.broadcast_id = b.id AND j.run_at > now()
+    ) waiting
+    WHERE b.status = 'sending' AND (p_channel IS NULL OR c.name = p_channel)
 $$;
 
 CREATE FUNCTION herald.oldest_due_age_seconds(p_channel text DEFAULT NULL)
@@ -97,10 +96,10 @@ DO $$
 DECLARE
     r text;
 BEGIN
-    REVOKE EXECUTE ON FUNCTION herald.due_messages(text, bigint), herald.oldest_due_age_seconds(text) FROM PUBLIC;
+    REVOKE EXECUTE ON FUNCTION herald.due_messages(text), herald.oldest_due_age_seconds(text) FROM PUBLIC;
     FOREACH r IN ARRAY ARRAY['herald_runtime', 'herald_reader'] LOOP
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-            EXECUTE format('GRANT EXECUTE ON FUNCTION herald.due_messages(text, bigint), herald.oldest_due_age_seconds(text) TO %I', r);
+            EXECUTE format('GRANT EXECUTE ON FUNCTION herald.due_messages(text), herald.oldest_due_age_seconds(text) TO %I', r);
         END IF;
     END LOOP;
 END
