@@ -74,7 +74,7 @@ struct PreparedBroadcast: Sendable {
             content = .sms(body: text)
         case .email:
             content = .email(subject: subject?.render(contact) ?? "", text: body?.render(contact) ?? "",
-                             html: html?.render(contact, escapeHTML: true), unsubscribeURL: unsubscribe?.render(contact))
+                             html: html?.render(contact, escapeHTML: true), unsubscribeURL: unsubscribe?.render(contact, encoding: .url))
         }
         return .success((OutgoingMessage(messageID: job.messageID, to: address, content: content), segments))
     }

@@ -259,6 +259,7 @@ struct LeaderState {
             // broadcast_report's counters grow by one delta row per write statement; fold them
             // every few seconds (herald webhooks does too; the function is safe concurrently), so
             // deployments without a webhooks server keep the report query small as well.
+            try await HistoryPruner.fromEnvironment.step(on: store.connection, logger: logger)  // ops: history retention (HistoryPruner.swift)
             if lastCompaction.map({ clock.now - $0 >= .seconds(5) }) ?? true {
                 lastCompaction = clock.now
                 _ = try await ReportStore().compactCounts(on: store.connection)
