@@ -155,6 +155,8 @@ struct LeaderState {
     struct Plan {
         var channelID: Int64
         var eligibility: SchedulerStore.Eligibility
+        /// Contacts with a time zone PostgreSQL does not know, over this term's chunks.
+        var unknownZones = UnknownTimeZones()
     }
 
     init(store: SchedulerStore, configuration: SchedulerConfiguration, logger: Logger) {
@@ -210,8 +212,12 @@ struct LeaderState {
     mutating func step(_ broadcast: SchedulerStore.DueBroadcast) async throws -> Bool {
         let id = broadcast.id
         if plans[id] == nil {
+            if broadcast.localSendAt, broadcast.expansionCursor == nil, try await store.postponeToEarliestZone(id) {
+                return false
+            }
             guard let definition = try await store.definition(of: id) else { return false }
-            if let error = SchedulerValidation.check(definition, environment: configuration.providerEnvironment) {
+            if let error = SchedulerValidation.check(definition, environment: configuration.providerEnvironment)
+                ?? DeliveryTimingValidation.check(definition.timing) {
                 if try await store.fail(id, error: error) {
                     logger.debug("broadcast failed validation", metadata: ["broadcast.id": "\(id)", "error": "\(error)"])
                 }
@@ -227,8 +233,9 @@ struct LeaderState {
         }
         guard let plan = plans[id] else { return false }
         guard let low = try await store.nextAudienceContact(of: id, after: broadcast.expansionCursor) else {
+            let warning = plans[id]?.unknownZones.warning
             plans[id] = nil
-            if try await store.start(id) {
+            if try await store.start(id, warning: warning) {
                 logger.debug("broadcast started", metadata: ["broadcast.id": "\(id)"])
                 // An audience that was skipped entirely has nothing to send: complete it now
                 // rather than at the next maintenance tick.
@@ -241,6 +248,7 @@ struct LeaderState {
         let result = try await store.expandChunk(of: id, channelID: plan.channelID, eligibility: plan.eligibility,
                                                  previousCursor: broadcast.expansionCursor, low: low, high: high)
         logger.trace("expanded chunk", metadata: ["broadcast.id": "\(id)", "messages": "\(result.messages)", "jobs": "\(result.jobs)"])
+        plans[id]?.unknownZones.add(result.unknownZoneContacts, example: result.unknownZoneExample)
         if !result.advanced { plans[id] = nil }
         return result.advanced
     }
