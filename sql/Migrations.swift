@@ -26,6 +26,7 @@ public enum Migrations {
         Migration(version: 5, name: "0005_receipts_and_reports.sql", sql: text(PackageResources._005_receipts_and_reports_sql)),
         Migration(version: 6, name: "0006_drop_status_index.sql", sql: text(PackageResources._006_drop_status_index_sql)),
         Migration(version: 7, name: "0007_hot_message_updates.sql", sql: text(PackageResources._007_hot_message_updates_sql)),
+        Migration(version: 8, name: "0008_write_time_checks.sql", sql: text(PackageResources._008_write_time_checks_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
