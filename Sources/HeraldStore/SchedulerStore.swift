@@ -142,6 +142,10 @@ public struct SchedulerStore: Sendable {
 
     /// Ends a `scheduled` broadcast as `failed` with `error`.
     ///
+    /// A row written before migration 0008 may hold values its checks (NOT VALID while such rows
+    /// exist) refuse on any update, which would make failing it impossible: such a
+    /// `template_params` or infinite `send_at` is cleared in the same write and named in `error`.
+    ///
     /// Normally nothing was expanded yet. If an interrupted expansion had already written some
     /// messages (validation runs again when it resumes, and the admin tool may have changed the
     /// channel meanwhile), the same statement deletes their jobs and ends their queued messages as
@@ -151,7 +155,16 @@ public struct SchedulerStore: Sendable {
     public func fail(_ id: Int64, error: String) async throws -> Bool {
         let rows = try await connection.query("""
             WITH failed AS (
-                UPDATE herald.broadcasts SET status = 'failed', error = \(error), finished_at = now()
+                UPDATE herald.broadcasts
+                SET status = 'failed', finished_at = now(),
+                    error = \(error) || CASE WHEN template_params IS NULL OR herald.is_string_array(template_params)
+                                                  OR strpos(\(error), 'template_params') > 0 THEN ''
+                                             ELSE ' (template_params ' || left(template_params::text, 200) || ' cleared: not an array of strings)' END
+                                     || CASE WHEN send_at IS NULL OR isfinite(send_at) OR strpos(\(error), 'send_at') > 0 THEN ''
+                                             ELSE ' (send_at ' || send_at::text || ' cleared)' END,
+                    template_params = CASE WHEN template_params IS NULL OR herald.is_string_array(template_params)
+                                           THEN template_params END,
+                    send_at = CASE WHEN isfinite(send_at) THEN send_at END
                 WHERE id = \(id) AND status = 'scheduled'
                 RETURNING id
             ), gone AS (

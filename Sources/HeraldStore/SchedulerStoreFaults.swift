@@ -10,12 +10,14 @@ extension SchedulerStore {
 
     /// Ends as `failed` every `scheduled` broadcast whose `send_at` is `'infinity'` (only rows
     /// older than migration 0008's check can be so): it would never fall due, and `failed` with a
-    /// reason shows the mistake where waiting forever would hide it.
+    /// reason shows the mistake where waiting forever would hide it. `send_at` is cleared in the
+    /// same write (the error says what it was): migration 0008's check, NOT VALID while such old
+    /// rows exist, still applies to every update of the row.
     /// - Returns: the ids failed.
     @discardableResult
     public func failUnreachableSendAt() async throws -> [Int64] {
         let rows = try await connection.query("""
-            UPDATE herald.broadcasts SET status = 'failed', error = \(Self.infiniteSendAt), finished_at = now()
+            UPDATE herald.broadcasts SET status = 'failed', error = \(Self.infiniteSendAt), finished_at = now(), send_at = NULL
             WHERE status = 'scheduled' AND send_at = 'infinity'
             RETURNING id
             """)
@@ -64,7 +66,9 @@ extension SchedulerStore {
     public func failEdited(_ edit: EditedBroadcast, error: String) async throws -> Bool {
         try await connection.execute("""
             UPDATE herald.broadcasts
-            SET status = 'failed', error = \(error), finished_at = now(), definition_changed_at = NULL
+            SET status = 'failed', error = \(error), finished_at = now(), definition_changed_at = NULL,
+                template_params = CASE WHEN template_params IS NULL OR herald.is_string_array(template_params)
+                                       THEN template_params END
             WHERE id = \(edit.id) AND status IN ('sending', 'paused')
               AND definition_changed_at = \(edit.stamp)::timestamptz
             """) == 1

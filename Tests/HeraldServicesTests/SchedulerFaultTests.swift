@@ -43,6 +43,26 @@ struct SchedulerFaultTests {
         }
     }
 
+    @Test("template_params = '[null]' in a row older than 0008's check: that broadcast ends failed with the reason, the others start")
+    func oldBadParams() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            try await c.simpleQuery("ALTER TABLE herald.broadcasts DROP CONSTRAINT broadcasts_template_params_strings")
+            let channel = try await F.channel(c)
+            let contact = try await F.contact(c)
+            let bad = try await F.broadcast(c, channel: channel, templateParams: "[null]", contacts: [contact])
+            try await c.simpleQuery("ALTER TABLE herald.broadcasts ADD CONSTRAINT broadcasts_template_params_strings CHECK (template_params IS NULL OR herald.is_string_array(template_params)) NOT VALID")
+            let good = try await F.broadcast(c, channel: channel, contacts: [contact])
+            try await F.withScheduler(db) {
+                try await F.waitUntil("the bad one fails") { try await F.status(c, bad) == "failed" }
+                try await F.waitUntil("the good one starts") { try await F.status(c, good) == "sending" }
+                let error = try await F.error(c, bad) ?? ""
+                #expect(error.contains("broadcasts_template_params_strings"), "\(error)")
+                #expect(error.contains("[null]") || error.contains("template_params"), "\(error)")
+            }
+        }
+    }
+
     @Test("an edit that breaks a sending broadcast ends it failed with the reason; its unsent messages end failed")
     func badEdit() async throws {
         try await withTestDatabase { db in
