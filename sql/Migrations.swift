@@ -30,6 +30,7 @@ public enum Migrations {
         Migration(version: 9, name: "0009_receipt_scope_and_replays.sql", sql: text(PackageResources._009_receipt_scope_and_replays_sql)),
         Migration(version: 10, name: "0010_ops_queue_functions_and_history_prune.sql", sql: text(PackageResources._010_ops_queue_functions_and_history_prune_sql)),
         Migration(version: 11, name: "0011_delivery_timing.sql", sql: text(PackageResources._011_delivery_timing_sql)),
+        Migration(version: 12, name: "0012_write_time_checks.sql", sql: text(PackageResources._012_write_time_checks_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

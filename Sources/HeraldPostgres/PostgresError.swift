@@ -65,6 +65,18 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         guard let sqlState else { return false }
         return sqlState == "40001" || sqlState == "40P01" || sqlState.hasPrefix("08") || sqlState == "57P01"
     }
+
+    /// True when the statement failed because of the data it met, not the connection or the
+    /// server's state: SQLSTATE class 22 (data exception: a value out of range, an invalid
+    /// cast, `cannot subtract infinite timestamps`), class 23 (integrity constraint violation),
+    /// or a value Herald could not decode. Trying the same statement on the same rows again
+    /// gives the same error, so the row at fault should be set aside (failed with the reason),
+    /// not retried forever.
+    public var isDataError: Bool {
+        if code == .decoding { return true }
+        guard code == .server, let sqlState else { return false }
+        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23")
+    }
 }
 
 extension PostgresError {

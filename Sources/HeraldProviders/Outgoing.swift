@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldTransport
 
 /// One message ready to send: addressed and fully rendered (personalization already applied).
@@ -89,19 +90,26 @@ public enum RetryAfter {
     /// (`Wed, 21 Oct 2015 07:28:00 GMT`, also the obsolete RFC 850 and asctime forms) measured
     /// from `now`. A date in the past gives zero; an unreadable value gives nil.
     ///
+    /// **Bounded.** The header comes from outside: the result is clamped to `0...maximum` (one hour
+    /// by default), so `Retry-After: 9999999999999` means "an hour", never an overflow when the
+    /// retry time is computed or written, nor a channel paused until the year 2343. Nothing here
+    /// converts without a bound.
+    ///
     /// - Parameters:
     ///   - value: The header value.
     ///   - now: The current time (injected for tests).
-    public static func parse(_ value: String, now: Date) -> Duration? {
+    ///   - maximum: The longest wait honoured (default ``Duration/defaultMaximumWait``, one hour).
+    public static func parse(_ value: String, now: Date, maximum: Duration = .defaultMaximumWait) -> Duration? {
         let trimmed = value.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else { return nil }
         if trimmed.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
             // An absurdly long number still means "much later", not "unreadable".
-            return .seconds(Int64(trimmed) ?? 1_000_000_000)
+            guard let seconds = Int64(trimmed) else { return Swift.max(maximum, .zero) }
+            return .clampedSeconds(Double(seconds), max: maximum)
         }
         guard let date = HTTPDate.parse(trimmed) else { return nil }
-        let delta = Double(date) - now.timeIntervalSince1970
-        guard delta > 0 else { return .zero }
-        return .seconds(Int64(delta.rounded(.up)))
+        let nowSeconds = now.timeIntervalSince1970
+        guard nowSeconds.isFinite else { return nil }
+        return .clampedSeconds((Double(date) - nowSeconds).rounded(.up), max: maximum)
     }
 }

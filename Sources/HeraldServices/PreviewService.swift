@@ -37,7 +37,7 @@ public enum PreviewService {
     private static func build(_ id: Int64, samples sampleCount: Int, store: PreviewStore,
                               environment: ProviderEnvironment) async throws -> BroadcastPreview? {
         let scheduler = SchedulerStore(store.connection)
-        guard let definition = try await scheduler.definition(of: id, anyStatus: true) else { return nil }
+        guard let definition = try await scheduler.definition(of: id, statuses: nil) else { return nil }
         let status = try await store.connection.query("SELECT status FROM herald.broadcasts WHERE id = \(id)")[0].decode(String.self, at: 0)
         var preview = BroadcastPreview(
             broadcastID: id, name: definition.name, status: status, channel: definition.channel?.name, kind: definition.channel?.kind,

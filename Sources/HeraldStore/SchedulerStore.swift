@@ -1,3 +1,4 @@
+import HeraldCore
 import HeraldPostgres
 
 /// Every SQL statement the scheduler runs: due broadcasts, validation input, audience expansion,
@@ -61,15 +62,20 @@ public struct SchedulerStore: Sendable {
 
     /// How long until the next `scheduled` broadcast falls due, by the database's clock; nil when
     /// none is scheduled for later.
+    ///
+    /// Only finite times count: a `send_at` of `'infinity'` (possible in rows written before
+    /// migration 0008's check) would make the subtraction fail and, with it, the leader's whole
+    /// session; such a broadcast is failed by ``failUnreachableSendAt()`` instead. The result is
+    /// at most an hour (the caller sleeps no longer than its maintenance interval anyway).
     public func timeUntilNextSendAt() async throws -> Duration? {
         let rows = try await connection.query("""
             SELECT extract(epoch FROM min(starts_at) - now())::float8
             FROM herald.broadcasts
-            WHERE status = 'scheduled' AND starts_at > now()
+            WHERE status = 'scheduled' AND starts_at > now() AND isfinite(starts_at)
             """)
         guard let seconds = try rows.first?.decode(Double?.self, at: 0) else { return nil }
         // Rounded up, so a sleep of this length never wakes just before the broadcast is due.
-        return .milliseconds(Int64((max(0, seconds) * 1000).rounded(.up)) + 1)
+        return .clampedMilliseconds((seconds * 1000).rounded(.up)) + .milliseconds(1)
     }
 
     /// For a `local_send_at` broadcast that became due by its bound (`send_at`'s wall clock at
@@ -177,9 +183,9 @@ public struct SchedulerStore: Sendable {
         }
     }
 
-    /// Loads a `scheduled` broadcast for validation; nil when it is no longer `scheduled`.
-    /// - Parameter anyStatus: load it whatever its status (`herald preview` looks at drafts too).
-    public func definition(of id: Int64, anyStatus: Bool = false) async throws -> BroadcastDefinition? {
+    /// Loads a broadcast for validation; nil when its status is not one of `statuses`
+    /// (by default: no longer `scheduled`; nil: any status, as `herald preview` looks at drafts too).
+    public func definition(of id: Int64, statuses: [String]? = ["scheduled"]) async throws -> BroadcastDefinition? {
         let rows = try await connection.query("""
             SELECT b.id, b.name, b.channel_id, b.subject, b.body, b.html_body, b.template_id,
                    b.template_params::text,
@@ -194,7 +200,7 @@ public struct SchedulerStore: Sendable {
             FROM herald.broadcasts b
             LEFT JOIN herald.channels c ON c.id = b.channel_id
             LEFT JOIN herald.templates t ON t.id = b.template_id
-            WHERE b.id = \(id) AND (b.status = 'scheduled' OR \(anyStatus))
+            WHERE b.id = \(id) AND (\(statuses)::text[] IS NULL OR b.status = ANY(\(statuses)::text[]))
             """)
         guard let row = rows.first else { return nil }
         var channel: BroadcastDefinition.Channel?
@@ -225,6 +231,10 @@ public struct SchedulerStore: Sendable {
 
     /// Ends a `scheduled` broadcast as `failed` with `error`.
     ///
+    /// A row written before migration 0008 may hold values its checks (NOT VALID while such rows
+    /// exist) refuse on any update, which would make failing it impossible: such a
+    /// `template_params` or infinite `send_at` is cleared in the same write and named in `error`.
+    ///
     /// Normally nothing was expanded yet. If an interrupted expansion had already written some
     /// messages (validation runs again when it resumes, and the admin tool may have changed the
     /// channel meanwhile), the same statement deletes their jobs and ends their queued messages as
@@ -234,7 +244,16 @@ public struct SchedulerStore: Sendable {
     public func fail(_ id: Int64, error: String) async throws -> Bool {
         let rows = try await connection.query("""
             WITH failed AS (
-                UPDATE herald.broadcasts SET status = 'failed', error = \(error), finished_at = now()
+                UPDATE herald.broadcasts
+                SET status = 'failed', finished_at = now(),
+                    error = \(error) || CASE WHEN template_params IS NULL OR herald.is_string_array(template_params)
+                                                  OR strpos(\(error), 'template_params') > 0 THEN ''
+                                             ELSE ' (template_params ' || left(template_params::text, 200) || ' cleared: not an array of strings)' END
+                                     || CASE WHEN send_at IS NULL OR isfinite(send_at) OR strpos(\(error), 'send_at') > 0 THEN ''
+                                             ELSE ' (send_at ' || send_at::text || ' cleared)' END,
+                    template_params = CASE WHEN template_params IS NULL OR herald.is_string_array(template_params)
+                                           THEN template_params END,
+                    send_at = CASE WHEN isfinite(send_at) THEN send_at END
                 WHERE id = \(id) AND status = 'scheduled'
                 RETURNING id
             ), gone AS (
@@ -458,20 +477,23 @@ public struct SchedulerStore: Sendable {
         return try rows.map { try $0.decode(Int64.self, at: 0) }
     }
 
-    /// Ends up to `limit` unsent messages of `cancelled` broadcasts as `cancelled` and deletes
-    /// their jobs, in one statement.
+    /// Ends up to `limit` unsent messages of `cancelled` and `failed` broadcasts and deletes their
+    /// jobs, in one statement: a cancelled broadcast's as `cancelled`; a failed one's (an edit that
+    /// failed validation, a broadcast a worker could not prepare) as `failed`, with the
+    /// broadcast's `error` and `failed_at`, as the contract says of a broadcast that can no
+    /// longer be sent.
     ///
     /// A job held under a live lease (`lease_owner` set, `run_at > now()`) is left alone: its
     /// worker records the outcome. Once that lease expires unrecorded, a later call takes it.
     /// Rows another transaction has locked are skipped (`SKIP LOCKED`), never waited for.
     /// - Returns: how many messages were ended; call again while it returns `limit`.
-    public func cancelUnsent(limit: Int = 10_000) async throws -> Int {
+    public func endUnsent(limit: Int = 10_000) async throws -> Int {
         let rows = try await connection.query("""
             WITH doomed AS (
-                SELECT j.message_id
+                SELECT j.message_id, b.status AS broadcast_status, b.error AS broadcast_error
                 FROM herald.broadcasts b
                 JOIN herald.jobs j ON j.broadcast_id = b.id
-                WHERE b.status = 'cancelled'
+                WHERE b.status IN ('cancelled', 'failed')
                   AND NOT (j.lease_owner IS NOT NULL AND j.run_at > now())
                 LIMIT \(limit)
                 FOR UPDATE OF j SKIP LOCKED
@@ -480,14 +502,24 @@ public struct SchedulerStore: Sendable {
                 WHERE j.message_id = d.message_id
                 RETURNING j.message_id
             ), ended AS (
-                UPDATE herald.messages m SET status = 'cancelled'
-                FROM gone g
+                UPDATE herald.messages m
+                SET status = CASE WHEN d.broadcast_status = 'failed' THEN 'failed' ELSE 'cancelled' END,
+                    error = CASE WHEN d.broadcast_status = 'failed'
+                                 THEN coalesce('broadcast failed: ' || d.broadcast_error, 'broadcast failed') ELSE m.error END,
+                    failed_at = CASE WHEN d.broadcast_status = 'failed' THEN now() ELSE m.failed_at END
+                FROM gone g JOIN doomed d ON d.message_id = g.message_id
                 WHERE m.id = g.message_id AND m.status = 'queued'
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM ended)
             """)
         return try rows[0].decode(Int.self, at: 0)
+    }
+
+    /// The clean-up of cancelled broadcasts alone was ``endUnsent(limit:)``'s first job; kept for
+    /// callers of the old name.
+    public func cancelUnsent(limit: Int = 10_000) async throws -> Int {
+        try await endUnsent(limit: limit)
     }
 
     // MARK: Leadership
