@@ -60,7 +60,7 @@ struct WriteTimeCheckTests {
             let ch = try await Self.channel(c, rate: "1e-20")
             try await c.execute("INSERT INTO herald.broadcasts (name, channel_id, template_params, send_at) VALUES ('b', \(ch), '[null]', 'infinity')")
             let applied = try await Migrator().migrate(on: c)
-            #expect(applied.contains("0008_write_time_checks.sql"))
+            #expect(applied.contains("0012_write_time_checks.sql"))
             let rows = try await c.query("""
                 SELECT conname, convalidated FROM pg_constraint
                 WHERE connamespace = 'herald'::regnamespace
