@@ -54,11 +54,15 @@ public enum DatabaseRoles {
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA herald TO \(runtime)",
             "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA herald TO \(runtime)",
             "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA herald TO \(runtime)",
+            // The admin tool's writes run Herald's CHECK and trigger functions (array and window
+            // shapes, a broadcast's start). They are SECURITY INVOKER: calling one gives no
+            // access to a table the admin tool may not touch.
+            "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA herald TO \(admin)",
             // Objects the migrating user creates later (before the next `herald migrate` re-grants).
             "ALTER DEFAULT PRIVILEGES IN SCHEMA herald GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \(runtime)",
             "ALTER DEFAULT PRIVILEGES IN SCHEMA herald GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO \(runtime)",
             "ALTER DEFAULT PRIVILEGES IN SCHEMA herald REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",
-            "ALTER DEFAULT PRIVILEGES IN SCHEMA herald GRANT EXECUTE ON FUNCTIONS TO \(runtime)",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA herald GRANT EXECUTE ON FUNCTIONS TO \(runtime), \(admin)",
         ]
     }
 

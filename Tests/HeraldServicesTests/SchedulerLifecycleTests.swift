@@ -108,7 +108,7 @@ struct SchedulerLifecycleTests {
                 try await c.execute("UPDATE herald.jobs SET lease_owner = 'w1', run_at = now() + interval '1 minute', claims = 1 WHERE message_id = \(ids[1])")
                 try await c.execute("UPDATE herald.jobs SET lease_owner = 'w2', run_at = now() - interval '1 second', claims = 1 WHERE message_id = \(ids[2])")
                 try await c.execute("UPDATE herald.broadcasts SET status = 'cancelled' WHERE id = \(id)")
-                try await F.waitUntil("unleased jobs are gone", timeout: .seconds(3)) { try await F.jobCount(c, id) == 1 }
+                try await F.waitUntil("unleased jobs are gone", timeout: .seconds(30)) { try await F.jobCount(c, id) == 1 }
                 let m = try await c.query("SELECT id, status FROM herald.messages WHERE broadcast_id = \(id) ORDER BY id")
                     .map { try $0.decode(String.self, at: 1) }
                 #expect(m == ["sent", "queued", "cancelled", "cancelled"])

@@ -170,7 +170,7 @@ struct SchedulerValidationTests {
             let contact = try await F.contact(c)
             let id = try await testCase.setup(c, contact)
             try await F.withScheduler(db) {
-                try await F.waitUntil("it fails", timeout: .seconds(5)) { try await F.status(c, id) != "scheduled" }
+                try await F.waitUntil("it fails", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
             }
             #expect(try await F.status(c, id) == "failed")
             #expect(try await F.error(c, id) == testCase.error)
@@ -190,7 +190,7 @@ struct SchedulerValidationTests {
             let id = try await F.broadcast(c, channel: ch, body: nil, template: t,
                                            templateParams: #"["{{ first_name | default: \"there\" }}", "X1"]"#, contacts: [contact])
             try await F.withScheduler(db) {
-                try await F.waitUntil("it starts", timeout: .seconds(5)) { try await F.status(c, id) != "scheduled" }
+                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
             }
             #expect(try await F.status(c, id) == "sending")
             #expect(try await F.error(c, id) == nil)
