@@ -78,6 +78,10 @@ public struct SchedulerStore: Sendable {
         public var pickedCount: Int
         /// Items of `media` (0 when null).
         public var mediaCount: Int = 0
+        /// `template_header_params`, `template_button_params` and `media` as JSON text (nil when null).
+        public var templateHeaderParams: String? = nil
+        public var templateButtonParams: String? = nil
+        public var media: String? = nil
 
         public struct Channel: Sendable {
             public var id: Int64
@@ -100,6 +104,10 @@ public struct SchedulerStore: Sendable {
             public var headerFormat: String = "none"
             /// Items of `buttons` (0 when null).
             public var buttonCount: Int = 0
+            /// `header_text` (with `{{1}}` when the header takes a value).
+            public var headerText: String? = nil
+            /// `buttons` as JSON text.
+            public var buttons: String? = nil
         }
     }
 
@@ -113,7 +121,10 @@ public struct SchedulerStore: Sendable {
                    (SELECT count(*) FROM herald.broadcast_groups bg WHERE bg.broadcast_id = b.id),
                    (SELECT count(*) FROM herald.broadcast_contacts bc WHERE bc.broadcast_id = b.id),
                    coalesce(jsonb_array_length(b.media), 0) AS media_items,
-                   t.header_format, coalesce(jsonb_array_length(t.buttons), 0) AS template_buttons
+                   t.header_format, coalesce(jsonb_array_length(t.buttons), 0) AS template_buttons,
+                   t.header_text, t.buttons::text AS buttons_json,
+                   b.template_header_params::text AS template_header_params,
+                   b.template_button_params::text AS template_button_params, b.media::text AS media
             FROM herald.broadcasts b
             LEFT JOIN herald.channels c ON c.id = b.channel_id
             LEFT JOIN herald.templates t ON t.id = b.template_id
@@ -132,7 +143,9 @@ public struct SchedulerStore: Sendable {
                              language: try row.decode(String.self, at: 17), status: try row.decode(String.self, at: 18),
                              body: try row.decode(String.self, at: 19),
                              headerFormat: try row.decode(String.self, "header_format"),
-                             buttonCount: try row.decode(Int.self, "template_buttons"))
+                             buttonCount: try row.decode(Int.self, "template_buttons"),
+                             headerText: try row.decode(String?.self, "header_text"),
+                             buttons: try row.decode(String?.self, "buttons_json"))
         }
         return BroadcastDefinition(
             id: try row.decode(Int64.self, at: 0), name: try row.decode(String.self, at: 1),
@@ -141,7 +154,10 @@ public struct SchedulerStore: Sendable {
             templateID: try row.decode(Int64?.self, at: 6), templateParams: try row.decode(String?.self, at: 7),
             channel: channel, template: template,
             groupCount: try row.decode(Int.self, at: 20), pickedCount: try row.decode(Int.self, at: 21),
-            mediaCount: try row.decode(Int.self, "media_items"))
+            mediaCount: try row.decode(Int.self, "media_items"),
+            templateHeaderParams: try row.decode(String?.self, "template_header_params"),
+            templateButtonParams: try row.decode(String?.self, "template_button_params"),
+            media: try row.decode(String?.self, "media"))
     }
 
     /// Ends a `scheduled` broadcast as `failed` with `error`.
