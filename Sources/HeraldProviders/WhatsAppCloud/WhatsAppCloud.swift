@@ -19,7 +19,7 @@ public enum WhatsAppCloud {
     /// Herald's message id, which Meta echoes in status webhooks.
     ///
     /// - Parameters:
-    ///   - message: A message with `.whatsAppTemplate` or `.whatsAppText` content; `to` is sent as
+    ///   - message: A message with `.whatsAppTemplate`, `.whatsAppText` or `.whatsAppMedia` content; `to` is sent as
     ///     given (Meta accepts `+E.164` or digits).
     ///   - settings: The channel's settings.
     ///   - credentials: The channel's resolved secrets.
