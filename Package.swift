@@ -60,7 +60,7 @@ let package = Package(
         ], swiftSettings: herald),
         // `herald demo`: a private PostgreSQL, progress on the terminal, the final report.
         .target(name: "HeraldDemo", dependencies: [
-            "HeraldStore", "HeraldPostgres",
+            "HeraldStore", "HeraldPostgres", "HeraldCore",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: herald),

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 import HeraldStore
 import Logging
@@ -122,7 +123,7 @@ public final class DemoProgress: Service, Sendable {
     }
 
     private func draw(_ rows: [DemoReportRow], rates: RateWindow, elapsed: Duration) {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         let total = rows.reduce(0) { $0 + $1.recipients }
         let done = rows.reduce(0) { $0 + $1.done }
         let header = String(format: "%6.1f s  ", seconds)
@@ -194,7 +195,7 @@ struct RateWindow {
     func rate(of id: Int64) -> Double {
         guard let first = samples.first, let last = samples.last, last.at > first.at else { return 0 }
         let span = last.at - first.at
-        let seconds = Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18
+        let seconds = span.inSeconds
         return Double((last.handled[id] ?? 0) - (first.handled[id] ?? 0)) / seconds
     }
 

@@ -96,6 +96,18 @@ public enum ProviderAnswer: Sendable {
     case simulated(DeliveryOutcome)
 }
 
+extension ProviderAnswer {
+    /// The outcome of an HTTP provider's request: the response as `read` classifies it, a
+    /// transport failure by what it proves (nothing sent, or maybe sent).
+    func httpOutcome(provider: String, now: Date, read: (HTTPResponse, Date) -> DeliveryOutcome) -> DeliveryOutcome {
+        switch self {
+        case .http(let response): read(response, now)
+        case .transportFailed(let error): DeliveryOutcome.classify(transportError: error)
+        case .mailAccepted, .simulated: .permanent(code: nil, message: "\(provider) got an answer of another provider")
+        }
+    }
+}
+
 /// What a provider may read from the `herald` process: the secrets that `*_env` settings name,
 /// and the process-wide settings that requests need.
 public struct ProviderEnvironment: Sendable {

@@ -1,3 +1,4 @@
+import HeraldCore
 import HeraldPostgres
 
 /// What `herald demo` writes, as the admin tool would: a realistic audience, sandbox channels,
@@ -147,7 +148,7 @@ public enum DemoSeed {
             Spec(name: "VIP early access · WhatsApp (later)", kind: "whatsapp", groups: ["Lagos VIP", "Abuja"],
                  body: #"{{ first_name | default: "Hello" }}, VIP early access opens now. Reply YES to reserve."#, later: true),
         ]
-        let laterSeconds = Double(options.laterDelay.components.seconds) + Double(options.laterDelay.components.attoseconds) / 1e18
+        let laterSeconds = options.laterDelay.inSeconds
         var broadcasts: [Int64] = []
         for spec in specs {
             let params = try spec.params.map { try PostgresJSON(encoding: $0) }

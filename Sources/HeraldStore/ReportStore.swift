@@ -128,13 +128,14 @@ public struct ReportStore: Sendable {
 
     private static func report(_ r: PostgresRow) throws -> BroadcastReport {
         BroadcastReport(
-            broadcastID: try r.decode(Int64.self, at: 0), name: try r.decode(String.self, at: 1),
-            channel: try r.decode(String.self, at: 2), status: try r.decode(String.self, at: 3),
-            sendAt: try r.decode(Date?.self, at: 4), startedAt: try r.decode(Date?.self, at: 5),
-            finishedAt: try r.decode(Date?.self, at: 6), recipients: try r.decode(Int.self, at: 7),
-            queued: try r.decode(Int.self, at: 8), sending: try r.decode(Int.self, at: 9), sent: try r.decode(Int.self, at: 10),
-            delivered: try r.decode(Int.self, at: 11), read: try r.decode(Int.self, at: 12), failed: try r.decode(Int.self, at: 13),
-            skipped: try r.decode(Int.self, at: 14), cancelled: try r.decode(Int.self, at: 15))
+            broadcastID: try r.decode(Int64.self, "broadcast_id"), name: try r.decode(String.self, "name"),
+            channel: try r.decode(String.self, "channel"), status: try r.decode(String.self, "status"),
+            sendAt: try r.decode(Date?.self, "send_at"), startedAt: try r.decode(Date?.self, "started_at"),
+            finishedAt: try r.decode(Date?.self, "finished_at"), recipients: try r.decode(Int.self, "recipients"),
+            queued: try r.decode(Int.self, "queued"), sending: try r.decode(Int.self, "sending"), sent: try r.decode(Int.self, "sent"),
+            delivered: try r.decode(Int.self, "delivered"), read: try r.decode(Int.self, "read"),
+            failed: try r.decode(Int.self, "failed"), skipped: try r.decode(Int.self, "skipped"),
+            cancelled: try r.decode(Int.self, "cancelled"))
     }
 
     // MARK: herald demo
@@ -144,19 +145,19 @@ public struct ReportStore: Sendable {
         let rows = try await connection.query("""
             SELECT broadcast_id, name, channel, status, recipients, queued, sending, sent, delivered, read, failed,
                    skipped, cancelled,
-                   CASE WHEN send_at > now() THEN extract(epoch FROM send_at - now())::float8 END
+                   CASE WHEN send_at > now() THEN extract(epoch FROM send_at - now())::float8 END AS starts_in
             FROM herald.broadcast_report
             WHERE broadcast_id = ANY(\(ids)::bigint[])
             ORDER BY broadcast_id
             """)
         return try rows.map { r in
-            DemoReportRow(broadcastID: try r.decode(Int64.self, at: 0), name: try r.decode(String.self, at: 1),
-                          channel: try r.decode(String.self, at: 2), status: try r.decode(String.self, at: 3),
-                          recipients: try r.decode(Int64.self, at: 4), queued: try r.decode(Int64.self, at: 5),
-                          sending: try r.decode(Int64.self, at: 6), sent: try r.decode(Int64.self, at: 7),
-                          delivered: try r.decode(Int64.self, at: 8), read: try r.decode(Int64.self, at: 9),
-                          failed: try r.decode(Int64.self, at: 10), skipped: try r.decode(Int64.self, at: 11),
-                          cancelled: try r.decode(Int64.self, at: 12), startsIn: try r.decode(Double?.self, at: 13))
+            DemoReportRow(broadcastID: try r.decode(Int64.self, "broadcast_id"), name: try r.decode(String.self, "name"),
+                          channel: try r.decode(String.self, "channel"), status: try r.decode(String.self, "status"),
+                          recipients: try r.decode(Int64.self, "recipients"), queued: try r.decode(Int64.self, "queued"),
+                          sending: try r.decode(Int64.self, "sending"), sent: try r.decode(Int64.self, "sent"),
+                          delivered: try r.decode(Int64.self, "delivered"), read: try r.decode(Int64.self, "read"),
+                          failed: try r.decode(Int64.self, "failed"), skipped: try r.decode(Int64.self, "skipped"),
+                          cancelled: try r.decode(Int64.self, "cancelled"), startsIn: try r.decode(Double?.self, "starts_in"))
         }
     }
 

@@ -93,6 +93,7 @@ public struct TwilioChannel: ConfiguredChannel, CustomStringConvertible {
     let publicURL: String?
     let timeout: Duration
 
+    static let providerName = "twilio"
     public var policy: DeliveryPolicy { settings.policy }
 
     public func request(for message: OutgoingMessage) throws(MessageBuildError) -> ProviderRequest {
@@ -101,11 +102,7 @@ public struct TwilioChannel: ConfiguredChannel, CustomStringConvertible {
     }
 
     public func classify(_ answer: ProviderAnswer, for request: ProviderRequest, now: Date) -> DeliveryOutcome {
-        switch answer {
-        case .http(let response): Twilio.classify(response, now: now)
-        case .transportFailed(let error): DeliveryOutcome.classify(transportError: error)
-        case .mailAccepted, .simulated: .permanent(code: nil, message: "twilio got an answer of another provider")
-        }
+        answer.httpOutcome(provider: Self.providerName, now: now) { Twilio.classify($0, now: $1) }
     }
 
     public var description: String { "TwilioChannel(\(settings.accountSID), <redacted>)" }

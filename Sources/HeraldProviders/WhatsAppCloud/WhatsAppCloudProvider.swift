@@ -82,6 +82,7 @@ public struct WhatsAppCloudChannel: ConfiguredChannel, CustomStringConvertible {
     let credentials: WhatsAppCloudCredentials
     let timeout: Duration
 
+    static let providerName = "whatsapp_cloud"
     public var policy: DeliveryPolicy { settings.policy }
 
     public func request(for message: OutgoingMessage) throws(MessageBuildError) -> ProviderRequest {
@@ -89,11 +90,7 @@ public struct WhatsAppCloudChannel: ConfiguredChannel, CustomStringConvertible {
     }
 
     public func classify(_ answer: ProviderAnswer, for request: ProviderRequest, now: Date) -> DeliveryOutcome {
-        switch answer {
-        case .http(let response): WhatsAppCloud.classify(response, now: now)
-        case .transportFailed(let error): DeliveryOutcome.classify(transportError: error)
-        case .mailAccepted, .simulated: .permanent(code: nil, message: "whatsapp_cloud got an answer of another provider")
-        }
+        answer.httpOutcome(provider: Self.providerName, now: now) { WhatsAppCloud.classify($0, now: $1) }
     }
 
     public var description: String { "WhatsAppCloudChannel(\(settings.phoneNumberID), <redacted>)" }
