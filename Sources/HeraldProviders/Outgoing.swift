@@ -13,11 +13,18 @@ public struct OutgoingMessage: Sendable, Equatable {
 
     /// What to send.
     public enum Content: Sendable, Equatable {
-        /// An approved WhatsApp template with its body parameters (`{{1}}`, `{{2}}`, … in order).
-        case whatsAppTemplate(name: String, language: String, parameters: [String])
+        /// An approved WhatsApp template with its body parameters (`{{1}}`, `{{2}}`, … in order),
+        /// its header's value when the header takes one (a text header's placeholder, a media
+        /// header's file), and the values of the buttons that take one, in button order.
+        case whatsAppTemplate(name: String, language: String, parameters: [String],
+                              header: WhatsAppTemplateHeader? = nil, buttons: [WhatsAppTemplateButton] = [])
         /// Free-form WhatsApp text (only inside the 24-hour customer service window).
         case whatsAppText(body: String)
-        case sms(body: String)
+        /// A free-form WhatsApp media message (only inside the 24-hour window); `caption` for an
+        /// image, video or document (audio takes none).
+        case whatsAppMedia(OutgoingMedia, caption: String?)
+        /// An SMS, or an MMS when `mediaURLs` is not empty (at most 10).
+        case sms(body: String, mediaURLs: [String] = [])
         /// A mail; with `html` it becomes `multipart/alternative`. `unsubscribeURL` is the rendered,
         /// per-contact URL for `List-Unsubscribe`.
         case email(subject: String, text: String, html: String?, unsubscribeURL: String?)

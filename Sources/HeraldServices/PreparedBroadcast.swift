@@ -16,6 +16,8 @@ struct PreparedBroadcast: Sendable {
     let html: CompiledTemplate?
     let params: [CompiledTemplate]
     let unsubscribe: CompiledTemplate?
+    /// Media, and the template's header and buttons.
+    let rich: RichContent
     /// Custom fields the templates read; the claim fetches only these.
     let attributeKeys: [String]
 
@@ -43,9 +45,17 @@ struct PreparedBroadcast: Sendable {
         self.params = params
         unsubscribe = try BroadcastProblem.compile(channel.unsubscribeURLTemplate,
                                                    field: BroadcastProblem.unsubscribeField(channel: info.channelName))
+        let template = info.templateName.map {
+            RichContent.TemplateShape(name: $0, headerFormat: info.templateHeaderFormat ?? "none",
+                                      headerText: info.templateHeaderText, buttons: info.templateButtons)
+        }
+        rich = try RichContent.make(kind: kind, template: template, headerParams: info.templateHeaderParams,
+                                    buttonParams: info.templateButtonParams, media: info.media, body: info.body,
+                                    environment: environment)
         var keys: [String] = []
-        for t in [subject, body, html, unsubscribe].compactMap({ $0 }) + params {
-            for k in t.attributeKeys where !keys.contains(k) { keys.append(k) }
+        for k in [subject, body, html, unsubscribe].compactMap({ $0 }).flatMap(\.attributeKeys)
+            + params.flatMap(\.attributeKeys) + rich.attributeKeys where !keys.contains(k) {
+            keys.append(k)
         }
         attributeKeys = keys
     }
@@ -61,17 +71,23 @@ struct PreparedBroadcast: Sendable {
         case .whatsapp:
             if let name = info.templateName {
                 content = .whatsAppTemplate(name: name, language: info.templateLanguage ?? "en_US",
-                                            parameters: params.map { $0.render(contact) })
+                                            parameters: params.map { $0.render(contact) },
+                                            header: rich.templateHeader(for: contact), buttons: rich.templateButtons(for: contact))
             } else {
                 guard let last = job.lastInboundAt, now.timeIntervalSince(last) <= 24 * 3600 else {
                     return .failure(.skip(.outsideWhatsAppWindow))
                 }
-                content = .whatsAppText(body: body?.render(contact) ?? "")
+                if let media = rich.media.first {
+                    content = .whatsAppMedia(media.render(contact), caption: body?.render(contact))
+                } else {
+                    content = .whatsAppText(body: body?.render(contact) ?? "")
+                }
             }
         case .sms:
             let text = body?.render(contact) ?? ""
             segments = SMSSegments.count(text)
-            content = .sms(body: text)
+            // Validation let only URLs through on SMS (no WhatsApp media ids).
+            content = .sms(body: text, mediaURLs: rich.media.compactMap { $0.url?.render(contact) })
         case .email:
             content = .email(subject: subject?.render(contact) ?? "", text: body?.render(contact) ?? "",
                              html: html?.render(contact, escapeHTML: true), unsubscribeURL: unsubscribe?.render(contact, encoding: .url))

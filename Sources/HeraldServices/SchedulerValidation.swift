@@ -18,9 +18,12 @@ import HeraldStore
 ///    strings with exactly as many entries as the template has placeholders; an email has a
 ///    subject and a `body` or `html_body`; an SMS, and a WhatsApp message without a template,
 ///    have a `body`;
-/// 4. every personalization tag is known, in `subject`, `body`, `html_body`, each
-///    `template_params` entry and the channel's `unsubscribe_url`;
-/// 5. the audience is not empty.
+/// 4. the media, the template's header and its buttons follow the contract's Media rules
+///    (``RichContent``: each rule its own error);
+/// 5. every personalization tag is known, in `subject`, `body`, `html_body`, each
+///    `template_params`, `template_header_params` and `template_button_params` entry, each media
+///    URL and the channel's `unsubscribe_url`;
+/// 6. the audience is not empty.
 ///
 /// **An empty audience fails the broadcast** (`audience is empty: …`) rather than completing it
 /// with zero recipients: a broadcast that reaches nobody is almost always a mistake in the admin
@@ -61,10 +64,8 @@ public enum SchedulerValidation {
                                                         settingsJSON: channel.settings, registry: registry,
                                                         environment: environment)
 
-        guard b.mediaCount == 0 else {
-            throw BroadcastProblem("media is not supported yet by this version of Herald: remove the broadcast's media to send it as text")
-        }
         var params: [String] = []
+        var shape: RichContent.TemplateShape?
         // The registry accepted the kind, so it is one of ChannelKind's.
         switch ChannelKind(rawValue: channel.kind) {
         case .whatsapp:
@@ -76,20 +77,14 @@ public enum SchedulerValidation {
                 guard template.status == "approved" else {
                     throw BroadcastProblem("template \(quoted(template.name)) is not approved (status: \(template.status))")
                 }
-                // Template headers and buttons are the contract, but this version sends body
-                // parameters only: refuse rather than send the template without them.
-                guard template.headerFormat == "none" else {
-                    throw BroadcastProblem("template \(quoted(template.name)) has header_format \(template.headerFormat), which this version of Herald cannot send yet")
-                }
-                guard template.buttonCount == 0 else {
-                    throw BroadcastProblem("template \(quoted(template.name)) has buttons, which this version of Herald cannot send yet")
-                }
-                params = try parseParams(b.templateParams)
+                shape = RichContent.TemplateShape(name: template.name, headerFormat: template.headerFormat,
+                                                  headerText: template.headerText, buttons: template.buttons)
+                params = try RichContent.strings(b.templateParams, field: "template_params")
                 let needed = WhatsAppTemplateBody.placeholderCount(template.body)
                 guard needed == params.count else {
                     throw BroadcastProblem("template \(quoted(template.name)) has \(needed) placeholder(s) but template_params has \(params.count) value(s)")
                 }
-            } else if isBlank(b.body) {
+            } else if isBlank(b.body) && b.mediaCount == 0 {
                 throw BroadcastProblem("body is empty: a WhatsApp broadcast without a template needs one")
             }
         case .sms:
@@ -103,6 +98,13 @@ public enum SchedulerValidation {
             throw BroadcastProblem("channel \(quoted(channel.name)): unknown kind \(quoted(channel.kind))")
         }
 
+        // Media, the template's header and buttons: the rules RichContent names.
+        if let kind = ChannelKind(rawValue: channel.kind) {
+            _ = try RichContent.make(kind: kind, template: shape, headerParams: b.templateHeaderParams,
+                                     buttonParams: b.templateButtonParams, media: b.media, body: b.body,
+                                     environment: environment)
+        }
+
         _ = try BroadcastProblem.compile(b.subject, field: "subject")
         _ = try BroadcastProblem.compile(b.body, field: "body")
         _ = try BroadcastProblem.compile(b.htmlBody, field: "html_body")
@@ -111,19 +113,6 @@ public enum SchedulerValidation {
                                          field: BroadcastProblem.unsubscribeField(channel: channel.name))
 
         if b.groupCount == 0 && b.pickedCount == 0 { throw BroadcastProblem(noAudience) }
-    }
-
-    private static func parseParams(_ json: String?) throws(BroadcastProblem) -> [String] {
-        guard let json else { return [] }
-        guard let array = (try? JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed])) as? [Any] else {
-            throw BroadcastProblem("template_params is not a JSON array")
-        }
-        var values: [String] = []
-        for (i, element) in array.enumerated() {
-            guard let s = element as? String else { throw BroadcastProblem("template_params[\(i)] is not a string") }
-            values.append(s)
-        }
-        return values
     }
 
     private static func isBlank(_ s: String?) -> Bool {

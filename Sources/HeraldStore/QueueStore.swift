@@ -21,6 +21,14 @@ public struct ActiveBroadcast: Sendable, Equatable {
     public var templateName: String?
     public var templateLanguage: String?
     public var templateParams: [String]
+    /// The template's `header_format`, `header_text` and `buttons` (JSON text); nil without a template.
+    public var templateHeaderFormat: String? = nil
+    public var templateHeaderText: String? = nil
+    public var templateButtons: String? = nil
+    /// `template_header_params`, `template_button_params` and `media` as JSON text (nil when null).
+    public var templateHeaderParams: String? = nil
+    public var templateButtonParams: String? = nil
+    public var media: String? = nil
 }
 
 /// One claimed job with the contact data needed to render and address its message.
@@ -87,7 +95,10 @@ public struct QueueStore: Sendable {
         let rows = try await connection.query("""
             SELECT b.id, b.channel_id, c.name, c.kind, c.provider, c.settings::text, c.rate_per_second::float8, c.burst,
                    b.subject, b.body, b.html_body, t.name, t.language,
-                   coalesce(ARRAY(SELECT jsonb_array_elements_text(b.template_params)), '{}') AS params
+                   coalesce(ARRAY(SELECT jsonb_array_elements_text(b.template_params)), '{}') AS params,
+                   t.header_format, t.header_text, t.buttons::text AS template_buttons,
+                   b.template_header_params::text AS template_header_params,
+                   b.template_button_params::text AS template_button_params, b.media::text AS media
             FROM herald.broadcasts b
             JOIN herald.channels c ON c.id = b.channel_id
             LEFT JOIN herald.templates t ON t.id = b.template_id
@@ -103,7 +114,13 @@ public struct QueueStore: Sendable {
                 ratePerSecond: try r.decode(Double.self, at: 6), burst: try r.decode(Int.self, at: 7),
                 subject: try r.decode(String?.self, at: 8), body: try r.decode(String?.self, at: 9),
                 htmlBody: try r.decode(String?.self, at: 10), templateName: try r.decode(String?.self, at: 11),
-                templateLanguage: try r.decode(String?.self, at: 12), templateParams: try r.decode([String].self, at: 13))
+                templateLanguage: try r.decode(String?.self, at: 12), templateParams: try r.decode([String].self, at: 13),
+                templateHeaderFormat: try r.decode(String?.self, "header_format"),
+                templateHeaderText: try r.decode(String?.self, "header_text"),
+                templateButtons: try r.decode(String?.self, "template_buttons"),
+                templateHeaderParams: try r.decode(String?.self, "template_header_params"),
+                templateButtonParams: try r.decode(String?.self, "template_button_params"),
+                media: try r.decode(String?.self, "media"))
         }
     }
 

@@ -159,6 +159,11 @@ public struct SchedulerStore: Sendable {
             }
         }
 
+        /// `template_header_params`, `template_button_params` and `media` as JSON text (nil when null).
+        public var templateHeaderParams: String? = nil
+        public var templateButtonParams: String? = nil
+        public var media: String? = nil
+
         public struct Channel: Sendable {
             public var id: Int64
             public var name: String
@@ -180,6 +185,10 @@ public struct SchedulerStore: Sendable {
             public var headerFormat: String = "none"
             /// Items of `buttons` (0 when null).
             public var buttonCount: Int = 0
+            /// `header_text` (with `{{1}}` when the header takes a value).
+            public var headerText: String? = nil
+            /// `buttons` as JSON text.
+            public var buttons: String? = nil
         }
     }
 
@@ -196,7 +205,10 @@ public struct SchedulerStore: Sendable {
                    coalesce(jsonb_array_length(b.media), 0) AS media_items,
                    t.header_format, coalesce(jsonb_array_length(t.buttons), 0) AS template_buttons,
                    b.send_window::text AS send_window, b.local_send_at, b.time_zone,
-                   (b.time_zone IS NULL OR herald.time_zone_known(b.time_zone)) AS time_zone_known
+                   (b.time_zone IS NULL OR herald.time_zone_known(b.time_zone)) AS time_zone_known,
+                   t.header_text, t.buttons::text AS buttons_json,
+                   b.template_header_params::text AS template_header_params,
+                   b.template_button_params::text AS template_button_params, b.media::text AS media
             FROM herald.broadcasts b
             LEFT JOIN herald.channels c ON c.id = b.channel_id
             LEFT JOIN herald.templates t ON t.id = b.template_id
@@ -215,7 +227,9 @@ public struct SchedulerStore: Sendable {
                              language: try row.decode(String.self, at: 17), status: try row.decode(String.self, at: 18),
                              body: try row.decode(String.self, at: 19),
                              headerFormat: try row.decode(String.self, "header_format"),
-                             buttonCount: try row.decode(Int.self, "template_buttons"))
+                             buttonCount: try row.decode(Int.self, "template_buttons"),
+                             headerText: try row.decode(String?.self, "header_text"),
+                             buttons: try row.decode(String?.self, "buttons_json"))
         }
         return BroadcastDefinition(
             id: try row.decode(Int64.self, at: 0), name: try row.decode(String.self, at: 1),
@@ -226,7 +240,10 @@ public struct SchedulerStore: Sendable {
             groupCount: try row.decode(Int.self, at: 20), pickedCount: try row.decode(Int.self, at: 21),
             mediaCount: try row.decode(Int.self, "media_items"),
             timing: .init(sendWindow: try row.decode(String?.self, "send_window"), localSendAt: try row.decode(Bool.self, "local_send_at"),
-                          timeZone: try row.decode(String?.self, "time_zone"), timeZoneKnown: try row.decode(Bool.self, "time_zone_known")))
+                          timeZone: try row.decode(String?.self, "time_zone"), timeZoneKnown: try row.decode(Bool.self, "time_zone_known")),
+            templateHeaderParams: try row.decode(String?.self, "template_header_params"),
+            templateButtonParams: try row.decode(String?.self, "template_button_params"),
+            media: try row.decode(String?.self, "media"))
     }
 
     /// Ends a `scheduled` broadcast as `failed` with `error`.

@@ -138,20 +138,6 @@ struct SchedulerValidationTests {
             let t = try await template(c, channel: ch)
             return try await F.broadcast(c, channel: ch, template: t, templateParams: #"["a", "b"]"#, contacts: [contact])
         },
-        ValidationCase(name: "media, not sent by this version",
-                       error: "media is not supported yet by this version of Herald: remove the broadcast's media to send it as text") { c, contact in
-            let ch = try await F.channel(c)
-            let id = try await F.broadcast(c, channel: ch, contacts: [contact])
-            try await c.execute(#"UPDATE herald.broadcasts SET media = '[{"type": "image", "url": "https://cdn.example/a.png"}]' WHERE id = \#(id)"#)
-            return id
-        },
-        ValidationCase(name: "template with an image header, not sent by this version",
-                       error: #"template "promo" has header_format image, which this version of Herald cannot send yet"#) { c, contact in
-            let ch = try await whatsApp(c)
-            let t = try await template(c, channel: ch)
-            try await c.execute("UPDATE herald.templates SET header_format = 'image' WHERE id = \(t)")
-            return try await F.broadcast(c, channel: ch, body: nil, template: t, templateParams: #"["a", "b"]"#, contacts: [contact])
-        },
         ValidationCase(name: "no audience at all", error: SchedulerValidation.noAudience) { c, _ in
             let ch = try await F.channel(c)
             return try await F.broadcast(c, channel: ch)

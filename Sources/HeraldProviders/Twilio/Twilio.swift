@@ -5,7 +5,8 @@ import HeraldTransport
 public enum Twilio {
     /// Builds `POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json` with basic auth
     /// (account SID, auth token) and a form body with, in order, `To`, `From` (when set),
-    /// `MessagingServiceSid` (when set), `Body` and `StatusCallback` (when known).
+    /// `MessagingServiceSid` (when set), `Body`, one `MediaUrl` per media item (an MMS, at most
+    /// ``maxMediaURLs``, in the broadcast's order) and `StatusCallback` (when known).
     ///
     /// `StatusCallback` carries Herald's message id as the query parameter
     /// ``messageIDParameter`` (see ``statusCallback(_:messageID:)``): Twilio posts every status of
@@ -22,13 +23,17 @@ public enum Twilio {
     public static func request(for message: OutgoingMessage, settings: TwilioSettings,
                                credentials: TwilioCredentials, publicURL: String? = nil,
                                timeout: Duration = .seconds(15)) throws(MessageBuildError) -> HTTPRequest {
-        guard case .sms(let body) = message.content else {
+        guard case .sms(let body, let mediaURLs) = message.content else {
             throw MessageBuildError("twilio sends only SMS content")
+        }
+        guard mediaURLs.count <= maxMediaURLs else {
+            throw MessageBuildError("twilio takes at most \(maxMediaURLs) media URLs in one message, not \(mediaURLs.count)")
         }
         var fields: [(String, String)] = [("To", message.to)]
         if let from = settings.from { fields.append(("From", from)) }
         if let service = settings.messagingServiceSID { fields.append(("MessagingServiceSid", service)) }
         fields.append(("Body", body))
+        for url in mediaURLs { fields.append(("MediaUrl", url)) }
         if let callback = settings.statusCallback(publicURL: publicURL) {
             fields.append(("StatusCallback", statusCallback(callback, messageID: message.messageID)))
         }
@@ -40,6 +45,9 @@ public enum Twilio {
             basicAuth: (user: settings.accountSID, password: credentials.authToken),
             timeout: timeout)
     }
+
+    /// Twilio takes at most 10 `MediaUrl`s per message.
+    public static let maxMediaURLs = 10
 
     /// The query parameter of `StatusCallback` that carries Herald's message id.
     public static let messageIDParameter = "herald_message_id"

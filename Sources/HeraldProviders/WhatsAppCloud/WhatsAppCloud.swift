@@ -12,11 +12,14 @@ public enum WhatsAppCloud {
     ///  "components":[{"type":"body","parameters":[{"type":"text","text":"Ada"}]}]},
     ///  "biz_opaque_callback_data":"42"}
     /// ```
-    /// or `"type":"text","text":{"preview_url":false,"body":"…"}`. `biz_opaque_callback_data` carries
+    /// or `"type":"text","text":{"preview_url":false,"body":"…"}`, or a media message
+    /// `"type":"image","image":{"link":"https://…","caption":"…"}` (`id` instead of `link` for an
+    /// upload at Meta; `filename` for a document; no caption for audio). A template's header and
+    /// buttons: see ``writeComponents(parameters:header:buttons:to:)``. `biz_opaque_callback_data` carries
     /// Herald's message id, which Meta echoes in status webhooks.
     ///
     /// - Parameters:
-    ///   - message: A message with `.whatsAppTemplate` or `.whatsAppText` content; `to` is sent as
+    ///   - message: A message with `.whatsAppTemplate`, `.whatsAppText` or `.whatsAppMedia` content; `to` is sent as
     ///     given (Meta accepts `+E.164` or digits).
     ///   - settings: The channel's settings.
     ///   - credentials: The channel's resolved secrets.
@@ -44,34 +47,127 @@ public enum WhatsAppCloud {
         json.raw(#"{"messaging_product":"whatsapp","recipient_type":"individual","to":"#)
         json.string(message.to)
         switch message.content {
-        case .whatsAppTemplate(let name, let language, let parameters):
+        case .whatsAppTemplate(let name, let language, let parameters, let header, let buttons):
             json.raw(#","type":"template","template":{"name":"#)
             json.string(name)
             json.raw(#","language":{"code":"#)
             json.string(language)
             json.raw("}")
-            if !parameters.isEmpty {
-                json.raw(#","components":[{"type":"body","parameters":["#)
-                for (index, parameter) in parameters.enumerated() {
-                    if index > 0 { json.raw(",") }
-                    json.raw(#"{"type":"text","text":"#)
-                    json.string(parameter)
-                    json.raw("}")
-                }
-                json.raw("]}]")
-            }
+            writeComponents(parameters: parameters, header: header, buttons: buttons, to: &json)
             json.raw("}")
         case .whatsAppText(let body):
             json.raw(#","type":"text","text":{"preview_url":false,"body":"#)
             json.string(body)
             json.raw("}")
+        case .whatsAppMedia(let media, let caption):
+            json.raw(#","type":"#)
+            json.string(media.kind.rawValue)
+            json.raw(",")
+            json.string(media.kind.rawValue)
+            json.raw(":")
+            writeMediaObject(media, caption: media.kind == .audio ? nil : caption, to: &json)
         case .sms, .email:
-            throw MessageBuildError("whatsapp_cloud sends only WhatsApp template or text content")
+            throw MessageBuildError("whatsapp_cloud sends only WhatsApp template, text or media content")
         }
         json.raw(#","biz_opaque_callback_data":"#)
         json.string(String(message.messageID))
         json.raw("}")
         return json.bytes
+    }
+
+    /// A template's `components`, in Meta's order (header, body, buttons); none at all when no
+    /// component takes a value.
+    ///
+    /// ```
+    /// "components":[
+    ///  {"type":"header","parameters":[{"type":"image","image":{"link":"https://…"}}]},
+    ///  {"type":"body","parameters":[{"type":"text","text":"Ada"}]},
+    ///  {"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":"A1"}]},
+    ///  {"type":"button","sub_type":"quick_reply","index":"1","parameters":[{"type":"payload","payload":"stop"}]},
+    ///  {"type":"button","sub_type":"copy_code","index":"2","parameters":[{"type":"coupon_code","coupon_code":"X"}]}]
+    /// ```
+    /// A text header's value is `{"type":"text","text":…}`; a media header's is its kind with
+    /// `link` or `id` (and `filename` for a document). Meta takes `index` as a string.
+    private static func writeComponents(parameters: [String], header: WhatsAppTemplateHeader?,
+                                        buttons: [WhatsAppTemplateButton], to json: inout JSONWriter) {
+        guard header != nil || !parameters.isEmpty || !buttons.isEmpty else { return }
+        json.raw(#","components":["#)
+        var first = true
+        func separate(_ json: inout JSONWriter) {
+            if !first { json.raw(",") }
+            first = false
+        }
+        if let header {
+            separate(&json)
+            json.raw(#"{"type":"header","parameters":["#)
+            switch header {
+            case .text(let text):
+                json.raw(#"{"type":"text","text":"#)
+                json.string(text)
+                json.raw("}")
+            case .media(let media):
+                json.raw(#"{"type":"#)
+                json.string(media.kind.rawValue)
+                json.raw(",")
+                json.string(media.kind.rawValue)
+                json.raw(":")
+                writeMediaObject(media, caption: nil, to: &json)
+                json.raw("}")
+            }
+            json.raw("]}")
+        }
+        if !parameters.isEmpty {
+            separate(&json)
+            json.raw(#"{"type":"body","parameters":["#)
+            for (index, parameter) in parameters.enumerated() {
+                if index > 0 { json.raw(",") }
+                json.raw(#"{"type":"text","text":"#)
+                json.string(parameter)
+                json.raw("}")
+            }
+            json.raw("]}")
+        }
+        for button in buttons {
+            separate(&json)
+            json.raw(#"{"type":"button","sub_type":"#)
+            json.string(button.kind.rawValue)
+            json.raw(#","index":"#)
+            json.string(String(button.index))
+            json.raw(#","parameters":[{"type":"#)
+            let parameterType = switch button.kind {
+            case .url: "text"
+            case .quickReply: "payload"
+            case .copyCode: "coupon_code"
+            }
+            json.string(parameterType)
+            json.raw(",")
+            json.string(parameterType)
+            json.raw(":")
+            json.string(button.value)
+            json.raw("}]}")
+        }
+        json.raw("]")
+    }
+
+    /// `{"link":…}` or `{"id":…}`, then `caption` when given, then `filename` for a document.
+    private static func writeMediaObject(_ media: OutgoingMedia, caption: String?, to json: inout JSONWriter) {
+        switch media.source {
+        case .link(let url):
+            json.raw(#"{"link":"#)
+            json.string(url)
+        case .whatsAppMediaID(let id):
+            json.raw(#"{"id":"#)
+            json.string(id)
+        }
+        if let caption, !caption.isEmpty {
+            json.raw(#","caption":"#)
+            json.string(caption)
+        }
+        if media.kind == .document, let filename = media.filename, !filename.isEmpty {
+            json.raw(#","filename":"#)
+            json.string(filename)
+        }
+        json.raw("}")
     }
 
     /// Error codes that mean "too fast": retried later, and the channel should slow down.
