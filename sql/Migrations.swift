@@ -27,6 +27,7 @@ public enum Migrations {
         Migration(version: 6, name: "0006_drop_status_index.sql", sql: text(PackageResources._006_drop_status_index_sql)),
         Migration(version: 7, name: "0007_hot_message_updates.sql", sql: text(PackageResources._007_hot_message_updates_sql)),
         Migration(version: 8, name: "0008_contract_columns.sql", sql: text(PackageResources._008_contract_columns_sql)),
+        Migration(version: 19, name: "0019_consent.sql", sql: text(PackageResources._019_consent_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

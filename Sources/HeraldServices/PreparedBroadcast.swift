@@ -16,6 +16,8 @@ struct PreparedBroadcast: Sendable {
     let html: CompiledTemplate?
     let params: [CompiledTemplate]
     let unsubscribe: CompiledTemplate?
+    /// Makes each message's `{{ unsubscribe_url }}`; nil when the process has no links configured.
+    let unsubscribeLinks: UnsubscribeLinks?
     /// Custom fields the templates read; the claim fetches only these.
     let attributeKeys: [String]
 
@@ -43,6 +45,9 @@ struct PreparedBroadcast: Sendable {
         self.params = params
         unsubscribe = try BroadcastProblem.compile(channel.unsubscribeURLTemplate,
                                                    field: BroadcastProblem.unsubscribeField(channel: info.channelName))
+        unsubscribeLinks = environment.unsubscribeLinks
+        try BroadcastProblem.requireUnsubscribeLinks([info.subject, info.body, info.htmlBody, channel.unsubscribeURLTemplate] + info.templateParams.map(Optional.some),
+                                                     environment: environment)
         var keys: [String] = []
         for t in [subject, body, html, unsubscribe].compactMap({ $0 }) + params {
             for k in t.attributeKeys where !keys.contains(k) { keys.append(k) }
@@ -54,7 +59,8 @@ struct PreparedBroadcast: Sendable {
     func outgoing(for job: ClaimedJob, now: Date) -> Result<(OutgoingMessage, segments: Int?), SkipOrFail> {
         if job.optedOut { return .failure(.skip(.optedOut)) }
         guard let address = job.address, !address.isEmpty else { return .failure(.skip(.invalidAddress)) }
-        let contact = job.contact
+        var contact = job.contact
+        contact.unsubscribeURL = unsubscribeLinks?.url(messageID: job.messageID)
         let content: OutgoingMessage.Content
         var segments: Int?
         switch kind {

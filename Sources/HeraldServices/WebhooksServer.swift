@@ -92,6 +92,7 @@ public final class WebhooksServer: Service, Sendable {
                                      metrics: metrics, sampler: QueueSampler(metrics: metrics, pool: pool, interval: configuration.queueSampleInterval), logger: logger)
         let router = Router()
         handler.register(on: router)
+        ConsentRoutes(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger).register(on: router) // consent (issue 19)
         try await port.serve(router, host: configuration.host, port: configuration.port, services: [pipeline],
                              name: "webhooks server", closing: pool, logger: logger)
         logger.info("webhooks server stopped")
@@ -181,6 +182,7 @@ struct WebhookHandler: Sendable {
             if !inbound.isEmpty {
                 _ = try await pool.withConnection { try await ReceiptStore().recordInbound(inbound, on: $0) }
             }
+            try await ConsentRoutes.recordWhatsAppKeywords(body, channels: byPhone.keys, pool: pool) // consent (issue 19)
         } catch {
             return unavailable(provider, error)
         }
