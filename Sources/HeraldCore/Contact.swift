@@ -19,6 +19,9 @@ public struct Contact: Sendable, Equatable {
     /// Non-string JSON values are expected to have been turned into their text form by the
     /// loader (PostgreSQL's `->>` operator does exactly that).
     public var attributes: [String: String]
+    /// The one-click unsubscribe link of the message being rendered, rendered by
+    /// `{{ unsubscribe_url }}`; set per message (it names the message), nil when not configured.
+    public var unsubscribeURL: String?
 
     /// Creates a contact.
     ///

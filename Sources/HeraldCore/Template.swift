@@ -47,7 +47,8 @@ public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible
 /// ```
 ///
 /// where `FIELD` is one of `first_name`, `last_name`, `name` (first and last name, each trimmed,
-/// joined by one space), `phone`, `email`, `contact_id`, or `attributes.KEY` with `KEY` matching
+/// joined by one space), `phone`, `email`, `contact_id`, `unsubscribe_url` (the message's one-click
+/// unsubscribe link, ``Contact/unsubscribeURL``), or `attributes.KEY` with `KEY` matching
 /// `[A-Za-z0-9_-]+` (a key of the contact's `attributes`). Names are case-sensitive.
 ///
 /// - A missing value (`nil`, or an absent attribute) renders as the empty string, unless a
@@ -70,7 +71,7 @@ public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible
 public struct CompiledTemplate: Sendable {
     /// A value a tag stands for.
     enum Field: Sendable, Equatable {
-        case firstName, lastName, name, phone, email, contactID
+        case firstName, lastName, name, phone, email, contactID, unsubscribeURL
         case attribute(String)
     }
 
@@ -101,6 +102,11 @@ public struct CompiledTemplate: Sendable {
             if case .field(.attribute(let key), _, _) = segment, !keys.contains(key) { keys.append(key) }
         }
         return keys
+    }
+
+    /// Whether the template renders `{{ unsubscribe_url }}` (which needs the link configured).
+    public var usesUnsubscribeURL: Bool {
+        segments.contains { if case .field(.unsubscribeURL, _, _) = $0 { true } else { false } }
     }
 
     /// Parses a template.
@@ -169,6 +175,7 @@ public struct CompiledTemplate: Sendable {
         case .phone: return contact.phone
         case .email: return contact.email
         case .contactID: return String(contact.id)
+        case .unsubscribeURL: return contact.unsubscribeURL
         case .attribute(let key): return contact.attributes[key]
         case .name:
             let first = contact.firstName.map(trimmed) ?? ""
@@ -366,6 +373,7 @@ fileprivate struct TemplateParser {
         if equals("phone") { return .phone }
         if equals("email") { return .email }
         if equals("contact_id") { return .contactID }
+        if equals("unsubscribe_url") { return .unsubscribeURL }
         let prefix = "attributes.".utf8
         guard name.starts(with: prefix) else { return nil }
         let key = name.dropFirst(prefix.count)

@@ -366,6 +366,8 @@ public final class QueueSampler: Sendable {
             }
             metrics.apply(sample)
             metrics.sampleSucceeded(true)
+            // Opt-outs by source and kind, messages waiting for a messaging tier (consent).
+            await metrics.refreshConsent(pool: pool, logger: logger)
         } catch {
             metrics.sampleSucceeded(false)
             logger.debug("cannot sample the database for metrics", metadata: ["error": "\(error)"])

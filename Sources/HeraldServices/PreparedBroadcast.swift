@@ -18,6 +18,8 @@ struct PreparedBroadcast: Sendable {
     let unsubscribe: CompiledTemplate?
     /// Media, and the template's header and buttons.
     let rich: RichContent
+    /// Makes each message's `{{ unsubscribe_url }}`; nil when the process has no links configured.
+    let unsubscribeLinks: UnsubscribeLinks?
     /// Custom fields the templates read; the claim fetches only these.
     let attributeKeys: [String]
 
@@ -52,6 +54,9 @@ struct PreparedBroadcast: Sendable {
         rich = try RichContent.make(kind: kind, template: template, headerParams: info.templateHeaderParams,
                                     buttonParams: info.templateButtonParams, media: info.media, body: info.body,
                                     environment: environment)
+        unsubscribeLinks = environment.unsubscribeLinks
+        try BroadcastProblem.requireUnsubscribeLinks([info.subject, info.body, info.htmlBody, channel.unsubscribeURLTemplate] + info.templateParams.map(Optional.some),
+                                                     environment: environment)
         var keys: [String] = []
         for k in [subject, body, html, unsubscribe].compactMap({ $0 }).flatMap(\.attributeKeys)
             + params.flatMap(\.attributeKeys) + rich.attributeKeys where !keys.contains(k) {
@@ -64,7 +69,8 @@ struct PreparedBroadcast: Sendable {
     func outgoing(for job: ClaimedJob, now: Date) -> Result<(OutgoingMessage, segments: Int?), SkipOrFail> {
         if job.optedOut { return .failure(.skip(.optedOut)) }
         guard let address = job.address, !address.isEmpty else { return .failure(.skip(.invalidAddress)) }
-        let contact = job.contact
+        var contact = job.contact
+        contact.unsubscribeURL = unsubscribeLinks?.url(messageID: job.messageID)
         let content: OutgoingMessage.Content
         var segments: Int?
         switch kind {

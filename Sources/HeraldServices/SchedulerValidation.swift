@@ -111,6 +111,7 @@ public enum SchedulerValidation {
         for (i, p) in params.enumerated() { _ = try BroadcastProblem.compile(p, field: "template_params[\(i)]") }
         _ = try BroadcastProblem.compile(configured.unsubscribeURLTemplate,
                                          field: BroadcastProblem.unsubscribeField(channel: channel.name))
+        try BroadcastProblem.requireUnsubscribeLinks([b.subject, b.body, b.htmlBody, configured.unsubscribeURLTemplate] + params.map(Optional.some), environment: environment) // consent (issue 19)
 
         if b.groupCount == 0 && b.pickedCount == 0 { throw BroadcastProblem(noAudience) }
     }

@@ -104,6 +104,7 @@ public final class WebhooksServer: Service, Sendable {
                                      healthCheck: HealthCheck(pool: pool), logger: logger)
         let router = Router()
         handler.register(on: router)
+        ConsentRoutes(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger).register(on: router) // consent (issue 19)
         try await port.serve(router, host: configuration.host, port: configuration.port, readTimeout: configuration.readTimeout,
                              services: [pipeline], name: "webhooks server", closing: pool, logger: logger)
         logger.info("webhooks server stopped")
@@ -218,6 +219,7 @@ struct WebhookHandler: Sendable {
                 let senders = inbound
                 _ = try await pool.withConnection { try await ReceiptStore().recordInbound(senders, on: $0) }
             }
+            try await ConsentRoutes.recordWhatsAppKeywords(body, channels: scope.keys, pool: pool) // consent (issue 19): only numbers the verifying secret covers
         } catch {
             return unavailable(provider, error)
         }

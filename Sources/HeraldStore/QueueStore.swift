@@ -161,10 +161,12 @@ public struct QueueStore: Sendable {
                 FOR UPDATE SKIP LOCKED
             ), picked AS (
                 SELECT message_id FROM due LIMIT (SELECT granted FROM t)
+            ), tiered AS MATERIALIZED ( -- consent (issue 19): the messaging tier (daily_limit) admits some, puts the rest off
+                SELECT herald.tier_admit(\(channelID), ARRAY(SELECT message_id FROM picked)) AS message_id
             ), claimed AS (
                 UPDATE herald.jobs j
                 SET run_at = now() + make_interval(secs => \(leaseSeconds)), lease_owner = \(owner), claims = j.claims + 1
-                FROM picked WHERE j.message_id = picked.message_id
+                FROM tiered WHERE j.message_id = tiered.message_id -- consent (issue 19): was `FROM picked … picked.message_id`
                 RETURNING j.message_id
             ), refund AS MATERIALIZED (
                 SELECT herald.return_tokens(\(channelID), (SELECT granted FROM t) - (SELECT count(*) FROM claimed)::int) AS returned
@@ -285,8 +287,10 @@ public struct QueueStore: Sendable {
                 WHERE m.id = o.message_id AND m.status = 'queued'
                   AND (m.id IN (SELECT message_id FROM finished) OR m.id IN (SELECT message_id FROM retried))
                 RETURNING m.id
+            ), provider_opt_outs AS MATERIALIZED ( -- consent (issue 19): Twilio 21610 / Meta 131050 opt the contact out in this statement
+                SELECT herald.record_provider_opt_outs(array_agg(o.message_id), array_agg(o.error_code)) AS inserted FROM o WHERE o.outcome = 'failed' AND o.message_id IN (SELECT id FROM applied)
             )
-            SELECT (SELECT count(*) FROM applied) + (SELECT count(*) FROM handed_back)
+            SELECT (SELECT count(*) FROM applied) + (SELECT count(*) FROM handed_back), (SELECT inserted FROM provider_opt_outs) -- consent (issue 19)
             """)
         return try rows[0].decode(Int.self, at: 0)
     }

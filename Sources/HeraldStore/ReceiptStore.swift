@@ -265,9 +265,11 @@ public struct ReceiptStore: Sendable {
                 FROM matched mt
                 WHERE r.id = mt.id AND mt.message_id IN (SELECT id FROM locked)
                 RETURNING r.id
+            ), provider_opt_outs AS MATERIALIZED ( -- consent (issue 19): a failed receipt with 21610 / 131050 opts the contact out
+                SELECT herald.record_provider_opt_outs(array_agg(n.id), array_agg(n.error_code)) AS inserted FROM next n WHERE n.status = 'failed' AND n.old_status <> 'failed' AND n.id IN (SELECT id FROM changed)
             )
             SELECT (SELECT count(*) FROM pending), (SELECT count(*) FROM marked), (SELECT count(*) FROM changed),
-                   (SELECT count(*) FROM unqueued), (SELECT max(id) FROM pending)
+                   (SELECT count(*) FROM unqueued), (SELECT max(id) FROM pending), (SELECT inserted FROM provider_opt_outs) -- consent (issue 19)
             """
         let row = try await connection.query(query)[0]
         return ReceiptApplication(examined: try row.decode(Int.self, at: 0), applied: try row.decode(Int.self, at: 1),

@@ -80,9 +80,11 @@ public struct SMTPProvider: Provider {
 
     public func configure(_ settings: SettingsReader, kind: ChannelKind,
                           environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel {
-        let parsed = try SMTPSettings(settings)
+        var parsed = try SMTPSettings(settings)
         // The login and every recipient's mail go there: only to a relay ops listed.
         try environment.destinations.checkMailURL(parsed.url, setting: "url")
+        // Consent (issue 19): without its own unsubscribe_url, Herald's one-click link when configured.
+        if parsed.unsubscribeURL == nil, environment.unsubscribeLinks != nil { parsed.unsubscribeURL = UnsubscribeLinks.tag }
         let credentials = SMTPCredentials(username: try settings.secret("username_env", in: environment),
                                           password: try settings.secret("password_env", in: environment))
         return SMTPChannel(settings: parsed, credentials: credentials, timeout: environment.requestTimeout)
