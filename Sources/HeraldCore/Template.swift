@@ -159,6 +159,9 @@ public struct CompiledTemplate: Sendable {
                     switch encoding {
                     case .plain: out.append(value)
                     case .html: appendEscapingHTML(value, to: &out)
+                    // The unsubscribe link is a whole URL Herald built (its token is base64url):
+                    // written as it is, it stays a link; encoded, it would not be one.
+                    case .url where field == .unsubscribeURL: out.append(value)
                     case .url: appendPercentEncoding(value, to: &out)
                     }
                 }

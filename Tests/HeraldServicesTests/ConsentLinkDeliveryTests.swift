@@ -67,7 +67,7 @@ struct ConsentLinkDeliveryTests {
             let channel = try await F.channel(c)
             let id = try await F.broadcast(c, channel: channel, body: "Bye: {{ unsubscribe_url }}", contacts: [contact])
             try await F.withScheduler(db) {
-                try await F.waitUntil("it fails", timeout: .seconds(5)) { try await F.status(c, id) != "scheduled" }
+                try await F.waitUntil("it fails", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
             }
             #expect(try await F.status(c, id) == "failed")
             #expect(try await F.error(c, id) == UnsubscribeLinks.notConfigured)
@@ -86,7 +86,7 @@ struct ConsentLinkDeliveryTests {
             variables["HERALD_UNSUBSCRIBE_SECRET"] = Self.secret
             let environment = ProviderEnvironment(variables: variables, publicURL: Self.publicURL)
             try await F.withScheduler(db, environment: environment) {
-                try await F.waitUntil("it starts", timeout: .seconds(5)) { try await F.status(c, id) != "scheduled" }
+                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
             }
             #expect(try await F.status(c, id) == "sending")
         }

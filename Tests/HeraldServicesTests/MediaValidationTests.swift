@@ -139,7 +139,7 @@ struct MediaValidationTests {
             let contact = try await F.contact(c)
             let id = try await testCase.setup(c, contact)
             try await F.withScheduler(db) {
-                try await F.waitUntil("it fails", timeout: .seconds(5)) { try await F.status(c, id) != "scheduled" }
+                try await F.waitUntil("it fails", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
             }
             #expect(try await F.status(c, id) == "failed")
             #expect(try await F.error(c, id) == testCase.error)
@@ -157,7 +157,7 @@ struct MediaValidationTests {
                                          media: #"[{"type": "image", "url": "https://cdn.example/{{ first_name }}.png"}]"#,
                                          buttonParams: #"["{{ contact_id }}", "stop"]"#)
             try await F.withScheduler(db) {
-                try await F.waitUntil("it starts", timeout: .seconds(5)) { try await F.status(c, id) != "scheduled" }
+                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
             }
             #expect(try await F.error(c, id) == nil)
             #expect(try await F.status(c, id) == "sending")
