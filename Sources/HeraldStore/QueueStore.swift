@@ -154,13 +154,23 @@ public struct QueueStore: Sendable {
                 -- A constant LIMIT, so the planner knows the batch is small and walks jobs_claim
                 -- with nested loops; a LIMIT taken from `t` would be planned as "10% of the
                 -- table" (hash joins over every job and contact, ~40× slower at 200,000 jobs).
-                SELECT message_id FROM herald.jobs
+                -- `opens`: when the recipient's send window is open next (now when it is open, or
+                -- when the broadcast has no window: jobs of such broadcasts carry no time_zone).
+                SELECT message_id,
+                       CASE WHEN time_zone IS NULL THEN now()
+                            ELSE herald.job_send_opening(broadcast_id, time_zone, now()) END AS opens
+                FROM herald.jobs
                 WHERE broadcast_id = \(broadcastID) AND run_at <= now()
                 ORDER BY run_at
                 LIMIT \(unescaped: String(limit))
                 FOR UPDATE SKIP LOCKED
+            ), held AS (
+                -- A window that closed since expansion (or a pause over its end): the job waits,
+                -- queued, for the next opening, and no claim looks at it before then.
+                UPDATE herald.jobs j SET run_at = due.opens FROM due
+                WHERE j.message_id = due.message_id AND due.opens > now()
             ), picked AS (
-                SELECT message_id FROM due LIMIT (SELECT granted FROM t)
+                SELECT message_id FROM due WHERE due.opens <= now() LIMIT (SELECT granted FROM t)
             ), tiered AS MATERIALIZED ( -- consent (issue 19): the messaging tier (daily_limit) admits some, puts the rest off
                 SELECT herald.tier_admit(\(channelID), ARRAY(SELECT message_id FROM picked)) AS message_id
             ), claimed AS (

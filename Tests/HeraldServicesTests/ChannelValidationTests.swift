@@ -100,7 +100,7 @@ struct ChannelValidationTests {
             let channel = try await F.channel(c, name: "c", kind: bad.kind, provider: bad.provider, settings: bad.settings)
             let id = try await F.broadcast(c, channel: channel, subject: bad.kind == "email" ? "S" : nil, contacts: [contact])
             try await F.withScheduler(db, environment: Self.environment) {
-                try await F.waitUntil("it fails", timeout: .seconds(10)) { try await F.status(c, id) != "scheduled" }
+                try await F.waitUntil("it fails", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
             }
             #expect(try await F.status(c, id) == "failed")
             #expect(try await F.error(c, id) == bad.error)
@@ -125,7 +125,7 @@ struct ChannelValidationTests {
             let id = try await F.broadcast(c, channel: channel, contacts: [contact])
             try await c.execute("UPDATE herald.contacts SET last_inbound_at = now() WHERE id = \(contact)")
             try await F.withScheduler(db, environment: Self.environment) {
-                try await F.waitUntil("it starts", timeout: .seconds(10)) { try await F.status(c, id) != "scheduled" }
+                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
             }
             #expect(try await F.status(c, id) == "sending")
         }
