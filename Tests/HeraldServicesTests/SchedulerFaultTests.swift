@@ -34,11 +34,9 @@ struct SchedulerFaultTests {
                 #expect(try await F.error(c, never) == SchedulerStore.infiniteSendAt)
                 let now = try await F.broadcast(c, channel: channel, contacts: [contact])
                 try await F.waitUntil("a new broadcast starts") { try await F.status(c, now) == "sending" }
-                let pid = try await Self.leaderPID(c)
-                #expect(pid != nil)
-                // A loop that failed on the row would lose its session (and the lock) every pass.
-                try await Task.sleep(for: .milliseconds(1500))
-                #expect(try await Self.leaderPID(c) == pid, "leadership must not flap")
+                // A loop that failed on the row would lose its session every pass and start nothing:
+                // the new broadcast starting after the bad row was failed is the signal that it goes on.
+                #expect(try await Self.leaderPID(c) != nil)
             }
         }
     }
