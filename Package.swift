@@ -58,8 +58,14 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: herald),
+        // `herald demo`: a private PostgreSQL, progress on the terminal, the final report.
+        .target(name: "HeraldDemo", dependencies: [
+            "HeraldStore", "HeraldPostgres", "HeraldCore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: herald),
         .executableTarget(name: "HeraldCLI", dependencies: [
-            "HeraldServices", "HeraldStore", "HeraldPostgres", "HeraldCore", "HeraldSQL",
+            "HeraldServices", "HeraldDemo", "HeraldStore", "HeraldPostgres", "HeraldCore", "HeraldSQL",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -84,7 +90,7 @@ let package = Package(
         .testTarget(name: "HeraldProvidersTests", dependencies: ["HeraldProviders", "HeraldTesting", "HeraldTransport", "HeraldCore"], swiftSettings: herald),
         .testTarget(name: "HeraldServicesTests", dependencies: [
             "HeraldServices", "HeraldTesting", "HeraldStore", "HeraldPostgres", "HeraldProviders", "HeraldCore",
-            "HeraldTransport",
+            "HeraldTransport", "HeraldDemo",
         ], swiftSettings: herald),
     ],
     swiftLanguageModes: [.v6]

@@ -26,6 +26,12 @@ public enum Migrations {
         Migration(version: 5, name: "0005_receipts_and_reports.sql", sql: text(PackageResources._005_receipts_and_reports_sql)),
         Migration(version: 6, name: "0006_drop_status_index.sql", sql: text(PackageResources._006_drop_status_index_sql)),
         Migration(version: 7, name: "0007_hot_message_updates.sql", sql: text(PackageResources._007_hot_message_updates_sql)),
+        Migration(version: 8, name: "0008_contract_columns.sql", sql: text(PackageResources._008_contract_columns_sql)),
+        Migration(version: 9, name: "0009_receipt_scope_and_replays.sql", sql: text(PackageResources._009_receipt_scope_and_replays_sql)),
+        Migration(version: 10, name: "0010_ops_queue_functions_and_history_prune.sql", sql: text(PackageResources._010_ops_queue_functions_and_history_prune_sql)),
+        Migration(version: 11, name: "0011_delivery_timing.sql", sql: text(PackageResources._011_delivery_timing_sql)),
+        Migration(version: 12, name: "0012_write_time_checks.sql", sql: text(PackageResources._012_write_time_checks_sql)),
+        Migration(version: 13, name: "0013_consent.sql", sql: text(PackageResources._013_consent_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

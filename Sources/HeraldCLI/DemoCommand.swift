@@ -1,6 +1,8 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import HeraldCore
+import HeraldDemo
 import HeraldPostgres
 import HeraldServices
 import HeraldStore
@@ -139,8 +141,8 @@ struct Demo: AsyncParsableCommand {
         interrupts.setupDone()
         let elapsed = clock.now - runStart
 
-        let rows = try await DemoReport.fetch(seeded.broadcasts, on: connection)
-        let reasons = try await DemoReport.skipReasons(seeded.broadcasts, on: connection)
+        let rows = try await ReportStore().demoRows(seeded.broadcasts, on: connection)
+        let reasons = try await ReportStore().skipReasons(seeded.broadcasts, on: connection)
         switch progress.outcome {
         case .interrupted: say("interrupted: the broadcasts stopped where they were")
         case .timedOut: say("timed out after \(timeout) s: the broadcasts stopped where they were")
@@ -149,7 +151,7 @@ struct Demo: AsyncParsableCommand {
         if json {
             let report = DemoJSONReport(
                 database: cluster == nil ? "DATABASE_URL" : "private", outcome: "\(progress.outcome)",
-                contacts: seeded.contacts, workers: workers, elapsedSeconds: Self.secondsValue(elapsed),
+                contacts: seeded.contacts, workers: workers, elapsedSeconds: elapsed.inSeconds,
                 broadcasts: rows, skipReasons: Dictionary(reasons.map { ($0.reason, $0.count) }, uniquingKeysWith: +))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -161,7 +163,7 @@ struct Demo: AsyncParsableCommand {
             if !reasons.isEmpty {
                 text += "skipped: " + reasons.map { "\(DemoReport.grouped($0.count)) \($0.reason)" }.joined(separator: ", ") + "\n"
             }
-            let rate = Double(handled) / max(Self.secondsValue(elapsed), 0.001)
+            let rate = Double(handled) / max(elapsed.inSeconds, 0.001)
             text += "\(DemoReport.grouped(total)) messages to \(DemoReport.grouped(Int64(seeded.contacts))) contacts in "
                 + "\(Self.seconds(elapsed)) with \(workers) worker\(workers == 1 ? "" : "s"): "
                 + "\(DemoReport.grouped(handled)) handed to the sandbox, \(DemoReport.grouped(Int64(rate.rounded()))) per second\n"
@@ -189,11 +191,8 @@ struct Demo: AsyncParsableCommand {
         }
     }
 
-    static func secondsValue(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
 
-    static func seconds(_ d: Duration) -> String { String(format: "%.1f s", secondsValue(d)) }
+    static func seconds(_ d: Duration) -> String { String(format: "%.1f s", d.inSeconds) }
 }
 
 /// A failure whose message is already the one line to print.

@@ -13,7 +13,7 @@ struct Herald: AsyncParsableCommand {
             The database is chosen by DATABASE_URL (a libpq connection string or URI) or, without
             it, by libpq's own PG* variables (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD).
             """,
-        subcommands: [Migrate.self, Worker.self, Scheduler.self, Webhooks.self, Report.self, Demo.self]
+        subcommands: [Migrate.self, Roles.self, Worker.self, Scheduler.self, Webhooks.self, Report.self, Preview.self, Demo.self]
     )
 }
 
@@ -35,6 +35,8 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 struct MetricsOptions: ParsableArguments {
     @Option(help: "Serve GET /metrics (Prometheus) and GET /healthz on this port; off when not given.")
     var metricsPort: Int?
+    @Option(help: "Address the metrics port binds (0.0.0.0 to let a scraper on another machine in).")
+    var metricsHost: String = "127.0.0.1"
 
     func validate() throws {
         if let metricsPort, !(0...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be between 0 and 65535") }
@@ -59,21 +61,15 @@ struct Migrate: AsyncParsableCommand {
             let connection = try await PostgresConnection.connect(PostgresConnection.environmentConnectionString,
                                                                   applicationName: "herald-migrate", logger: logger)
             let applied = try await Migrator(logger: logger).migrate(on: connection)
+            let roles = try await DatabaseRoles.ensure(on: connection)
             await connection.close()
             print(applied.isEmpty ? "schema is up to date" : "applied \(applied.count) migration(s): \(applied.joined(separator: ", "))")
+            if case .notPermitted(let missing) = roles { print(Roles.notPermittedLine(missing)) }
         } catch let error as MigrationError {
             fail("\(error)")
         } catch let error as PostgresError {
             fail("cannot migrate: \(error)")
         }
-    }
-}
-
-/// A command whose issue has not landed yet: says so and exits non-zero instead of pretending.
-protocol NotYetImplemented: AsyncParsableCommand {}
-extension NotYetImplemented {
-    func run() async throws {
-        fail("`herald \(Self.configuration.commandName ?? "")` is not implemented yet (see README.md, \"Status\")", code: 2)
     }
 }
 

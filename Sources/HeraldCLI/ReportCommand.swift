@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HeraldDemo
 import HeraldPostgres
 import HeraldStore
 import Logging
@@ -38,7 +39,8 @@ struct Report: AsyncParsableCommand {
                 guard let report = try await store.broadcastReport(id: id, on: connection) else {
                     fail("no broadcast with id \(id)")
                 }
-                print(json ? Self.json(report) : Self.detail(report))
+                let tierWaiting = try await ConsentStore().tierWaiting(on: connection)[id] ?? 0
+                print(json ? Self.json(report) : Self.detail(report, tierWaiting: tierWaiting))
             } else {
                 let reports = try await store.broadcastReports(limit: limit, on: connection)
                 print(json ? Self.json(reports) : Self.table(reports))
@@ -68,19 +70,11 @@ struct Report: AsyncParsableCommand {
              String(r.cancelled)]
         }
         // Text columns left-aligned, numbers right-aligned.
-        let numeric = Set([0] + Array(4..<header.count))
-        var widths = header.map(\.count)
-        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in
-                let pad = String(repeating: " ", count: widths[i] - cell.count)
-                return numeric.contains(i) ? pad + cell : cell + pad
-            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
-        }
-        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+        return TextTable.render([header] + rows, rightAligned: Set([0] + Array(4..<header.count)), separatorAfter: [])
     }
 
-    static func detail(_ r: BroadcastReport) -> String {
+    /// - Parameter tierWaiting: queued messages put off until the channel's messaging tier frees.
+    static func detail(_ r: BroadcastReport, tierWaiting: Int = 0) -> String {
         func time(_ d: Date?) -> String {
             guard let d else { return "-" }
             let f = ISO8601DateFormatter()
@@ -106,6 +100,9 @@ struct Report: AsyncParsableCommand {
                 text += String(format: "  %5.1f%%", Double(n) * 100 / Double(r.recipients))
             }
             lines.append(text)
+            if name == "queued", tierWaiting > 0 {
+                lines.append("  of which \(tierWaiting) wait for the channel's messaging tier (daily_limit)")
+            }
         }
         return lines.joined(separator: "\n")
     }

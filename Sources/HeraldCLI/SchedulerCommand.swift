@@ -43,7 +43,7 @@ struct Scheduler: AsyncParsableCommand {
         var services: [any Service] = [service]
         if let port = metricsOptions.metricsPort {
             services.append(MetricsServer(metrics: HeraldMetrics(), databaseURL: PostgresConnection.environmentConnectionString,
-                                          port: port, logger: logger))
+                                          host: metricsOptions.metricsHost, port: port, logger: logger))
         }
         let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await group.run()

@@ -24,9 +24,13 @@ struct Webhooks: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @Option(help: "Port to listen on.") var port: Int = 8080
     @Option(help: "Address to bind.") var host: String = "0.0.0.0"
+    @Option(help: "Serve GET /metrics on this port instead of --port (and /healthz on both), so the public port carries only webhooks.")
+    var metricsPort: Int?
+    @Option(help: "Address the metrics port binds.") var metricsHost: String = "127.0.0.1"
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        if let metricsPort, !(0...65535).contains(metricsPort) { throw ValidationError("--metrics-port must be between 0 and 65535") }
     }
 
     func run() async throws {
@@ -44,9 +48,15 @@ struct Webhooks: AsyncParsableCommand {
         var config = WebhooksConfiguration(databaseURL: PostgresConnection.environmentConnectionString)
         config.host = host
         config.port = port
+        config.serveMetrics = metricsPort == nil
         let server = WebhooksServer(configuration: config, metrics: metrics, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
+        if let metricsPort {
+            services.append(.init(service: MetricsServer(metrics: metrics, databaseURL: config.databaseURL,
+                                                         host: metricsHost, port: metricsPort, logger: logger)))
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: server)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {

@@ -10,15 +10,18 @@ public struct Contact: Sendable, Equatable {
     public var firstName: String?
     /// Family name, rendered by `{{ last_name }}`.
     public var lastName: String?
-    /// Phone number, expected in E.164 form (see ``AddressCheck/isE164(_:)``).
+    /// Phone number, expected in E.164 form.
     public var phone: String?
-    /// Email address (see ``AddressCheck/isEmail(_:)``).
+    /// Email address.
     public var email: String?
     /// Custom fields from the `attributes` jsonb column, rendered by `{{ attributes.KEY }}`.
     ///
     /// Non-string JSON values are expected to have been turned into their text form by the
     /// loader (PostgreSQL's `->>` operator does exactly that).
     public var attributes: [String: String]
+    /// The one-click unsubscribe link of the message being rendered, rendered by
+    /// `{{ unsubscribe_url }}`; set per message (it names the message), nil when not configured.
+    public var unsubscribeURL: String?
 
     /// Creates a contact.
     ///

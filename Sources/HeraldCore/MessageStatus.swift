@@ -63,7 +63,7 @@ public enum MessageStatus: String, Sendable, CaseIterable {
 }
 
 /// A delivery status reported by a provider, after mapping its vocabulary to Herald's.
-public enum ReceiptStatus: String, Sendable {
+public enum ReceiptStatus: String, Sendable, CaseIterable {
     /// The provider handed the message on.
     case sent
     /// The message reached the handset or mailbox.

@@ -47,7 +47,8 @@ public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible
 /// ```
 ///
 /// where `FIELD` is one of `first_name`, `last_name`, `name` (first and last name, each trimmed,
-/// joined by one space), `phone`, `email`, `contact_id`, or `attributes.KEY` with `KEY` matching
+/// joined by one space), `phone`, `email`, `contact_id`, `unsubscribe_url` (the message's one-click
+/// unsubscribe link, ``Contact/unsubscribeURL``), or `attributes.KEY` with `KEY` matching
 /// `[A-Za-z0-9_-]+` (a key of the contact's `attributes`). Names are case-sensitive.
 ///
 /// - A missing value (`nil`, or an absent attribute) renders as the empty string, unless a
@@ -70,7 +71,7 @@ public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible
 public struct CompiledTemplate: Sendable {
     /// A value a tag stands for.
     enum Field: Sendable, Equatable {
-        case firstName, lastName, name, phone, email, contactID
+        case firstName, lastName, name, phone, email, contactID, unsubscribeURL
         case attribute(String)
     }
 
@@ -103,11 +104,16 @@ public struct CompiledTemplate: Sendable {
         return keys
     }
 
+    /// Whether the template renders `{{ unsubscribe_url }}` (which needs the link configured).
+    public var usesUnsubscribeURL: Bool {
+        segments.contains { if case .field(.unsubscribeURL, _, _) = $0 { true } else { false } }
+    }
+
     /// Parses a template.
     ///
     /// - Parameter source: The template text (a broadcast's `body`, `subject`, `html_body`, a
     ///   `template_params` entry or an `unsubscribe_url`).
-    /// - Returns: The template, ready to ``render(_:escapeHTML:)``.
+    /// - Returns: The template, ready to ``render(_:encoding:)``.
     /// - Throws: ``TemplateError`` for the first tag, in reading order, that is unknown, has an
     ///   unknown filter, is malformed, or is unclosed.
     public static func compile(_ source: String) throws(TemplateError) -> CompiledTemplate {
@@ -123,6 +129,17 @@ public struct CompiledTemplate: Sendable {
     ///     `"` and `'` replaced by entities; the template's own text is never escaped.
     /// - Returns: The personalized text.
     public func render(_ contact: Contact, escapeHTML: Bool = false) -> String {
+        render(contact, encoding: escapeHTML ? .html : .plain)
+    }
+
+    /// Renders the template for one contact, writing values as `encoding` says.
+    ///
+    /// ```swift
+    /// let t = try CompiledTemplate.compile("https://x.example/u?e={{ email }}")
+    /// t.render(Contact(id: 1, email: "a+b@c.example"), encoding: .url)
+    /// // "https://x.example/u?e=a%2Bb%40c.example"
+    /// ```
+    public func render(_ contact: Contact, encoding: Encoding) -> String {
         if segments.count == 1, case .literal(let text) = segments[0] { return text }
         var out = String()
         out.reserveCapacity(literalUTF8Count &+ 24 &* segments.count)
@@ -133,9 +150,20 @@ public struct CompiledTemplate: Sendable {
             case .field(let field, let fallback, let escapedFallback):
                 let value = Self.value(of: field, for: contact)
                 if let fallback, value.map(isBlank) ?? true {
-                    out.append(escapeHTML ? escapedFallback ?? fallback : fallback)
+                    switch encoding {
+                    case .plain: out.append(fallback)
+                    case .html: out.append(escapedFallback ?? fallback)
+                    case .url: appendPercentEncoding(fallback, to: &out)
+                    }
                 } else if let value {
-                    if escapeHTML { appendEscapingHTML(value, to: &out) } else { out.append(value) }
+                    switch encoding {
+                    case .plain: out.append(value)
+                    case .html: appendEscapingHTML(value, to: &out)
+                    // The unsubscribe link is a whole URL Herald built (its token is base64url):
+                    // written as it is, it stays a link; encoded, it would not be one.
+                    case .url where field == .unsubscribeURL: out.append(value)
+                    case .url: appendPercentEncoding(value, to: &out)
+                    }
                 }
             }
         }
@@ -150,6 +178,7 @@ public struct CompiledTemplate: Sendable {
         case .phone: return contact.phone
         case .email: return contact.email
         case .contactID: return String(contact.id)
+        case .unsubscribeURL: return contact.unsubscribeURL
         case .attribute(let key): return contact.attributes[key]
         case .name:
             let first = contact.firstName.map(trimmed) ?? ""
@@ -189,43 +218,6 @@ fileprivate func trimmed(_ text: String) -> Substring {
     guard let first = scalars.firstIndex(where: { !isWhitespace($0) }) else { return "" }
     let last = scalars.lastIndex(where: { !isWhitespace($0) })!
     return Substring(scalars[first...last])
-}
-
-/// Appends `text` with `&`, `<`, `>`, `"`, `'` replaced by `&amp;`, `&lt;`, `&gt;`, `&quot;`,
-/// `&#39;`; text without any of them is appended in one go.
-fileprivate func appendEscapingHTML(_ text: String, to out: inout String) {
-    let utf8 = text.utf8
-    var chunkStart = utf8.startIndex
-    var index = chunkStart
-    while index != utf8.endIndex {
-        let entity: String
-        switch utf8[index] {
-        case UInt8(ascii: "&"): entity = "&amp;"
-        case UInt8(ascii: "<"): entity = "&lt;"
-        case UInt8(ascii: ">"): entity = "&gt;"
-        case UInt8(ascii: "\""): entity = "&quot;"
-        case UInt8(ascii: "'"): entity = "&#39;"
-        default:
-            utf8.formIndex(after: &index)
-            continue
-        }
-        // Splitting at an ASCII byte always leaves valid UTF-8 on both sides.
-        if chunkStart != index { out.append(contentsOf: text[chunkStart..<index]) }
-        out.append(entity)
-        utf8.formIndex(after: &index)
-        chunkStart = index
-    }
-    if chunkStart == utf8.startIndex {
-        out.append(text)
-    } else if chunkStart != utf8.endIndex {
-        out.append(contentsOf: text[chunkStart...])
-    }
-}
-
-fileprivate func escapedHTML(_ text: String) -> String {
-    var out = String()
-    appendEscapingHTML(text, to: &out)
-    return out
 }
 
 // MARK: - Parser
@@ -384,6 +376,7 @@ fileprivate struct TemplateParser {
         if equals("phone") { return .phone }
         if equals("email") { return .email }
         if equals("contact_id") { return .contactID }
+        if equals("unsubscribe_url") { return .unsubscribeURL }
         let prefix = "attributes.".utf8
         guard name.starts(with: prefix) else { return nil }
         let key = name.dropFirst(prefix.count)

@@ -213,8 +213,19 @@ enum PostgresArrayText {
 /// `timestamptz` text conversion. Herald's sessions run with `TimeZone = 'UTC'` and
 /// `DateStyle = 'ISO'`, so values print as `2026-11-26 00:53:52.123456+00`.
 enum PostgresTimestamp {
+    /// 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in seconds since 1970: the four-digit years
+    /// this formatter writes.
+    static let earliestSecond: Double = -62_135_596_800
+    static let endSecond: Double = 253_402_300_800
+
+    /// ISO 8601 text for `date`. A date outside the years 1...9999 (or NaN) is written as
+    /// PostgreSQL's `infinity` or `-infinity`, which keep their order against every finite time,
+    /// instead of trapping on the conversion to microseconds.
     static func format(_ date: Date) -> String {
-        var t = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
+        let raw = date.timeIntervalSince1970
+        if raw.isNaN || raw >= endSecond { return "infinity" }
+        if raw < earliestSecond { return "-infinity" }
+        var t = Int64((raw * 1_000_000).rounded(.down))
         let micros = ((t % 1_000_000) + 1_000_000) % 1_000_000
         t = (t - micros) / 1_000_000
         var days = t / 86_400

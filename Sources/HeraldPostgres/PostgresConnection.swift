@@ -13,6 +13,9 @@ public struct PostgresNotification: Sendable, Equatable {
 
 /// One PostgreSQL connection through libpq.
 ///
+/// (Over 400 lines on purpose: everything that touches the `PGconn*` — statements, pipelines,
+/// LISTEN, results — stays inside the one actor that owns it.)
+///
 /// **Threading model.** The connection is an actor whose executor is a dedicated OS thread
 /// (``ThreadExecutor``). libpq's calls block; here they only ever block that thread, never Swift's
 /// cooperative pool. Callers `await` the actor; calls run one at a time, in order.
@@ -53,14 +56,30 @@ public actor PostgresConnection {
     ///   - connectionString: a libpq connection string (`host=… dbname=…`) or URI
     ///     (`postgresql://user@host:5432/db`); nil or empty uses libpq's `PG*` environment variables.
     ///   - applicationName: shown in `pg_stat_activity`.
+    ///   - session: the timeouts this session runs with (``PostgresSessionSettings``).
     /// - Throws: ``PostgresError`` `.invalidConnectionString` when the string cannot be parsed,
     ///   `.connectionFailed` when the server cannot be reached or refuses the login.
+    ///
+    /// **Dead connections.** Unless the connection string says otherwise, libpq connects with TCP
+    /// keepalives (first probe after 5 s idle, then every 2 s, 3 probes) and `tcp_user_timeout`
+    /// 10 s: a server whose host or network vanished is noticed within about 11 s, also while a
+    /// statement waits for its answer, instead of after the kernel's two hours.
     public static func connect(_ connectionString: String?, applicationName: String = "herald",
+                               session: PostgresSessionSettings = .default,
                                logger: Logger = Logger(label: "herald.postgres")) async throws -> PostgresConnection {
         let connection = PostgresConnection(logger: logger)
-        try await connection.open(connectionString ?? "", applicationName: applicationName)
+        try await connection.open(connectionString ?? "", applicationName: applicationName, session: session)
         return connection
     }
+
+    /// libpq connection parameters Herald sets unless the connection string sets them itself:
+    /// a connect timeout, and TCP keepalives with `tcp_user_timeout` so a dead peer is noticed in seconds.
+    public static let defaultConnectionParameters: [(key: String, value: String)] = {
+        let k = PostgresSessionSettings.TCPKeepalives.default
+        return [("connect_timeout", "10"), ("keepalives", "1"), ("keepalives_idle", "\(k.idle)"),
+                ("keepalives_interval", "\(k.interval)"), ("keepalives_count", "\(k.count)"),
+                ("tcp_user_timeout", "\(k.userTimeoutMilliseconds)")]
+    }()
 
     /// Reads `DATABASE_URL` from the environment (nil when unset or empty: libpq then uses `PG*`).
     public static var environmentConnectionString: String? {
@@ -68,7 +87,7 @@ public actor PostgresConnection {
         return value?.isEmpty == false ? value : nil
     }
 
-    private func open(_ conninfo: String, applicationName: String) throws {
+    private func open(_ conninfo: String, applicationName: String, session: PostgresSessionSettings) throws {
         if !conninfo.isEmpty {
             var err: UnsafeMutablePointer<CChar>?
             if let options = PQconninfoParse(conninfo, &err) {
@@ -81,8 +100,8 @@ public actor PostgresConnection {
             }
         }
         // Defaults first, then the connection string (expand_dbname), so the string's own values win.
-        let keys = ["connect_timeout", "application_name", "dbname"]
-        let values = ["10", applicationName, conninfo]
+        let keys = Self.defaultConnectionParameters.map(\.key) + ["application_name", "dbname"]
+        let values = Self.defaultConnectionParameters.map(\.value) + [applicationName, conninfo]
         let conn = withArrayOfCStrings(keys) { k in
             withArrayOfCStrings(values) { v in PQconnectdbParams(k, v, 1) }
         }
@@ -95,12 +114,39 @@ public actor PostgresConnection {
         // Fixed session settings the decoders rely on (UTC timestamps in ISO format), and no JIT:
         // Herald's statements are short OLTP ones, where compiling costs ~30 ms and saves nothing.
         try simpleQuery("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET client_encoding = 'UTF8'; SET extra_float_digits = 3; SET jit = off")
+        let guards = session.statements(skipping: Self.optionsParameter(of: conn))
+        if !guards.isEmpty { try simpleQuery(guards.joined(separator: "; ")) }
+    }
+
+    /// The `options` connection parameter in effect (from the connection string or `PGOPTIONS`).
+    private static func optionsParameter(of conn: OpaquePointer) -> String {
+        guard let options = PQconninfo(conn) else { return "" }
+        defer { PQconninfoFree(options) }
+        var p = options
+        while let keyword = p.pointee.keyword {
+            if String(cString: keyword) == "options", let value = p.pointee.val { return String(cString: value) }
+            p += 1
+        }
+        return ""
     }
 
     /// False once the connection is closed or broken.
     public var isUsable: Bool {
         guard let handle else { return false }
         return PQstatus(handle) == CONNECTION_OK
+    }
+
+    /// The value of a libpq connection parameter in effect for this connection (`keepalives_idle`,
+    /// `tcp_user_timeout`, …): what the connection string set, else Herald's default, else libpq's.
+    public func connectionParameter(_ keyword: String) -> String? {
+        guard let handle, let options = PQconninfo(handle) else { return nil }
+        defer { PQconninfoFree(options) }
+        var p = options
+        while let key = p.pointee.keyword {
+            if String(cString: key) == keyword { return p.pointee.val.map { String(cString: $0) } }
+            p += 1
+        }
+        return nil
     }
 
     /// The backend's process id (for `pg_terminate_backend` in tests, or logs).
@@ -316,7 +362,8 @@ public actor PostgresConnection {
             let remaining = deadline - ContinuousClock.now
             if remaining <= .zero { return [] }
             let (s, atto) = remaining.components
-            let ms = Int32(clamping: s * 1000 + atto / 1_000_000_000_000_000 + 1)
+            // Clamped before multiplying: a huge timeout waits Int32.max ms at a time, never traps.
+            let ms = s >= Int64(Int32.max) / 1000 ? Int32.max : Int32(clamping: s * 1000 + atto / 1_000_000_000_000_000 + 1)
             var fds = [pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0),
                        pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
             let rc = poll(&fds, 2, ms)

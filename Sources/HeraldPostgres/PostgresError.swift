@@ -2,9 +2,11 @@ import CLibPQ
 
 /// An error from PostgreSQL or from libpq, with the server's diagnostics when there are any.
 ///
-/// `description` is one line meant for a human (and for stderr); it carries the server's message
-/// and detail but never parameter values, so no secret or personal data leaks into logs.
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
+/// `description` is one line meant for a human (and for stderr): the code, SQLSTATE and the
+/// server's message, never parameter values nor the server's `DETAIL`, which for a constraint
+/// violation quotes the offending row's key values (addresses, names). ``debugDescription`` adds
+/// the detail and hint, for debug-level logs only.
+public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// What kind of failure this is.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         fileprivate let raw: String
@@ -45,7 +47,14 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         var s = "\(code)"
         if let sqlState { s += " \(sqlState)" }
         s += ": \(message)"
-        if let detail, !detail.isEmpty { s += " (\(detail))" }
+        return s
+    }
+
+    /// ``description`` with the server's detail and hint, which may quote row values.
+    public var debugDescription: String {
+        var s = description
+        if let detail, !detail.isEmpty { s += " (detail: \(detail))" }
+        if let hint, !hint.isEmpty { s += " (hint: \(hint))" }
         return s
     }
 
@@ -55,6 +64,18 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         if code == .connectionLost || code == .connectionFailed { return true }
         guard let sqlState else { return false }
         return sqlState == "40001" || sqlState == "40P01" || sqlState.hasPrefix("08") || sqlState == "57P01"
+    }
+
+    /// True when the statement failed because of the data it met, not the connection or the
+    /// server's state: SQLSTATE class 22 (data exception: a value out of range, an invalid
+    /// cast, `cannot subtract infinite timestamps`), class 23 (integrity constraint violation),
+    /// or a value Herald could not decode. Trying the same statement on the same rows again
+    /// gives the same error, so the row at fault should be set aside (failed with the reason),
+    /// not retried forever.
+    public var isDataError: Bool {
+        if code == .decoding { return true }
+        guard code == .server, let sqlState else { return false }
+        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23")
     }
 }
 

@@ -10,6 +10,7 @@ public actor PostgresPool {
     public let connectionString: String?
     public let maxConnections: Int
     private let applicationName: String
+    private let session: PostgresSessionSettings
     private let logger: Logger
     private var idle: [PostgresConnection] = []
     private var open = 0
@@ -18,13 +19,16 @@ public actor PostgresPool {
     private var closed = false
 
     /// - Parameters:
-    ///   - connectionString: as for ``PostgresConnection/connect(_:applicationName:logger:)``.
+    ///   - connectionString: as for ``PostgresConnection/connect(_:applicationName:session:logger:)``.
     ///   - maxConnections: connections opened at most at once.
+    ///   - session: the timeouts every connection of the pool runs with.
     public init(connectionString: String?, maxConnections: Int = 4, applicationName: String = "herald",
+                session: PostgresSessionSettings = .default,
                 logger: Logger = Logger(label: "herald.postgres")) {
         self.connectionString = connectionString
         self.maxConnections = max(1, maxConnections)
         self.applicationName = applicationName
+        self.session = session
         self.logger = logger
     }
 
@@ -65,7 +69,8 @@ public actor PostgresPool {
             if open < maxConnections {
                 open += 1
                 do {
-                    return try await PostgresConnection.connect(connectionString, applicationName: applicationName, logger: logger)
+                    return try await PostgresConnection.connect(connectionString, applicationName: applicationName,
+                                                               session: session, logger: logger)
                 } catch {
                     open -= 1
                     wakeOneWaiter(with: nil)

@@ -6,9 +6,14 @@ enum HTTPDate {
     private static let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
-    /// RFC 5322 §3.3 date-time in UTC: `Tue, 01 Jul 2025 12:00:00 +0000`.
+    /// The last second of 9999-12-31: HTTP and mail dates have four-digit years.
+    static let latestSecond: Int64 = 253_402_300_799
+
+    /// RFC 5322 §3.3 date-time in UTC: `Tue, 01 Jul 2025 12:00:00 +0000`. A date outside
+    /// 1970...9999 (or not finite) is clamped to that range rather than trapping.
     static func rfc5322(_ date: Date) -> String {
-        let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        let raw = date.timeIntervalSince1970
+        let seconds = raw.isNaN ? 0 : Int64(min(max(raw, 0), Double(latestSecond)).rounded(.down))
         let days = floorDiv(seconds, 86_400)
         let secondOfDay = seconds - days * 86_400
         let (year, month, day) = civil(fromDays: days)
@@ -18,7 +23,9 @@ enum HTTPDate {
     }
 
     /// Parses an HTTP-date (RFC 9110 §5.6.7): IMF-fixdate, RFC 850 or asctime form, into seconds
-    /// since 1970; nil when it is none of them.
+    /// since 1970; nil when it is none of them. Years are four digits in all three forms, so a
+    /// year after 9999 (`Fri, 01 Jan 99999999999 00:00:00 GMT`) is not an HTTP-date: nil, never
+    /// an overflow. The result is at most ``latestSecond``.
     static func parse(_ text: String) -> Int64? {
         let separators: Set<Character> = [" ", ",", "-"]
         var tokens = text.split(whereSeparator: { separators.contains($0) }).map(String.init)
@@ -37,7 +44,7 @@ enum HTTPDate {
             day = Int(tokens[0]); month = monthIndex(tokens[1]); year = Int(tokens[2]); time = tokens[3]
             if let y = year, tokens[2].count == 2 { year = y < 70 ? 2000 + y : 1900 + y }
         }
-        guard let day, let month, let year, let time, (1...31).contains(day), year >= 1970 else { return nil }
+        guard let day, let month, let year, let time, (1...31).contains(day), (1970...9999).contains(year) else { return nil }
         let parts = time.split(separator: ":").compactMap { Int($0) }
         guard parts.count == 3, (0...23).contains(parts[0]), (0...59).contains(parts[1]),
               (0...60).contains(parts[2]) else { return nil }

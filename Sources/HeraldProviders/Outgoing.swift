@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldTransport
 
 /// One message ready to send: addressed and fully rendered (personalization already applied).
@@ -12,11 +13,18 @@ public struct OutgoingMessage: Sendable, Equatable {
 
     /// What to send.
     public enum Content: Sendable, Equatable {
-        /// An approved WhatsApp template with its body parameters (`{{1}}`, `{{2}}`, … in order).
-        case whatsAppTemplate(name: String, language: String, parameters: [String])
+        /// An approved WhatsApp template with its body parameters (`{{1}}`, `{{2}}`, … in order),
+        /// its header's value when the header takes one (a text header's placeholder, a media
+        /// header's file), and the values of the buttons that take one, in button order.
+        case whatsAppTemplate(name: String, language: String, parameters: [String],
+                              header: WhatsAppTemplateHeader? = nil, buttons: [WhatsAppTemplateButton] = [])
         /// Free-form WhatsApp text (only inside the 24-hour customer service window).
         case whatsAppText(body: String)
-        case sms(body: String)
+        /// A free-form WhatsApp media message (only inside the 24-hour window); `caption` for an
+        /// image, video or document (audio takes none).
+        case whatsAppMedia(OutgoingMedia, caption: String?)
+        /// An SMS, or an MMS when `mediaURLs` is not empty (at most 10).
+        case sms(body: String, mediaURLs: [String] = [])
         /// A mail; with `html` it becomes `multipart/alternative`. `unsubscribeURL` is the rendered,
         /// per-contact URL for `List-Unsubscribe`.
         case email(subject: String, text: String, html: String?, unsubscribeURL: String?)
@@ -70,7 +78,7 @@ public enum DeliveryOutcome: Sendable, Equatable {
     ///
     /// `notSent` (DNS, refused connection, TLS handshake) retries without risk; `ambiguous`
     /// (timeout or reset after the request may have left) retries with `ambiguous: true`. An
-    /// `smtpRejected` error is classified by ``SMTPProvider/classify(_:messageID:)``'s rules.
+    /// `smtpRejected` error is classified by ``SMTP/classify(_:messageID:)``'s rules.
     public static func classify(transportError error: TransportError) -> DeliveryOutcome {
         switch error.kind {
         case .notSent:
@@ -78,7 +86,7 @@ public enum DeliveryOutcome: Sendable, Equatable {
         case .ambiguous:
             .retry(code: nil, message: "no answer: \(error.message)", retryAfter: nil, ambiguous: true, rateLimited: false)
         case .smtpRejected:
-            SMTPProvider.classifyRejection(error)
+            SMTP.classifyRejection(error)
         }
     }
 }
@@ -89,19 +97,26 @@ public enum RetryAfter {
     /// (`Wed, 21 Oct 2015 07:28:00 GMT`, also the obsolete RFC 850 and asctime forms) measured
     /// from `now`. A date in the past gives zero; an unreadable value gives nil.
     ///
+    /// **Bounded.** The header comes from outside: the result is clamped to `0...maximum` (one hour
+    /// by default), so `Retry-After: 9999999999999` means "an hour", never an overflow when the
+    /// retry time is computed or written, nor a channel paused until the year 2343. Nothing here
+    /// converts without a bound.
+    ///
     /// - Parameters:
     ///   - value: The header value.
     ///   - now: The current time (injected for tests).
-    public static func parse(_ value: String, now: Date) -> Duration? {
+    ///   - maximum: The longest wait honoured (default ``Duration/defaultMaximumWait``, one hour).
+    public static func parse(_ value: String, now: Date, maximum: Duration = .defaultMaximumWait) -> Duration? {
         let trimmed = value.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else { return nil }
         if trimmed.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
             // An absurdly long number still means "much later", not "unreadable".
-            return .seconds(Int64(trimmed) ?? 1_000_000_000)
+            guard let seconds = Int64(trimmed) else { return Swift.max(maximum, .zero) }
+            return .clampedSeconds(Double(seconds), max: maximum)
         }
         guard let date = HTTPDate.parse(trimmed) else { return nil }
-        let delta = Double(date) - now.timeIntervalSince1970
-        guard delta > 0 else { return .zero }
-        return .seconds(Int64(delta.rounded(.up)))
+        let nowSeconds = now.timeIntervalSince1970
+        guard nowSeconds.isFinite else { return nil }
+        return .clampedSeconds((Double(date) - nowSeconds).rounded(.up), max: maximum)
     }
 }

@@ -1,8 +1,9 @@
 /// A JSON value read from a provider's webhook body.
 ///
-/// Webhooks are the one place where Herald reads JSON written by someone else at high rate, and
-/// reads it *before* it can check the signature (Meta's signing key is found through a field of
-/// the body). So this parser is strict and bounded rather than general: it keeps numbers as their
+/// Webhooks are the one place where Herald reads JSON written by someone else at high rate. The
+/// server checks the signature over the raw bytes first (with every configured app secret), so
+/// only signed bodies get here; even so this parser is strict and bounded rather than general
+/// (linear in the body): it keeps numbers as their
 /// text (a `wamid` or an error code never goes through `Double`), rejects nesting deeper than
 /// ``maxDepth``, and re-serializes to text PostgreSQL's `jsonb` always accepts (see
 /// ``jsonbText``), so one odd payload can never fail the batch it is stored with.

@@ -152,6 +152,7 @@ public struct WhatsAppNotification: Sendable, Equatable {
         }
         guard let entries = root["entry"]?.array else { throw WebhookParseError("\"entry\" must be an array") }
         var result = WhatsAppNotification(statuses: [], inbound: [], phoneNumberIDs: [])
+        var seenPhoneNumberIDs = Set<String>() // linear in the body, whatever the number of changes
         for entry in entries {
             guard entry.isObject else { throw WebhookParseError("an entry is not an object") }
             guard let changes = entry["changes"]?.array else { throw WebhookParseError("\"entry[].changes\" must be an array") }
@@ -162,7 +163,7 @@ public struct WhatsAppNotification: Sendable, Equatable {
                 guard let phoneNumberID = value["metadata"]?["phone_number_id"]?.scalarText, !phoneNumberID.isEmpty else {
                     throw WebhookParseError("\"value.metadata.phone_number_id\" is missing")
                 }
-                if !result.phoneNumberIDs.contains(phoneNumberID) { result.phoneNumberIDs.append(phoneNumberID) }
+                if seenPhoneNumberIDs.insert(phoneNumberID).inserted { result.phoneNumberIDs.append(phoneNumberID) }
                 if let statuses = value["statuses"] {
                     guard let items = statuses.array else { throw WebhookParseError("\"statuses\" must be an array") }
                     for item in items { result.statuses.append(try status(item, phoneNumberID: phoneNumberID)) }
@@ -248,7 +249,13 @@ public struct TwilioStatusCallback: Sendable, Equatable {
     /// - Throws: ``WebhookParseError`` when the body is not form-encoded or lacks `AccountSid`,
     ///   `MessageSid` or `MessageStatus`.
     public static func parse(_ body: some Collection<UInt8>) throws(WebhookParseError) -> TwilioStatusCallback {
-        let fields = try FormURLEncoded.parse(body)
+        try parse(fields: try FormURLEncoded.parse(body))
+    }
+
+    /// Reads a callback from its already decoded parameters (the server decodes them once, to
+    /// check the signature that covers them).
+    /// - Throws: ``WebhookParseError`` when `AccountSid`, `MessageSid` or `MessageStatus` is missing.
+    public static func parse(fields: [FormField]) throws(WebhookParseError) -> TwilioStatusCallback {
         func value(_ name: String) -> String? {
             guard let v = fields.first(where: { $0.name == name })?.value, !v.isEmpty else { return nil }
             return v

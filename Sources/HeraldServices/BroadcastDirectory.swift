@@ -68,7 +68,7 @@ final class BroadcastDirectory: Sendable {
                 continue
             }
             do {
-                prepared.append(try PreparedBroadcast(info, environment: configuration.environment))
+                prepared.append(try PreparedBroadcast(info, environment: configuration.providerEnvironment))
             } catch {
                 unusable.append((info.id, "cannot prepare the broadcast on channel \(info.channelName): \(error)"))
             }

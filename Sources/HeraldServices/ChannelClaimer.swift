@@ -141,7 +141,7 @@ final class ChannelClaimer: Sendable {
         }
         window.release(room - claim.jobs.count, channel: info.channelID)
         if claim.granted == 0 {
-            metrics.rateLimiterWait(channel: info.channelName, seconds: claim.retryAfter.seconds)
+            metrics.rateLimiterWait(channel: info.channelName, seconds: claim.retryAfter.inSeconds)
             let until = ContinuousClock.now + claim.retryAfter
             holds.hold(info.channelID, until: until)
             return .held(until: until)
@@ -149,7 +149,7 @@ final class ChannelClaimer: Sendable {
         guard !claim.jobs.isEmpty else { return .idle }
         if claim.granted < room {
             // The bucket ran short: come back when most of a burst has accrued.
-            let refill = min(configuration.idlePoll.seconds, 0.9 * Double(info.burst) / info.ratePerSecond)
+            let refill = min(configuration.idlePoll.inSeconds, 0.9 * Double(info.burst) / info.ratePerSecond)
             holds.hold(info.channelID, until: ContinuousClock.now + .milliseconds(Int64(max(0, refill) * 1000)))
         }
         served.withLock { $0[info.id, default: 0] += claim.jobs.count }

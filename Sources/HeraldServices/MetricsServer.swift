@@ -31,10 +31,11 @@ public final class MetricsServer: Service, Sendable {
     ///   - metrics: the process's metrics.
     ///   - databaseURL: for `/healthz` and the queue gauges (nil: libpq's `PG*` variables).
     ///   - sampleQueue: whether `/metrics` samples the queue gauges (one query per 2 s at most).
-    ///   - host: address to bind, `0.0.0.0` by default.
+    ///   - host: address to bind, `127.0.0.1` by default: metrics and health are for the machine's
+    ///     own scraper unless ops open them (`--metrics-host 0.0.0.0` in a private network).
     ///   - port: 0 picks a free port (see ``boundPort``).
     ///   - sampleInterval: the queue is sampled at most this often.
-    public init(metrics: HeraldMetrics, databaseURL: String?, sampleQueue: Bool = true, host: String = "0.0.0.0",
+    public init(metrics: HeraldMetrics, databaseURL: String?, sampleQueue: Bool = true, host: String = "127.0.0.1",
                 port: Int, sampleInterval: Duration = .seconds(2), logger: Logger) {
         self.sampleInterval = sampleInterval
         self.metrics = metrics
@@ -58,7 +59,8 @@ public final class MetricsServer: Service, Sendable {
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
         }
-        router.get("/healthz") { _, _ in await WebhookHandler.health(pool: pool) }
+        let health = HealthCheck(pool: pool)
+        router.get("/healthz") { _, _ in await health.response() }
         try await port.serve(router, host: host, port: requestedPort, name: "metrics server", closing: pool, logger: logger)
     }
 }

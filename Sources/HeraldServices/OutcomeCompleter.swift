@@ -1,5 +1,6 @@
 import Foundation
 import HeraldPostgres
+import HeraldProviders
 import HeraldStore
 import HeraldTransport
 import Logging
@@ -35,17 +36,15 @@ final class OutcomeCompleter: Sendable {
     private let arrived = Wakeup()
     private let configuration: WorkerConfiguration
     private let rules: OutcomeRules
-    private let seam: ProviderSeam
     private let store = QueueStore()
     private let holds: ChannelHolds
     private let metrics: HeraldMetrics
     private let logger: Logger
 
-    init(configuration: WorkerConfiguration, rules: OutcomeRules, seam: ProviderSeam, holds: ChannelHolds,
+    init(configuration: WorkerConfiguration, rules: OutcomeRules, holds: ChannelHolds,
          metrics: HeraldMetrics, logger: Logger) {
         self.configuration = configuration
         self.rules = rules
-        self.seam = seam
         self.holds = holds
         self.metrics = metrics
         self.logger = logger
@@ -147,8 +146,14 @@ final class OutcomeCompleter: Sendable {
                     continue
                 }
                 metrics.providerLatency(channel: sent.broadcast.info.channelName, provider: sent.broadcast.info.provider,
-                                        seconds: answer.elapsed.seconds)
-                let delivery = seam.classify(answer.result, mailID: sent.mailID, sent.broadcast, now: now)
+                                        seconds: answer.elapsed.inSeconds)
+                let providerAnswer: ProviderAnswer
+                switch (sent.request, answer.result) {
+                case (.mail, .success): providerAnswer = .mailAccepted
+                case (_, .success(let response)): providerAnswer = .http(response)
+                case (_, .failure(let error)): providerAnswer = .transportFailed(error)
+                }
+                let delivery = sent.broadcast.channel.classify(providerAnswer, for: sent.request, now: now)
                 out.append(Decided(outcome: rules.recordable(delivery, job: sent.job, broadcast: sent.broadcast,
                                                              segments: sent.segments, now: now),
                                    broadcast: sent.broadcast))
@@ -169,7 +174,7 @@ final class OutcomeCompleter: Sendable {
             holds.hold(channelID, until: ContinuousClock.now + pause)
             try await pool.withConnection { try await self.store.throttle(channelID: channelID, for: pause, on: $0) }
             logger.notice("provider asked to slow down; channel paused", metadata: [
-                "channel": "\(name)", "pause.seconds": "\(pause.seconds)"])
+                "channel": "\(name)", "pause.seconds": "\(pause.inSeconds)"])
         }
     }
 
@@ -197,9 +202,4 @@ final class OutcomeCompleter: Sendable {
             if c.handedBack > 0 { metrics.handedBack(channel: channel, provider: provider, count: c.handedBack) }
         }
     }
-}
-
-extension Duration {
-    /// This duration in seconds, as a Double (metrics and SQL intervals).
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

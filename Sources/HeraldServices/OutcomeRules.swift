@@ -8,7 +8,6 @@ import HeraldStore
 /// the channel pause a rate-limit answer asks for.
 struct OutcomeRules: Sendable {
     let backoff: Backoff
-    let seam: ProviderSeam
 
     func recordable(_ delivery: DeliveryOutcome, job: ClaimedJob, broadcast: PreparedBroadcast,
                     segments: Int?, now: Date) -> JobOutcome {
@@ -28,8 +27,8 @@ struct OutcomeRules: Sendable {
             return .failed(errorCode: code, error: message, failureKind: nil)
         case .retry(let code, let message, let retryAfter, let ambiguous, _):
             let attempt = job.attempts + 1
-            let kind = ambiguous ? "ambiguous" : "not_sent"
-            let policy = seam.policy(broadcast)
+            let kind = (ambiguous ? FailureKind.ambiguous : .notSent).rawValue
+            let policy = broadcast.channel.policy
             if ambiguous && !policy.retryAmbiguous,
                case .permanent(_, let why) = outcome.applying(retryAmbiguous: false) {
                 return .failed(errorCode: code, error: why, failureKind: kind)

@@ -1,5 +1,7 @@
+import Foundation
 import HeraldCore
 import HeraldPostgres
+import HeraldProviders
 import HeraldStore
 import Logging
 import ServiceLifecycle
@@ -19,19 +21,41 @@ public struct SchedulerConfiguration: Sendable {
     public var reconnectBackoff: Backoff
     /// Shown in `pg_stat_activity`.
     public var applicationName: String
+    /// The secrets channel settings name, read by validation exactly as a worker reads them: a
+    /// broadcast starts only if a worker with the same environment can send it.
+    public var providerEnvironment: ProviderEnvironment
+    /// The leader's session settings. ``PostgresSessionSettings/scheduler`` ends a session idle
+    /// for 10 s: a leader that stops answering (SIGSTOP, a stall) loses the lock within about
+    /// that long, and a standby takes over within ``Leadership/retryInterval`` after (see
+    /// ``Leadership``). The leader's loop never idles for longer than ``maintenanceInterval``,
+    /// which must stay well below that timeout.
+    public var session: PostgresSessionSettings = .scheduler
 
     public static let defaultExpansionChunk: Int64 = 50_000
+
+    /// ``session`` with its idle timeout raised, if need be, to three times the longest idle
+    /// stretch this configuration allows (``maintenanceInterval``, the standby's retry interval),
+    /// so a live scheduler's session is never ended for idling.
+    var effectiveSession: PostgresSessionSettings {
+        var s = session
+        if let idle = s.idleSessionTimeout, idle > .zero {
+            s.idleSessionTimeout = max(idle, max(maintenanceInterval, leadership.retryInterval) * 3)
+        }
+        return s
+    }
 
     public init(connectionString: String?, expansionChunk: Int64 = SchedulerConfiguration.defaultExpansionChunk,
                 maintenanceInterval: Duration = .seconds(1), leadership: Leadership = Leadership(),
                 reconnectBackoff: Backoff = Backoff(base: .milliseconds(250), cap: .seconds(5)),
-                applicationName: String = "herald-scheduler") {
+                applicationName: String = "herald-scheduler",
+                providerEnvironment: ProviderEnvironment = ProviderEnvironment(variables: ProcessInfo.processInfo.environment)) {
         self.connectionString = connectionString
         self.expansionChunk = max(1, expansionChunk)
         self.maintenanceInterval = maintenanceInterval
         self.leadership = leadership
         self.reconnectBackoff = reconnectBackoff
         self.applicationName = applicationName
+        self.providerEnvironment = providerEnvironment
     }
 }
 
@@ -65,9 +89,19 @@ public struct SchedulerConfiguration: Sendable {
 /// or the next maintenance tick, whichever comes first: a due broadcast starts within
 /// milliseconds of its time, without polling in a tight loop.
 ///
-/// **Failures.** A statement that fails for one broadcast (bad data) is logged and that broadcast
-/// is retried later with backoff; the loop goes on. A lost connection ends the session (and with
-/// it the leadership); the service reconnects with backoff and competes again.
+/// **Edits of running broadcasts.** The admin tool may edit a `sending` or `paused` broadcast;
+/// migration 0008's trigger stamps `definition_changed_at` (and wakes the leader). Each pass the
+/// leader validates such broadcasts again with ``SchedulerValidation/check(_:)`` and either
+/// accepts the edit (clears the stamp) or ends the broadcast `failed` with the reason; its unsent
+/// messages then end `failed` in maintenance.
+///
+/// **Failures: one bad row never stops the others.** A statement that fails for one broadcast
+/// because of that broadcast's own data (SQLSTATE classes 22 and 23, or an undecodable value:
+/// ``PostgresError/isDataError``) ends that broadcast `failed` with the error; other server errors
+/// hold it back with backoff and the loop goes on. Nothing the loop runs over many broadcasts
+/// computes on a row's values in a way one row can break (`send_at = 'infinity'` is filtered out
+/// and such a broadcast failed). A lost connection ends the session (and with it the
+/// leadership); the service reconnects with backoff and competes again.
 ///
 /// **Shutdown.** On graceful shutdown or cancellation the statement in flight completes (each is
 /// its own short transaction), the session is closed (releasing the lock) and ``run()`` returns.
@@ -93,7 +127,8 @@ public struct SchedulerService: Service {
         while !Task.isCancelled {
             do {
                 let connection = try await PostgresConnection.connect(
-                    configuration.connectionString, applicationName: configuration.applicationName, logger: logger)
+                    configuration.connectionString, applicationName: configuration.applicationName,
+                    session: configuration.effectiveSession, logger: logger)
                 do {
                     try await session(on: connection, resetFailures: { failures = 0 })
                 } catch {
@@ -148,6 +183,8 @@ struct LeaderState {
     struct Plan {
         var channelID: Int64
         var eligibility: SchedulerStore.Eligibility
+        /// Contacts with a time zone PostgreSQL does not know, over this term's chunks.
+        var unknownZones = UnknownTimeZones()
     }
 
     init(store: SchedulerStore, configuration: SchedulerConfiguration, logger: Logger) {
@@ -160,6 +197,7 @@ struct LeaderState {
         var lastMaintenance = clock.now - configuration.maintenanceInterval
         while true {
             try Task.checkCancellation()
+            try await revalidateEdits()
             let busy = try await startDueBroadcasts()
             if clock.now - lastMaintenance >= configuration.maintenanceInterval {
                 lastMaintenance = clock.now
@@ -186,6 +224,17 @@ struct LeaderState {
             do {
                 busy = try await step(broadcast) || busy
                 held[broadcast.id] = nil
+            } catch let error as PostgresError where error.isDataError {
+                // The broadcast's own data breaks a statement: it would fail the same way forever.
+                plans[broadcast.id] = nil
+                held[broadcast.id] = nil
+                let reason = "could not be started: \(error)"
+                if (try? await store.fail(broadcast.id, error: reason)) == true {
+                    logger.info("broadcast failed: its data breaks a statement",
+                                metadata: ["broadcast.id": "\(broadcast.id)", "error": "\(error)"])
+                } else {
+                    held[broadcast.id] = (clock.now + .seconds(60), 1)
+                }
             } catch let error as PostgresError where !error.isTransient && error.code != .connectionClosed {
                 let failures = (held[broadcast.id]?.failures ?? 0) + 1
                 let delay = Backoff(base: .seconds(1), cap: .seconds(60)).delay(afterAttempt: failures, using: &rng)
@@ -203,8 +252,12 @@ struct LeaderState {
     mutating func step(_ broadcast: SchedulerStore.DueBroadcast) async throws -> Bool {
         let id = broadcast.id
         if plans[id] == nil {
+            if broadcast.localSendAt, broadcast.expansionCursor == nil, try await store.postponeToEarliestZone(id) {
+                return false
+            }
             guard let definition = try await store.definition(of: id) else { return false }
-            if let error = SchedulerValidation.check(definition) {
+            if let error = SchedulerValidation.check(definition, environment: configuration.providerEnvironment)
+                ?? DeliveryTimingValidation.check(definition.timing) {
                 if try await store.fail(id, error: error) {
                     logger.debug("broadcast failed validation", metadata: ["broadcast.id": "\(id)", "error": "\(error)"])
                 }
@@ -220,8 +273,9 @@ struct LeaderState {
         }
         guard let plan = plans[id] else { return false }
         guard let low = try await store.nextAudienceContact(of: id, after: broadcast.expansionCursor) else {
+            let warning = plans[id]?.unknownZones.warning
             plans[id] = nil
-            if try await store.start(id) {
+            if try await store.start(id, warning: warning) {
                 logger.debug("broadcast started", metadata: ["broadcast.id": "\(id)"])
                 // An audience that was skipped entirely has nothing to send: complete it now
                 // rather than at the next maintenance tick.
@@ -234,27 +288,66 @@ struct LeaderState {
         let result = try await store.expandChunk(of: id, channelID: plan.channelID, eligibility: plan.eligibility,
                                                  previousCursor: broadcast.expansionCursor, low: low, high: high)
         logger.trace("expanded chunk", metadata: ["broadcast.id": "\(id)", "messages": "\(result.messages)", "jobs": "\(result.jobs)"])
+        plans[id]?.unknownZones.add(result.unknownZoneContacts, example: result.unknownZoneExample)
         if !result.advanced { plans[id] = nil }
         return result.advanced
     }
 
-    /// Finishes done broadcasts and ends the unsent messages of cancelled ones.
+    /// Validates again the `sending` and `paused` broadcasts the admin tool edited: accepts the
+    /// edit, or ends the broadcast `failed` with the reason. One broadcast's failure to load
+    /// (bad data) fails that broadcast alone.
+    mutating func revalidateEdits() async throws {
+        let edits: [SchedulerStore.EditedBroadcast]
+        do {
+            edits = try await store.editedBroadcasts()
+        } catch let error as PostgresError where !error.isTransient && error.code != .connectionClosed {
+            logger.info("scheduler could not list edited broadcasts; will retry", metadata: ["error": "\(error)"])
+            return
+        }
+        for edit in edits {
+            try Task.checkCancellation()
+            do {
+                guard let definition = try await store.definition(of: edit.id, statuses: ["sending", "paused"]) else { continue }
+                if let problem = SchedulerValidation.check(definition, environment: configuration.providerEnvironment)
+                    ?? DeliveryTimingValidation.check(definition.timing) {
+                    if try await store.failEdited(edit, error: "edit rejected: \(problem)") {
+                        logger.info("edited broadcast failed validation", metadata: ["broadcast.id": "\(edit.id)", "error": "\(problem)"])
+                    }
+                } else {
+                    try await store.acceptEdit(edit)
+                }
+            } catch let error as PostgresError where error.isDataError {
+                _ = try? await store.failEdited(edit, error: "edit rejected: \(error)")
+            } catch let error as PostgresError where !error.isTransient && error.code != .connectionClosed {
+                logger.info("scheduler could not validate an edited broadcast; will retry",
+                            metadata: ["broadcast.id": "\(edit.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Finishes done broadcasts and ends the unsent messages of cancelled and failed ones.
     mutating func maintain() async throws {
         do {
+            for id in try await store.failUnreachableSendAt() {
+                logger.info("broadcast failed: send_at is infinite", metadata: ["broadcast.id": "\(id)"])
+            }
             let completed = try await store.completeFinished()
             for id in completed { logger.debug("broadcast completed", metadata: ["broadcast.id": "\(id)"]) }
             let batch = 10_000
             // A bounded number of batches per tick, so starting due broadcasts is never held up long.
             for _ in 0..<20 {
                 try Task.checkCancellation()
-                guard try await store.cancelUnsent(limit: batch) == batch else { break }
+                guard try await store.endUnsent(limit: batch) == batch else { break }
             }
             // broadcast_report's counters grow by one delta row per write statement; fold them
             // every few seconds (herald webhooks does too; the function is safe concurrently), so
             // deployments without a webhooks server keep the report query small as well.
+            try await HistoryPruner.fromEnvironment.step(on: store.connection, logger: logger)  // ops: history retention (HistoryPruner.swift)
             if lastCompaction.map({ clock.now - $0 >= .seconds(5) }) ?? true {
                 lastCompaction = clock.now
                 _ = try await ReportStore().compactCounts(on: store.connection)
+                // Receipts that never matched a message are kept only for a while (security).
+                _ = try await UnmatchedReceiptRetention(environment: ProcessInfo.processInfo.environment).prune(on: store.connection, logger: logger)
             }
         } catch let error as PostgresError where !error.isTransient && error.code != .connectionClosed {
             logger.info("scheduler maintenance failed; will retry", metadata: ["error": "\(error)"])

@@ -20,18 +20,16 @@ final class SendDispatcher: Sendable {
     private let transport: CurlTransport
     private let completer: OutcomeCompleter
     private let window: InFlightWindow
-    private let seam: ProviderSeam
     private let rules: OutcomeRules
     private let configuration: WorkerConfiguration
     private let metrics: HeraldMetrics
     private let submitted = Mutex<[Int64: [Submitted]]>([:])
 
-    init(transport: CurlTransport, completer: OutcomeCompleter, window: InFlightWindow, seam: ProviderSeam,
+    init(transport: CurlTransport, completer: OutcomeCompleter, window: InFlightWindow,
          rules: OutcomeRules, configuration: WorkerConfiguration, metrics: HeraldMetrics) {
         self.transport = transport
         self.completer = completer
         self.window = window
-        self.seam = seam
         self.rules = rules
         self.configuration = configuration
         self.metrics = metrics
@@ -39,33 +37,41 @@ final class SendDispatcher: Sendable {
 
     /// Renders every job and submits the provider requests in one call. The jobs hold one
     /// window slot each on entry; slots of jobs that need no transfer are given back here, the
-    /// others as their answers arrive. Sandbox broadcasts are answered after their simulated
-    /// latency, on the calling lane.
+    /// others as their answers arrive. Simulated requests (the sandbox) are answered after
+    /// their simulated latency, on the calling lane.
     func dispatch(_ jobs: [ClaimedJob], of broadcast: PreparedBroadcast, claimedAt: ContinuousClock.Instant) async {
         let now = Date()
         let channelID = broadcast.info.channelID
         var decided: [JobOutcome] = []
         var requests: [TransportRequest] = []
         var sends: [SentJob] = []
-        var simulated: [(job: ClaimedJob, segments: Int?, message: OutgoingMessage)] = []
+        var simulated: [(job: ClaimedJob, segments: Int?, request: ProviderRequest, outcome: DeliveryOutcome)] = []
+        var simulatedLatency = Duration.zero
         requests.reserveCapacity(jobs.count)
         sends.reserveCapacity(jobs.count)
         for job in jobs {
             switch broadcast.outgoing(for: job, now: now) {
             case .failure(.skip(let reason)):
-                decided.append(JobOutcome(messageID: job.messageID, result: .skipped(reason: reason)))
+                decided.append(JobOutcome(messageID: job.messageID, result: .skipped(reason: reason.rawValue)))
             case .failure(.fail(let why)):
                 decided.append(JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil)))
             case .success(let (message, segments)):
-                switch seam.request(for: message, broadcast) {
-                case .transfer(let request, let mailID):
-                    requests.append(request)
-                    sends.append(SentJob(job: job, broadcast: broadcast, segments: segments, mailID: mailID))
-                case .sandbox:
-                    simulated.append((job, segments, message))
-                case .unsendable(let why):
-                    decided.append(rules.recordable(.permanent(code: nil, message: why), job: job, broadcast: broadcast,
-                                                    segments: segments, now: now))
+                do {
+                    let request = try broadcast.channel.request(for: message)
+                    switch request {
+                    case .http(let http):
+                        requests.append(.http(http))
+                        sends.append(SentJob(job: job, broadcast: broadcast, segments: segments, request: request))
+                    case .mail(let mail):
+                        requests.append(.smtp(mail.envelope))
+                        sends.append(SentJob(job: job, broadcast: broadcast, segments: segments, request: request))
+                    case .simulated(let latency, let outcome):
+                        simulatedLatency = max(simulatedLatency, latency)
+                        simulated.append((job, segments, request, outcome))
+                    }
+                } catch {
+                    decided.append(rules.recordable(.permanent(code: nil, message: error.description), job: job,
+                                                    broadcast: broadcast, segments: segments, now: now))
                 }
             }
         }
@@ -85,15 +91,15 @@ final class SendDispatcher: Sendable {
                 all[broadcast.info.id] = list
             }
         }
-        if !simulated.isEmpty, let sandbox = seam.sandbox(broadcast) {
-            // The simulated sends of a batch happen side by side, as real ones would.
-            if sandbox.latency > .zero { try? await Task.sleep(for: sandbox.latency) }
+        if !simulated.isEmpty {
+            // Simulated sends of a batch happen side by side, as real ones would.
+            if simulatedLatency > .zero { try? await Task.sleep(for: simulatedLatency) }
             let answeredAt = Date()
             let outcomes = simulated.map { send -> JobOutcome in
                 metrics.providerLatency(channel: broadcast.info.channelName, provider: broadcast.info.provider,
-                                        seconds: sandbox.latency.seconds)
-                return rules.recordable(sandbox.outcome(send.message), job: send.job, broadcast: broadcast,
-                                        segments: send.segments, now: answeredAt)
+                                        seconds: simulatedLatency.inSeconds)
+                let delivery = broadcast.channel.classify(.simulated(send.outcome), for: send.request, now: answeredAt)
+                return rules.recordable(delivery, job: send.job, broadcast: broadcast, segments: send.segments, now: answeredAt)
             }
             window.release(outcomes.count, channel: channelID)
             completer.decided(outcomes, broadcast: broadcast)

@@ -1,3 +1,4 @@
+import HeraldProviders
 import HeraldStore
 
 /// One claimed job handed to the transport, with what the completer needs to judge the answer.
@@ -5,6 +6,7 @@ struct SentJob: Sendable {
     let job: ClaimedJob
     let broadcast: PreparedBroadcast
     let segments: Int?
-    /// The Message-ID of a mail (SMTP answers carry none).
-    let mailID: String?
+    /// The provider request the transfer carries: the channel classifies its answer against it
+    /// (a mail's Message-ID, for one).
+    let request: ProviderRequest
 }

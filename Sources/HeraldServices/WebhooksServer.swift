@@ -37,6 +37,16 @@ public struct WebhooksConfiguration: Sendable {
     public var pendingWindow: Duration = .seconds(3600)
     /// How often channels (and their secrets) are re-read.
     public var channelRefresh: Duration = .seconds(5)
+    /// A request naming an unknown secret, phone number or account re-reads the channels at most
+    /// this often (single-flight: a burst shares one read).
+    public var refreshOnDemandAfter: Duration = .seconds(1)
+    /// A client must send a whole request within this long of connecting or of its previous
+    /// response (and may stay idle no longer): slow clients are cut. Meta and Twilio send theirs
+    /// in milliseconds.
+    public var readTimeout: Duration = .seconds(10)
+    /// Whether `GET /metrics` is served on ``port`` (`herald webhooks --metrics-port` serves it on
+    /// a port of its own instead, so the public port carries only webhooks and `/healthz`).
+    public var serveMetrics = true
     /// How often the report counters are folded.
     public var compactInterval: Duration = .seconds(5)
     /// The queue gauges of `/metrics` are sampled at most this often.
@@ -57,9 +67,10 @@ public struct WebhooksConfiguration: Sendable {
 /// | `POST /webhooks/whatsapp` | Meta's notifications: statuses become receipts, incoming messages move `contacts.last_inbound_at` |
 /// | `POST /webhooks/twilio` | Twilio's status callbacks |
 /// | `GET /metrics` | Prometheus text format |
-/// | `GET /healthz` | 200 when the database answers, else 503 |
+/// | `GET /healthz` | 200 when the database answered the latest probe (at most one a second, shared by all requests), else 503 |
 ///
-/// - Important: a request is authenticated before anything is stored: a missing or wrong
+/// - Important: a request is authenticated before its body is interpreted, and a verified request
+///   speaks only for the channels that share the secret that verified it: a missing or wrong
 ///   signature is 401 and changes nothing; a body that is too big or not what the provider
 ///   documents is 400 and changes nothing. 200 means the receipts are committed; a database
 ///   failure is 503, so the provider delivers the notification again later.
@@ -89,11 +100,13 @@ public final class WebhooksServer: Service, Sendable {
         }
         let pipeline = ReceiptPipeline(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger)
         let handler = WebhookHandler(configuration: configuration, pool: pool, directory: directory, pipeline: pipeline,
-                                     metrics: metrics, sampler: QueueSampler(metrics: metrics, pool: pool, interval: configuration.queueSampleInterval), logger: logger)
+                                     metrics: metrics, sampler: QueueSampler(metrics: metrics, pool: pool, interval: configuration.queueSampleInterval),
+                                     healthCheck: HealthCheck(pool: pool), logger: logger)
         let router = Router()
         handler.register(on: router)
-        try await port.serve(router, host: configuration.host, port: configuration.port, services: [pipeline],
-                             name: "webhooks server", closing: pool, logger: logger)
+        ConsentRoutes(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger).register(on: router) // consent (issue 19)
+        try await port.serve(router, host: configuration.host, port: configuration.port, readTimeout: configuration.readTimeout,
+                             services: [pipeline], name: "webhooks server", closing: pool, logger: logger)
         logger.info("webhooks server stopped")
     }
 }
@@ -106,13 +119,14 @@ struct WebhookHandler: Sendable {
     let pipeline: ReceiptPipeline
     let metrics: HeraldMetrics
     let sampler: QueueSampler
+    let healthCheck: HealthCheck
     let logger: Logger
 
     func register(on router: Router<BasicRequestContext>) {
         router.get("/webhooks/whatsapp") { request, _ in await self.handshake(request) }
         router.post("/webhooks/whatsapp") { request, _ in await self.whatsApp(request) }
         router.post("/webhooks/twilio") { request, _ in await self.twilio(request) }
-        router.get("/metrics") { _, _ in await self.metricsPage() }
+        if configuration.serveMetrics { router.get("/metrics") { _, _ in await self.metricsPage() } }
         router.get("/healthz") { _, _ in await self.health() }
     }
 
@@ -139,48 +153,73 @@ struct WebhookHandler: Sendable {
         return Self.text(.ok, challenge)
     }
 
+    /// Meta's notifications. The signature is checked over the raw body before any of it is read:
+    /// with every configured app secret, each in constant time. Only then is the JSON parsed, and
+    /// each status or incoming message is applied only when its `phone_number_id` is one of the
+    /// channels that use the secret that verified the request; the rest is ignored and counted
+    /// (`herald_webhook_ignored_total`).
     func whatsApp(_ request: Request) async -> Response {
         let provider = "whatsapp_cloud"
+        guard let signature = Self.header(request, "x-hub-signature-256") else { return refuse(provider, .unauthorized, "missing signature") }
         guard let body = await collect(request) else { return refuse(provider, .badRequest, "body too large or unreadable") }
+
+        var snapshot = directory.snapshot
+        var trusted = Self.verifiedApp(snapshot, signature: signature, body: body)
+        if trusted == nil {
+            // A channel (and secret) the admin tool added since the last refresh? Single-flight and
+            // at most once a second, so unsigned floods cannot turn this into database load.
+            try? await directory.refresh(pool: pool, ifOlderThan: configuration.refreshOnDemandAfter)
+            let next = directory.snapshot
+            if next.generation != snapshot.generation {
+                snapshot = next
+                trusted = Self.verifiedApp(snapshot, signature: signature, body: body)
+            }
+        }
+        guard var trusted else { return refuse(provider, .unauthorized, "wrong signature") }
+
         let notification: WhatsAppNotification
         do {
             notification = try WhatsAppNotification.parse(body)
         } catch {
             return refuse(provider, .badRequest, "\(error)")
         }
-        guard let signature = Self.header(request, "x-hub-signature-256") else { return refuse(provider, .unauthorized, "missing signature") }
-
-        // The channels the notification names; when none is known, any channel's app secret may
-        // still sign it (another number of the same Meta app): then nothing of it is ours to store.
-        var channels = await whatsAppChannels(for: notification.phoneNumberIDs)
-        let named = !channels.isEmpty
-        if !named { channels = directory.snapshot.whatsApp }
-        var secrets: [String] = []
-        for c in channels { if let s = c.appSecret, !secrets.contains(s) { secrets.append(s) } }
-        var verified = false
-        for secret in secrets where WebhookSignature.verifyMeta(header: signature, body: body, appSecret: secret) { verified = true }
-        guard verified else { return refuse(provider, .unauthorized, "wrong signature") }
-        guard named else {
-            metrics.webhookRequest(provider: provider, outcome: "accepted")
-            return Self.text(.ok, "ok")
+        var scope = Self.channelsByPhone(trusted.channels)
+        if notification.phoneNumberIDs.contains(where: { scope[$0] == nil }) {
+            // Signed by a known secret but naming a number not known yet (a channel just added to
+            // the same Meta app): look once more before ignoring it.
+            try? await directory.refresh(pool: pool, ifOlderThan: configuration.refreshOnDemandAfter)
+            if let again = Self.verifiedApp(directory.snapshot, signature: signature, body: body) {
+                trusted = again
+                scope = Self.channelsByPhone(trusted.channels)
+            }
         }
 
-        var byPhone: [String: Int64] = [:]
-        for c in channels { byPhone[c.phoneNumberID] = byPhone[c.phoneNumberID] ?? c.channelID }
         var receipts: [NewReceipt] = []
+        var ignored = 0
         for s in notification.statuses {
-            guard let channelID = byPhone[s.phoneNumberID] else { continue }
+            guard let channels = scope[s.phoneNumberID] else { ignored += 1; continue }
             receipts.append(NewReceipt(provider: provider, providerMessageID: s.messageID, status: s.status,
                                        effect: s.receipt?.rawValue, errorCode: s.errorCode, error: s.errorText,
                                        occurredAt: s.timestamp, payload: s.payload, callbackMessageID: s.heraldMessageID,
-                                       channelID: channelID))
+                                       channelIDs: channels))
         }
-        let inbound = notification.inbound.filter { byPhone[$0.phoneNumberID] != nil }.map { ($0.phone, $0.timestamp ?? Date()) }
+        var inbound: [(phone: String, at: Date)] = []
+        for m in notification.inbound {
+            guard scope[m.phoneNumberID] != nil else { ignored += 1; continue }
+            inbound.append((m.phone, m.timestamp ?? Date()))
+        }
+        if ignored > 0 {
+            metrics.webhookIgnored(provider: provider, count: ignored)
+            logger.info("webhook items ignored: their phone number is not a channel of the app secret that signed them",
+                        metadata: ["provider": "\(provider)", "items.count": "\(ignored)"])
+        }
         do {
             try await pipeline.store(receipts)
             if !inbound.isEmpty {
-                _ = try await pool.withConnection { try await ReceiptStore().recordInbound(inbound, on: $0) }
+                let senders = inbound
+                _ = try await pool.withConnection { try await ReceiptStore().recordInbound(senders, on: $0) }
             }
+            try await ConsentRoutes.recordWhatsAppKeywords(body, channels: scope.keys, pool: pool) // consent (issue 19): only numbers the verifying secret covers
         } catch {
             return unavailable(provider, error)
         }
@@ -188,52 +227,76 @@ struct WebhookHandler: Sendable {
         return Self.text(.ok, "ok")
     }
 
-    private func whatsAppChannels(for phoneNumberIDs: [String]) async -> [WebhookDirectory.WhatsApp] {
-        func lookup() -> [WebhookDirectory.WhatsApp] {
-            directory.snapshot.whatsApp.filter { phoneNumberIDs.contains($0.phoneNumberID) }
+    /// The app secret that signed `body`, with its channels, or nil. Every distinct secret is
+    /// tried, each comparison in constant time, with no early exit.
+    static func verifiedApp(_ snapshot: WebhookDirectory.Snapshot, signature: String,
+                            body: [UInt8]) -> (secret: String, channels: [WebhookDirectory.WhatsApp])? {
+        var found: (secret: String, channels: [WebhookDirectory.WhatsApp])?
+        for app in snapshot.byAppSecret where WebhookSignature.verifyMeta(header: signature, body: body, appSecret: app.secret) {
+            if found == nil { found = app }
         }
-        let found = lookup()
-        if Set(found.map(\.phoneNumberID)).count == phoneNumberIDs.count { return found }
-        // A channel the admin tool added since the last refresh?
-        try? await directory.refresh(pool: pool, ifOlderThan: .seconds(1))
-        return lookup()
+        return found
+    }
+
+    /// `phone_number_id` → the channels (of one app) that use it.
+    static func channelsByPhone(_ channels: [WebhookDirectory.WhatsApp]) -> [String: [Int64]] {
+        var byPhone: [String: [Int64]] = [:]
+        for c in channels { byPhone[c.phoneNumberID, default: []].append(c.channelID) }
+        return byPhone
     }
 
     // MARK: Twilio
 
+    /// Twilio's status callbacks. The form body is decoded (linear, no interpretation) because
+    /// the signature covers its parameters, and checked with the auth token of every channel of the
+    /// `AccountSid` it names; the receipt then applies only to the messages of the channels whose
+    /// URL and token verified it.
     func twilio(_ request: Request) async -> Response {
         let provider = "twilio"
+        guard let signature = Self.header(request, "x-twilio-signature") else { return refuse(provider, .unauthorized, "missing signature") }
         guard let body = await collect(request) else { return refuse(provider, .badRequest, "body too large or unreadable") }
-        let callback: TwilioStatusCallback
+        let fields: [FormField]
         do {
-            callback = try TwilioStatusCallback.parse(body)
+            fields = try FormURLEncoded.parse(body)
         } catch {
             return refuse(provider, .badRequest, "\(error)")
         }
-        guard let signature = Self.header(request, "x-twilio-signature") else { return refuse(provider, .unauthorized, "missing signature") }
-        var channels = directory.snapshot.twilio.filter { $0.accountSID == callback.accountSID }
-        if channels.isEmpty {
-            try? await directory.refresh(pool: pool, ifOlderThan: .seconds(1))
-            channels = directory.snapshot.twilio.filter { $0.accountSID == callback.accountSID }
+        guard let account = fields.first(where: { $0.name == "AccountSid" })?.value, !account.isEmpty else {
+            return refuse(provider, .unauthorized, "no AccountSid: nothing can verify it")
         }
         // Herald's sends put their message id in the StatusCallback URL's query; Twilio signs the
         // URL it posted to, so the parameter is part of what the signature covers.
         // A value that is not a message id is ignored, and then the signature does not match.
         let messageID = request.uri.queryParameters.get(Twilio.messageIDParameter, as: Int64.self).flatMap { $0 > 0 ? $0 : nil }
-        var channelID: Int64?
-        for c in channels {
-            guard let base = c.callbackURL, let token = c.authToken else { continue }
-            let url = messageID.map { Twilio.statusCallback(base, messageID: $0) } ?? base
-            if WebhookSignature.verifyTwilio(header: signature, url: url, parameters: callback.parameters, authToken: token),
-               channelID == nil {
-                channelID = c.channelID
+        func verified(_ snapshot: WebhookDirectory.Snapshot) -> [Int64] {
+            var scope: [Int64] = []
+            for c in snapshot.twilio where c.accountSID == account {
+                guard let base = c.callbackURL, let token = c.authToken else { continue }
+                let url = messageID.map { Twilio.statusCallback(base, messageID: $0) } ?? base
+                if WebhookSignature.verifyTwilio(header: signature, url: url, parameters: fields, authToken: token) {
+                    scope.append(c.channelID)
+                }
             }
+            return scope
         }
-        guard let channelID else { return refuse(provider, .unauthorized, "wrong signature") }
+        let before = directory.snapshot
+        var scope = verified(before)
+        if scope.isEmpty {
+            try? await directory.refresh(pool: pool, ifOlderThan: configuration.refreshOnDemandAfter)
+            let after = directory.snapshot
+            if after.generation != before.generation { scope = verified(after) }
+        }
+        guard !scope.isEmpty else { return refuse(provider, .unauthorized, "wrong signature") }
+        let callback: TwilioStatusCallback
+        do {
+            callback = try TwilioStatusCallback.parse(fields: fields)
+        } catch {
+            return refuse(provider, .badRequest, "\(error)")
+        }
         let receipt = NewReceipt(provider: provider, providerMessageID: callback.messageSID, status: callback.messageStatus,
                                  effect: callback.receipt?.rawValue, errorCode: callback.errorCode, error: callback.errorMessage,
                                  occurredAt: nil, payload: callback.payload,
-                                 callbackMessageID: messageID, channelID: channelID)
+                                 callbackMessageID: messageID, channelIDs: scope)
         do {
             try await pipeline.store([receipt])
         } catch {
@@ -253,19 +316,7 @@ struct WebhookHandler: Sendable {
     }
 
     func health() async -> Response {
-        await Self.health(pool: pool)
-    }
-
-    /// 200 when `SELECT 1` answers within 2 seconds, else 503.
-    static func health(pool: PostgresPool) async -> Response {
-        let healthy = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await pool.withConnection { try await ReportStore().ping(on: $0) }) != nil }
-            group.addTask { try? await Task.sleep(for: .seconds(2)); return false }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-        return healthy ? text(.ok, "ok") : text(.serviceUnavailable, "database unreachable")
+        await healthCheck.response()
     }
 
     // MARK: Helpers
@@ -314,10 +365,11 @@ final class BoundPort: Sendable {
 
     /// Serves `router` on `host:port` (0: any free port, recorded here) until graceful shutdown,
     /// with `services` running beside it, and closes `pool` however the server ends.
-    func serve(_ router: Router<BasicRequestContext>, host: String, port: Int, services: [any Service] = [],
-               name: String, closing pool: PostgresPool, logger: Logger) async throws {
+    func serve(_ router: Router<BasicRequestContext>, host: String, port: Int, readTimeout: Duration = .seconds(10),
+               services: [any Service] = [], name: String, closing pool: PostgresPool, logger: Logger) async throws {
         let app = Application(
             router: router,
+            server: DeadlineHTTP1Channel.builder(readTimeout: readTimeout),
             configuration: .init(address: .hostname(host, port: port), serverName: nil),
             services: services,
             onServerRunning: { [self, logger] channel in

@@ -43,13 +43,12 @@ public final class Worker: Service, Sendable {
         let pool = PostgresPool(connectionString: config.databaseURL, maxConnections: config.lanes + 2,
                                 applicationName: "herald-worker", logger: logger)
         let transport = CurlTransport(maxInFlight: config.maxInFlight, httpVersion: config.httpVersion, logger: logger)
-        let seam = ProviderSeam(requestTimeout: config.requestTimeout, publicURL: config.publicURL)
-        let rules = OutcomeRules(backoff: config.backoff, seam: seam)
+        let rules = OutcomeRules(backoff: config.backoff)
         let holds = ChannelHolds()
         let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel)
-        let completer = OutcomeCompleter(configuration: config, rules: rules, seam: seam, holds: holds,
+        let completer = OutcomeCompleter(configuration: config, rules: rules, holds: holds,
                                          metrics: metrics, logger: logger)
-        let dispatcher = SendDispatcher(transport: transport, completer: completer, window: window, seam: seam,
+        let dispatcher = SendDispatcher(transport: transport, completer: completer, window: window,
                                         rules: rules, configuration: config, metrics: metrics)
         let directory = BroadcastDirectory(configuration: config, dispatcher: dispatcher, logger: logger)
         let claimer = ChannelClaimer(configuration: config, directory: directory, completer: completer, dispatcher: dispatcher,

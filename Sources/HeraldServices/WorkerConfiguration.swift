@@ -1,4 +1,5 @@
 import Foundation
+import HeraldProviders
 import HeraldCore
 import HeraldTransport
 
@@ -59,6 +60,12 @@ public struct WorkerConfiguration: Sendable {
         self.workerID = workerID
         self.environment = environment
         self.publicURL = environment["HERALD_PUBLIC_URL"]
+    }
+
+    /// What providers read from this process: secrets, the public URL, the request timeout and
+    /// the hosts channels may reach (`HERALD_ALLOWED_HOSTS`).
+    var providerEnvironment: ProviderEnvironment {
+        ProviderEnvironment(variables: environment, publicURL: publicURL, requestTimeout: requestTimeout)
     }
 
     /// `host-pid-random`, unique across machines and restarts.

@@ -18,6 +18,8 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
 public struct Migrator: Sendable {
     /// Arbitrary constant key of the advisory lock ("herald" in ASCII).
     static let lockKey: Int64 = 0x68_65_72_61_6c_64
+    /// How long a migration waits for a lock before it fails (see ``migrate(on:)``).
+    public static let lockTimeout = "5s"
     public let migrations: [Migrations.Migration]
     let logger: Logger
 
@@ -29,16 +31,27 @@ public struct Migrator: Sendable {
     /// Brings the schema up to date.
     /// - Returns: the names of the migrations applied by this call (empty when up to date).
     /// - Throws: ``MigrationError`` naming the failing file, or ``PostgresError``.
+    ///
+    /// **Timeouts.** While it runs, the session has no `statement_timeout` (a migration may rewrite
+    /// a big table, and waiting for another runner's migrations is expected); each migration's
+    /// transaction runs with `lock_timeout` ``lockTimeout`` (a migration may set its own with
+    /// `SET LOCAL`), so a migration stuck behind a long transaction fails, naming its file, instead
+    /// of queueing every statement on the table behind its lock. Run it again once the blocker is
+    /// gone. The session's previous `statement_timeout` is restored afterwards.
     @discardableResult
     public func migrate(on connection: PostgresConnection) async throws -> [String] {
+        let previous = try await connection.query("SELECT current_setting('statement_timeout')")[0].decode(String.self, at: 0)
+        try await connection.execute("SELECT set_config('statement_timeout', '0', false)")
         try await connection.execute("SELECT pg_advisory_lock(\(Self.lockKey))")
         do {
             let applied = try await applyPending(on: connection)
             try await connection.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
+            try await connection.execute("SELECT set_config('statement_timeout', \(previous), false)")
             return applied
         } catch {
             if await connection.isUsable {
                 _ = try? await connection.execute("SELECT pg_advisory_unlock(\(Self.lockKey))")
+                _ = try? await connection.execute("SELECT set_config('statement_timeout', \(previous), false)")
             }
             throw error
         }
@@ -61,6 +74,7 @@ public struct Migrator: Sendable {
             logger.info("applying migration", metadata: ["migration": "\(migration.name)"])
             do {
                 try await connection.simpleQuery("BEGIN")
+                try await connection.execute("SELECT set_config('lock_timeout', \(Self.lockTimeout), true)")
                 try await connection.simpleQuery(migration.sql)
                 try await connection.execute(
                     "INSERT INTO herald.schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))")

@@ -21,6 +21,14 @@ public struct ActiveBroadcast: Sendable, Equatable {
     public var templateName: String?
     public var templateLanguage: String?
     public var templateParams: [String]
+    /// The template's `header_format`, `header_text` and `buttons` (JSON text); nil without a template.
+    public var templateHeaderFormat: String? = nil
+    public var templateHeaderText: String? = nil
+    public var templateButtons: String? = nil
+    /// `template_header_params`, `template_button_params` and `media` as JSON text (nil when null).
+    public var templateHeaderParams: String? = nil
+    public var templateButtonParams: String? = nil
+    public var media: String? = nil
 }
 
 /// One claimed job with the contact data needed to render and address its message.
@@ -99,11 +107,14 @@ public struct QueueStore: Sendable {
         -> (broadcasts: [ActiveBroadcast], unreadable: [UnreadableBroadcast]) {
         let rows = try await connection.query("""
             SELECT b.id, b.channel_id, c.name, c.kind, c.provider, c.settings::text, c.rate_per_second::text, c.burst::text,
-                   b.subject, b.body, b.html_body, t.name, t.language, b.template_params::text
+                   b.subject, b.body, b.html_body, t.name, t.language, b.template_params::text,
+                   t.header_format, t.header_text, t.buttons::text AS template_buttons,
+                   b.template_header_params::text AS template_header_params,
+                   b.template_button_params::text AS template_button_params, b.media::text AS media
             FROM herald.broadcasts b
             JOIN herald.channels c ON c.id = b.channel_id
             LEFT JOIN herald.templates t ON t.id = b.template_id
-            WHERE b.status = 'sending' AND c.enabled
+            WHERE b.status = 'sending' AND c.enabled AND b.definition_changed_at IS NULL -- an edit waits for the scheduler's re-validation
               AND (\(channels)::text[] IS NULL OR c.name = ANY(\(channels)::text[]))
             ORDER BY b.id
             """)
@@ -127,7 +138,13 @@ public struct QueueStore: Sendable {
                     subject: try r.decode(String?.self, at: 8), body: try r.decode(String?.self, at: 9),
                     htmlBody: try r.decode(String?.self, at: 10), templateName: try r.decode(String?.self, at: 11),
                     templateLanguage: try r.decode(String?.self, at: 12),
-                    templateParams: try Self.templateParams(try r.decode(String?.self, at: 13))))
+                    templateParams: try Self.templateParams(try r.decode(String?.self, at: 13)),
+                    templateHeaderFormat: try r.decode(String?.self, "header_format"),
+                    templateHeaderText: try r.decode(String?.self, "header_text"),
+                    templateButtons: try r.decode(String?.self, "template_buttons"),
+                    templateHeaderParams: try r.decode(String?.self, "template_header_params"),
+                    templateButtonParams: try r.decode(String?.self, "template_button_params"),
+                    media: try r.decode(String?.self, "media")))
             } catch let problem as RowProblem {
                 unreadable.append(UnreadableBroadcast(id: id, reason: problem.description))
             } catch {
@@ -220,19 +237,31 @@ public struct QueueStore: Sendable {
                 -- A constant LIMIT, so the planner knows the batch is small and walks jobs_claim
                 -- with nested loops; a LIMIT taken from `t` would be planned as "10% of the
                 -- table" (hash joins over every job and contact, ~40× slower at 200,000 jobs).
-                SELECT message_id FROM herald.jobs
+                -- `opens`: when the recipient's send window is open next (now when it is open, or
+                -- when the broadcast has no window: jobs of such broadcasts carry no time_zone).
+                SELECT message_id,
+                       CASE WHEN time_zone IS NULL THEN now()
+                            ELSE herald.job_send_opening(broadcast_id, time_zone, now()) END AS opens
+                FROM herald.jobs
                 WHERE broadcast_id = \(broadcastID) AND run_at <= now()
                   AND (lease_owner IS NULL OR now() > pg_postmaster_start_time() + make_interval(secs => \(graceSeconds)))
                   AND EXISTS (SELECT 1 FROM herald.broadcasts b WHERE b.id = \(broadcastID) AND b.status = 'sending')
                 ORDER BY run_at
                 LIMIT \(unescaped: String(scan))
                 FOR UPDATE SKIP LOCKED
+            ), held AS (
+                -- A window that closed since expansion (or a pause over its end): the job waits,
+                -- queued, for the next opening, and no claim looks at it before then.
+                UPDATE herald.jobs j SET run_at = due.opens FROM due
+                WHERE j.message_id = due.message_id AND due.opens > now()
             ), picked AS (
-                SELECT message_id FROM due LIMIT (SELECT granted FROM t)
+                SELECT message_id FROM due WHERE due.opens <= now() LIMIT (SELECT granted FROM t)
+            ), tiered AS MATERIALIZED ( -- consent (issue 19): the messaging tier (daily_limit) admits some, puts the rest off
+                SELECT herald.tier_admit(\(channelID), ARRAY(SELECT message_id FROM picked)) AS message_id
             ), claimed AS (
                 UPDATE herald.jobs j
                 SET run_at = now() + make_interval(secs => \(leaseSeconds)), lease_owner = \(owner), claims = j.claims + 1
-                FROM picked WHERE j.message_id = picked.message_id
+                FROM tiered WHERE j.message_id = tiered.message_id -- consent (issue 19): was `FROM picked … picked.message_id`
                 RETURNING j.message_id
             ), refund AS MATERIALIZED (
                 SELECT herald.return_tokens(\(channelID), (SELECT granted FROM t) - (SELECT count(*) FROM claimed)::int) AS returned
@@ -356,8 +385,10 @@ public struct QueueStore: Sendable {
                 WHERE m.id = o.message_id AND m.status = 'queued'
                   AND (m.id IN (SELECT message_id FROM finished) OR m.id IN (SELECT message_id FROM retried))
                 RETURNING m.id
+            ), provider_opt_outs AS MATERIALIZED ( -- consent (issue 19): Twilio 21610 / Meta 131050 opt the contact out in this statement
+                SELECT herald.record_provider_opt_outs(array_agg(o.message_id), array_agg(o.error_code)) AS inserted FROM o WHERE o.outcome = 'failed' AND o.message_id IN (SELECT id FROM applied)
             )
-            SELECT (SELECT count(*) FROM applied) + (SELECT count(*) FROM handed_back)
+            SELECT (SELECT count(*) FROM applied) + (SELECT count(*) FROM handed_back), (SELECT inserted FROM provider_opt_outs) -- consent (issue 19)
             """)
         return try rows[0].decode(Int.self, at: 0)
     }

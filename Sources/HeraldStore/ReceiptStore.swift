@@ -19,12 +19,16 @@ public struct NewReceipt: Sendable, Equatable {
     public var payload: String
     /// Herald's message id echoed by the provider (WhatsApp's `biz_opaque_callback_data`).
     public var callbackMessageID: Int64?
-    /// The channel that authenticated it.
+    /// The channel that authenticated it (the first of ``channelIDs``).
     public var channelID: Int64?
+    /// Every channel that shares the secret that authenticated it (the same Meta app and phone
+    /// number, the same Twilio account): the receipt may apply only to their messages. Empty:
+    /// ``channelID`` alone. A receipt with neither matches no message.
+    public var channelIDs: [Int64]
 
     public init(provider: String, providerMessageID: String, status: String, effect: String?, errorCode: String? = nil,
                 error: String? = nil, occurredAt: Date? = nil, payload: String = "{}", callbackMessageID: Int64? = nil,
-                channelID: Int64? = nil) {
+                channelID: Int64? = nil, channelIDs: [Int64] = []) {
         self.provider = provider
         self.providerMessageID = providerMessageID
         self.status = status
@@ -34,7 +38,8 @@ public struct NewReceipt: Sendable, Equatable {
         self.occurredAt = occurredAt
         self.payload = payload
         self.callbackMessageID = callbackMessageID
-        self.channelID = channelID
+        self.channelID = channelID ?? channelIDs.first
+        self.channelIDs = channelIDs
     }
 }
 
@@ -78,8 +83,9 @@ public struct ReceiptApplication: Sendable, Equatable {
 /// 2. matches each to its message by Herald's own message id, which the provider echoes
 ///    (`callback_message_id`: WhatsApp's `biz_opaque_callback_data`, the `herald_message_id` of
 ///    Twilio's `StatusCallback` URL), so even a receipt whose send's answer was lost finds its
-///    message; one of the same channel whose recorded provider id, if any, is the receipt's (or
-///    the message had several tries). A receipt without Herald's id matches nothing;
+///    message; one of the channels that share the secret that verified the receipt
+///    (`channel_ids`), whose recorded provider id, if any, is the receipt's (or the message had
+///    several tries). A receipt without Herald's id, or without a channel, matches nothing;
 /// 3. leaves alone, for a later pass, every receipt whose message a worker holds right now:
 ///    one whose job is under a live lease or locked by another statement. The worker records its
 ///    outcome guarded by `status = 'queued'`; moving the message first would make the worker's
@@ -102,24 +108,30 @@ public struct ReceiptApplication: Sendable, Equatable {
 public struct ReceiptStore: Sendable {
     public init() {}
 
-    /// Inserts receipts in one statement.
-    /// - Returns: their ids, to hand to ``apply(ids:on:)``.
+    /// Inserts receipts in one statement; a replay of a receipt already stored (same provider,
+    /// provider message id, status, time, error code and verifying channel) is skipped
+    /// (migration 0009).
+    /// - Returns: the ids of the receipts stored now, to hand to ``apply(ids:on:)``.
     public func insert(_ receipts: [NewReceipt], on connection: PostgresConnection) async throws -> [Int64] {
         guard !receipts.isEmpty else { return [] }
         let providers = receipts.map(\.provider), ids = receipts.map(\.providerMessageID), statuses = receipts.map(\.status)
         let effects = receipts.map(\.effect), codes = receipts.map(\.errorCode), errors = receipts.map(\.error)
         let occurred = receipts.map(\.occurredAt), payloads = receipts.map(\.payload)
         let callbacks = receipts.map(\.callbackMessageID), channels = receipts.map(\.channelID)
+        // Arrays of arrays do not pass through unnest: each scope travels as text ("{1,2}").
+        let scopes: [String?] = receipts.map { $0.channelIDs.isEmpty ? nil : "{" + $0.channelIDs.map(String.init).joined(separator: ",") + "}" }
         let rows = try await connection.query("""
             INSERT INTO herald.delivery_receipts (provider, provider_message_id, status, effect, error_code, error,
-                                                  occurred_at, payload, callback_message_id, channel_id)
+                                                  occurred_at, payload, callback_message_id, channel_id, channel_ids)
             SELECT provider, provider_message_id, status, effect, error_code, error, occurred_at, payload::jsonb,
-                   callback_message_id, channel_id
+                   callback_message_id, channel_id, channel_ids::bigint[]
             FROM unnest(\(providers)::text[], \(ids)::text[], \(statuses)::text[], \(effects)::text[], \(codes)::text[],
                         \(errors)::text[], \(occurred)::timestamptz[], \(payloads)::text[], \(callbacks)::bigint[],
-                        \(channels)::bigint[])
+                        \(channels)::bigint[], \(scopes)::text[])
                 AS r(provider, provider_message_id, status, effect, error_code, error, occurred_at, payload,
-                     callback_message_id, channel_id)
+                     callback_message_id, channel_id, channel_ids)
+            ON CONFLICT (provider, provider_message_id, status, (coalesce(occurred_at, '-infinity'::timestamptz)),
+                         (coalesce(error_code, '')), (coalesce(channel_id, 0))) DO NOTHING
             RETURNING id
             """)
         return try rows.map { try $0.decode(Int64.self, at: 0) }
@@ -153,7 +165,8 @@ public struct ReceiptStore: Sendable {
         let windowSeconds = Self.seconds(window), olderSeconds = Self.seconds(olderThan)
         let query: PostgresQuery = """
             WITH pending AS MATERIALIZED (
-                SELECT r.id, r.provider_message_id, r.callback_message_id, r.channel_id, r.effect, r.error_code, r.error,
+                SELECT r.id, r.provider_message_id, r.callback_message_id,
+                       coalesce(r.channel_ids, ARRAY[r.channel_id]) AS channel_ids, r.effect, r.error_code, r.error,
                        coalesce(r.occurred_at, r.received_at) AS at
                 FROM herald.delivery_receipts r
                 WHERE r.applied_at IS NULL
@@ -168,8 +181,9 @@ public struct ReceiptStore: Sendable {
                 -- By Herald's own id, which every send carries (WhatsApp's biz_opaque_callback_data,
                 -- Twilio's StatusCallback query), through the primary key: messages has no index on
                 -- provider_message_id, so that its updates stay HOT (migration 0007). Guards against
-                -- an id that is not this message's (another sender echoing colliding ids): the same
-                -- channel, and a provider id that is the message's own, or none recorded yet, or
+                -- an id that is not this message's (another sender echoing colliding ids, or the
+                -- holder of another channel's secret naming it): one of the channels that share
+                -- the secret that verified the receipt (migration 0009, never "any"), and a provider id that is the message's own, or none recorded yet, or
                 -- one of several tries (an ambiguous try may have been accepted under another id).
                 -- LATERAL … LIMIT 1 keeps this a primary-key probe per receipt: as a plain join the
                 -- planner, blind to `pending`'s size, hashes all of messages (seconds at 1,000,000).
@@ -178,7 +192,7 @@ public struct ReceiptStore: Sendable {
                 CROSS JOIN LATERAL (
                     SELECT m.id AS message_id FROM herald.messages m
                     WHERE m.id = p.callback_message_id
-                      AND (p.channel_id IS NULL OR m.channel_id = p.channel_id)
+                      AND m.channel_id = ANY(p.channel_ids)
                       AND (m.provider_message_id IS NULL OR m.provider_message_id = p.provider_message_id OR m.attempts > 1)
                     LIMIT 1
                 ) t
@@ -251,9 +265,11 @@ public struct ReceiptStore: Sendable {
                 FROM matched mt
                 WHERE r.id = mt.id AND mt.message_id IN (SELECT id FROM locked)
                 RETURNING r.id
+            ), provider_opt_outs AS MATERIALIZED ( -- consent (issue 19): a failed receipt with 21610 / 131050 opts the contact out
+                SELECT herald.record_provider_opt_outs(array_agg(n.id), array_agg(n.error_code)) AS inserted FROM next n WHERE n.status = 'failed' AND n.old_status <> 'failed' AND n.id IN (SELECT id FROM changed)
             )
             SELECT (SELECT count(*) FROM pending), (SELECT count(*) FROM marked), (SELECT count(*) FROM changed),
-                   (SELECT count(*) FROM unqueued), (SELECT max(id) FROM pending)
+                   (SELECT count(*) FROM unqueued), (SELECT max(id) FROM pending), (SELECT inserted FROM provider_opt_outs) -- consent (issue 19)
             """
         let row = try await connection.query(query)[0]
         return ReceiptApplication(examined: try row.decode(Int.self, at: 0), applied: try row.decode(Int.self, at: 1),
@@ -273,6 +289,22 @@ public struct ReceiptStore: Sendable {
             FROM (SELECT phone, max(at) AS at FROM unnest(\(phones)::text[], \(times)::timestamptz[]) AS i(phone, at)
                   GROUP BY phone) i
             WHERE c.phone = i.phone AND (c.last_inbound_at IS NULL OR c.last_inbound_at < i.at)
+            """)
+    }
+
+    /// Deletes receipts that never matched a message and were received more than `olderThan` ago,
+    /// at most `limit` at once (oldest first, through `delivery_receipts_unapplied`), so a pile of
+    /// unmatched receipts (another tool sharing the number, a flood of validly signed noise) cannot
+    /// grow forever. Run by the scheduler's leader; see ``UnmatchedReceiptRetention``.
+    /// - Returns: the number deleted; `limit` means there may be more.
+    @discardableResult
+    public func deleteUnmatched(olderThan: Duration, limit: Int = 10_000, on connection: PostgresConnection) async throws -> Int {
+        let seconds = Self.seconds(olderThan)
+        return try await connection.execute("""
+            DELETE FROM herald.delivery_receipts
+            WHERE id IN (SELECT id FROM herald.delivery_receipts
+                         WHERE applied_at IS NULL AND received_at < now() - make_interval(secs => \(seconds))
+                         ORDER BY received_at LIMIT \(limit))
             """)
     }
 

@@ -82,7 +82,8 @@ enum HTTPDouble {
             answer = providerError(endpoint, code: endpoint == .twilio ? 20000 + status : 131000, status: status, message: nil)
         case .respond?, nil:
             switch endpoint {
-            case .whatsApp?: answer = WhatsAppDouble.answer(received, components: components, configuration: state.configuration)
+            case .whatsApp?: answer = WhatsAppDouble.answer(received, components: components, configuration: state.configuration,
+                                                            templates: state.withLock { $0.whatsAppTemplates })
             case .twilio?: answer = TwilioDouble.answer(received, components: components, configuration: state.configuration)
             case nil: answer = notFound(path: path)
             }
@@ -172,8 +173,8 @@ enum HTTPDouble {
 
 /// Meta's WhatsApp Cloud API, `POST /{version}/{phone_number_id}/messages`.
 enum WhatsAppDouble {
-    static func answer(_ request: ReceivedRequest, components: [String],
-                       configuration: ProviderDouble.Configuration) -> HTTPDouble.Answer {
+    static func answer(_ request: ReceivedRequest, components: [String], configuration: ProviderDouble.Configuration,
+                       templates: [String: ProviderDouble.WhatsAppTemplate] = [:]) -> HTTPDouble.Answer {
         guard let authorization = request.header("authorization"), authorization.hasPrefix("Bearer ") else {
             return error(code: 190, status: 401, message: "An active access token must be used to query information about the current user.")
         }
@@ -210,7 +211,15 @@ enum WhatsAppDouble {
             guard json["template"]?["language"]?["code"]?.string?.isEmpty == false else {
                 return error(code: 100, status: 400, message: "(#100) The parameter template['language'] is required.")
             }
-        case "image", "document", "audio", "video", "sticker", "location", "contacts", "interactive", "reaction":
+            if let refused = WhatsAppTemplateCheck.check(json, templates: templates) { return refused }
+        case "image", "document", "audio", "video":
+            guard let media = json[type], media["link"]?.string?.isEmpty == false || media["id"]?.string?.isEmpty == false else {
+                return error(code: 131008, status: 400, message: nil, details: "\(type)['link'] or \(type)['id'] is required")
+            }
+            if type == "audio", media["caption"] != nil {
+                return error(code: 131009, status: 400, message: nil, details: "audio['caption'] is not allowed: audio takes no caption")
+            }
+        case "sticker", "location", "contacts", "interactive", "reaction":
             break
         default:
             return error(code: 131051, status: 400, message: nil)
@@ -305,7 +314,9 @@ enum TwilioDouble {
         guard from != nil || service != nil else {
             return error(code: 21603, status: 400, message: "A 'From' phone number is required.")
         }
-        guard let body = form["Body"], !body.isEmpty else {
+        let mediaURLs = request.formValues("MediaUrl")
+        let body = form["Body"] ?? ""
+        guard !body.isEmpty || !mediaURLs.isEmpty else {
             return error(code: 21602, status: 400, message: "Message body is required.")
         }
         guard isE164(to) else {
@@ -332,7 +343,7 @@ enum TwilioDouble {
             "error_message": NSNull(),
             "from": from.map { $0 as Any } ?? NSNull(),
             "messaging_service_sid": service.map { $0 as Any } ?? NSNull(),
-            "num_media": "0",
+            "num_media": "\(mediaURLs.count)",
             "num_segments": "\(segments(body))",
             "price": NSNull(),
             "price_unit": "USD",

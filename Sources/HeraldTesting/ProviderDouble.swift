@@ -437,6 +437,7 @@ final class DoubleState: Sendable {
         var latency: Duration = .zero
         var mailLatency: Duration = .zero
         var mailSequence = 0
+        var whatsAppTemplates: [String: ProviderDouble.WhatsAppTemplate] = [:]
     }
 
     let configuration: ProviderDouble.Configuration

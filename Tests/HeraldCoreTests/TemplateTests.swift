@@ -172,3 +172,37 @@ import Testing
         #expect(error("{{ name }} {{ bad_one }} {{ bad_two }}")?.tag == "{{ bad_one }}")
     }
 }
+
+@Suite struct TemplateURLEncodingTests {
+    let contact = Contact(id: 7, firstName: "Zoë", email: "a+b&c@example.com",
+                          attributes: ["path": "../admin?x=1#frag", "plain": "Az09-._~"])
+
+    private func render(_ source: String, _ contact: Contact) throws -> String {
+        try CompiledTemplate.compile(source).render(contact, encoding: .url)
+    }
+
+    @Test("values in a URL are percent-encoded; the template's own text is not")
+    func values() throws {
+        #expect(try render("https://x.example/u?e={{ email }}&id={{ contact_id }}", contact)
+            == "https://x.example/u?e=a%2Bb%26c%40example.com&id=7")
+        #expect(try render("https://x.example/{{ attributes.path }}", contact) == "https://x.example/..%2Fadmin%3Fx%3D1%23frag")
+    }
+
+    @Test("unreserved characters stay; UTF-8 is encoded byte by byte")
+    func bytes() throws {
+        #expect(try render("{{ attributes.plain }}|{{ first_name }}", contact) == "Az09-._~|Zo%C3%AB")
+    }
+
+    @Test("a fallback inside a URL is percent-encoded too")
+    func fallback() throws {
+        #expect(try render("https://x.example/?n={{ last_name | default: \"a b&c\" }}", contact) == "https://x.example/?n=a%20b%26c")
+    }
+
+    @Test("plain and html encodings are unchanged by the URL mode")
+    func otherModes() throws {
+        let t = try CompiledTemplate.compile("{{ email }}")
+        #expect(t.render(contact, encoding: .plain) == "a+b&c@example.com")
+        #expect(t.render(contact, encoding: .html) == "a+b&amp;c@example.com")
+        #expect(t.render(contact, escapeHTML: true) == "a+b&amp;c@example.com")
+    }
+}

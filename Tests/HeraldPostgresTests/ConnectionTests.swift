@@ -34,7 +34,7 @@ struct ConnectionTests {
         #expect(error?.message.contains("password authentication failed") == true)
     }
 
-    @Test("server errors carry SQLSTATE, message and detail")
+    @Test("server errors carry SQLSTATE, message and detail, the detail only in debugDescription")
     func serverError() async throws {
         try await withTestDatabase { db in
             let conn = try await db.connect()
@@ -45,6 +45,9 @@ struct ConnectionTests {
             #expect(error?.sqlState == "23505")
             #expect(error?.message.contains("groups_name_key") == true)
             #expect(error?.detail?.contains("(name)=(vip)") == true)
+            // The row's values stay out of what reaches logs by default.
+            #expect(error?.description.contains("vip") == false)
+            #expect(error?.debugDescription.contains("(name)=(vip)") == true)
             // The connection stays usable after a statement error.
             #expect(try await conn.query("SELECT 1")[0].decode(Int.self, at: 0) == 1)
         }

@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import HeraldTransport
 import Testing
@@ -80,23 +81,44 @@ struct SeededGenerator: RandomNumberGenerator {
 @Suite struct SandboxTests {
     let message = OutgoingMessage(messageID: 5, to: "+1", content: .sms(body: "x"))
 
-    @Test("no failures by default")
-    func accepts() {
-        var generator = SeededGenerator(state: 1)
-        #expect(Sandbox.outcome(for: message, settings: SandboxSettings(), using: &generator) == .accepted(providerMessageID: "sandbox-5"))
-        #expect(Sandbox.latency(SandboxSettings(latencyMs: 25)) == .milliseconds(25))
+    private func outcome(of channel: SandboxChannel) throws -> DeliveryOutcome {
+        guard case .simulated(_, let outcome) = try channel.request(for: message) else {
+            Issue.record("the sandbox made a real request")
+            return .permanent(code: nil, message: "")
+        }
+        return outcome
+    }
+
+    @Test("no failures by default, answered after latency_ms")
+    func accepts() throws {
+        let channel = SandboxChannel(settings: SandboxSettings(latencyMs: 25), random: { 0 })
+        guard case .simulated(let latency, let outcome) = try channel.request(for: message) else {
+            Issue.record("the sandbox made a real request")
+            return
+        }
+        #expect(latency == .milliseconds(25))
+        #expect(outcome == .accepted(providerMessageID: "sandbox-5"))
+        #expect(channel.classify(.simulated(outcome), for: .simulated(latency: latency, outcome: outcome), now: .now) == outcome)
     }
 
     @Test("failure_rate sets the failing share")
-    func failureRate() {
-        var generator = SeededGenerator(state: 42)
-        let settings = SandboxSettings(failureRate: 0.25)
-        let failures = (0..<4000).filter { _ in
-            if case .permanent = Sandbox.outcome(for: message, settings: settings, using: &generator) { return true }
-            return false
-        }.count
+    func failureRate() throws {
+        let generator = SeededRandom(state: 42)
+        let random: @Sendable () -> Double = { generator.next() }
+        let channel = SandboxChannel(settings: SandboxSettings(failureRate: 0.25), random: random)
+        var failures = 0
+        for _ in 0..<4000 {
+            if case .permanent = try outcome(of: channel) { failures += 1 }
+        }
         #expect((800...1200).contains(failures))
-        #expect(Sandbox.outcome(for: message, settings: SandboxSettings(failureRate: 1), using: &generator)
+        #expect(try outcome(of: SandboxChannel(settings: SandboxSettings(failureRate: 1), random: random))
             == .permanent(code: "sandbox", message: "simulated failure (failure_rate 1.0)"))
     }
+}
+
+/// A seeded source of numbers in `0..<1` that a `@Sendable` closure can hold.
+final class SeededRandom: Sendable {
+    private let generator: Mutex<SeededGenerator>
+    init(state: UInt64) { generator = Mutex(SeededGenerator(state: state)) }
+    func next() -> Double { generator.withLock { Double.random(in: 0..<1, using: &$0) } }
 }

@@ -44,7 +44,7 @@ enum Decode {
 
     private func mail(_ content: OutgoingMessage.Content, id: Int64 = 42, to: String = "ada@example.org",
                       settings: SMTPSettings? = nil) throws -> (SMTPMail, String) {
-        let mail = try SMTPProvider.mail(for: OutgoingMessage(messageID: id, to: to, content: content),
+        let mail = try SMTP.mail(for: OutgoingMessage(messageID: id, to: to, content: content),
                                          settings: settings ?? self.settings, credentials: credentials,
                                          date: date, uniqueToken: "abc123")
         return (mail, String(decoding: mail.envelope.message, as: UTF8.self))
@@ -230,8 +230,8 @@ enum Decode {
     func randomToken() throws {
         let message = OutgoingMessage(messageID: 1, to: "ada@example.org",
                                       content: .email(subject: "s", text: "", html: nil, unsubscribeURL: nil))
-        let a = try SMTPProvider.mail(for: message, settings: settings, credentials: credentials)
-        let b = try SMTPProvider.mail(for: message, settings: settings, credentials: credentials)
+        let a = try SMTP.mail(for: message, settings: settings, credentials: credentials)
+        let b = try SMTP.mail(for: message, settings: settings, credentials: credentials)
         #expect(a.messageID != b.messageID)
         #expect(a.messageID.hasPrefix("herald.1.") && a.messageID.hasSuffix("@acme.example"))
     }
@@ -293,19 +293,19 @@ enum Decode {
 @Suite struct SMTPClassificationTests {
     @Test("accepted, 4xx retry, 5xx permanent, transport failures")
     func table() {
-        #expect(SMTPProvider.classify(nil, messageID: "herald.1.x@acme.example")
+        #expect(SMTP.classify(nil, messageID: "herald.1.x@acme.example")
             == .accepted(providerMessageID: "herald.1.x@acme.example"))
-        #expect(SMTPProvider.classify(TransportError(kind: .smtpRejected, curlCode: 55, smtpCode: 451, message: "451 4.3.0 Temporary failure"), messageID: "m")
+        #expect(SMTP.classify(TransportError(kind: .smtpRejected, curlCode: 55, smtpCode: 451, message: "451 4.3.0 Temporary failure"), messageID: "m")
             == .retry(code: "smtp 451", message: "451 4.3.0 Temporary failure", retryAfter: nil, ambiguous: false, rateLimited: false))
-        #expect(SMTPProvider.classify(TransportError(kind: .smtpRejected, curlCode: 55, smtpCode: 421, message: "421 4.7.0 Too many connections"), messageID: "m")
+        #expect(SMTP.classify(TransportError(kind: .smtpRejected, curlCode: 55, smtpCode: 421, message: "421 4.7.0 Too many connections"), messageID: "m")
             == .retry(code: "smtp 421", message: "421 4.7.0 Too many connections", retryAfter: nil, ambiguous: false, rateLimited: true))
-        #expect(SMTPProvider.classify(TransportError(kind: .smtpRejected, curlCode: 55, smtpCode: 550, message: "550 5.1.1 No such user"), messageID: "m")
+        #expect(SMTP.classify(TransportError(kind: .smtpRejected, curlCode: 55, smtpCode: 550, message: "550 5.1.1 No such user"), messageID: "m")
             == .permanent(code: "smtp 550", message: "550 5.1.1 No such user"))
-        #expect(SMTPProvider.classify(TransportError(kind: .smtpRejected, curlCode: 67, smtpCode: 535, message: "535 5.7.8 Authentication failed"), messageID: "m")
+        #expect(SMTP.classify(TransportError(kind: .smtpRejected, curlCode: 67, smtpCode: 535, message: "535 5.7.8 Authentication failed"), messageID: "m")
             == .permanent(code: "smtp 535", message: "535 5.7.8 Authentication failed"))
-        #expect(SMTPProvider.classify(TransportError(kind: .notSent, curlCode: 7, message: "connection refused"), messageID: "m")
+        #expect(SMTP.classify(TransportError(kind: .notSent, curlCode: 7, message: "connection refused"), messageID: "m")
             == .retry(code: nil, message: "not sent: connection refused", retryAfter: nil, ambiguous: false, rateLimited: false))
-        #expect(SMTPProvider.classify(TransportError(kind: .ambiguous, curlCode: 28, message: "timeout after DATA"), messageID: "m")
+        #expect(SMTP.classify(TransportError(kind: .ambiguous, curlCode: 28, message: "timeout after DATA"), messageID: "m")
             == .retry(code: nil, message: "no answer: timeout after DATA", retryAfter: nil, ambiguous: true, rateLimited: false))
     }
 }

@@ -1,6 +1,8 @@
 import Foundation
 import HeraldPostgres
 import HeraldServices
+import HeraldStore
+import HeraldDemo
 import HeraldTesting
 import Testing
 

@@ -177,7 +177,14 @@ struct HOTUpdateTests {
             #expect(holders.isEmpty, "sessions still holding back pruning: \(holders)")
 
             let delivered = try await Self.counting(c) { c in
-                let stored = try await ReceiptStore().insert(ids.map { receipts.receipt(Self.wamid($0), "delivered", at: Date(), callback: $0) }, on: c)
+                // Scoped to the channel whose secret verified them, as the webhooks server scopes them.
+                let channel = try await c.query("SELECT channel_id FROM herald.messages WHERE id = \(ids[0])")[0].decode(Int64.self, at: 0)
+                let stored = try await ReceiptStore().insert(ids.map { id -> NewReceipt in
+                    var r = receipts.receipt(Self.wamid(id), "delivered", at: Date(), callback: id)
+                    r.channelID = channel
+                    r.channelIDs = [channel]
+                    return r
+                }, on: c)
                 let applied = try await ReceiptStore().apply(ids: stored, on: c)
                 #expect(applied.messagesChanged == ids.count)
             }

@@ -133,7 +133,7 @@ struct ReportTests {
                                 let byCallback = id % 7 == 0
                                 return NewReceipt(provider: "whatsapp_cloud", providerMessageID: byCallback ? "lost\(id)" : "p\(id)",
                                                   status: effect, effect: effect, errorCode: effect == "failed" ? "131026" : nil,
-                                                  occurredAt: Date(), payload: "{}", callbackMessageID: id)
+                                                  occurredAt: Date(), payload: "{}", callbackMessageID: id, channelID: channel)
                             }
                             let ids = try await store.insert(receipts, on: c)
                             _ = try await store.apply(ids: ids, on: c)

@@ -69,7 +69,7 @@ struct SchedulerLifecycleTests {
                 // A worker finishes the one message.
                 try await c.execute("UPDATE herald.messages SET status = 'sent', sent_at = now() WHERE broadcast_id = \(id)")
                 try await c.execute("DELETE FROM herald.jobs WHERE broadcast_id = \(id)")
-                try await F.waitUntil("it completes", timeout: .seconds(10)) { try await F.status(c, id) == "completed" }
+                try await F.waitUntil("it completes", timeout: .seconds(30)) { try await F.status(c, id) == "completed" }
             }
             #expect(try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND finished_at >= started_at") == 1)
             #expect(try await F.status(c, paused) == "paused")
@@ -85,7 +85,7 @@ struct SchedulerLifecycleTests {
             let contact = try await F.contact(c, phone: "not a phone")
             let id = try await F.broadcast(c, channel: channel, contacts: [contact])
             try await F.withScheduler(db) {
-                try await F.waitUntil("it completes", timeout: .seconds(10)) { try await F.status(c, id) == "completed" }
+                try await F.waitUntil("it completes", timeout: .seconds(30)) { try await F.status(c, id) == "completed" }
             }
             #expect(try await F.count(c, "SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id) AND status = 'skipped'") == 1)
         }
@@ -108,7 +108,7 @@ struct SchedulerLifecycleTests {
                 try await c.execute("UPDATE herald.jobs SET lease_owner = 'w1', run_at = now() + interval '1 minute', claims = 1 WHERE message_id = \(ids[1])")
                 try await c.execute("UPDATE herald.jobs SET lease_owner = 'w2', run_at = now() - interval '1 second', claims = 1 WHERE message_id = \(ids[2])")
                 try await c.execute("UPDATE herald.broadcasts SET status = 'cancelled' WHERE id = \(id)")
-                try await F.waitUntil("unleased jobs are gone", timeout: .seconds(3)) { try await F.jobCount(c, id) == 1 }
+                try await F.waitUntil("unleased jobs are gone", timeout: .seconds(30)) { try await F.jobCount(c, id) == 1 }
                 let m = try await c.query("SELECT id, status FROM herald.messages WHERE broadcast_id = \(id) ORDER BY id")
                     .map { try $0.decode(String.self, at: 1) }
                 #expect(m == ["sent", "queued", "cancelled", "cancelled"])
@@ -134,7 +134,7 @@ struct SchedulerLifecycleTests {
                     """)
                 #expect(killed == 1)
                 let second = try await F.broadcast(c, channel: channel, contacts: [contact])
-                try await F.waitUntil("the second starts", timeout: .seconds(10)) { try await F.status(c, second) == "sending" }
+                try await F.waitUntil("the second starts", timeout: .seconds(30)) { try await F.status(c, second) == "sending" }
             }
         }
     }
@@ -155,7 +155,7 @@ struct SchedulerLifecycleTests {
             }
             #expect(try await F.count(c, "SELECT count(*) FROM herald.broadcast_counts WHERE broadcast_id = \(id)") == 3)
             try await F.withScheduler(db) {
-                try await F.waitUntil("the deltas are folded", timeout: .seconds(10)) {
+                try await F.waitUntil("the deltas are folded", timeout: .seconds(30)) {
                     try await F.count(c, "SELECT count(*) FROM herald.broadcast_counts WHERE broadcast_id = \(id)") == 1
                 }
             }

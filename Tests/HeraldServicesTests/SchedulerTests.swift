@@ -1,5 +1,6 @@
 import Foundation
 import HeraldPostgres
+import HeraldProviders
 import HeraldServices
 import HeraldStore
 import HeraldTesting
@@ -10,12 +11,19 @@ import Testing
 enum SchedulerFixtures {
     static let quietLogger = Logger(label: "herald.test.scheduler") { _ in SwiftLogNoOpLogHandler() }
 
+    /// The secrets the tests' channels name, as the scheduler's environment holds them.
+    static let providerEnvironment = ProviderEnvironment(variables: [
+        "WA_TOKEN": "wa-token", "TW_TOKEN": "tw-token", "T": "t", "TW": "tw", "HERALD_ALLOWED_HOSTS": "127.0.0.1,h",
+    ])
+
     /// Runs a ``SchedulerService`` against `db` while `body` runs, then cancels it and waits for it.
     static func withScheduler<T: Sendable>(_ db: TestDatabase, chunk: Int64 = SchedulerConfiguration.defaultExpansionChunk,
+                                           environment: ProviderEnvironment = providerEnvironment,
                                            _ body: @Sendable () async throws -> T) async throws -> T {
         let service = SchedulerService(
             configuration: SchedulerConfiguration(connectionString: db.url, expansionChunk: chunk,
-                                                  leadership: Leadership(retryInterval: .milliseconds(200))),
+                                                  leadership: Leadership(retryInterval: .milliseconds(200)),
+                                                  providerEnvironment: environment),
             logger: quietLogger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await service.run(); return nil }

@@ -42,6 +42,16 @@ struct WebhookMetricsTests {
         }
     }
 
+    /// Polls `condition` every 50 ms for up to 10 s.
+    static func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
     static func scrape(_ base: String, _ transport: CurlTransport) async throws -> [String: Double] {
         let page = try await transport.execute(HTTPRequest(method: "GET", url: base + "/metrics", timeout: .seconds(10)))
         #expect(page.status == 200)
@@ -61,7 +71,7 @@ struct WebhookMetricsTests {
                 #expect(before[#"herald_queue_depth{channel="promo-sms"}"#] == 20)
                 #expect(before[#"herald_queue_due{channel="promo-sms"}"#] == 20)
                 #expect((before[#"herald_queue_oldest_due_age_seconds{channel="promo-sms"}"#] ?? -1) >= 0)
-                #expect(before[#"herald_messages_total{channel="promo-sms",outcome="sent",provider="sandbox"}"#] == nil)
+                #expect(before[#"herald_messages_total{channel="promo-sms",outcome="sent",provider="sandbox"}"#] == 0)
 
                 // Send them all (a worker), reporting as the worker's hooks do.
                 let done = try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b))
@@ -83,6 +93,53 @@ struct WebhookMetricsTests {
                 #expect(after[#"herald_rate_limiter_wait_seconds_count{channel="promo-sms"}"#] == 1)
                 let health = try await transport.execute(HTTPRequest(method: "GET", url: base + "/healthz", timeout: .seconds(10)))
                 #expect(health.status == 200)
+            }
+        }
+    }
+
+    @Test("a fresh process exposes its process-wide series at zero before anything happens")
+    func processSeriesAtZero() throws {
+        let samples = try PrometheusText.parse(HeraldMetrics().exposition())
+        #expect(samples[#"herald_webhook_requests_total{outcome="unauthorized",provider="whatsapp_cloud"}"#] == 0)
+        #expect(samples[#"herald_webhook_requests_total{outcome="unauthorized",provider="twilio"}"#] == 0)
+        #expect(samples[#"herald_receipts_total{provider="twilio",status="delivered"}"#] == 0)
+        #expect(samples["herald_receipts_applied_total"] == 0)
+        #expect(samples[#"herald_broadcasts{status="sending"}"#] == 0)
+        #expect(samples["herald_scheduler_leaders"] == 0)
+    }
+
+    @Test("the first scrape lists every channel's series at zero, its configured rate, throttle, live broadcasts and the scheduler leader")
+    func channelSeriesFromTheDatabase() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let idle = try await WorkerFixtures.sandboxChannel(c, name: "idle-sms")
+            _ = try await c.query("UPDATE herald.channels SET rate_per_second = 80, burst = 8 WHERE id = \(idle)")
+            // A provider's slow-down: the bucket refreshes 120 s from now (migration 0004).
+            _ = try await c.query("INSERT INTO herald.rate_buckets (channel_id, tokens, refreshed_at) VALUES (\(idle), 0, now() + interval '120 seconds')")
+            let busy = try await WorkerFixtures.sandboxChannel(c, name: "busy-sms")
+            let contacts = try await WorkerFixtures.contacts(c, count: 3)
+            _ = try await WorkerFixtures.sendingBroadcast(c, channel: busy, contacts: contacts, body: "hi")
+            // This session stands in for a leading scheduler.
+            let leader = try await db.connect()
+            _ = try await leader.query("SELECT pg_advisory_lock(\(Leadership.schedulerLockKey))")
+            try await Self.withMetricsServer(HeraldMetrics(), databaseURL: db.url) { base, transport in
+                let page = try await Self.scrape(base, transport)
+                #expect(page[#"herald_messages_total{channel="idle-sms",outcome="failed",provider="sandbox"}"#] == 0)
+                #expect(page[#"herald_messages_claimed_total{channel="idle-sms",provider="sandbox"}"#] == 0)
+                #expect(page[#"herald_provider_latency_seconds_count{channel="idle-sms",provider="sandbox"}"#] == 0)
+                #expect(page[#"herald_rate_limiter_wait_seconds_count{channel="idle-sms"}"#] == 0)
+                #expect(page[#"herald_queue_due{channel="idle-sms"}"#] == 0)
+                #expect(page[#"herald_queue_due{channel="busy-sms"}"#] == 3)
+                #expect(page[#"herald_channel_rate_per_second{channel="idle-sms"}"#] == 80)
+                #expect(page[#"herald_channel_burst{channel="idle-sms"}"#] == 8)
+                #expect(page[#"herald_channel_throttled{channel="idle-sms"}"#] == 1)
+                #expect(page[#"herald_channel_throttled{channel="busy-sms"}"#] == 0)
+                #expect((page[#"herald_channel_throttle_remaining_seconds{channel="idle-sms"}"#] ?? 0) > 100)
+                #expect(page[#"herald_broadcasts{status="sending"}"#] == 1)
+                #expect(page["herald_scheduler_leaders"] == 1)
+                #expect(page["herald_database_sample_success"] == 1)
+                await leader.close()
+                #expect(try await Self.eventually { try await Self.scrape(base, transport)["herald_scheduler_leaders"] == 0 })
             }
         }
     }

@@ -22,7 +22,7 @@ struct WorkerDeliveryTests {
             #expect(done)
             let requests = double.received(.whatsApp).filter { $0.responseStatus == 200 }
             #expect(requests.count == 2)
-            let byTo = Dictionary(uniqueKeysWithValues: requests.compactMap { r in r.json?["to"]?.string.map { ($0, r) } })
+            let byTo = Dictionary(requests.compactMap { r in r.json?["to"]?.string.map { ($0, r) } }, uniquingKeysWith: { first, _ in first })
             let first = try #require(byTo["+2348031234567"])
             #expect(first.path == "/v21.0/1055/messages")
             #expect(first.headers["authorization"] == "Bearer test-access-token")

@@ -8,7 +8,8 @@ import Logging
 /// `sending` with one queued message and job per contact (what the scheduler leaves behind).
 enum WorkerFixtures {
     static let whatsAppToken = "test-access-token"
-    static let environment = ["WA_TOKEN": "test-access-token", "TW_TOKEN": "test-auth-token"]
+    static let environment = ["WA_TOKEN": "test-access-token", "TW_TOKEN": "test-auth-token",
+                              "HERALD_ALLOWED_HOSTS": "127.0.0.1,localhost"]
 
     static func whatsAppChannel(_ c: PostgresConnection, double: ProviderDouble, name: String = "wa",
                                 extra: String = "") async throws -> Int64 {
@@ -107,7 +108,9 @@ enum WorkerFixtures {
         var config = WorkerConfiguration(databaseURL: db.url, workerID: id, environment: environment)
         config.idlePoll = .milliseconds(100)
         config.backoff = .init(base: .milliseconds(50), cap: .milliseconds(200))
-        config.requestTimeout = .seconds(2)
+        // Long enough that a request never times out because the machine is busy (a timed-out
+        // send is retried as ambiguous and reaches the double twice); tests of timeouts set their own.
+        config.requestTimeout = .seconds(10)
         config.lease = .seconds(30)
         return config
     }

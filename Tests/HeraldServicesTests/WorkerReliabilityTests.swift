@@ -90,7 +90,9 @@ struct WorkerReliabilityTests {
             let contacts = try await WorkerFixtures.contacts(c, count: 20)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
             var config = WorkerFixtures.configuration(db)
-            config.lease = .seconds(6)
+            // The record has the rest of the lease to reach the database again; 20 s leaves a
+            // busy machine (the parallel test pass) time to reconnect, where 6 s did not.
+            config.lease = .seconds(20)
             config.requestTimeout = .seconds(4)
             // One lane: no other lane's idle claim finds the dropped connections first, so the
             // record is what meets them.

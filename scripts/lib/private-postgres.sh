@@ -33,7 +33,7 @@ pg_start() {
     for try in 1 2 3 4 5 6 7 8; do
         PG_PORT=$(( 20000 + RANDOM % 30000 ))
         if as_pg_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
-            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 ${PG_SERVER_OPTIONS:--c max_connections=300 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off}" >/dev/null 2>&1; then
+            -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 ${PG_SERVER_OPTIONS:--c max_connections=1000 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off}" >/dev/null 2>&1; then
             PG_URL="postgresql://postgres:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
             return 0
         fi

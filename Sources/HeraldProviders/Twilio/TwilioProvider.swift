@@ -1,0 +1,114 @@
+import Foundation
+import HeraldCore
+
+/// Settings of a `twilio` channel (Twilio Programmable Messaging, SMS), without its secret.
+public struct TwilioSettings: Sendable, Equatable {
+    /// API root without a trailing slash; default ``defaultBaseURL``.
+    public var baseURL: String
+    /// `account_sid` (`AC…`): the account, the basic-auth user, and how webhooks find the channel.
+    public var accountSID: String
+    /// `auth_token_env`: the environment variable holding the auth token.
+    public var authTokenEnv: String
+    /// `from`: the sender number or alphanumeric sender id.
+    public var from: String?
+    /// `messaging_service_sid` (`MG…`): send through a Messaging Service's sender pool.
+    public var messagingServiceSID: String?
+    /// `status_callback_url`: where Twilio posts status callbacks. When nil, callers build it
+    /// from `HERALD_PUBLIC_URL` (see ``statusCallback(publicURL:)``).
+    public var statusCallback: String?
+    public var policy: DeliveryPolicy
+
+    public static let defaultBaseURL = "https://api.twilio.com"
+
+    public init(baseURL: String = TwilioSettings.defaultBaseURL, accountSID: String, authTokenEnv: String,
+                from: String? = nil, messagingServiceSID: String? = nil, statusCallback: String? = nil,
+                policy: DeliveryPolicy = DeliveryPolicy()) {
+        self.baseURL = baseURL
+        self.accountSID = accountSID
+        self.authTokenEnv = authTokenEnv
+        self.from = from
+        self.messagingServiceSID = messagingServiceSID
+        self.statusCallback = statusCallback
+        self.policy = policy
+    }
+
+    /// Reads the settings (no secret: webhooks read these to find the channel).
+    public init(_ settings: SettingsReader) throws(ChannelConfigError) {
+        let from = try settings.string("from")
+        let service = try settings.string("messaging_service_sid")
+        guard from != nil || service != nil else {
+            throw ChannelConfigError(setting: "from", "or \"messaging_service_sid\" is required")
+        }
+        let accountSID = try settings.requiredString("account_sid")
+        // It goes into the request's URL path.
+        try DestinationPolicy.checkAccountSID(accountSID)
+        self.init(baseURL: try settings.httpURL("base_url") ?? Self.defaultBaseURL,
+                  accountSID: accountSID,
+                  authTokenEnv: try settings.requiredString("auth_token_env"),
+                  from: from, messagingServiceSID: service,
+                  statusCallback: try settings.httpURL("status_callback_url"),
+                  policy: try settings.deliveryPolicy())
+    }
+
+    /// The status callback URL to send: `status_callback_url` when set, else
+    /// `{publicURL}/webhooks/twilio` when a public URL is known, else nil (no callbacks).
+    public func statusCallback(publicURL: String?) -> String? {
+        if let statusCallback { return statusCallback }
+        guard var base = publicURL, !base.isEmpty else { return nil }
+        while base.hasSuffix("/") { base.removeLast() }
+        return base + "/webhooks/twilio"
+    }
+}
+
+/// The auth token of a `twilio` channel, read from the environment.
+public struct TwilioCredentials: Sendable, Equatable, CustomStringConvertible {
+    public var authToken: String
+
+    public init(authToken: String) {
+        self.authToken = authToken
+    }
+
+    /// Redacted: secrets never reach logs.
+    public var description: String { "TwilioCredentials(<redacted>)" }
+}
+
+/// The `twilio` provider.
+public struct TwilioProvider: Provider {
+    public static let name = "twilio"
+    public var name: String { Self.name }
+    public var kinds: Set<ChannelKind> { [.sms] }
+
+    public init() {}
+
+    public func configure(_ settings: SettingsReader, kind: ChannelKind,
+                          environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel {
+        let parsed = try TwilioSettings(settings)
+        // The auth token goes with every request: only to Twilio, or to a host ops listed.
+        try environment.destinations.checkURL(parsed.baseURL, officialHost: DestinationPolicy.twilioHost, setting: "base_url")
+        let credentials = TwilioCredentials(authToken: try environment.secret(parsed.authTokenEnv, setting: "auth_token_env"))
+        return TwilioChannel(settings: parsed, credentials: credentials, publicURL: environment.publicURL,
+                             timeout: environment.requestTimeout)
+    }
+}
+
+/// A configured `twilio` channel.
+public struct TwilioChannel: ConfiguredChannel, CustomStringConvertible {
+    public let settings: TwilioSettings
+    let credentials: TwilioCredentials
+    let publicURL: String?
+    let timeout: Duration
+
+    static let providerName = "twilio"
+    public var policy: DeliveryPolicy { settings.policy }
+
+    public func request(for message: OutgoingMessage) throws(MessageBuildError) -> ProviderRequest {
+        .http(try Twilio.request(for: message, settings: settings, credentials: credentials, publicURL: publicURL,
+                                 timeout: timeout))
+    }
+
+    public func classify(_ answer: ProviderAnswer, for request: ProviderRequest, now: Date) -> DeliveryOutcome {
+        answer.httpOutcome(provider: Self.providerName, now: now) { Twilio.classify($0, now: $1) }
+    }
+
+    public var description: String { "TwilioChannel(\(settings.accountSID), <redacted>)" }
+}

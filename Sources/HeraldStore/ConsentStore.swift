@@ -1,0 +1,92 @@
+import Foundation
+import HeraldCore
+import HeraldPostgres
+
+/// Every SQL statement of the consent loop (migration 0019): opt-outs from keywords, provider
+/// answers and unsubscribe links, and the messaging tier's counts.
+///
+/// The writes are the functions of migration 0019, so that the worker's and the receipt
+/// applier's own statements can call the same SQL inside the statement that records a failure.
+public struct ConsentStore: Sendable {
+    public init() {}
+
+    /// A keyword `phone` sent on a channel of `kind`: opt-out inserts a keyword opt-out for every
+    /// contact with that phone; opt-in deletes their keyword opt-outs (never other sources').
+    /// - Returns: opt-out rows inserted or deleted (0 when already so: repeating is harmless).
+    @discardableResult
+    public func recordKeyword(_ keyword: ConsentKeyword, phone: String, kind: ChannelKind,
+                              on connection: PostgresConnection) async throws -> Int {
+        try await connection.query("""
+            SELECT herald.record_keyword(\(phone), \(kind.rawValue), \(keyword.rawValue))
+            """)[0].decode(Int.self, at: 0)
+    }
+
+    /// Inserts provider opt-outs (source `provider`) for the given failed messages whose error
+    /// code is their kind's opt-out code (Twilio 21610, Meta 131050). The worker's and the
+    /// applier's statements call the same function themselves; this is for tests and tools.
+    @discardableResult
+    public func recordProviderOptOuts(messageIDs: [Int64], errorCodes: [String?], on connection: PostgresConnection) async throws -> Int {
+        try await connection.query("""
+            SELECT herald.record_provider_opt_outs(\(messageIDs)::bigint[], \(errorCodes)::text[])
+            """)[0].decode(Int.self, at: 0)
+    }
+
+    /// The unsubscribe link of `messageID` was used: opts its contact out of the channel's kind.
+    /// - Returns: nil when the message does not exist, else whether a row was inserted.
+    public func recordLinkOptOut(messageID: Int64, on connection: PostgresConnection) async throws -> Bool? {
+        try await connection.query("SELECT herald.record_link_opt_out(\(messageID))")[0].decode(Int?.self, at: 0).map { $0 > 0 }
+    }
+
+    /// Opt-outs by source (`admin` for the admin tool's NULL) and channel kind.
+    public func optOutCounts(on connection: PostgresConnection) async throws -> [(source: String, kind: String, count: Int)] {
+        try await connection.query("""
+            SELECT coalesce(source, 'admin'), channel_kind, count(*) FROM herald.opt_outs GROUP BY 1, 2 ORDER BY 1, 2
+            """).map { (try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1), try $0.decode(Int.self, at: 2)) }
+    }
+
+    /// Messages waiting for their channel's messaging tier, per broadcast.
+    public func tierWaiting(on connection: PostgresConnection) async throws -> [Int64: Int] {
+        var out: [Int64: Int] = [:]
+        for r in try await connection.query("SELECT broadcast_id, waiting FROM herald.tier_waiting()") {
+            out[try r.decode(Int64.self, at: 0)] = try r.decode(Int.self, at: 1)
+        }
+        return out
+    }
+
+    /// The tier step of a claim, on its own (the claim statement calls `herald.tier_admit` in
+    /// one CTE): of the locked jobs `messageIDs`, those that may be sent now; the rest are put
+    /// off until the window frees.
+    public func tierAdmit(channelID: Int64, messageIDs: [Int64], on connection: PostgresConnection) async throws -> [Int64] {
+        try await connection.query("SELECT herald.tier_admit(\(channelID), \(messageIDs)::bigint[])").map { try $0.decode(Int64.self, at: 0) }
+    }
+}
+
+/// What `/metrics` shows of the consent loop, sampled from the database.
+public struct ConsentSample: Sendable, Equatable {
+    public struct OptOuts: Sendable, Equatable {
+        /// `admin` (the admin tool), `keyword`, `provider` or `unsubscribe_link`.
+        public var source: String
+        public var kind: String
+        public var count: Int
+    }
+    public var optOuts: [OptOuts]
+    /// Messages waiting for the tier, per channel name, every channel with `daily_limit` included (0 too).
+    public var tierWaiting: [String: Int]
+}
+
+extension ConsentStore {
+    /// One sample for the metrics gauges (two small aggregate queries).
+    public func sample(on connection: PostgresConnection) async throws -> ConsentSample {
+        let optOuts = try await optOutCounts(on: connection).map { ConsentSample.OptOuts(source: $0.source, kind: $0.kind, count: $0.count) }
+        var waiting: [String: Int] = [:]
+        for r in try await connection.query("""
+            SELECT ch.name, coalesce(sum(t.waiting), 0)::bigint
+            FROM herald.channels ch LEFT JOIN herald.tier_waiting() t ON t.channel_id = ch.id
+            WHERE ch.settings ? 'daily_limit' OR t.channel_id IS NOT NULL
+            GROUP BY ch.name
+            """) {
+            waiting[try r.decode(String.self, at: 0)] = try r.decode(Int.self, at: 1)
+        }
+        return ConsentSample(optOuts: optOuts, tierWaiting: waiting)
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import HeraldPostgres
+import HeraldStore
+import HeraldTesting
+import Testing
+
+/// The worker's claim re-checks each recipient's send window: a message whose window closed since
+/// expansion waits, queued, for the next opening, and no claim looks at it before then.
+@Suite("Queue: send windows at claim")
+struct ClaimWindowTests {
+    @Test("a closed window holds the jobs until its next opening; an open one lets them go")
+    func closedWindowHolds() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.sandboxChannel(c, name: "windowed")
+            let contacts = try await WorkerFixtures.contacts(c, count: 4)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+            // A window of one hour that opens two hours from now (UTC), as if it had closed after
+            // expansion; the jobs carry the zone, as expansion writes it for windowed broadcasts.
+            try await c.execute("""
+                UPDATE herald.broadcasts SET time_zone = 'UTC', send_window = jsonb_build_object(
+                    'from', to_char(now() AT TIME ZONE 'UTC' + interval '2 hours', 'HH24:MI'),
+                    'to', to_char(now() AT TIME ZONE 'UTC' + interval '3 hours', 'HH24:MI'))
+                WHERE id = \(b)
+                """)
+            try await c.execute("UPDATE herald.jobs SET time_zone = 'UTC' WHERE broadcast_id = \(b)")
+            let store = QueueStore()
+            let held = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 10,
+                                             lease: .seconds(30), owner: "w1", attributeKeys: [])
+            #expect(held.jobs.isEmpty)
+            let waits = try await c.query("""
+                SELECT count(*) FILTER (WHERE run_at > now() + interval '1 hour 58 minutes' AND run_at < now() + interval '2 hours 1 minute'),
+                       count(*) FILTER (WHERE lease_owner IS NOT NULL)
+                FROM herald.jobs WHERE broadcast_id = \(b)
+                """)[0]
+            #expect(try waits.decode(Int.self, at: 0) == 4, "every job waits for the opening, two hours from now")
+            #expect(try waits.decode(Int.self, at: 1) == 0, "none is leased")
+            // A second claim does not look at them before then.
+            let again = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 10,
+                                              lease: .seconds(30), owner: "w1", attributeKeys: [])
+            #expect(again.jobs.isEmpty)
+
+            // The window opens (here: it is moved to now): the jobs go at the next claim that finds them due.
+            try await c.execute("""
+                UPDATE herald.broadcasts SET send_window = jsonb_build_object(
+                    'from', to_char(now() AT TIME ZONE 'UTC' - interval '1 hour', 'HH24:MI'),
+                    'to', to_char(now() AT TIME ZONE 'UTC' + interval '1 hour', 'HH24:MI'))
+                WHERE id = \(b)
+                """)
+            try await c.execute("UPDATE herald.jobs SET run_at = now() WHERE broadcast_id = \(b)")
+            let open = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 10,
+                                             lease: .seconds(30), owner: "w1", attributeKeys: [])
+            #expect(open.jobs.count == 4)
+        }
+    }
+}

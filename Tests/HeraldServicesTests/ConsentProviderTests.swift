@@ -1,0 +1,131 @@
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldStore
+import HeraldTesting
+import Testing
+
+/// Opt-outs from provider answers (Twilio 21610, Meta 131050) through a real worker and the
+/// provider double, and from failed receipts through the applier's statement.
+@Suite("Consent: provider opt-outs")
+struct ConsentProviderTests {
+    static func optOuts(_ c: PostgresConnection, _ contact: Int64) async throws -> [String] {
+        try await c.query("""
+            SELECT coalesce(source, 'admin') || ':' || channel_kind || ':' || coalesce(broadcast_id::text, '-')
+            FROM herald.opt_outs WHERE contact_id = \(contact) ORDER BY 1
+            """).map { try $0.decode(String.self, at: 0) }
+    }
+
+    static func failure(_ c: PostgresConnection, broadcast: Int64, contact: Int64) async throws -> (String, String?) {
+        let r = try await c.query("""
+            SELECT status, error_code FROM herald.messages WHERE broadcast_id = \(broadcast) AND contact_id = \(contact)
+            """)[0]
+        return (try r.decode(String.self, at: 0), try r.decode(String?.self, at: 1))
+    }
+
+    @Test("Twilio 21610: the message fails with its code and its contact is opted out of SMS (source provider, the broadcast)")
+    func twilio21610() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400, message: "Attempt to send to unsubscribed recipient"))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.twilioChannel(c, double: double)
+            let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], body: "Hi {{ first_name }}")
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", "21610"))
+            #expect(try await Self.optOuts(c, stopped) == ["provider:sms:\(b)"])
+            #expect(try await Self.optOuts(c, good) == [])
+        }
+    }
+
+    @Test("Meta 131050: the message fails with its code and its contact is opted out of WhatsApp (source provider, the broadcast)")
+    func meta131050() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.reject(recipient: "+2348031234568", on: .whatsApp, with: .error(code: 131050, status: 400))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], template: ("promo", ["x"]))
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", "131050"))
+            #expect(try await Self.optOuts(c, stopped) == ["provider:whatsapp:\(b)"])
+            #expect(try await Self.optOuts(c, good) == [])
+        }
+    }
+
+    @Test("another permanent error opts nobody out")
+    func otherCodes() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21211, status: 400))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.twilioChannel(c, double: double)
+            let bad = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad], body: "Hi")
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            #expect(try await Self.failure(c, broadcast: b, contact: bad) == ("failed", "21211"))
+            #expect(try await Self.optOuts(c, bad) == [])
+        }
+    }
+
+    @Test("an opt-out arriving mid-broadcast skips that contact's later messages of the kind in every running broadcast")
+    func acrossBroadcasts() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let first = try await WorkerFixtures.twilioChannel(c, double: double, name: "sms-a")
+            let second = try await WorkerFixtures.twilioChannel(c, double: double, name: "sms-b")
+            let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let a = try await WorkerFixtures.sendingBroadcast(c, channel: first, contacts: [good, stopped], body: "A")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: second, contacts: [good, stopped], body: "B")
+            // Both are `sending`; the first channel's worker meets 21610 before anyone sends the second.
+            var config = WorkerFixtures.configuration(db)
+            config.channels = ["sms-a"]
+            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: a)))
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["queued": 2])
+            config.channels = ["sms-b"]
+            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b)))
+            let r = try await c.query("SELECT status, skip_reason FROM herald.messages WHERE broadcast_id = \(b) AND contact_id = \(stopped)")[0]
+            #expect(try r.decode(String.self, at: 0) == "skipped")
+            #expect(try r.decode(String?.self, at: 1) == "opted_out")
+            #expect(double.received(.twilio).count == 3, "the second broadcast sent only to Ada")
+        }
+    }
+
+    @Test("a failed status receipt with 21610 opts the contact out; a replay inserts nothing more")
+    func failedReceipt() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let contact = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let r = try await c.query("""
+                WITH ch AS (
+                    INSERT INTO herald.channels (name, kind, provider, settings) VALUES ('sms', 'sms', 'twilio', '{}') RETURNING id
+                ), b AS (
+                    INSERT INTO herald.broadcasts (name, channel_id, status) SELECT 'b', id, 'sending' FROM ch RETURNING id, channel_id
+                )
+                INSERT INTO herald.messages (broadcast_id, contact_id, channel_id, address, status, sent_at, provider_message_id)
+                SELECT b.id, \(contact), b.channel_id, '+2348031234568', 'sent', now(), 'SM1' FROM b
+                RETURNING id, broadcast_id, channel_id
+                """)[0]
+            let message = try r.decode(Int64.self, at: 0), broadcast = try r.decode(Int64.self, at: 1), channel = try r.decode(Int64.self, at: 2)
+            let receipt = NewReceipt(provider: "twilio", providerMessageID: "SM1", status: "undelivered", effect: "failed",
+                                     errorCode: "21610", error: "unsubscribed", callbackMessageID: message, channelID: channel)
+            for _ in 0..<2 {
+                let ids = try await ReceiptStore().insert([receipt], on: c)
+                _ = try await ReceiptStore().apply(ids: ids, on: c)
+            }
+            #expect(try await Self.failure(c, broadcast: broadcast, contact: contact) == ("failed", "21610"))
+            #expect(try await Self.optOuts(c, contact) == ["provider:sms:\(broadcast)"])
+        }
+    }
+}
