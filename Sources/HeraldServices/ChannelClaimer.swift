@@ -10,10 +10,9 @@ import Synchronization
 /// ``InFlightWindow``, not by lanes × batch.
 ///
 /// Within a channel, the broadcast with the fewest messages claimed by this worker goes first
-/// (a fair share of the channel's rate). A channel without tokens is held until its bucket is
-/// worth asking again; one whose bucket granted less than asked is held until a useful batch
-/// has accrued (fewer, larger claims: 1,000 channels at 20/s cost about a claim per channel
-/// per second, not one per token).
+/// (a fair share of the channel's rate). A channel without tokens, or whose bucket granted less
+/// than asked, is held until its bucket is worth asking again (half of its capacity accrued, as
+/// `herald.take_tokens` computes it), not asked for every token.
 final class ChannelClaimer: Sendable {
     enum Turn {
         /// This many jobs were claimed and handed over.
@@ -148,9 +147,10 @@ final class ChannelClaimer: Sendable {
         }
         guard !claim.jobs.isEmpty else { return .idle }
         if claim.granted < room {
-            // The bucket ran short: come back when most of a burst has accrued.
-            let refill = min(configuration.idlePoll.inSeconds, 0.9 * Double(info.burst) / info.ratePerSecond)
-            holds.hold(info.channelID, until: ContinuousClock.now + .milliseconds(Int64(max(0, refill) * 1000)))
+            // The bucket ran short: come back when it is worth asking again. The database says
+            // when (`take_tokens`' wait: half of what the bucket can hold has accrued); the
+            // bucket's capacity is its rule, not the worker's.
+            holds.hold(info.channelID, until: ContinuousClock.now + min(claim.retryAfter, configuration.idlePoll))
         }
         served.withLock { $0[info.id, default: 0] += claim.jobs.count }
         metrics.claimed(channel: info.channelName, provider: info.provider, count: claim.jobs.count)

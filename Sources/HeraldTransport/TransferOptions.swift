@@ -17,6 +17,7 @@ enum TransferOptions {
         switch transfer.request {
         case .http(let request):
             configureHTTP(&setup, request, transfer, context)
+            if waitsForMultiplexing(request.url, httpVersion) { setup.long(CURLOPT_PIPEWAIT, 1) }
             switch httpVersion {
             case .automatic: break
             case .http1: setup.long(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
@@ -28,10 +29,23 @@ enum TransferOptions {
         return setup.code
     }
 
+    /// Whether a transfer should wait for a connection being set up to the same host rather
+    /// than open one of its own (`CURLOPT_PIPEWAIT`): only where that connection can turn out to
+    /// multiplex, which is known at once (TLS with ALPN, or HTTP/2 by prior knowledge). Over
+    /// plain `http://` libcurl learns the version only from the first response, so every other
+    /// transfer to the host would wait for it, and a server that never answers it would get no
+    /// second request at all.
+    static func waitsForMultiplexing(_ url: String, _ httpVersion: HTTPVersionPreference) -> Bool {
+        switch httpVersion {
+        case .http1: return false
+        case .http2PriorKnowledge: return true
+        case .automatic: return url.lowercased().hasPrefix("https://")
+        }
+    }
+
     static func configureHTTP(_ setup: inout CurlSetup, _ request: HTTPRequest, _ transfer: Transfer,
                                _ context: UnsafeMutableRawPointer) {
         setup.string(CURLOPT_URL, request.url)
-        setup.long(CURLOPT_PIPEWAIT, 1)
         setup.string(CURLOPT_PROTOCOLS_STR, "http,https")
         setup.string(CURLOPT_USERAGENT, "herald")
         setup.result(ccurl_setopt_header_callback(setup.easy, curlHeaderCallback))

@@ -22,7 +22,12 @@ struct WorkerFaultTests {
             let contacts = try await WorkerFixtures.contacts(c, count: 20)
             let good = try await WorkerFixtures.sendingBroadcast(c, channel: sandbox, contacts: contacts, body: "hi")
             let poison = try await WorkerFixtures.sendingBroadcast(c, channel: sandbox, contacts: contacts, body: "hi")
+            // A row written before migration 0012's write-time checks: drop the check that would
+            // refuse it today, as the database of an upgraded installation may hold such rows.
+            try await c.execute("ALTER TABLE herald.broadcasts DROP CONSTRAINT broadcasts_template_params_strings")
             try await c.execute("UPDATE herald.broadcasts SET template_params = '[null]' WHERE id = \(poison)")
+            // ... and not an edit waiting for the scheduler (the edit trigger stamped it).
+            try await c.execute("UPDATE herald.broadcasts SET definition_changed_at = NULL WHERE id = \(poison)")
             let unprepared = try await WorkerFixtures.sendingBroadcast(c, channel: secretless, contacts: contacts, template: ("promo", ["x"]))
             let failedBoth: @Sendable () async throws -> Bool = {
                 let c = try await db.connect()
@@ -70,8 +75,7 @@ struct WorkerFaultTests {
         }
     }
 
-    @Test("outcomes of sends made while the database refuses writes are kept past the lease and written later; nothing goes twice",
-          .disabled("fails: 90 requests for 20 messages in the renamed-table outage; not yet diagnosed"))
+    @Test("outcomes of sends made while the database refuses writes are kept past the lease and written later; nothing goes twice")
     func outcomesOutliveOutage() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
@@ -84,6 +88,9 @@ struct WorkerFaultTests {
             var config = WorkerFixtures.configuration(db)
             config.lease = .seconds(5)
             config.requestTimeout = .seconds(2)
+            // No restart here, so the restart grace must not be what keeps the jobs from being
+            // claimed again (and the test's server is young enough for a grace to apply).
+            config.restartGrace = .zero
             let allDone = WorkerFixtures.allDone(db, broadcast: b)
             // While the table is away, "is it done?" cannot be answered: not yet.
             async let done = WorkerFixtures.runWorker(config, timeout: .seconds(40)) { (try? await allDone()) ?? false }
