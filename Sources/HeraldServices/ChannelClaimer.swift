@@ -147,10 +147,12 @@ final class ChannelClaimer: Sendable {
         }
         guard !claim.jobs.isEmpty else { return .idle }
         if claim.granted < room {
-            // The bucket ran short: come back when it is worth asking again. The database says
-            // when (`take_tokens`' wait: half of what the bucket can hold has accrued); the
-            // bucket's capacity is its rule, not the worker's.
-            holds.hold(info.channelID, until: ContinuousClock.now + min(claim.retryAfter, configuration.idlePoll))
+            // The bucket ran short. `take_tokens` says when half of what the bucket can hold
+            // will have accrued (its capacity is the database's rule, not the worker's); come
+            // back at 1.8 times that, 90% of a full bucket: nearly full claims, so half as many
+            // statements (1,000 channels at 20/s: about one claim per channel per second), and
+            // no tokens lost to a full bucket while the claim is on its way.
+            holds.hold(info.channelID, until: ContinuousClock.now + min(claim.retryAfter * 1.8, configuration.idlePoll))
         }
         served.withLock { $0[info.id, default: 0] += claim.jobs.count }
         metrics.claimed(channel: info.channelName, provider: info.provider, count: claim.jobs.count)
