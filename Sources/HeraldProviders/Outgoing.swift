@@ -26,8 +26,9 @@ public struct OutgoingMessage: Sendable, Equatable {
         /// An SMS, or an MMS when `mediaURLs` is not empty (at most 10).
         case sms(body: String, mediaURLs: [String] = [])
         /// A mail; with `html` it becomes `multipart/alternative`. `unsubscribeURL` is the rendered,
-        /// per-contact URL for `List-Unsubscribe`.
-        case email(subject: String, text: String, html: String?, unsubscribeURL: String?)
+        /// per-contact URL for `List-Unsubscribe`. With `attachments` the mail is `multipart/mixed`:
+        /// the text (or the alternative) first, then each file.
+        case email(subject: String, text: String, html: String?, unsubscribeURL: String?, attachments: [MailAttachment] = [])
     }
 
     public init(messageID: Int64, to: String, content: Content) {

@@ -67,8 +67,11 @@ final class BroadcastDirectory: Sendable {
                 prepared.append(old)
                 continue
             }
+            // Email attachments (issue 18): loaded once per broadcast; a database error retries the reload.
+            let attachments = info.kind == "email" && info.media != nil
+                ? try await pool.withConnection { try await AttachmentStore().load(of: info.id, on: $0) } : []
             do {
-                prepared.append(try PreparedBroadcast(info, environment: configuration.providerEnvironment))
+                prepared.append(try PreparedBroadcast(info, attachments: attachments, environment: configuration.providerEnvironment))
             } catch {
                 unusable.append((info.id, "cannot prepare the broadcast on channel \(info.channelName): \(error)"))
             }

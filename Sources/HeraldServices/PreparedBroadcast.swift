@@ -18,6 +18,8 @@ struct PreparedBroadcast: Sendable {
     let unsubscribe: CompiledTemplate?
     /// Media, and the template's header and buttons.
     let rich: RichContent
+    /// An email's attachments, encoded once for all its mails.
+    let attachments: [MailAttachment]
     /// Makes each message's `{{ unsubscribe_url }}`; nil when the process has no links configured.
     let unsubscribeLinks: UnsubscribeLinks?
     /// Custom fields the templates read; the claim fetches only these.
@@ -26,8 +28,11 @@ struct PreparedBroadcast: Sendable {
     /// A WhatsApp broadcast without a template: free-form text, allowed only inside the 24-hour window.
     var isFreeFormWhatsApp: Bool { kind == .whatsapp && info.templateName == nil }
 
+    /// - Parameters:
+    ///   - attachments: An email broadcast's stored attachments (``AttachmentStore``), one per
+    ///     media item.
     /// - Throws: ``BroadcastProblem`` in the words the scheduler's validation uses for the same fault.
-    init(_ info: ActiveBroadcast, registry: ProviderRegistry = .standard,
+    init(_ info: ActiveBroadcast, attachments stored: [BroadcastAttachment] = [], registry: ProviderRegistry = .standard,
          environment: ProviderEnvironment) throws(BroadcastProblem) {
         self.info = info
         channel = try BroadcastProblem.configure(channel: info.channelName, provider: info.provider, kind: info.kind,
@@ -54,6 +59,11 @@ struct PreparedBroadcast: Sendable {
         rich = try RichContent.make(kind: kind, template: template, headerParams: info.templateHeaderParams,
                                     buttonParams: info.templateButtonParams, media: info.media, body: info.body,
                                     environment: environment)
+        if kind == .email, stored.count != rich.media.count {
+            throw BroadcastProblem("media has \(rich.media.count) item(s) but \(stored.count) attachment(s) were fetched: the scheduler fetches them when it starts the broadcast")
+        }
+        attachments = kind == .email
+            ? stored.map { MailAttachment(filename: $0.filename, contentType: $0.contentType, bytes: $0.bytes) } : []
         unsubscribeLinks = environment.unsubscribeLinks
         try BroadcastProblem.requireUnsubscribeLinks([info.subject, info.body, info.htmlBody, channel.unsubscribeURLTemplate] + info.templateParams.map(Optional.some),
                                                      environment: environment)
@@ -96,7 +106,8 @@ struct PreparedBroadcast: Sendable {
             content = .sms(body: text, mediaURLs: rich.media.compactMap { $0.url?.render(contact) })
         case .email:
             content = .email(subject: subject?.render(contact) ?? "", text: body?.render(contact) ?? "",
-                             html: html?.render(contact, escapeHTML: true), unsubscribeURL: unsubscribe?.render(contact, encoding: .url))
+                             html: html?.render(contact, escapeHTML: true), unsubscribeURL: unsubscribe?.render(contact, encoding: .url),
+                             attachments: attachments)
         }
         return .success((OutgoingMessage(messageID: job.messageID, to: address, content: content), segments))
     }

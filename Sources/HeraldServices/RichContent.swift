@@ -13,7 +13,8 @@ import HeraldProviders
 ///   exactly one of `url` or `whatsapp_media_id` (WhatsApp only); `filename` a string when given;
 ///   a `url` is https (plain http only to a host in `HERALD_ALLOWED_HOSTS`), its scheme and host
 ///   written out, never a tag; its tags known.
-/// - Email: no media (attachments are not sent by this version).
+/// - Email: each item is an attachment; its `url` holds no tag (Herald fetches it once per
+///   broadcast, ``AttachmentFetch``).
 /// - SMS: at most 10 items.
 /// - WhatsApp: at most one item. A template with a media header requires one of the header's
 ///   type; a template without one takes none. Without a template, an audio item goes without a
@@ -29,6 +30,9 @@ struct RichContent: Sendable {
         var url: URLTemplate?
         var whatsAppMediaID: String?
         var filename: String?
+
+        /// The URL of an item without tags (an email attachment's), as written.
+        var constantURL: String? { url.flatMap { $0.isConstant ? $0.literalPrefix : nil } }
 
         func render(_ contact: Contact) -> OutgoingMedia {
             let source: OutgoingMedia.Source = if let url { .link(url.render(contact)) } else { .whatsAppMediaID(whatsAppMediaID ?? "") }
@@ -96,8 +100,8 @@ struct RichContent: Sendable {
 
         switch kind {
         case .email:
-            guard content.media.isEmpty else {
-                throw BroadcastProblem("media on an email broadcast (attachments) is not supported yet by this version of Herald: remove the broadcast's media to send it")
+            for (i, item) in content.media.enumerated() where !(item.url?.isConstant ?? true) {
+                throw BroadcastProblem("media[\(i)].url has a tag, but tags are not allowed in email attachment URLs (Herald fetches each file once for the whole broadcast)")
             }
         case .sms:
             guard content.media.count <= Twilio.maxMediaURLs else {

@@ -267,6 +267,13 @@ struct LeaderState {
                 try await store.fail(id, error: SchedulerValidation.emptyAudience)
                 return false
             }
+            // Email attachments (issue 18): fetched once, before the first message exists.
+            if let error = try await AttachmentFetch.prepare(definition, store: store, environment: configuration.providerEnvironment) {
+                if try await store.fail(id, error: error) {
+                    logger.debug("broadcast failed: attachment", metadata: ["broadcast.id": "\(id)", "error": "\(error)"])
+                }
+                return false
+            }
             let channel = definition.channel!  // checked by validation
             plans[id] = Plan(channelID: channel.id, eligibility: .init(
                 kind: channel.kind, requiresWhatsAppWindow: channel.kind == "whatsapp" && definition.templateID == nil))

@@ -22,7 +22,9 @@ public enum SMTP {
     /// (`<herald.{messageID}.{token}@{from-domain}>`), `From`, `To`, `Subject` (RFC 2047
     /// `=?UTF-8?B?…?=` words when not plain ASCII), `MIME-Version`, `Content-Type`,
     /// `Content-Transfer-Encoding`, `List-Unsubscribe` and `List-Unsubscribe-Post` (when there is an
-    /// unsubscribe URL), `X-Herald-Message-ID`. Bodies are UTF-8 in quoted-printable. With `html`
+    /// unsubscribe URL), `X-Herald-Message-ID`. Bodies are UTF-8 in quoted-printable. With
+    /// attachments the mail is `multipart/mixed` (boundary `=_herald_mixed_{token}`): the text or
+    /// the alternative first, then each file in base64 (``MailAttachment``). With `html`
     /// the mail is `multipart/alternative` (text part, then HTML part) with the boundary
     /// `=_herald_{token}`, which cannot occur in quoted-printable text: there `=` is always followed
     /// by a hex digit or a line break.
@@ -40,7 +42,7 @@ public enum SMTP {
     public static func mail(for message: OutgoingMessage, settings: SMTPSettings,
                             credentials: SMTPCredentials, date: Date = Date(),
                             uniqueToken: String? = nil, timeout: Duration = .seconds(30)) throws(MessageBuildError) -> SMTPMail {
-        guard case .email(let subject, let text, let html, let unsubscribeURL) = message.content else {
+        guard case .email(let subject, let text, let html, let unsubscribeURL, let attachments) = message.content else {
             throw MessageBuildError("smtp sends only email content")
         }
         guard let from = MailAddress(parsing: settings.from) else {
@@ -60,7 +62,11 @@ public enum SMTP {
         mime.header("Subject", MIME.unstructured(subject, headerName: "Subject"))
         mime.header("MIME-Version", "1.0")
         let boundary = "=_herald_\(token)"
-        if html != nil {
+        // Attachments: multipart/mixed around the text (or the alternative), then the files.
+        let mixedBoundary = "=_herald_mixed_\(token)"
+        if !attachments.isEmpty {
+            mime.header("Content-Type", "multipart/mixed; boundary=\"\(mixedBoundary)\"")
+        } else if html != nil {
             mime.header("Content-Type", "multipart/alternative; boundary=\"\(boundary)\"")
         } else {
             mime.header("Content-Type", "text/plain; charset=utf-8")
@@ -78,6 +84,16 @@ public enum SMTP {
         }
         mime.header("X-Herald-Message-ID", String(message.messageID))
         mime.line("")
+        if !attachments.isEmpty {
+            mime.line("--\(mixedBoundary)")
+            if html != nil {
+                mime.line("Content-Type: multipart/alternative; boundary=\"\(boundary)\"")
+            } else {
+                mime.line("Content-Type: text/plain; charset=utf-8")
+                mime.line("Content-Transfer-Encoding: quoted-printable")
+            }
+            mime.line("")
+        }
         if let html {
             mime.line("--\(boundary)")
             mime.line("Content-Type: text/plain; charset=utf-8")
@@ -92,6 +108,13 @@ public enum SMTP {
             mime.line("--\(boundary)--")
         } else {
             mime.body(MIME.quotedPrintable(text))
+        }
+        if !attachments.isEmpty {
+            for file in attachments {
+                mime.line("--\(mixedBoundary)")
+                mime.attachment(file)
+            }
+            mime.line("--\(mixedBoundary)--")
         }
 
         let envelope = SMTPEnvelope(
@@ -205,30 +228,6 @@ struct MailAddress: Equatable {
         guard address.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F && !forbidden.contains($0) })
         else { return false }
         return !address[address.index(after: at)...].contains("@")
-    }
-}
-
-/// Builds a message's bytes with CRLF line endings.
-private struct MIMEWriter {
-    private(set) var bytes: [UInt8] = []
-
-    init() {
-        bytes.reserveCapacity(2048)
-    }
-
-    mutating func header(_ name: String, _ value: String) {
-        line("\(name): \(value)")
-    }
-
-    mutating func line(_ text: String) {
-        bytes.append(contentsOf: text.utf8)
-        bytes.append(contentsOf: [0x0D, 0x0A])
-    }
-
-    /// Appends an encoded body, ending it with CRLF when it does not already end with one.
-    mutating func body(_ encoded: String) {
-        bytes.append(contentsOf: encoded.utf8)
-        if !encoded.hasSuffix("\r\n") { bytes.append(contentsOf: [0x0D, 0x0A]) }
     }
 }
 

@@ -19,10 +19,17 @@ public struct SMTPSettings: Sendable, Equatable {
     /// `unsubscribe_url`: the personalized unsubscribe URL *template* (may hold tags), rendered
     /// per contact into the mail's `List-Unsubscribe`.
     public var unsubscribeURL: String?
+    /// `max_attachment_bytes`: the most a broadcast's attachments may weigh together, before
+    /// encoding (default 10 MiB, at most 25 MiB, a common relay limit once base64 adds its third).
+    public var maxAttachmentBytes: Int
     public var policy: DeliveryPolicy
+
+    /// The default ``maxAttachmentBytes``: 10 MiB.
+    public static let defaultMaxAttachmentBytes = 10 << 20
 
     public init(url: String, from: String, usernameEnv: String? = nil, passwordEnv: String? = nil,
                 requireTLS: Bool = false, caFile: String? = nil, unsubscribeURL: String? = nil,
+                maxAttachmentBytes: Int = SMTPSettings.defaultMaxAttachmentBytes,
                 policy: DeliveryPolicy = DeliveryPolicy()) {
         self.url = url
         self.from = from
@@ -31,6 +38,7 @@ public struct SMTPSettings: Sendable, Equatable {
         self.requireTLS = requireTLS
         self.caFile = caFile
         self.unsubscribeURL = unsubscribeURL
+        self.maxAttachmentBytes = maxAttachmentBytes
         self.policy = policy
     }
 
@@ -52,6 +60,8 @@ public struct SMTPSettings: Sendable, Equatable {
                   requireTLS: try settings.bool("require_tls") ?? false,
                   caFile: try settings.string("ca_file"),
                   unsubscribeURL: try settings.string("unsubscribe_url"),
+                  maxAttachmentBytes: try settings.integer("max_attachment_bytes", in: 1...(25 << 20))
+                      ?? SMTPSettings.defaultMaxAttachmentBytes,
                   policy: try settings.deliveryPolicy())
     }
 }

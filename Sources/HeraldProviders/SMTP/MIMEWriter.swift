@@ -1,0 +1,28 @@
+/// Builds a message's bytes with CRLF line endings.
+struct MIMEWriter {
+    private(set) var bytes: [UInt8] = []
+
+    init() {
+        bytes.reserveCapacity(2048)
+    }
+
+    mutating func header(_ name: String, _ value: String) {
+        line("\(name): \(value)")
+    }
+
+    mutating func line(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+        bytes.append(contentsOf: [0x0D, 0x0A])
+    }
+
+    /// Appends bytes already encoded with CRLF line endings.
+    mutating func append(_ encoded: [UInt8]) {
+        bytes.append(contentsOf: encoded)
+    }
+
+    /// Appends an encoded body, ending it with CRLF when it does not already end with one.
+    mutating func body(_ encoded: String) {
+        bytes.append(contentsOf: encoded.utf8)
+        if !encoded.hasSuffix("\r\n") { bytes.append(contentsOf: [0x0D, 0x0A]) }
+    }
+}

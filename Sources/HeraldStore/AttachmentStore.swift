@@ -1,0 +1,67 @@
+import Foundation
+import HeraldPostgres
+
+/// One email attachment of a broadcast, as the scheduler fetched it (`herald.broadcast_attachments`).
+public struct BroadcastAttachment: Sendable, Equatable {
+    /// The item's index in `broadcasts.media`.
+    public var position: Int
+    public var filename: String
+    public var contentType: String
+    public var bytes: [UInt8]
+
+    public init(position: Int, filename: String, contentType: String, bytes: [UInt8]) {
+        self.position = position
+        self.filename = filename
+        self.contentType = contentType
+        self.bytes = bytes
+    }
+}
+
+/// The email attachments of broadcasts: written once by the scheduler when it starts a broadcast,
+/// read once per broadcast by each worker (migration 0015; the rows go when the broadcast ends).
+public struct AttachmentStore: Sendable {
+    public init() {}
+
+    /// How many attachments a broadcast has stored.
+    public func count(of broadcastID: Int64, on connection: PostgresConnection) async throws -> Int {
+        try await connection.query("""
+            SELECT count(*)::bigint FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID)
+            """)[0].decode(Int.self, at: 0)
+    }
+
+    /// Replaces a broadcast's attachments with `attachments`, in one statement.
+    ///
+    /// The bytes travel as base64 text (the connection speaks the text format) and are decoded
+    /// by the server into `bytea`.
+    public func replace(_ broadcastID: Int64, with attachments: [BroadcastAttachment],
+                        on connection: PostgresConnection) async throws {
+        let positions = attachments.map(\.position)
+        let names = attachments.map(\.filename)
+        let types = attachments.map(\.contentType)
+        let encoded = attachments.map { Data($0.bytes).base64EncodedString() }
+        try await connection.execute("""
+            WITH gone AS (DELETE FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID))
+            INSERT INTO herald.broadcast_attachments (broadcast_id, position, filename, content_type, bytes)
+            SELECT \(broadcastID), p, f, t, decode(b, 'base64')
+            FROM unnest(\(positions)::int[], \(names)::text[], \(types)::text[], \(encoded)::text[]) AS a(p, f, t, b)
+            """)
+    }
+
+    /// A broadcast's attachments in `media` order (PostgreSQL's base64 wraps lines; the decoder
+    /// skips the breaks).
+    public func load(of broadcastID: Int64, on connection: PostgresConnection) async throws -> [BroadcastAttachment] {
+        let rows = try await connection.query("""
+            SELECT position, filename, content_type, encode(bytes, 'base64')
+            FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID) ORDER BY position
+            """)
+        var attachments: [BroadcastAttachment] = []
+        for row in rows {
+            let text = try row.decode(String.self, at: 3)
+            attachments.append(BroadcastAttachment(position: try row.decode(Int.self, at: 0),
+                                                   filename: try row.decode(String.self, at: 1),
+                                                   contentType: try row.decode(String.self, at: 2),
+                                                   bytes: [UInt8](Data(base64Encoded: text, options: .ignoreUnknownCharacters) ?? Data())))
+        }
+        return attachments
+    }
+}
