@@ -63,6 +63,8 @@ public enum MediaDownload {
     private final class Sink {
         var bytes: [UInt8] = []
         var overflowed = false
+        /// The last response's `Content-Length` (a redirect's answer is replaced by the next one's).
+        var announced: Int64?
         let limit: Int
         init(limit: Int) { self.limit = limit }
     }
@@ -79,6 +81,22 @@ public enum MediaDownload {
             buffer.withMemoryRebound(to: UInt8.self, capacity: length) {
                 sink.bytes.append(contentsOf: UnsafeBufferPointer(start: $0, count: length))
             }
+        }
+        return length
+    }
+
+    private static let header: ccurl_data_callback = { buffer, size, count, context in
+        let length = size * count
+        guard let context, let buffer else { return length }
+        let sink = Unmanaged<Sink>.fromOpaque(context).takeUnretainedValue()
+        let line = buffer.withMemoryRebound(to: UInt8.self, capacity: length) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: min(length, 256)), as: UTF8.self)
+        }
+        let lower = line.lowercased()
+        if lower.hasPrefix("http/") {
+            sink.announced = nil
+        } else if lower.hasPrefix("content-length:") {
+            sink.announced = Int64(lower.dropFirst(15).trimmingCharacters(in: .whitespacesAndNewlines))
         }
         return length
     }
@@ -109,15 +127,15 @@ public enum MediaDownload {
         setup.result(ccurl_setopt_write_callback(easy, write))
         let context = Unmanaged.passUnretained(sink).toOpaque()
         setup.pointer(CURLOPT_WRITEDATA, context)
+        setup.result(ccurl_setopt_header_callback(easy, header))
+        setup.pointer(CURLOPT_HEADERDATA, context)
         guard setup.code == CURLE_OK else {
             return .failure(MediaDownloadError(.unreachable, "could not be fetched: \(String(cString: curl_easy_strerror(setup.code)))"))
         }
 
         let code = withExtendedLifetime(sink) { curl_easy_perform(easy) }
-        var announced: curl_off_t = -1
-        _ = ccurl_getinfo_off_t(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced)
         if sink.overflowed || code == CURLE_FILESIZE_EXCEEDED {
-            let size: Int64? = announced > Int64(maxBytes) ? Int64(announced) : nil
+            let size: Int64? = sink.announced.flatMap { $0 > Int64(maxBytes) ? $0 : nil }
             return .failure(MediaDownloadError(.tooLarge(size: size), size.map { "is \(mebibytes($0))" } ?? "is more than \(mebibytes(Int64(maxBytes)))"))
         }
         guard code == CURLE_OK else {
@@ -135,11 +153,10 @@ public enum MediaDownload {
         return .success(DownloadedMedia(bytes: sink.bytes, contentType: type.map { String(cString: $0) }))
     }
 
-    /// `12.3 MiB`, `512 KiB`, `10 MiB`: sizes as people read them.
+    /// `12.3 MiB`, `10 MiB`, `512 KiB`, `3000 bytes`: sizes as people read them, exact below 1 MiB.
     public static func mebibytes(_ bytes: Int64) -> String {
         if bytes < 1 << 20 {
-            let kib = Double(bytes) / 1024
-            return kib == kib.rounded() ? "\(Int(kib)) KiB" : String(format: "%.1f KiB", kib)
+            return bytes >= 1024 && bytes % 1024 == 0 ? "\(bytes / 1024) KiB" : "\(bytes) bytes"
         }
         let mib = Double(bytes) / Double(1 << 20)
         return mib == mib.rounded() ? "\(Int(mib)) MiB" : String(format: "%.1f MiB", mib)

@@ -122,11 +122,11 @@ struct MediaValidationTests {
             try await setMedia(c, id, media: #"[{"type": "image", "whatsapp_media_id": "123"}]"#)
             return id
         },
-        ValidationCase(name: "email attachments",
-                       error: "media on an email broadcast (attachments) is not supported yet by this version of Herald: remove the broadcast's media to send it") { c, contact in
+        ValidationCase(name: "a tag in an email attachment URL",
+                       error: "media[0].url has a tag, but tags are not allowed in email attachment URLs (Herald fetches each file once for the whole broadcast)") { c, contact in
             let ch = try await F.channel(c, name: "mail", kind: "email", provider: "smtp", settings: V.smtp)
             let id = try await F.broadcast(c, channel: ch, subject: "S", contacts: [contact])
-            try await setMedia(c, id, media: #"[{"type": "document", "url": "https://cdn.example/c.pdf"}]"#)
+            try await setMedia(c, id, media: #"[{"type": "document", "url": "https://cdn.example/{{ first_name }}.pdf"}]"#)
             return id
         },
     ]

@@ -102,7 +102,7 @@ extension MIMEWriter {
     /// `Content-Disposition: attachment` with `filename`, base64.
     ///
     /// A plain ASCII name of at most 60 characters is a quoted string. Any other name is written
-    /// as RFC 2231 `filename*` (UTF-8, percent-encoded, in continuations of at most 60 characters
+    /// as RFC 2231 `filename*` (UTF-8, percent-encoded, in continuations of at most 48 characters
     /// so lines stay short), with RFC 2047 words in the legacy `name` parameter for older readers.
     mutating func attachment(_ file: MailAttachment) {
         let name = file.filename
@@ -133,7 +133,7 @@ extension MIMEWriter {
         append(file.encodedBody)
     }
 
-    /// RFC 2231 `attr-char`s, everything else `%XX`, cut into pieces of at most 60 characters
+    /// RFC 2231 `attr-char`s, everything else `%XX`, cut into pieces of at most 48 characters (with ` filename*NN*=utf-8''` and `;`, a line stays inside 78)
     /// without splitting an escape.
     static func rfc2231Chunks(_ name: String) -> [String] {
         let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$&+-.^_`|~".utf8)
@@ -143,7 +143,7 @@ extension MIMEWriter {
         for byte in name.utf8 {
             let piece = safe.contains(byte) ? String(UnicodeScalar(byte))
                 : "%" + String(UnicodeScalar(hex[Int(byte >> 4)])) + String(UnicodeScalar(hex[Int(byte & 0x0F)]))
-            if current.utf8.count + piece.utf8.count > 60 {
+            if current.utf8.count + piece.utf8.count > 48 {
                 chunks.append(current)
                 current = ""
             }

@@ -99,13 +99,15 @@ public enum SMTP {
             mime.line("Content-Type: text/plain; charset=utf-8")
             mime.line("Content-Transfer-Encoding: quoted-printable")
             mime.line("")
-            mime.body(MIME.quotedPrintable(text))
+            mime.part(MIME.quotedPrintable(text))
             mime.line("--\(boundary)")
             mime.line("Content-Type: text/html; charset=utf-8")
             mime.line("Content-Transfer-Encoding: quoted-printable")
             mime.line("")
-            mime.body(MIME.quotedPrintable(html))
+            mime.part(MIME.quotedPrintable(html))
             mime.line("--\(boundary)--")
+        } else if !attachments.isEmpty {
+            mime.part(MIME.quotedPrintable(text))
         } else {
             mime.body(MIME.quotedPrintable(text))
         }

@@ -1,0 +1,161 @@
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldTesting
+import Testing
+
+/// Email attachments (contract "Media"): fetched once per broadcast by the scheduler, bounded by
+/// `max_attachment_bytes`, attached to every mail; a file that cannot be fetched fails the
+/// broadcast with the item, its URL and the reason, and no message is made.
+@Suite("Email attachments: fetched once, attached to every mail")
+struct EmailAttachmentTests {
+    typealias F = SchedulerFixtures
+    typealias W = WorkerFixtures
+
+    /// Every byte value.
+    static let binary: [UInt8] = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+    static let pdf: [UInt8] = Array("%PDF-1.4\n%âãÏÓ\n1 0 obj\n<<>>\nendobj\n%%EOF\n".utf8)
+
+    /// A scheduled email broadcast with `media` to `contacts`, on an smtp channel with `extra` settings.
+    static func emailBroadcast(_ c: PostgresConnection, smtpURL: String = "smtp://127.0.0.1:2525", extra: String = "",
+                               media: String, contacts: [Int64], html: String? = nil) async throws -> Int64 {
+        let settings = #"{"url": "\#(smtpURL)", "from": "Shop <shop@example.com>"\#(extra)}"#
+        let ch = try await F.channel(c, name: "mail", kind: "email", provider: "smtp", settings: settings)
+        let id = try await F.broadcast(c, channel: ch, body: "Hi {{ first_name }},\nthe catalogue is attached.\n",
+                                       subject: "Spring", htmlBody: html, status: "draft", contacts: contacts)
+        try await c.execute("UPDATE herald.broadcasts SET media = \(media)::jsonb, status = 'scheduled' WHERE id = \(id)")
+        return id
+    }
+
+    /// Runs the scheduler until the broadcast leaves `scheduled`; returns its error.
+    static func validate(_ db: TestDatabase, _ c: PostgresConnection, _ id: Int64) async throws -> String? {
+        try await F.withScheduler(db) {
+            try await F.waitUntil("it is validated", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
+        }
+        #expect(try await F.status(c, id) == "failed")
+        #expect(try await F.count(c, "SELECT count(*) FROM herald.messages") == 0)
+        #expect(try await F.count(c, "SELECT count(*) FROM herald.broadcast_attachments") == 0)
+        return try await F.error(c, id)
+    }
+
+    @Test("an attachment over max_attachment_bytes fails the broadcast with its size and the limit")
+    func overLimit() async throws {
+        let files = try await FileServerDouble.start()
+        let big = [UInt8](repeating: 0x41, count: Int(12.3 * 1_048_576))
+        files.serve("/big.pdf", bytes: big, contentType: "application/pdf")
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/big.pdf"}]"#,
+                                                   contacts: [try await F.contact(c)])
+            let error = try await Self.validate(db, c, id)
+            #expect(error
+                    == "media[0]: attachment \(files.baseURL)/big.pdf is 12.3 MiB; max_attachment_bytes is 10 MiB")
+        }
+        await files.stop()
+    }
+
+    @Test("an attachment of unannounced size is stopped while it downloads, past the limit")
+    func overLimitWhileStreaming() async throws {
+        let files = try await FileServerDouble.start()
+        files.serve("/stream.bin", bytes: [UInt8](repeating: 0x42, count: 200_000), announcesLength: false)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let id = try await Self.emailBroadcast(c, extra: #", "max_attachment_bytes": 65536"#,
+                                                   media: #"[{"type": "document", "url": "\#(files.baseURL)/stream.bin"}]"#,
+                                                   contacts: [try await F.contact(c)])
+            let error = try await Self.validate(db, c, id)
+            #expect(error == "media[0]: attachment \(files.baseURL)/stream.bin is more than 64 KiB; max_attachment_bytes is 64 KiB")
+        }
+        await files.stop()
+    }
+
+    @Test("attachments over max_attachment_bytes together fail the broadcast at the item that overflows")
+    func overLimitTogether() async throws {
+        let files = try await FileServerDouble.start()
+        files.serve("/a.bin", bytes: Array(Self.binary[..<2048]))
+        files.serve("/b.bin", bytes: Array(Self.binary[..<2048]))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let media = #"[{"type": "document", "url": "\#(files.baseURL)/a.bin"}, {"type": "document", "url": "\#(files.baseURL)/b.bin"}]"#
+            let id = try await Self.emailBroadcast(c, extra: #", "max_attachment_bytes": 3000"#, media: media,
+                                                   contacts: [try await F.contact(c)])
+            let error = try await Self.validate(db, c, id)
+            #expect(error
+                    == "media[1]: attachment \(files.baseURL)/b.bin does not fit in the 952 bytes left after the items before it; max_attachment_bytes is 3000 bytes for all attachments together")
+        }
+        await files.stop()
+    }
+
+    @Test("an attachment the server does not have fails the broadcast with the HTTP status")
+    func notFound() async throws {
+        let files = try await FileServerDouble.start()
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/gone.pdf"}]"#,
+                                                   contacts: [try await F.contact(c)])
+            let error = try await Self.validate(db, c, id)
+            #expect(error
+                    == "media[0]: attachment \(files.baseURL)/gone.pdf could not be fetched: the server answered HTTP 404")
+        }
+        await files.stop()
+    }
+
+    @Test("an unreachable attachment host fails the broadcast with the URL and curl's reason")
+    func unreachable() async throws {
+        let files = try await FileServerDouble.start()
+        let url = "\(files.baseURL)/a.pdf"
+        await files.stop()  // nothing listens on that port any more
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(url)"}]"#,
+                                                   contacts: [try await F.contact(c)])
+            let error = try await Self.validate(db, c, id) ?? ""
+            #expect(error.hasPrefix("media[0]: attachment \(url) could not be fetched: "), "\(error)")
+        }
+    }
+
+    @Test("two attachments reach every recipient through scheduler and worker, each file fetched once")
+    func endToEnd() async throws {
+        let double = try await ProviderDouble.start()
+        let files = try await FileServerDouble.start()
+        files.serve("/files/catalogue.pdf", bytes: Self.pdf, contentType: "application/pdf")
+        files.serve("/files/Cup%C3%B3n%20primavera.bin", bytes: Self.binary)
+        let recipients = 20
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let contacts = try await W.contacts(c, count: recipients)
+            let media = """
+                [{"type": "document", "url": "\(files.baseURL)/files/catalogue.pdf", "filename": "Каталог весна 2026.pdf"},
+                 {"type": "image", "url": "\(files.baseURL)/files/Cup%C3%B3n%20primavera.bin"}]
+                """
+            let id = try await Self.emailBroadcast(c, smtpURL: double.smtpURL, media: media, contacts: contacts,
+                                                   html: "<p>Hi {{ first_name }}</p>")
+            try await F.withScheduler(db, environment: .init(variables: W.environment)) {
+                let done = try await W.runWorker(W.configuration(db), timeout: .seconds(60)) {
+                    try await F.status(c, id) == "completed"
+                }
+                #expect(done)
+            }
+            #expect(try await W.statuses(c, broadcast: id) == ["sent": recipients])
+            #expect(files.fetchCount("/files/catalogue.pdf") == 1)
+            #expect(files.fetchCount("/files/Cup%C3%B3n%20primavera.bin") == 1)
+            // The bytes are dropped once the broadcast ends.
+            #expect(try await F.count(c, "SELECT count(*) FROM herald.broadcast_attachments") == 0)
+
+            let mails = double.receivedMails()
+            #expect(mails.count == recipients)
+            for mail in mails {
+                let parsed = try ParsedMail.parse(mail.data)
+                #expect(parsed.parts.map(\.type) == ["multipart/mixed", "multipart/alternative", "text/plain", "text/html",
+                                                     "application/pdf", "application/octet-stream"])
+                #expect(parsed.parts[2].text?.hasSuffix(",\nthe catalogue is attached.\n") == true)
+                #expect(parsed.parts[4].filename == "Каталог весна 2026.pdf")
+                #expect(parsed.parts[4].bytes == Self.pdf)
+                #expect(parsed.parts[5].filename == "Cupón primavera.bin")
+                #expect(parsed.parts[5].bytes == Self.binary)
+            }
+        }
+        await files.stop()
+        await double.stop()
+    }
+}
