@@ -10,7 +10,8 @@ import HeraldTransport
 /// **Once per broadcast.** The files are fetched before the first message exists, so a broken
 /// link fails the broadcast (`error` names the item, the URL and the reason) and never half a
 /// mail goes out; every mail then carries the same bytes. A broadcast whose files are already
-/// stored (a new leader resuming an interrupted expansion) is not fetched again.
+/// stored (a new leader resuming an interrupted expansion) is not fetched again, and an edit of
+/// a started broadcast's media is rejected (``checkEdit(_:store:environment:)``).
 ///
 /// **Bounded.** `max_attachment_bytes` (the channel setting, 10 MiB by default) caps all the
 /// files together; each download stops as soon as it would exceed what is left. All downloads
@@ -28,26 +29,62 @@ enum AttachmentFetch {
     /// - Throws: Database errors only.
     static func prepare(_ definition: SchedulerStore.BroadcastDefinition, store: SchedulerStore,
                         environment: ProviderEnvironment, timeout: Duration = timeout) async throws -> String? {
-        guard let channel = definition.channel, channel.kind == ChannelKind.email.rawValue, definition.mediaCount > 0 else {
-            return nil
+        let urls: [String]
+        let limit: Int
+        let items: [RichContent.Media]
+        switch plan(definition, environment: environment) {
+        case .none: return nil
+        case .problem(let problem): return problem
+        case .fetch(let media, let max): (items, limit, urls) = (media, max, media.compactMap(\.constantURL))
         }
         let attachments = AttachmentStore()
-        if try await attachments.count(of: definition.id, on: store.connection) == definition.mediaCount { return nil }
+        if try await attachments.urls(of: definition.id, on: store.connection) == urls { return nil }
         let files: [BroadcastAttachment]
         do {
-            // Validation passed just before: these cannot fail unless the rows changed meanwhile.
+            files = try await fetch(items, maxBytes: limit, timeout: timeout)
+        } catch {
+            return error.description
+        }
+        try await attachments.replace(definition.id, with: files, on: store.connection)
+        return nil
+    }
+
+    /// Checks an edit of a `sending` or `paused` email broadcast: its attachments were fetched
+    /// when it started and every mail carries those, so its media may not change.
+    ///
+    /// - Returns: nil when the media is unchanged (or the broadcast is not an email); else the
+    ///   reason the edit is rejected.
+    static func checkEdit(_ definition: SchedulerStore.BroadcastDefinition, store: SchedulerStore,
+                          environment: ProviderEnvironment) async throws -> String? {
+        guard let channel = definition.channel, channel.kind == ChannelKind.email.rawValue else { return nil }
+        var urls: [String] = []
+        if case .fetch(let media, _) = plan(definition, environment: environment) { urls = media.compactMap(\.constantURL) }
+        guard try await AttachmentStore().urls(of: definition.id, on: store.connection) != urls else { return nil }
+        return "the media of an email broadcast cannot change once it has started (its attachments were fetched then): cancel it and schedule a new one"
+    }
+
+    private enum Plan {
+        case none
+        case problem(String)
+        case fetch([RichContent.Media], maxBytes: Int)
+    }
+
+    private static func plan(_ definition: SchedulerStore.BroadcastDefinition, environment: ProviderEnvironment) -> Plan {
+        guard let channel = definition.channel, channel.kind == ChannelKind.email.rawValue, definition.mediaCount > 0 else {
+            return .none
+        }
+        do {
+            // Validation passed just before: these fail only if the rows changed meanwhile.
             let configured = try BroadcastProblem.configure(channel: channel.name, provider: channel.provider, kind: channel.kind,
                                                             settingsJSON: channel.settings, registry: .standard,
                                                             environment: environment)
             let limit = (configured as? SMTPChannel)?.settings.maxAttachmentBytes ?? SMTPSettings.defaultMaxAttachmentBytes
             let content = try RichContent.make(kind: .email, template: nil, headerParams: nil, buttonParams: nil,
                                                media: definition.media, body: definition.body, environment: environment)
-            files = try await fetch(content.media, maxBytes: limit, timeout: timeout)
+            return .fetch(content.media, maxBytes: limit)
         } catch {
-            return "\(error)"
+            return .problem(error.description)
         }
-        try await attachments.replace(definition.id, with: files, on: store.connection)
-        return nil
     }
 
     /// Downloads each item, in order, within `maxBytes` together and `timeout` together.
@@ -84,7 +121,7 @@ enum AttachmentFetch {
             used += download.bytes.count
             let name = item.filename.map(MailAttachment.sanitizedFilename).flatMap { $0.isEmpty ? nil : $0 }
                 ?? MailAttachment.filename(fromURL: url)
-            files.append(BroadcastAttachment(position: index, filename: name,
+            files.append(BroadcastAttachment(position: index, url: url, filename: name,
                                              contentType: MailAttachment.contentType(answered: download.contentType, filename: name),
                                              bytes: download.bytes))
         }

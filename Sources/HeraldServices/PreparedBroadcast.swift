@@ -59,8 +59,8 @@ struct PreparedBroadcast: Sendable {
         rich = try RichContent.make(kind: kind, template: template, headerParams: info.templateHeaderParams,
                                     buttonParams: info.templateButtonParams, media: info.media, body: info.body,
                                     environment: environment)
-        if kind == .email, stored.count != rich.media.count {
-            throw BroadcastProblem("media has \(rich.media.count) item(s) but \(stored.count) attachment(s) were fetched: the scheduler fetches them when it starts the broadcast")
+        if kind == .email, stored.map(\.url) != rich.media.compactMap(\.constantURL) {
+            throw BroadcastProblem("the media of an email broadcast cannot change once it has started (its attachments were fetched then): cancel it and schedule a new one")
         }
         attachments = kind == .email
             ? stored.map { MailAttachment(filename: $0.filename, contentType: $0.contentType, bytes: $0.bytes) } : []

@@ -315,8 +315,12 @@ struct LeaderState {
             try Task.checkCancellation()
             do {
                 guard let definition = try await store.definition(of: edit.id, statuses: ["sending", "paused"]) else { continue }
-                if let problem = SchedulerValidation.check(definition, environment: configuration.providerEnvironment)
-                    ?? DeliveryTimingValidation.check(definition.timing) {
+                var problem = SchedulerValidation.check(definition, environment: configuration.providerEnvironment)
+                    ?? DeliveryTimingValidation.check(definition.timing)
+                if problem == nil {  // email attachments (issue 18)
+                    problem = try await AttachmentFetch.checkEdit(definition, store: store, environment: configuration.providerEnvironment)
+                }
+                if let problem {
                     if try await store.failEdited(edit, error: "edit rejected: \(problem)") {
                         logger.info("edited broadcast failed validation", metadata: ["broadcast.id": "\(edit.id)", "error": "\(problem)"])
                     }

@@ -5,12 +5,15 @@ import HeraldPostgres
 public struct BroadcastAttachment: Sendable, Equatable {
     /// The item's index in `broadcasts.media`.
     public var position: Int
+    /// Where it was fetched from.
+    public var url: String
     public var filename: String
     public var contentType: String
     public var bytes: [UInt8]
 
-    public init(position: Int, filename: String, contentType: String, bytes: [UInt8]) {
+    public init(position: Int, url: String, filename: String, contentType: String, bytes: [UInt8]) {
         self.position = position
+        self.url = url
         self.filename = filename
         self.contentType = contentType
         self.bytes = bytes
@@ -22,11 +25,11 @@ public struct BroadcastAttachment: Sendable, Equatable {
 public struct AttachmentStore: Sendable {
     public init() {}
 
-    /// How many attachments a broadcast has stored.
-    public func count(of broadcastID: Int64, on connection: PostgresConnection) async throws -> Int {
+    /// The URLs of a broadcast's stored attachments, in `media` order.
+    public func urls(of broadcastID: Int64, on connection: PostgresConnection) async throws -> [String] {
         try await connection.query("""
-            SELECT count(*)::bigint FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID)
-            """)[0].decode(Int.self, at: 0)
+            SELECT url FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID) ORDER BY position
+            """).map { try $0.decode(String.self, at: 0) }
     }
 
     /// Replaces a broadcast's attachments with `attachments`, in one statement.
@@ -36,14 +39,15 @@ public struct AttachmentStore: Sendable {
     public func replace(_ broadcastID: Int64, with attachments: [BroadcastAttachment],
                         on connection: PostgresConnection) async throws {
         let positions = attachments.map(\.position)
+        let urls = attachments.map(\.url)
         let names = attachments.map(\.filename)
         let types = attachments.map(\.contentType)
         let encoded = attachments.map { Data($0.bytes).base64EncodedString() }
         try await connection.execute("""
             WITH gone AS (DELETE FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID))
-            INSERT INTO herald.broadcast_attachments (broadcast_id, position, filename, content_type, bytes)
-            SELECT \(broadcastID), p, f, t, decode(b, 'base64')
-            FROM unnest(\(positions)::int[], \(names)::text[], \(types)::text[], \(encoded)::text[]) AS a(p, f, t, b)
+            INSERT INTO herald.broadcast_attachments (broadcast_id, position, url, filename, content_type, bytes)
+            SELECT \(broadcastID), p, u, f, t, decode(b, 'base64')
+            FROM unnest(\(positions)::int[], \(urls)::text[], \(names)::text[], \(types)::text[], \(encoded)::text[]) AS a(p, u, f, t, b)
             """)
     }
 
@@ -51,15 +55,16 @@ public struct AttachmentStore: Sendable {
     /// skips the breaks).
     public func load(of broadcastID: Int64, on connection: PostgresConnection) async throws -> [BroadcastAttachment] {
         let rows = try await connection.query("""
-            SELECT position, filename, content_type, encode(bytes, 'base64')
+            SELECT position, url, filename, content_type, encode(bytes, 'base64')
             FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID) ORDER BY position
             """)
         var attachments: [BroadcastAttachment] = []
         for row in rows {
-            let text = try row.decode(String.self, at: 3)
+            let text = try row.decode(String.self, at: 4)
             attachments.append(BroadcastAttachment(position: try row.decode(Int.self, at: 0),
-                                                   filename: try row.decode(String.self, at: 1),
-                                                   contentType: try row.decode(String.self, at: 2),
+                                                   url: try row.decode(String.self, at: 1),
+                                                   filename: try row.decode(String.self, at: 2),
+                                                   contentType: try row.decode(String.self, at: 3),
                                                    bytes: [UInt8](Data(base64Encoded: text, options: .ignoreUnknownCharacters) ?? Data())))
         }
         return attachments

@@ -114,6 +114,33 @@ struct EmailAttachmentTests {
         }
     }
 
+    @Test("an edit of a started email broadcast that changes its media is rejected; one that keeps it is accepted")
+    func mediaEditRejected() async throws {
+        let files = try await FileServerDouble.start()
+        files.serve("/a.pdf", bytes: Self.pdf)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/a.pdf"}]"#,
+                                                   contacts: [try await F.contact(c)])
+            try await F.withScheduler(db) {
+                try await F.waitUntil("it sends") { try await F.status(c, id) == "sending" }
+                try await c.execute("UPDATE herald.broadcasts SET body = 'Hello {{ first_name }}' WHERE id = \(id)")
+                try await F.waitUntil("the body edit is accepted") {
+                    try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND definition_changed_at IS NULL") == 1
+                }
+                #expect(try await F.status(c, id) == "sending")
+                try await c.execute("""
+                    UPDATE herald.broadcasts SET body = 'Hi again',
+                           media = '[{"type": "document", "url": "https://cdn.example/b.pdf"}]' WHERE id = \(id)
+                    """)
+                try await F.waitUntil("the media edit is rejected") { try await F.status(c, id) == "failed" }
+            }
+            #expect(try await F.error(c, id) == "edit rejected: the media of an email broadcast cannot change once it has started (its attachments were fetched then): cancel it and schedule a new one")
+            #expect(files.fetchCount("/a.pdf") == 1)
+        }
+        await files.stop()
+    }
+
     @Test("two attachments reach every recipient through scheduler and worker, each file fetched once")
     func endToEnd() async throws {
         let double = try await ProviderDouble.start()

@@ -11,6 +11,8 @@ CREATE TABLE herald.broadcast_attachments (
     broadcast_id  bigint NOT NULL REFERENCES herald.broadcasts (id) ON DELETE CASCADE,
     -- The item's index in broadcasts.media.
     position      integer NOT NULL CHECK (position >= 0),
+    -- Where it was fetched from: an edit of the broadcast's media is checked against it.
+    url           text NOT NULL,
     filename      text NOT NULL,
     content_type  text NOT NULL,
     bytes         bytea NOT NULL,
@@ -27,3 +29,4 @@ END $$;
 CREATE TRIGGER broadcast_attachments_end AFTER UPDATE OF status ON herald.broadcasts
     FOR EACH ROW WHEN (NEW.status IN ('completed', 'failed', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION herald.drop_finished_attachments();
+
