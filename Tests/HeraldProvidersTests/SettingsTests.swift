@@ -84,6 +84,14 @@ import Testing
         #expect(configureError("smtp", "email", #"{"from":"a@b.example"}"#) == #"setting "url" is required"#)
     }
 
+    @Test("smtp max_attachment_bytes defaults to 10 MiB and takes 1 byte to 25 MiB")
+    func smtpMaxAttachmentBytes() throws {
+        #expect(try SMTPSettings(SettingsReader(json: #"{"url":"smtp://m","from":"a@b.example"}"#)).maxAttachmentBytes == 10 << 20)
+        #expect(try SMTPSettings(SettingsReader(json: #"{"url":"smtp://m","from":"a@b.example","max_attachment_bytes":3000}"#)).maxAttachmentBytes == 3000)
+        #expect(configureError("smtp", "email", #"{"url":"smtp://127.0.0.1","from":"a@b.example","max_attachment_bytes":0}"#)
+            == #"setting "max_attachment_bytes" must be an integer from 1 to 26214400"#)
+    }
+
     @Test("smtp from must be an address")
     func smtpFrom() {
         #expect(configureError("smtp", "email", #"{"url":"smtp://mail.example.com:587","from":"Acme Shop"}"#)
