@@ -103,8 +103,8 @@ struct TemplateSyncTests {
             let after = try await c.query("SELECT name, id, language, status FROM herald.templates WHERE channel_id = \(wa) ORDER BY name")
                 .map { "\(try $0.decode(String.self, at: 0))|\(try $0.decode(Int64.self, at: 1))|\(try $0.decode(String.self, at: 2))|\(try $0.decode(String.self, at: 3))" }
             #expect(after.count == 5)
-            #expect(after.contains("promo|\(ids["promo"]!)|en_US|paused"))
-            #expect(after.contains("welcome|\(ids["welcome"]!)|pt_PT|pending"))
+            #expect(after.contains("promo|\(try #require(ids["promo"]))|en_US|paused"))
+            #expect(after.contains("welcome|\(try #require(ids["welcome"]))|pt_PT|pending"))
         }
     }
 
