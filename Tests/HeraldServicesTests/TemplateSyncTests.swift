@@ -149,6 +149,27 @@ struct TemplateSyncTests {
         }
     }
 
+    @Test("herald templates sync: one line per channel on stdout, a failing channel on stderr with exit status 1, --channel syncs one")
+    func command() async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
+        defer { Task { await graph.stop() } }
+        graph.setTemplates(Array(Self.fivePages.prefix(3)))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            try await Self.channel(c, graph, name: "a_bad", token: "WA_BAD")
+            try await Self.channel(c, graph, name: "b_good")
+            let all = try HeraldProcess.start(bin, ["templates", "sync"], databaseURL: db.url, environment: Self.environment)
+            #expect(await all.wait() == 1)
+            #expect(all.stdout == "b_good: 3 template(s) at Meta: 3 inserted, 0 updated, 0 disabled\n")
+            #expect(all.stderr == "herald: a_bad: Meta answered 401: Invalid OAuth access token - Cannot parse access token, code 190\n")
+            let one = try HeraldProcess.start(bin, ["templates", "sync", "--channel", "b_good"], databaseURL: db.url, environment: Self.environment)
+            #expect(await one.wait() == 0)
+            #expect(one.stdout == "b_good: 3 template(s) at Meta: 0 inserted, 0 updated, 0 disabled\n")
+            #expect(one.stderr == "")
+        }
+    }
+
     @Test("the scheduler's leader syncs at once and again every interval")
     func leaderSyncs() async throws {
         let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
