@@ -90,38 +90,99 @@ public struct JobOutcome: Sendable, Equatable {
 public struct QueueStore: Sendable {
     public init() {}
 
-    /// Broadcasts in `sending` on enabled channels, optionally only on the named channels.
-    public func activeBroadcasts(on connection: PostgresConnection, channels: [String]?) async throws -> [ActiveBroadcast] {
+    /// A `sending` broadcast whose row cannot be read (e.g. `template_params = '[null]'`):
+    /// quarantined, so one bad row never stops the others.
+    public struct UnreadableBroadcast: Sendable, Equatable {
+        public var id: Int64
+        /// What is wrong with the row, naming the column.
+        public var reason: String
+    }
+
+    /// Broadcasts in `sending` on enabled channels, optionally only on the named channels, and
+    /// those among them whose row cannot be read.
+    ///
+    /// Values that could make the whole query fail (JSON arrays, numbers out of range) are read
+    /// as text and checked row by row here, so one bad row is reported, never contagious.
+    public func activeBroadcasts(on connection: PostgresConnection, channels: [String]?) async throws
+        -> (broadcasts: [ActiveBroadcast], unreadable: [UnreadableBroadcast]) {
         let rows = try await connection.query("""
-            SELECT b.id, b.channel_id, c.name, c.kind, c.provider, c.settings::text, c.rate_per_second::float8, c.burst,
-                   b.subject, b.body, b.html_body, t.name, t.language,
-                   coalesce(ARRAY(SELECT jsonb_array_elements_text(b.template_params)), '{}') AS params,
+            SELECT b.id, b.channel_id, c.name, c.kind, c.provider, c.settings::text, c.rate_per_second::text, c.burst::text,
+                   b.subject, b.body, b.html_body, t.name, t.language, b.template_params::text,
                    t.header_format, t.header_text, t.buttons::text AS template_buttons,
                    b.template_header_params::text AS template_header_params,
                    b.template_button_params::text AS template_button_params, b.media::text AS media
             FROM herald.broadcasts b
             JOIN herald.channels c ON c.id = b.channel_id
             LEFT JOIN herald.templates t ON t.id = b.template_id
-            WHERE b.status = 'sending' AND c.enabled
+            WHERE b.status = 'sending' AND c.enabled AND b.definition_changed_at IS NULL -- an edit waits for the scheduler's re-validation
               AND (\(channels)::text[] IS NULL OR c.name = ANY(\(channels)::text[]))
             ORDER BY b.id
             """)
-        return try rows.map { r in
-            ActiveBroadcast(
-                id: try r.decode(Int64.self, at: 0), channelID: try r.decode(Int64.self, at: 1),
-                channelName: try r.decode(String.self, at: 2), kind: try r.decode(String.self, at: 3),
-                provider: try r.decode(String.self, at: 4), settingsJSON: try r.decode(String.self, at: 5),
-                ratePerSecond: try r.decode(Double.self, at: 6), burst: try r.decode(Int.self, at: 7),
-                subject: try r.decode(String?.self, at: 8), body: try r.decode(String?.self, at: 9),
-                htmlBody: try r.decode(String?.self, at: 10), templateName: try r.decode(String?.self, at: 11),
-                templateLanguage: try r.decode(String?.self, at: 12), templateParams: try r.decode([String].self, at: 13),
-                templateHeaderFormat: try r.decode(String?.self, "header_format"),
-                templateHeaderText: try r.decode(String?.self, "header_text"),
-                templateButtons: try r.decode(String?.self, "template_buttons"),
-                templateHeaderParams: try r.decode(String?.self, "template_header_params"),
-                templateButtonParams: try r.decode(String?.self, "template_button_params"),
-                media: try r.decode(String?.self, "media"))
+        var broadcasts: [ActiveBroadcast] = [], unreadable: [UnreadableBroadcast] = []
+        for r in rows {
+            let id = try r.decode(Int64.self, at: 0)
+            do {
+                let rateText = try r.decode(String.self, at: 6)
+                guard let rate = Double(rateText), rate.isFinite, rate > 0 else {
+                    throw RowProblem("channels.rate_per_second \(rateText) is not a positive finite number")
+                }
+                let burstText = try r.decode(String.self, at: 7)
+                guard let burst = Int(burstText), burst > 0 else {
+                    throw RowProblem("channels.burst \(burstText) is not a positive integer")
+                }
+                broadcasts.append(ActiveBroadcast(
+                    id: id, channelID: try r.decode(Int64.self, at: 1),
+                    channelName: try r.decode(String.self, at: 2), kind: try r.decode(String.self, at: 3),
+                    provider: try r.decode(String.self, at: 4), settingsJSON: try r.decode(String.self, at: 5),
+                    ratePerSecond: rate, burst: burst,
+                    subject: try r.decode(String?.self, at: 8), body: try r.decode(String?.self, at: 9),
+                    htmlBody: try r.decode(String?.self, at: 10), templateName: try r.decode(String?.self, at: 11),
+                    templateLanguage: try r.decode(String?.self, at: 12),
+                    templateParams: try Self.templateParams(try r.decode(String?.self, at: 13)),
+                    templateHeaderFormat: try r.decode(String?.self, "header_format"),
+                    templateHeaderText: try r.decode(String?.self, "header_text"),
+                    templateButtons: try r.decode(String?.self, "template_buttons"),
+                    templateHeaderParams: try r.decode(String?.self, "template_header_params"),
+                    templateButtonParams: try r.decode(String?.self, "template_button_params"),
+                    media: try r.decode(String?.self, "media")))
+            } catch let problem as RowProblem {
+                unreadable.append(UnreadableBroadcast(id: id, reason: problem.description))
+            } catch {
+                unreadable.append(UnreadableBroadcast(id: id, reason: "cannot read the broadcast's row: \(error)"))
+            }
         }
+        return (broadcasts, unreadable)
+    }
+
+    struct RowProblem: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// `template_params` (a JSON array or NULL) as strings; any element that is not a string is
+    /// an error naming its index.
+    static func templateParams(_ json: String?) throws -> [String] {
+        guard let json else { return [] }
+        guard let array = try? JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed]) as? [Any] else {
+            throw RowProblem("broadcasts.template_params is not a JSON array")
+        }
+        return try array.enumerated().map { index, element in
+            guard let text = element as? String else {
+                throw RowProblem("broadcasts.template_params[\(index)] is \(element is NSNull ? "null" : "not a string"); every parameter must be a string")
+            }
+            return text
+        }
+    }
+
+    /// Ends a broadcast the workers cannot send as `failed` with `error`, unless the admin
+    /// tool or another process moved it on meanwhile (only from `sending` or `paused`).
+    /// - Returns: whether this call failed it.
+    @discardableResult
+    public func failBroadcast(id: Int64, error: String, on connection: PostgresConnection) async throws -> Bool {
+        try await connection.execute("""
+            UPDATE herald.broadcasts SET status = 'failed', error = \(error), finished_at = now()
+            WHERE id = \(id) AND status IN ('sending', 'paused')
+            """) > 0
     }
 
     /// What one claim brought back.
@@ -142,9 +203,31 @@ public struct QueueStore: Sendable {
     /// expiry (which makes the lease), returns unused tokens, and joins the contact, its
     /// re-checked opt-out and only the custom fields the templates use. It commits at once: no
     /// transaction stays open while the messages are sent.
+    ///
+    /// Only a broadcast still `sending` yields jobs, so a pause or cancel stops new claims at
+    /// once, whatever a worker's cached list says.
+    ///
+    /// **Restart grace.** A job whose lease has lapsed while an owner still holds it (its
+    /// worker died, or could not reach the database) is claimable only once PostgreSQL has been
+    /// up for `restartGrace`: `now() > pg_postmaster_start_time() + restartGrace`. A worker that
+    /// sent messages while the database was down keeps their outcomes and writes them, guarded
+    /// by `lease_owner` alone, as soon as the database is back; without the grace, another
+    /// worker could claim those jobs in the first second after a restart whose outage outlasted
+    /// the lease and send them again. River and Oban have no such rule: River's rescuer and
+    /// Oban's lifeline re-run jobs whose attempt outlived a timeout (at-least-once), and neither
+    /// writes completions guarded by owner after the lease. The grace costs only a delay in
+    /// rescuing the jobs of a worker that died across a restart; it does not cover an outage
+    /// without a restart (a network partition), where the lease still bounds the wait.
+    /// - Parameters:
+    ///   - limit: tokens asked for (at most this many jobs).
+    ///   - scanLimit: the largest `limit` this worker uses; part of the statement's text, so
+    ///     one prepared plan serves every claim.
     public func claim(on connection: PostgresConnection, broadcastID: Int64, channelID: Int64, kind: String, limit: Int,
-                      lease: Duration, owner: String, attributeKeys: [String]) async throws -> Claim {
+                      scanLimit: Int? = nil, lease: Duration, restartGrace: Duration = .seconds(60), owner: String,
+                      attributeKeys: [String]) async throws -> Claim {
         let leaseSeconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
+        let graceSeconds = Double(restartGrace.components.seconds) + Double(restartGrace.components.attoseconds) / 1e18
+        let scan = max(limit, scanLimit ?? limit)
         // Prepared: parsed and planned once per connection. The batch size is part of the text,
         // so the plan is made for it (see `due`).
         let rows = try await connection.preparedQuery("""
@@ -161,8 +244,10 @@ public struct QueueStore: Sendable {
                             ELSE herald.job_send_opening(broadcast_id, time_zone, now()) END AS opens
                 FROM herald.jobs
                 WHERE broadcast_id = \(broadcastID) AND run_at <= now()
+                  AND (lease_owner IS NULL OR now() > pg_postmaster_start_time() + make_interval(secs => \(graceSeconds)))
+                  AND EXISTS (SELECT 1 FROM herald.broadcasts b WHERE b.id = \(broadcastID) AND b.status = 'sending')
                 ORDER BY run_at
-                LIMIT \(unescaped: String(limit))
+                LIMIT \(unescaped: String(scan))
                 FOR UPDATE SKIP LOCKED
             ), held AS (
                 -- A window that closed since expansion (or a pause over its end): the job waits,
@@ -194,7 +279,10 @@ public struct QueueStore: Sendable {
         claim.jobs.reserveCapacity(rows.count)
         for r in rows {
             claim.granted = try r.decode(Int.self, at: 0)
-            claim.retryAfter = .milliseconds(Int64((try r.decode(Double.self, at: 1) * 1000).rounded(.up)))
+            // Bounded: a rate near zero asks for a wait of ~1e20 s, which must not trap.
+            let wait = try r.decode(Double.self, at: 1)
+            let bounded = wait.isFinite ? min(max(wait, 0), 3600) : 3600
+            claim.retryAfter = .milliseconds(Int64((bounded * 1000).rounded(.up)))
             guard let messageID = try r.decode(Int64?.self, at: 3) else { continue }
             let values = try r.decode([String?].self, at: 11)
             var attributes: [String: String] = [:]

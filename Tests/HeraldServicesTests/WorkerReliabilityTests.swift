@@ -285,7 +285,10 @@ struct WorkerReliabilityTests {
             let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL AND run_at > now()")[0].decode(Int.self, at: 0)
             #expect(held > 0, "the killed worker held claims")
             double.latency = .zero
-            let rescuer = try HeraldProcess.start(bin, ["worker", "--log-level", "error"], databaseURL: db.url, environment: env)
+            // The test's PostgreSQL started moments ago: without `--restart-grace-seconds 0` the
+            // lapsed leases would wait for the grace after a restart (WorkerFaultTests pins that).
+            let rescuer = try HeraldProcess.start(bin, ["worker", "--restart-grace-seconds", "0", "--log-level", "error"],
+                                                  databaseURL: db.url, environment: env)
             let deadline = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < deadline, try await !WorkerFixtures.allDone(db, broadcast: b)() {
                 try await Task.sleep(for: .milliseconds(100))

@@ -1,0 +1,205 @@
+import Foundation
+import HeraldPostgres
+import HeraldProviders
+import HeraldStore
+import HeraldTransport
+import Logging
+import Synchronization
+
+/// Records outcomes as they arrive, many per statement (as River's batch completer): the
+/// transport reports each answer the moment it ends (``answered(_:_:)``, on its thread), lanes
+/// report what they decided without sending (``decided(_:broadcast:)``), and one task writes
+/// whatever has gathered in one `QueueStore.record` statement per batch, guarded by
+/// `lease_owner`.
+///
+/// - Important: Outcomes are kept until they are written, however long the database is away:
+///   the guard is the lease owner, not the lease's time, so a late write still applies to every
+///   job no other worker has claimed since (and the claim's restart grace keeps other workers
+///   off jobs whose lease lapsed during a database restart; see `QueueStore.claim`). Only the
+///   death of this process loses them.
+final class OutcomeCompleter: Sendable {
+    private struct Decided: Sendable {
+        var outcome: JobOutcome
+        var broadcast: PreparedBroadcast
+    }
+    private enum Arrival: Sendable {
+        case answered(SentJob, TransportOutcome)
+        case decided([Decided])
+    }
+    private struct Inbox {
+        var arrivals: [Arrival] = []
+        var finishing = false
+    }
+
+    private let inbox = Mutex(Inbox())
+    private let writesFailing = Atomic<Bool>(false)
+    private let arrived = Wakeup()
+    private let configuration: WorkerConfiguration
+    private let rules: OutcomeRules
+    private let store = QueueStore()
+    private let holds: ChannelHolds
+    private let metrics: HeraldMetrics
+    private let logger: Logger
+
+    init(configuration: WorkerConfiguration, rules: OutcomeRules, holds: ChannelHolds,
+         metrics: HeraldMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.rules = rules
+        self.holds = holds
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// A transfer ended (called on the transport's thread: only appends).
+    func answered(_ sent: SentJob, _ outcome: TransportOutcome) {
+        let wasEmpty = inbox.withLock { box -> Bool in
+            box.arrivals.append(.answered(sent, outcome))
+            return box.arrivals.count == 1
+        }
+        if wasEmpty { arrived.signal() }
+    }
+
+    /// Outcomes decided without the transport (skips, unsendable messages, the sandbox, hand-backs).
+    func decided(_ outcomes: [JobOutcome], broadcast: PreparedBroadcast) {
+        guard !outcomes.isEmpty else { return }
+        inbox.withLock { $0.arrivals.append(.decided(outcomes.map { Decided(outcome: $0, broadcast: broadcast) })) }
+        arrived.signal()
+    }
+
+    /// Whether the last attempt to write outcomes failed and some are still unwritten. Lanes
+    /// do not claim meanwhile: when the database comes back, this worker's own expired leases
+    /// must be recorded before anything could claim them again.
+    var isHoldingUnwritten: Bool { writesFailing.load(ordering: .relaxed) }
+
+    /// No more arrivals will come: ``run(pool:)`` writes what it holds and returns.
+    func finish() {
+        inbox.withLock { $0.finishing = true }
+        arrived.signal()
+    }
+
+    /// Writes outcomes until ``finish()`` was called and everything is written; after
+    /// `finish`, gives up on the database after ``WorkerConfiguration/shutdownGrace`` (at least
+    /// 5 s) and says how many outcomes were lost.
+    func run(pool: PostgresPool) async {
+        var backlog: [Decided] = []
+        var failures = 0
+        var giveUpAt: ContinuousClock.Instant?
+        while true {
+            let (taken, finishing) = inbox.withLock { box -> ([Arrival], Bool) in
+                var taken: [Arrival] = []
+                swap(&taken, &box.arrivals)
+                return (taken, box.finishing)
+            }
+            if !taken.isEmpty { backlog.append(contentsOf: judge(taken)) }
+            if finishing && giveUpAt == nil {
+                giveUpAt = ContinuousClock.now + max(configuration.shutdownGrace, .seconds(5))
+            }
+            if backlog.isEmpty {
+                if finishing && inbox.withLock({ $0.arrivals.isEmpty }) { return }
+                await arrived.wait(timeout: .milliseconds(20))
+                continue
+            }
+            let chunk = Array(backlog.prefix(configuration.recordBatchSize))
+            do {
+                let applied = try await pool.withConnection {
+                    try await self.store.record(chunk.map(\.outcome), owner: self.configuration.workerID, on: $0)
+                }
+                backlog.removeFirst(chunk.count)
+                failures = 0
+                writesFailing.store(false, ordering: .relaxed)
+                if applied < chunk.count {
+                    logger.warning("some outcomes were not recorded: another worker holds their jobs now", metadata: [
+                        "lost": "\(chunk.count - applied)"])
+                }
+                count(chunk)
+                try await throttle(chunk, pool: pool)
+            } catch {
+                failures += 1
+                writesFailing.store(true, ordering: .relaxed)
+                if let giveUpAt, ContinuousClock.now >= giveUpAt {
+                    logger.error("could not record outcomes before exiting; their jobs return when their lease ends", metadata: [
+                        "lost": "\(backlog.count)", "error": "\(error)"])
+                    return
+                }
+                if failures == 1 || failures % 20 == 0 {
+                    logger.warning("could not record outcomes; keeping them and trying again", metadata: [
+                        "outcomes.count": "\(backlog.count)", "failures": "\(failures)", "error": "\(error)"])
+                }
+                await arrived.wait(timeout: .milliseconds(min(2000, 100 * (1 << min(failures, 5)))))
+            }
+        }
+    }
+
+    /// Turns answers into outcomes (classification happens here, off the transport's thread).
+    private func judge(_ arrivals: [Arrival]) -> [Decided] {
+        var out: [Decided] = []
+        out.reserveCapacity(arrivals.count)
+        let now = Date()
+        for arrival in arrivals {
+            switch arrival {
+            case .decided(let list):
+                out.append(contentsOf: list)
+            case .answered(let sent, let answer):
+                if case .failure(let error) = answer.result, error.isNotStarted {
+                    out.append(Decided(outcome: JobOutcome(messageID: sent.job.messageID, result: .handBack, segments: sent.segments),
+                                       broadcast: sent.broadcast))
+                    continue
+                }
+                metrics.providerLatency(channel: sent.broadcast.info.channelName, provider: sent.broadcast.info.provider,
+                                        seconds: answer.elapsed.inSeconds)
+                let providerAnswer: ProviderAnswer
+                switch (sent.request, answer.result) {
+                case (.mail, .success): providerAnswer = .mailAccepted
+                case (_, .success(let response)): providerAnswer = .http(response)
+                case (_, .failure(let error)): providerAnswer = .transportFailed(error)
+                }
+                let delivery = sent.broadcast.channel.classify(providerAnswer, for: sent.request, now: now)
+                out.append(Decided(outcome: rules.recordable(delivery, job: sent.job, broadcast: sent.broadcast,
+                                                             segments: sent.segments, now: now),
+                                   broadcast: sent.broadcast))
+            }
+        }
+        return out
+    }
+
+    /// A provider that asked us to slow down pauses the whole channel, for every worker.
+    private func throttle(_ chunk: [Decided], pool: PostgresPool) async throws {
+        var pauses: [Int64: (Duration, String)] = [:]
+        for d in chunk {
+            guard let pause = d.outcome.rateLimitedFor else { continue }
+            let id = d.broadcast.info.channelID
+            if pause > pauses[id]?.0 ?? .zero { pauses[id] = (pause, d.broadcast.info.channelName) }
+        }
+        for (channelID, (pause, name)) in pauses {
+            holds.hold(channelID, until: ContinuousClock.now + pause)
+            try await pool.withConnection { try await self.store.throttle(channelID: channelID, for: pause, on: $0) }
+            logger.notice("provider asked to slow down; channel paused", metadata: [
+                "channel": "\(name)", "pause.seconds": "\(pause.inSeconds)"])
+        }
+    }
+
+    private func count(_ chunk: [Decided]) {
+        struct Counts { var sent = 0, failed = 0, retried = 0, skipped = 0, cancelled = 0, handedBack = 0 }
+        var byChannel: [String: (provider: String, counts: Counts)] = [:]
+        for d in chunk {
+            var entry = byChannel[d.broadcast.info.channelName] ?? (d.broadcast.info.provider, Counts())
+            switch d.outcome.result {
+            case .sent: entry.counts.sent += 1
+            case .failed: entry.counts.failed += 1
+            case .retry: entry.counts.retried += 1
+            case .skipped: entry.counts.skipped += 1
+            case .cancelled: entry.counts.cancelled += 1
+            case .handBack: entry.counts.handedBack += 1
+            }
+            byChannel[d.broadcast.info.channelName] = entry
+        }
+        for (channel, (provider, c)) in byChannel {
+            if c.sent > 0 { metrics.sent(channel: channel, provider: provider, count: c.sent) }
+            if c.failed > 0 { metrics.failed(channel: channel, provider: provider, count: c.failed) }
+            if c.retried > 0 { metrics.retried(channel: channel, provider: provider, count: c.retried) }
+            if c.skipped > 0 { metrics.skipped(channel: channel, provider: provider, count: c.skipped) }
+            if c.cancelled > 0 { metrics.cancelled(channel: channel, provider: provider, count: c.cancelled) }
+            if c.handedBack > 0 { metrics.handedBack(channel: channel, provider: provider, count: c.handedBack) }
+        }
+    }
+}

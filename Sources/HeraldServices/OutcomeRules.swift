@@ -1,0 +1,46 @@
+import Foundation
+import HeraldCore
+import HeraldProviders
+import HeraldStore
+
+/// Turns a provider's verdict on one message into what to record: retries with backoff until
+/// the channel's `max_attempts`, ambiguous failures retried only where the channel allows, and
+/// the channel pause a rate-limit answer asks for.
+struct OutcomeRules: Sendable {
+    let backoff: Backoff
+
+    func recordable(_ delivery: DeliveryOutcome, job: ClaimedJob, broadcast: PreparedBroadcast,
+                    segments: Int?, now: Date) -> JobOutcome {
+        var recorded = JobOutcome(messageID: job.messageID, result: result(of: delivery, job: job, broadcast: broadcast, now: now),
+                                  segments: segments)
+        if case .retry(_, _, let retryAfter, _, true) = delivery {
+            recorded.rateLimitedFor = retryAfter ?? .seconds(2)
+        }
+        return recorded
+    }
+
+    private func result(of outcome: DeliveryOutcome, job: ClaimedJob, broadcast: PreparedBroadcast, now: Date) -> JobOutcome.Result {
+        switch outcome {
+        case .accepted(let id):
+            return .sent(providerMessageID: id)
+        case .permanent(let code, let message):
+            return .failed(errorCode: code, error: message, failureKind: nil)
+        case .retry(let code, let message, let retryAfter, let ambiguous, _):
+            let attempt = job.attempts + 1
+            let kind = (ambiguous ? FailureKind.ambiguous : .notSent).rawValue
+            let policy = broadcast.channel.policy
+            if ambiguous && !policy.retryAmbiguous,
+               case .permanent(_, let why) = outcome.applying(retryAmbiguous: false) {
+                return .failed(errorCode: code, error: why, failureKind: kind)
+            }
+            if attempt >= policy.maxAttempts {
+                return .failed(errorCode: code, error: "\(message) (gave up after \(attempt) attempts)", failureKind: kind)
+            }
+            var rng = SystemRandomNumberGenerator()
+            var delay = backoff.delay(afterAttempt: attempt, using: &rng)
+            if let retryAfter, retryAfter > delay { delay = retryAfter }
+            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+            return .retry(at: now.addingTimeInterval(seconds), errorCode: code, error: message, failureKind: kind)
+        }
+    }
+}

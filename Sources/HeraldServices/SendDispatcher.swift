@@ -1,0 +1,130 @@
+import Foundation
+import HeraldProviders
+import HeraldStore
+import HeraldTransport
+import Synchronization
+
+/// Renders a claimed batch and hands its sends to the transport without waiting for answers:
+/// each answer goes to the ``OutcomeCompleter`` as it arrives and frees its slot of the
+/// ``InFlightWindow`` at once.
+///
+/// It remembers each broadcast's submissions until their start deadline has passed, so that a
+/// broadcast that leaves `sending` (pause, cancel) gets its sends still waiting for a slot
+/// withdrawn: they come back not started and are handed back unsent.
+final class SendDispatcher: Sendable {
+    private struct Submitted {
+        var ticket: TransportTicket
+        var deadline: ContinuousClock.Instant
+    }
+
+    private let transport: CurlTransport
+    private let completer: OutcomeCompleter
+    private let window: InFlightWindow
+    private let rules: OutcomeRules
+    private let configuration: WorkerConfiguration
+    private let metrics: HeraldMetrics
+    private let submitted = Mutex<[Int64: [Submitted]]>([:])
+
+    init(transport: CurlTransport, completer: OutcomeCompleter, window: InFlightWindow,
+         rules: OutcomeRules, configuration: WorkerConfiguration, metrics: HeraldMetrics) {
+        self.transport = transport
+        self.completer = completer
+        self.window = window
+        self.rules = rules
+        self.configuration = configuration
+        self.metrics = metrics
+    }
+
+    /// Renders every job and submits the provider requests in one call. The jobs hold one
+    /// window slot each on entry; slots of jobs that need no transfer are given back here, the
+    /// others as their answers arrive. Simulated requests (the sandbox) are answered after
+    /// their simulated latency, on the calling lane.
+    func dispatch(_ jobs: [ClaimedJob], of broadcast: PreparedBroadcast, claimedAt: ContinuousClock.Instant) async {
+        let now = Date()
+        let channelID = broadcast.info.channelID
+        var decided: [JobOutcome] = []
+        var requests: [TransportRequest] = []
+        var sends: [SentJob] = []
+        var simulated: [(job: ClaimedJob, segments: Int?, request: ProviderRequest, outcome: DeliveryOutcome)] = []
+        var simulatedLatency = Duration.zero
+        requests.reserveCapacity(jobs.count)
+        sends.reserveCapacity(jobs.count)
+        for job in jobs {
+            switch broadcast.outgoing(for: job, now: now) {
+            case .failure(.skip(let reason)):
+                decided.append(JobOutcome(messageID: job.messageID, result: .skipped(reason: reason.rawValue)))
+            case .failure(.fail(let why)):
+                decided.append(JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil)))
+            case .success(let (message, segments)):
+                do {
+                    let request = try broadcast.channel.request(for: message)
+                    switch request {
+                    case .http(let http):
+                        requests.append(.http(http))
+                        sends.append(SentJob(job: job, broadcast: broadcast, segments: segments, request: request))
+                    case .mail(let mail):
+                        requests.append(.smtp(mail.envelope))
+                        sends.append(SentJob(job: job, broadcast: broadcast, segments: segments, request: request))
+                    case .simulated(let latency, let outcome):
+                        simulatedLatency = max(simulatedLatency, latency)
+                        simulated.append((job, segments, request, outcome))
+                    }
+                } catch {
+                    decided.append(rules.recordable(.permanent(code: nil, message: error.description), job: job,
+                                                    broadcast: broadcast, segments: segments, now: now))
+                }
+            }
+        }
+        window.release(decided.count, channel: channelID)
+        completer.decided(decided, broadcast: broadcast)
+        if !requests.isEmpty {
+            let deadline = configuration.sendDeadline(claimedAt: claimedAt)
+            let window = self.window, completer = self.completer
+            let ticket = transport.submit(requests, startingBy: deadline) { [sends] index, outcome in
+                window.release(1, channel: channelID)
+                completer.answered(sends[index], outcome)
+            }
+            let now = ContinuousClock.now
+            submitted.withLock { all in
+                var list = all[broadcast.info.id, default: []].filter { $0.deadline > now }
+                list.append(Submitted(ticket: ticket, deadline: deadline))
+                all[broadcast.info.id] = list
+            }
+        }
+        if !simulated.isEmpty {
+            // Simulated sends of a batch happen side by side, as real ones would.
+            if simulatedLatency > .zero { try? await Task.sleep(for: simulatedLatency) }
+            let answeredAt = Date()
+            let outcomes = simulated.map { send -> JobOutcome in
+                metrics.providerLatency(channel: broadcast.info.channelName, provider: broadcast.info.provider,
+                                        seconds: simulatedLatency.inSeconds)
+                let delivery = broadcast.channel.classify(.simulated(send.outcome), for: send.request, now: answeredAt)
+                return rules.recordable(delivery, job: send.job, broadcast: broadcast, segments: send.segments, now: answeredAt)
+            }
+            window.release(outcomes.count, channel: channelID)
+            completer.decided(outcomes, broadcast: broadcast)
+        }
+    }
+
+    /// Takes back the sends of these broadcasts still waiting for a transport slot (they were
+    /// paused or cancelled): they come back not started and are handed back unsent.
+    func withdraw(broadcasts ids: some Sequence<Int64>) {
+        let tickets = submitted.withLock { all -> [TransportTicket] in
+            var out: [TransportTicket] = []
+            for id in ids { out += (all.removeValue(forKey: id) ?? []).map(\.ticket) }
+            return out
+        }
+        for ticket in tickets { transport.withdrawQueued(ticket) }
+    }
+
+    /// Forgets submissions whose start deadline has passed (none of them can still be queued).
+    func prune() {
+        let now = ContinuousClock.now
+        submitted.withLock { all in
+            all = all.compactMapValues { list in
+                let kept = list.filter { $0.deadline > now }
+                return kept.isEmpty ? nil : kept
+            }
+        }
+    }
+}

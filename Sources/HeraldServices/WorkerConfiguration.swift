@@ -1,0 +1,85 @@
+import Foundation
+import HeraldProviders
+import HeraldCore
+import HeraldTransport
+
+/// The HTTP version the worker's transport speaks (HeraldTransport's ``HTTPVersionPreference``).
+public typealias WorkerHTTPVersion = HTTPVersionPreference
+
+/// How a ``Worker`` runs. Every field has a default that reaches the targets of `scripts/bench`
+/// (many slow channels at their full rate, one unlimited channel at the zero-latency ceiling)
+/// with no flags.
+///
+/// Sizing follows Little's law: messages per second = sends in flight / provider latency. At
+/// 200 ms, 20,000 msg/s needs 4,000 sends in flight, so ``maxInFlight`` is in the thousands;
+/// the number of claiming lanes does not bound throughput any more (a lane never waits for a
+/// provider), it only bounds how many claims are in progress at once.
+public struct WorkerConfiguration: Sendable {
+    /// `DATABASE_URL`, or nil for libpq's `PG*` variables.
+    public var databaseURL: String?
+    /// This worker's name in `jobs.lease_owner`; unique per process.
+    public var workerID: String
+    /// Jobs claimed per round trip at most.
+    public var batchSize: Int = 200
+    /// Claims in progress at once (each: one statement, then the jobs are handed to the
+    /// transport and the lane moves on to the next channel without waiting for answers).
+    public var lanes: Int = 4
+    /// How long a claim stays valid; a worker that dies loses its jobs to others after this.
+    public var lease: Duration = .seconds(60)
+    /// After a PostgreSQL restart, how long an expired lease still held by an owner stays
+    /// unclaimable, so the live holder can record what it sent while the database was down
+    /// before anyone else may send the job again (see ``QueueStore/claim``).
+    public var restartGrace: Duration = .seconds(60)
+    /// On SIGTERM: how long in-flight sends may take before they are abandoned (and handed back).
+    public var shutdownGrace: Duration = .seconds(10)
+    /// Serve only these channels (by name); nil serves all.
+    public var channels: [String]?
+    /// Where secrets named by `*_env` settings are read.
+    public var environment: [String: String]
+    /// `HERALD_PUBLIC_URL`: Twilio status callbacks point at `{publicURL}/webhooks/twilio`.
+    public var publicURL: String?
+    /// Sends claimed and not yet answered, over all channels (the transport's window).
+    public var maxInFlight: Int = 6144
+    /// Sends in flight of one channel at most: a provider that stops answering holds at most
+    /// this many slots until its requests time out, and the other channels keep the rest.
+    public var maxInFlightPerChannel: Int = 4096
+    /// Fallback poll when no notification arrives (retries falling due, lost notifications).
+    public var idlePoll: Duration = .seconds(1)
+    /// Whole-transfer timeout of one provider request.
+    public var requestTimeout: Duration = .seconds(15)
+    /// Backoff between retries of one message.
+    public var backoff = Backoff(base: .seconds(1), cap: .seconds(300))
+    /// HTTP/1.1 keep-alive, HTTP/2 where the provider offers it (default), or h2c with prior knowledge.
+    public var httpVersion: WorkerHTTPVersion = .automatic
+    /// Outcomes written per statement at most.
+    public var recordBatchSize: Int = 2000
+
+    public init(databaseURL: String?, workerID: String = WorkerConfiguration.defaultWorkerID(),
+                environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.databaseURL = databaseURL
+        self.workerID = workerID
+        self.environment = environment
+        self.publicURL = environment["HERALD_PUBLIC_URL"]
+    }
+
+    /// What providers read from this process: secrets, the public URL, the request timeout and
+    /// the hosts channels may reach (`HERALD_ALLOWED_HOSTS`).
+    var providerEnvironment: ProviderEnvironment {
+        ProviderEnvironment(variables: environment, publicURL: publicURL, requestTimeout: requestTimeout)
+    }
+
+    /// `host-pid-random`, unique across machines and restarts.
+    public static func defaultWorkerID() -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+    }
+
+    /// The last instant a send of a batch claimed at `claimedAt` may start: late enough to use
+    /// most of the lease, early enough that the send times out (``requestTimeout``) a second
+    /// before the lease ends. Past it, another worker may hold the job, so a send started later
+    /// could go out twice; such jobs are handed back unsent instead. (With a lease too short for
+    /// that margin, the first quarter of the lease is used; `herald worker` refuses such settings.)
+    func sendDeadline(claimedAt: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        let window = lease - requestTimeout - .seconds(1)
+        return claimedAt + max(window, lease / 4)
+    }
+}

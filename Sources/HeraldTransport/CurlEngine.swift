@@ -1,0 +1,359 @@
+import CCurl
+import Foundation
+import Logging
+import Synchronization
+
+/// The multi handle and the state its thread owns.
+///
+/// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multi` is only used by the engine's
+/// thread, except `curl_multi_wakeup`, which libcurl allows from any thread and which we call
+/// only under the lock while the thread has not yet cleaned the handle up; every other stored
+/// property is touched by the engine's thread alone.
+///
+/// ThreadSanitizer on Linux does not see `Synchronization.Mutex` (futex-based) as synchronization
+/// and reports every hand-over through `shared` as a race; with a pthread-based lock in its place
+/// the test suite runs clean under `--sanitize=thread`.
+final class CurlEngine: @unchecked Sendable {
+    struct Shared {
+        var inbox: [Transfer] = []
+        var cancelled: [Range<UInt64>] = []
+        var withdrawn: [Range<UInt64>] = []
+        var nextID: UInt64 = 1
+        var closing = false
+        var exited = false
+        var started = false
+        var statistics = CurlTransport.Statistics(transfersCompleted: 0, connectionsOpened: 0)
+        var load: (queued: Int, inFlight: Int) = (0, 0)
+    }
+
+    let shared = Mutex(Shared())
+    let maxInFlight: Int
+    let httpVersion: HTTPVersionPreference
+    let logger: Logger
+    let multi: UnsafeMutableRawPointer
+    private let finished = DispatchGroup()
+
+    // Engine thread only.
+    private var pending: [Transfer] = []
+    private var pendingHead = 0
+    private var active: [UnsafeMutableRawPointer: Transfer] = [:]
+    private var idleHandles: [UnsafeMutableRawPointer] = []
+    /// Transfers `collectCompleted` found done, kept between calls so its buffer is reused.
+    private var completedScratch: [(Transfer, Result<HTTPResponse, TransportError>, Duration)] = []
+
+    init(maxInFlight: Int, httpVersion: HTTPVersionPreference, logger: Logger) {
+        self.maxInFlight = maxInFlight
+        self.httpVersion = httpVersion
+        self.logger = logger
+        guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
+        self.multi = multi
+        // Keep enough idle connections for the whole in-flight window.
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxInFlight)
+        // HTTP/2 connections multiplex; HTTP/1.1 ones are reused one request at a time.
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+    }
+
+    func start() {
+        finished.enter()
+        shared.withLock { $0.started = true }
+        let thread = Thread { [self] in
+            self.run()
+            self.finished.leave()
+        }
+        thread.name = "herald-curl"
+        thread.start()
+    }
+
+    var statistics: CurlTransport.Statistics { shared.withLock { $0.statistics } }
+    var load: (queued: Int, inFlight: Int) { shared.withLock { $0.load } }
+
+    func shutdown() {
+        let wasStarted = shared.withLock { state -> Bool in
+            if !state.closing {
+                state.closing = true
+                if !state.exited { curl_multi_wakeup(multi) }
+            }
+            return state.started
+        }
+        if wasStarted { finished.wait() }
+    }
+
+    // MARK: Callers' side
+
+    /// Hands transfers to the engine's thread, or says why not (shut down, or the calling task
+    /// is already cancelled); then the caller still owns them.
+    private func enqueue(_ transfers: [Transfer], checkCancellation: Bool) -> TransportError? {
+        shared.withLock { state in
+            if state.closing {
+                return TransportError(kind: .notSent, curlCode: TransportError.shutdownCode,
+                                      message: "transport is shut down")
+            }
+            // Checked under the lock: a cancellation after this point finds the transfers
+            // queued, one before it is seen here.
+            if checkCancellation && Task.isCancelled {
+                return TransportError(kind: .notSent, curlCode: TransportError.cancelledCode,
+                                      message: "cancelled before it was sent")
+            }
+            state.inbox.append(contentsOf: transfers)
+            curl_multi_wakeup(multi)
+            return nil
+        }
+    }
+
+    /// Queues transfers and returns at once; `submission` hears about each as it ends.
+    func submit(_ requests: [TransportRequest], submission: TransferSubmission, checkCancellation: Bool = false) -> TransportTicket {
+        let count = UInt64(requests.count)
+        let firstID = shared.withLock { state -> UInt64 in
+            defer { state.nextID &+= count }
+            return state.nextID
+        }
+        let ticket = TransportTicket(ids: firstID..<(firstID &+ count))
+        guard !requests.isEmpty else { return ticket }
+        var transfers: [Transfer] = []
+        transfers.reserveCapacity(requests.count)
+        for (index, request) in requests.enumerated() {
+            transfers.append(Transfer(id: firstID &+ UInt64(index), request: request, submission: submission, index: index))
+        }
+        // Refused before the engine saw any of them: this thread is their only user.
+        if let refusal = enqueue(transfers, checkCancellation: checkCancellation) {
+            for transfer in transfers { transfer.finish(.failure(refusal)) }
+        }
+        return ticket
+    }
+
+    /// Aborts every transfer of `ticket` that has not ended (queued: not started; in flight: ambiguous).
+    func cancel(_ ticket: TransportTicket) {
+        shared.withLock { state in
+            guard !state.exited, !ticket.ids.isEmpty else { return }
+            state.cancelled.append(ticket.ids)
+            curl_multi_wakeup(multi)
+        }
+    }
+
+    /// Takes back the transfers of `ticket` still queued; those under way go on.
+    func withdrawQueued(_ ticket: TransportTicket) {
+        shared.withLock { state in
+            guard !state.exited, !ticket.ids.isEmpty else { return }
+            state.withdrawn.append(ticket.ids)
+            curl_multi_wakeup(multi)
+        }
+    }
+
+    func perform(_ requests: [TransportRequest], deadline: ContinuousClock.Instant? = nil) async -> [TransportOutcome] {
+        guard !requests.isEmpty else { return [] }
+        let ticket = Mutex<TransportTicket?>(nil)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<[TransportOutcome], Never>) in
+                let collector = BatchCollector(count: requests.count, continuation: continuation)
+                let submission = TransferSubmission(deadline: deadline) { collector.finish($0, $1) }
+                let submitted = submit(requests, submission: submission, checkCancellation: true)
+                ticket.withLock { $0 = submitted }
+                // A cancellation between `enqueue` and now found no ticket to cancel.
+                if Task.isCancelled { cancel(submitted) }
+            }
+        } onCancel: {
+            if let t = ticket.withLock({ $0 }) { cancel(t) }
+        }
+    }
+
+    // MARK: The engine's thread
+
+    private func run() {
+        while true {
+            // Swapped out, not copied and cleared: `removeAll(keepingCapacity:)` on a buffer we
+            // still hold a reference to would allocate a fresh one on every pass of this loop.
+            var incoming: [Transfer] = []
+            var cancelled: [Range<UInt64>] = []
+            var withdrawn: [Range<UInt64>] = []
+            let closing = shared.withLock { state in
+                if !state.inbox.isEmpty { swap(&incoming, &state.inbox) }
+                if !state.cancelled.isEmpty { swap(&cancelled, &state.cancelled) }
+                if !state.withdrawn.isEmpty { swap(&withdrawn, &state.withdrawn) }
+                state.load = (pendingCount, active.count)
+                return state.closing
+            }
+            if !incoming.isEmpty { pending.append(contentsOf: incoming) }
+            if !cancelled.isEmpty { cancel(cancelled) }
+            if !withdrawn.isEmpty { withdraw(withdrawn) }
+            if closing { break }
+
+            startPending()
+            var running: Int32 = 0
+            _ = curl_multi_perform(multi, &running)
+            let completed = collectCompleted()
+            if completed > 0, pendingCount > 0 {
+                continue  // start the next ones before sleeping
+            }
+            var ready: Int32 = 0
+            _ = curl_multi_poll(multi, nil, 0, 1000, &ready)
+        }
+        tearDown()
+    }
+
+    private var pendingCount: Int { pending.count - pendingHead }
+
+    private func popPending() -> Transfer? {
+        guard pendingHead < pending.count else { return nil }
+        let transfer = pending[pendingHead]
+        pendingHead += 1
+        if pendingHead > 256, pendingHead * 2 > pending.count {
+            pending.removeFirst(pendingHead)
+            pendingHead = 0
+        }
+        return transfer
+    }
+
+    private func startPending() {
+        while active.count < maxInFlight, let transfer = popPending() {
+            if let deadline = transfer.submission.deadline, ContinuousClock.now >= deadline {
+                transfer.finish(.failure(TransportError(kind: .notSent, curlCode: TransportError.deadlineCode,
+                                                        message: "not started: its start deadline had passed")))
+                continue
+            }
+            let easy: UnsafeMutableRawPointer
+            if let idle = idleHandles.popLast() {
+                easy = idle  // reset when it was released
+            } else if let fresh = curl_easy_init() {
+                easy = fresh
+            } else {
+                transfer.finish(.failure(TransportError(kind: .notSent, curlCode: Int32(bitPattern: CURLE_OUT_OF_MEMORY.rawValue),
+                                                        message: "curl_easy_init failed")))
+                continue
+            }
+            transfer.easy = easy
+            let setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion)
+            if setup == CURLE_OK, curl_multi_add_handle(multi, easy) == CURLM_OK {
+                active[easy] = transfer
+            } else {
+                release(easy, of: transfer)
+                let code = setup == CURLE_OK ? CURLE_FAILED_INIT : setup
+                transfer.finish(.failure(TransportError(
+                    kind: .notSent, curlCode: Int32(bitPattern: code.rawValue),
+                    message: "could not set up the transfer: \(String(cString: curl_easy_strerror(code)))")))
+            }
+        }
+    }
+
+    /// Removes cancelled transfers wherever they are; unknown ids (already finished, or refused
+    /// before being queued) are ignored. One pass over the queue and one over the active ones, so
+    /// cancelling a whole batch costs no more than cancelling one transfer.
+    private func cancel(_ ranges: [Range<UInt64>]) {
+        removeQueued(in: ranges, TransportError(kind: .notSent, curlCode: TransportError.cancelledCode,
+                                                message: "cancelled before it was sent"))
+        for (easy, transfer) in active where ranges.contains(where: { $0.contains(transfer.id) }) {
+            abort(easy, transfer, TransportError(kind: .ambiguous, curlCode: TransportError.cancelledCode,
+                                                 message: "cancelled while in flight"))
+        }
+    }
+
+    /// Takes transfers still queued out of the queue (they never left: not started); those
+    /// under way are left alone.
+    private func withdraw(_ ranges: [Range<UInt64>]) {
+        removeQueued(in: ranges, TransportError(kind: .notSent, curlCode: TransportError.withdrawnCode,
+                                                message: "withdrawn before it was sent"))
+    }
+
+    private func removeQueued(in ranges: [Range<UInt64>], _ error: TransportError) {
+        guard pendingCount > 0 else { return }
+        var kept: [Transfer] = []
+        kept.reserveCapacity(pendingCount)
+        for transfer in pending[pendingHead...] {
+            if ranges.contains(where: { $0.contains(transfer.id) }) {
+                transfer.finish(.failure(error))
+            } else {
+                kept.append(transfer)
+            }
+        }
+        pending = kept
+        pendingHead = 0
+    }
+
+    private func abort(_ easy: UnsafeMutableRawPointer, _ transfer: Transfer, _ error: TransportError) {
+        curl_multi_remove_handle(multi, easy)
+        active[easy] = nil
+        release(easy, of: transfer)
+        transfer.finish(.failure(error))
+    }
+
+    /// Returns a handle, no longer in the multi, to the idle pool. Reset at once so that it keeps
+    /// no pointer to the transfer's buffers and lists; the connection stays in the multi's cache.
+    private func release(_ easy: UnsafeMutableRawPointer, of transfer: Transfer) {
+        curl_easy_reset(easy)
+        transfer.freeLists()
+        transfer.easy = nil
+        idleHandles.append(easy)
+    }
+
+    private func collectCompleted() -> Int {
+        var connectionsOpened = 0
+        var easyOut: UnsafeMutableRawPointer?
+        var code = CURLE_OK
+        while ccurl_multi_info_read_done(multi, &easyOut, &code) == 1 {
+            guard let easy = easyOut, let transfer = active.removeValue(forKey: easy) else { continue }
+            let result = outcome(of: transfer, easy: easy, code: code)
+            var connects = 0
+            _ = ccurl_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
+            connectionsOpened += connects
+            var micros: curl_off_t = 0
+            _ = ccurl_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &micros)
+            curl_multi_remove_handle(multi, easy)
+            release(easy, of: transfer)
+            completedScratch.append((transfer, result, .microseconds(Int64(micros))))
+        }
+        let count = completedScratch.count
+        guard count > 0 else { return 0 }
+        // Statistics once per pass, under one lock, and before any waiter resumes (so a caller
+        // that reads them after its batch returns sees its own transfers counted).
+        shared.withLock { state in
+            state.statistics.transfersCompleted += count
+            state.statistics.connectionsOpened += connectionsOpened
+        }
+        for (transfer, result, elapsed) in completedScratch { transfer.finish(result, elapsed: elapsed) }
+        completedScratch.removeAll(keepingCapacity: true)
+        return count
+    }
+
+    private func outcome(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<HTTPResponse, TransportError> {
+        var responseCode = 0
+        _ = ccurl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &responseCode)
+        if code == CURLE_OK {
+            return .success(HTTPResponse(status: responseCode, headers: transfer.headers, body: transfer.body))
+        }
+        var connectTime = 0.0
+        var pretransferTime = 0.0
+        _ = ccurl_getinfo_double(easy, CURLINFO_CONNECT_TIME, &connectTime)
+        _ = ccurl_getinfo_double(easy, CURLINFO_PRETRANSFER_TIME, &pretransferTime)
+        let detail = String(cString: transfer.errorBuffer)
+        let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        let isSMTP: Bool
+        if case .smtp = transfer.request { isSMTP = true } else { isSMTP = false }
+        let error = TransportError.classify(code: code, connected: connectTime > 0 || pretransferTime > 0,
+                                            smtpCode: isSMTP ? responseCode : nil, smtpReply: transfer.lastReply,
+                                            detail: message)
+        logger.debug("transfer failed", metadata: [
+            "curl.code": "\(code.rawValue)", "curl.error": "\(message)", "transport.kind": "\(error.kind.rawValue)",
+            "curl.connect_time": "\(connectTime)", "curl.pretransfer_time": "\(pretransferTime)",
+        ])
+        return .failure(error)
+    }
+
+    private func tearDown() {
+        let remaining = shared.withLock { state -> [Transfer] in
+            state.exited = true
+            defer { state.inbox.removeAll() }
+            return state.inbox
+        }
+        pending.append(contentsOf: remaining)
+        for (easy, transfer) in active {
+            abort(easy, transfer, TransportError(kind: .ambiguous, curlCode: TransportError.shutdownCode,
+                                                 message: "transport shut down while the transfer was in flight"))
+        }
+        while let transfer = popPending() {
+            transfer.finish(.failure(TransportError(kind: .notSent, curlCode: TransportError.shutdownCode,
+                                                    message: "transport shut down before the transfer started")))
+        }
+        for easy in idleHandles { curl_easy_cleanup(easy) }
+        idleHandles.removeAll()
+        curl_multi_cleanup(multi)
+    }
+}

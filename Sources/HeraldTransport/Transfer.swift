@@ -1,0 +1,56 @@
+import CCurl
+
+/// One transfer: owned by the caller until enqueued, then by the engine's thread only.
+/// The buffers below are touched only by libcurl callbacks, which run on that thread.
+final class Transfer: @unchecked Sendable {
+    let id: UInt64
+    let request: TransportRequest
+    /// Who hears how it ended: the submission, at this transfer's index.
+    let submission: TransferSubmission
+    let index: Int
+    var easy: UnsafeMutableRawPointer?
+    var headerList: UnsafeMutablePointer<curl_slist>?
+    var recipientList: UnsafeMutablePointer<curl_slist>?
+    var headers = HTTPHeaders()
+    /// SMTP: the server's last 4xx/5xx reply line (libcurl passes SMTP replies to the header
+    /// callback).
+    var lastReply: String?
+    var body: [UInt8] = []
+    var upload: [UInt8] = []
+    var uploadOffset = 0
+    /// libcurl writes its error text here (`CURLOPT_ERRORBUFFER`) at any point of the transfer, so
+    /// it is manual memory with a fixed address for the Transfer's whole life, never a Swift
+    /// array's storage (whose pointer is only valid inside `withUnsafeMutableBufferPointer`).
+    let errorBuffer: UnsafeMutablePointer<CChar> = {
+        let p = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        p.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        return p
+    }()
+    private var resumed = false
+
+    init(id: UInt64, request: TransportRequest, submission: TransferSubmission, index: Int) {
+        self.id = id
+        self.request = request
+        self.submission = submission
+        self.index = index
+    }
+
+    func finish(_ result: Result<HTTPResponse, TransportError>, elapsed: Duration = .zero) {
+        guard !resumed else { return }
+        resumed = true
+        submission.onCompletion(index, TransportOutcome(result: result, elapsed: elapsed))
+    }
+
+    deinit {
+        // The easy handle was reset (or cleaned up) before the last reference went away, so
+        // libcurl no longer points here.
+        errorBuffer.deallocate()
+    }
+
+    func freeLists() {
+        if let headerList { curl_slist_free_all(headerList) }
+        if let recipientList { curl_slist_free_all(recipientList) }
+        headerList = nil
+        recipientList = nil
+    }
+}

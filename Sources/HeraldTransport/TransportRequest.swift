@@ -1,0 +1,5 @@
+/// One transfer handed to ``CurlTransport/perform(_:startingBy:)`` or ``CurlTransport/submit(_:startingBy:onCompletion:)``.
+public enum TransportRequest: Sendable {
+    case http(HTTPRequest)
+    case smtp(SMTPEnvelope)
+}

@@ -1,0 +1,10 @@
+/// Names the transfers of one ``CurlTransport/submit(_:startingBy:onCompletion:)`` call, so the
+/// caller can later withdraw the ones not yet started (``CurlTransport/withdrawQueued(_:)``) or
+/// abort them all (``CurlTransport/cancel(_:)``).
+public struct TransportTicket: Sendable, Hashable {
+    /// The transport's ids of the submission's transfers, in request order.
+    let ids: Range<UInt64>
+
+    /// How many transfers the submission had.
+    public var count: Int { ids.count }
+}

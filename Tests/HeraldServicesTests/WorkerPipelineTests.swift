@@ -1,0 +1,89 @@
+import Foundation
+import HeraldPostgres
+import HeraldServices
+import HeraldTesting
+import Synchronization
+import Testing
+
+@Suite("Worker pipeline: pause stops sends within a second; a hung provider slows no other channel")
+struct WorkerPipelineTests {
+    @Test("pausing a broadcast with hundreds in flight stops new sends within 1 s; nothing is sent twice or kept leased")
+    func pauseStopsSendsWithinASecond() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.latency = .milliseconds(500)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 3000)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+            var config = WorkerFixtures.configuration(db)
+            config.maxInFlight = 400
+            config.requestTimeout = .seconds(5)
+            let stop = StopFlag()
+            async let run = WorkerFixtures.runWorker(config, timeout: .seconds(30)) { stop.isSet }
+            #expect(await double.waitForRequests(500, timeout: .seconds(15)))
+            try await c.execute("UPDATE herald.broadcasts SET status = 'paused' WHERE id = \(b)")
+            // The claim in progress at the pause and its sends may still go: give them the second.
+            try await Task.sleep(for: .seconds(1))
+            let atOneSecond = double.requestCount
+            try await Task.sleep(for: .seconds(2))
+            #expect(double.requestCount == atOneSecond, "sends started more than 1 s after the pause")
+            stop.set()
+            _ = try await run
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(Set(sent).count == sent.count, "a message went out twice")
+            let statuses = try await WorkerFixtures.statuses(c, broadcast: b)
+            #expect(statuses["sent", default: 0] == sent.count)
+            #expect(statuses["sent", default: 0] + statuses["queued", default: 0] == 3000)
+            let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL")[0].decode(Int.self, at: 0)
+            #expect(held == 0, "jobs still leased after the worker stopped")
+        }
+    }
+
+    @Test("a provider that stops answering on one channel does not slow two healthy channels limited to 30/s")
+    func hungChannelIsolated() async throws {
+        let hung = try await ProviderDouble.start()
+        let healthy = try await ProviderDouble.start()
+        defer { Task { await hung.stop(); await healthy.stop() } }
+        hung.latency = .seconds(30)
+        healthy.latency = .milliseconds(5)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let stuck = try await WorkerFixtures.whatsAppChannel(c, double: hung, name: "hung")
+            let a = try await WorkerFixtures.whatsAppChannel(c, double: healthy, name: "a")
+            let z = try await WorkerFixtures.whatsAppChannel(c, double: healthy, name: "z")
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 30, burst = 5 WHERE id IN (\(a), \(z))")
+            let many = try await WorkerFixtures.contacts(c, count: 2000)
+            _ = try await WorkerFixtures.sendingBroadcast(c, channel: stuck, contacts: many, template: ("promo", ["x"]))
+            let few = Array(many.prefix(60))
+            let ba = try await WorkerFixtures.sendingBroadcast(c, channel: a, contacts: few, template: ("promo_a", ["x"]))
+            let bz = try await WorkerFixtures.sendingBroadcast(c, channel: z, contacts: few, template: ("promo_z", ["x"]))
+            var config = WorkerFixtures.configuration(db)
+            config.maxInFlight = 300
+            config.maxInFlightPerChannel = 150
+            config.requestTimeout = .seconds(20)
+            config.shutdownGrace = .seconds(1)
+            let doneA = WorkerFixtures.allDone(db, broadcast: ba), doneZ = WorkerFixtures.allDone(db, broadcast: bz)
+            let clock = ContinuousClock()
+            let start = clock.now
+            // 60 messages at 30/s with a burst of 5: about 2 s each, side by side.
+            let finished = try await WorkerFixtures.runWorker(config, timeout: .seconds(8)) {
+                let a = try await doneA()
+                let z = try await doneZ()
+                return a && z
+            }
+            #expect(finished, "the healthy channels did not finish within 8 s")
+            #expect(clock.now - start < .seconds(8))
+            let hungGotItsShare = await hung.waitForRequests(150, timeout: .seconds(1))
+            #expect(hungGotItsShare, "the hung channel had its share of sends")
+        }
+    }
+}
+
+/// Set by a test to stop a worker run.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}
