@@ -98,7 +98,9 @@ public struct TemplateStore: Sendable {
                 RETURNING x.id
                 """).map { try $0.decode(Int64.self, at: 0) }
             let rows = try c.query("""
-                WITH t AS (
+                WITH before AS (
+                    SELECT id, status FROM herald.templates WHERE channel_id = \(channelID)
+                ), t AS (
                     SELECT * FROM unnest(\(names)::text[], \(languages)::text[], \(bodies)::text[], \(statuses)::text[],
                                          \(categories)::text[], \(headerFormats)::text[], \(headerTexts)::text[],
                                          \(buttons)::text[], \(ids)::text[], \(reasons)::text[])
@@ -124,12 +126,14 @@ public struct TemplateStore: Sendable {
                           CASE WHEN EXCLUDED.status_reason IS NOT NULL THEN EXCLUDED.status_reason
                                WHEN EXCLUDED.status = x.status AND x.status IN ('paused', 'disabled', 'rejected')
                                    THEN x.status_reason END
-                    RETURNING x.id, (xmax = 0) AS inserted
+                    RETURNING x.id, (xmax = 0) AS inserted, x.name, x.language, x.status, x.status_reason
                 ), gone AS (
                     UPDATE herald.templates x SET status = 'disabled', status_reason = 'no longer listed by Meta'
                     WHERE x.channel_id = \(channelID) AND x.status <> 'disabled'
                       AND NOT EXISTS (SELECT 1 FROM t WHERE t.name = x.name AND t.language = x.language)
-                    RETURNING x.id
+                    RETURNING x.id, x.name, x.language, x.status, x.status_reason
+                ), paused AS (
+                    \(unescaped: Self.pauseBroadcasts(of: "(SELECT id, name, language, status, status_reason FROM upserted UNION ALL SELECT id, name, language, status, status_reason FROM gone)"))
                 )
                 SELECT id, CASE WHEN inserted THEN 'inserted' ELSE 'updated' END FROM upserted
                 UNION ALL SELECT id, 'disabled' FROM gone
@@ -157,7 +161,11 @@ public struct TemplateStore: Sendable {
                             name: String?, language: String?, channelIDs: [Int64],
                             on connection: PostgresConnection) async throws -> Int {
         guard !channelIDs.isEmpty else { return 0 }
-        return try await connection.execute("""
+        return try await connection.query("""
+            WITH before AS (
+                SELECT x.id, x.status FROM herald.templates x JOIN herald.channels c ON c.id = x.channel_id
+                WHERE c.id = ANY(\(channelIDs)::bigint[])
+            ), changed AS (
             UPDATE herald.templates x
             SET status = \(status.rawValue), status_reason = \(reason),
                 meta_template_id = coalesce(x.meta_template_id, \(metaTemplateID)::text)
@@ -168,6 +176,31 @@ public struct TemplateStore: Sendable {
                    OR (x.name = \(name)::text AND x.language = \(language)::text
                        AND (x.meta_template_id IS NULL OR \(metaTemplateID)::text IS NULL)))
               AND (x.status, x.status_reason) IS DISTINCT FROM (\(status.rawValue)::text, \(reason)::text)
-            """)
+            RETURNING x.id, x.name, x.language, x.status, x.status_reason
+            ), paused AS (
+                \(unescaped: Self.pauseBroadcasts(of: "changed"))
+            )
+            SELECT count(*)::int FROM changed
+            """)[0].decode(Int.self, at: 0)
+    }
+
+    /// A data-modifying CTE body: the `sending` broadcasts of the templates in `changedTemplates`
+    /// (a relation with `id, name, language, status, status_reason`) that have just become
+    /// `paused` or `disabled` (their status in the CTE `before` was another) are set `paused`
+    /// with the reason in `error` (contract section 4: Meta paused or disabled the broadcast's
+    /// template), so they stop before Meta refuses their sends one by one. Only from `sending`:
+    /// a broadcast the admin tool paused, cancelled or resumed meanwhile is left as it is.
+    static func pauseBroadcasts(of changedTemplates: String) -> String {
+        """
+        UPDATE herald.broadcasts b
+        SET status = 'paused',
+            error = format('Meta %s the template %s (%s)%s; resume the broadcast once Meta approves the template again',
+                           s.status, s.name, s.language, coalesce(': ' || s.status_reason, ''))
+        FROM \(changedTemplates) s
+        LEFT JOIN before ON before.id = s.id
+        WHERE b.template_id = s.id AND b.status = 'sending' AND s.status IN ('paused', 'disabled')
+          AND before.status IS DISTINCT FROM s.status
+        RETURNING b.id
+        """
     }
 }

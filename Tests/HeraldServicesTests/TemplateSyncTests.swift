@@ -108,6 +108,35 @@ struct TemplateSyncTests {
         }
     }
 
+    @Test("a sync that finds a template newly paused pauses its running broadcast once; a later sync leaves the admin tool's resume alone")
+    func syncPausesBroadcast() async throws {
+        let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
+        defer { Task { await graph.stop() } }
+        graph.setTemplates(Array(Self.fivePages.suffix(1)))
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let wa = try await Self.channel(c, graph)
+            _ = try await Self.sync(db)
+            let b = try await c.query("""
+                INSERT INTO herald.broadcasts (name, channel_id, template_id, template_params, status, started_at, expanded_at)
+                SELECT 'b', \(wa), id, '["x"]', 'sending', now(), now() FROM herald.templates WHERE name = 'promo' RETURNING id
+                """)[0].decode(Int64.self, at: 0)
+            func status() async throws -> String {
+                try await c.query("SELECT status FROM herald.broadcasts WHERE id = \(b)")[0].decode(String.self, at: 0)
+            }
+            var paused = Array(Self.fivePages.suffix(1))
+            paused[0].status = "PAUSED"
+            graph.setTemplates(paused)
+            _ = try await Self.sync(db)
+            #expect(try await status() == "paused")
+            try await c.execute("UPDATE herald.broadcasts SET status = 'sending' WHERE id = \(b)")
+            paused[0].body = "Edited {{1}}" // the row changes, its status does not
+            graph.setTemplates(paused)
+            #expect(try await Self.sync(db).map(\.line) == ["wa: 1 template(s) at Meta: 0 inserted, 1 updated, 0 disabled"])
+            #expect(try await status() == "sending")
+        }
+    }
+
     @Test("a base_url whose host is not allowed is refused before the token leaves; nothing reaches the host")
     func hostNotAllowed() async throws {
         let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)

@@ -115,6 +115,33 @@ struct TemplateWebhookTests {
         }
     }
 
+    @Test("PAUSED pauses the running broadcasts of that template with the reason; other broadcasts keep sending; APPROVED leaves the resume to the admin tool")
+    func pausesRunningBroadcasts() async throws {
+        try await Self.withServer { h in
+            func broadcast(_ template: String, _ status: String) async throws -> Int64 {
+                try await h.c.query("""
+                    INSERT INTO herald.broadcasts (name, channel_id, template_id, template_params, status, started_at, expanded_at)
+                    SELECT 'b', \(h.channel), id, '["x"]', \(status), now(), now() FROM herald.templates WHERE name = \(template)
+                    RETURNING id
+                    """)[0].decode(Int64.self, at: 0)
+            }
+            func state(_ id: Int64) async throws -> String {
+                let r = try await h.c.query("SELECT status, coalesce(error, '-') FROM herald.broadcasts WHERE id = \(id)")[0]
+                return "\(try r.decode(String.self, at: 0))|\(try r.decode(String.self, at: 1))"
+            }
+            let running = try await broadcast("promo", "sending")
+            let scheduled = try await broadcast("promo", "scheduled")
+            let other = try await broadcast("other", "sending")
+            _ = try await h.post(GraphTemplatesDouble.statusNotification(wabaID: Self.waba, event: "PAUSED", templateID: "77",
+                                                                         name: "promo", reason: "Low quality"))
+            #expect(try await state(running) == "paused|Meta paused the template promo (en_US): Low quality; resume the broadcast once Meta approves the template again")
+            #expect(try await state(scheduled) == "scheduled|-")
+            #expect(try await state(other) == "sending|-")
+            _ = try await h.post(GraphTemplatesDouble.statusNotification(wabaID: Self.waba, event: "APPROVED", templateID: "77", name: "promo"))
+            #expect(try await state(running).hasPrefix("paused|"), "only the admin tool resumes a broadcast")
+        }
+    }
+
     @Test("an unsigned or wrongly signed notification is refused with 401 and changes nothing")
     func unsigned() async throws {
         try await Self.withServer { h in
