@@ -27,6 +27,8 @@ public struct WhatsAppTemplateStatusUpdate: Sendable, Equatable {
     /// that change nothing (FLAGGED, …) are left out. A body that is not JSON gives none: the
     /// caller parsed it already as a notification.
     public static func parse(_ body: some Collection<UInt8>) -> [WhatsAppTemplateStatusUpdate] {
+        // Most notifications are message statuses: skip the second parse of those.
+        guard Array(body).firstRange(of: Array("message_template_status_update".utf8)) != nil else { return [] }
         // WebhookJSON keeps numbers as their text: template ids can exceed a Double's 53 bits.
         guard let root = try? WebhookJSON.parse(body), let entries = root["entry"]?.array else { return [] }
         var updates: [WhatsAppTemplateStatusUpdate] = []
