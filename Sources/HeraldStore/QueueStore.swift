@@ -40,7 +40,9 @@ public struct ClaimedJob: Sendable, Equatable {
     public var contact: Contact
     /// Eligibility re-checked at claim time: opted out of the channel's kind since expansion.
     public var optedOut: Bool
-    public var lastInboundAt: Date?
+    /// Whether the contact wrote to us within the last 24 hours, by the database's clock (the
+    /// one that stamped `last_inbound_at`): WhatsApp allows free-form messages only then.
+    public var insideServiceWindow: Bool
 }
 
 /// What became of one claimed job; recorded in batches by ``QueueStore/record(_:owner:)``.
@@ -269,7 +271,7 @@ public struct QueueStore: Sendable {
             SELECT t.granted, t.wait_seconds, (SELECT returned FROM refund),
                    m.id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
                    ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k) AS attrs,
-                   c.last_inbound_at,
+                   coalesce(c.last_inbound_at > now() - interval '24 hours', false) AS inside_service_window,
                    EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind)) AS opted_out
             FROM t
             LEFT JOIN (claimed JOIN herald.messages m ON m.id = claimed.message_id
@@ -292,7 +294,7 @@ public struct QueueStore: Sendable {
                                   email: try r.decode(String?.self, at: 10), attributes: attributes)
             claim.jobs.append(ClaimedJob(messageID: messageID, address: try r.decode(String?.self, at: 4),
                                          attempts: try r.decode(Int.self, at: 5), contact: contact,
-                                         optedOut: try r.decode(Bool.self, at: 13), lastInboundAt: try r.decode(Date?.self, at: 12)))
+                                         optedOut: try r.decode(Bool.self, at: 13), insideServiceWindow: try r.decode(Bool.self, at: 12)))
         }
         return claim
     }
