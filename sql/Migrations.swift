@@ -32,6 +32,7 @@ public enum Migrations {
         Migration(version: 11, name: "0011_delivery_timing.sql", sql: text(PackageResources._011_delivery_timing_sql)),
         Migration(version: 12, name: "0012_write_time_checks.sql", sql: text(PackageResources._012_write_time_checks_sql)),
         Migration(version: 13, name: "0013_consent.sql", sql: text(PackageResources._013_consent_sql)),
+        Migration(version: 14, name: "0014_template_refusals_pause.sql", sql: text(PackageResources._014_template_refusals_pause_sql)),
         Migration(version: 15, name: "0015_broadcast_attachments.sql", sql: text(PackageResources._015_broadcast_attachments_sql)),
     ]
 

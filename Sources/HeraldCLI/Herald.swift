@@ -13,7 +13,7 @@ struct Herald: AsyncParsableCommand {
             The database is chosen by DATABASE_URL (a libpq connection string or URI) or, without
             it, by libpq's own PG* variables (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD).
             """,
-        subcommands: [Migrate.self, Roles.self, Worker.self, Scheduler.self, Webhooks.self, Report.self, Preview.self, Demo.self]
+        subcommands: [Migrate.self, Roles.self, Worker.self, Scheduler.self, Webhooks.self, Report.self, Preview.self, Templates.self, Demo.self]
     )
 }
 

@@ -36,10 +36,12 @@ struct Scheduler: AsyncParsableCommand {
             guard let value = Int64(text), value >= 1 else { fail("HERALD_EXPANSION_CHUNK must be a positive integer, not \"\(text)\"") }
             chunk = value
         }
-        let service = SchedulerService(
-            configuration: SchedulerConfiguration(connectionString: PostgresConnection.environmentConnectionString,
-                                                  expansionChunk: chunk),
-            logger: logger)
+        var configuration = SchedulerConfiguration(connectionString: PostgresConnection.environmentConnectionString,
+                                                   expansionChunk: chunk)
+        configuration.templateSync = TemplateSyncSchedule( // templates (issue 18): the leader keeps templates in step with Meta
+            sync: TemplateSync(environment: configuration.providerEnvironment, logger: logger),
+            connectionString: configuration.connectionString)
+        let service = SchedulerService(configuration: configuration, logger: logger)
         var services: [any Service] = [service]
         if let port = metricsOptions.metricsPort {
             services.append(MetricsServer(metrics: HeraldMetrics(), databaseURL: PostgresConnection.environmentConnectionString,

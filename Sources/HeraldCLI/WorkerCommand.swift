@@ -38,20 +38,26 @@ struct Worker: AsyncParsableCommand {
     func validate() throws {
         guard batchSize > 0, batchSize <= 5000 else { throw ValidationError("--batch-size must be between 1 and 5000") }
         guard lanes > 0, lanes <= 64 else { throw ValidationError("--lanes must be between 1 and 64") }
-        guard leaseSeconds >= 5 else { throw ValidationError("--lease-seconds must be at least 5") }
-        guard requestTimeout >= 1 else { throw ValidationError("--request-timeout must be at least 1") }
+        // Upper bounds too: an absurd value (a lease of 10^12 s) would overflow the database's
+        // interval arithmetic and make every claim fail, over and over.
+        guard leaseSeconds >= 5, leaseSeconds <= 86_400 else { throw ValidationError("--lease-seconds must be between 5 and 86400") }
+        guard requestTimeout >= 1, requestTimeout <= 3_600 else { throw ValidationError("--request-timeout must be between 1 and 3600") }
         // A send starts only while it can still time out inside its claim's lease (see
         // Worker.sendDeadline); without room for that, sends would outlive their lease.
         guard leaseSeconds >= requestTimeout + 2 else {
             throw ValidationError("--lease-seconds (\(leaseSeconds)) must exceed --request-timeout (\(requestTimeout)) by at least 2: a send must be able to time out while its claim is still valid")
         }
-        guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must not be negative") }
+        guard shutdownGrace >= 0, shutdownGrace <= 3_600 else { throw ValidationError("--shutdown-grace must be between 0 and 3600") }
         guard maxInFlight > 0, maxInFlight <= 100_000 else { throw ValidationError("--max-in-flight must be between 1 and 100000") }
-        guard maxInFlightPerChannel > 0 else { throw ValidationError("--max-in-flight-per-channel must be positive") }
+        guard maxInFlightPerChannel > 0, maxInFlightPerChannel <= 100_000 else {
+            throw ValidationError("--max-in-flight-per-channel must be between 1 and 100000")
+        }
         guard WorkerHTTPVersion(rawValue: httpVersion) != nil else {
             throw ValidationError("--http-version must be one of: \(WorkerHTTPVersion.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard restartGraceSeconds >= 0 else { throw ValidationError("--restart-grace-seconds must not be negative") }
+        guard restartGraceSeconds >= 0, restartGraceSeconds <= 3_600 else {
+            throw ValidationError("--restart-grace-seconds must be between 0 and 3600")
+        }
     }
 
     func run() async throws {

@@ -1,11 +1,11 @@
 /// A message's status, as in `herald.message_status.status`.
 ///
-/// - Important: The contract: a status only moves forward along
-///   ``queued`` → ``sending`` → ``sent`` → ``delivered`` → ``read``; a ``failed`` receipt ends a
-///   message that is not yet ``read``; ``failed``, ``skipped`` and ``cancelled`` are final, and so
-///   is ``read``. A replayed or late receipt changes nothing. ``applying(_:)`` is the one place
-///   that decides this for receipts; the SQL that stores the result must guard on the status it
-///   read (`WHERE status = …`).
+/// The contract: a status only moves forward along ``queued`` → ``sending`` → ``sent`` →
+/// ``delivered`` → ``read``; a ``failed`` receipt ends a message that is not yet ``read``;
+/// ``failed``, ``skipped`` and ``cancelled`` are final, and so is ``read``. A replayed or late
+/// receipt changes nothing. One place decides this: the SQL of `ReceiptStore.apply` (pinned
+/// status by status by `ReceiptFoldTests`). ``sending`` is not stored: `message_status` shows a
+/// queued message under a live lease so.
 public enum MessageStatus: String, Sendable, CaseIterable {
     /// Waiting to be claimed by a worker.
     case queued
@@ -23,43 +23,6 @@ public enum MessageStatus: String, Sendable, CaseIterable {
     case skipped
     /// Never sent: the broadcast was cancelled first.
     case cancelled
-
-    /// Position along the forward path, `nil` for end states off it.
-    private var rank: Int? {
-        switch self {
-        case .queued: 0
-        case .sending: 1
-        case .sent: 2
-        case .delivered: 3
-        case .read: 4
-        case .failed, .skipped, .cancelled: nil
-        }
-    }
-
-    /// The status after a provider receipt, or `nil` when the receipt changes nothing.
-    ///
-    /// | current \ receipt | sent | delivered | read | failed |
-    /// |---|---|---|---|---|
-    /// | queued, sending | sent | delivered | read | failed |
-    /// | sent | – | delivered | read | failed |
-    /// | delivered | – | – | read | failed |
-    /// | read, failed, skipped, cancelled | – | – | – | – |
-    ///
-    /// Steps may be skipped (`read` often arrives without `delivered`).
-    ///
-    /// - Parameter receipt: What the provider reported.
-    /// - Returns: The new status, or `nil` when the status stays as it is.
-    public func applying(_ receipt: ReceiptStatus) -> MessageStatus? {
-        guard let current = rank, self != .read else { return nil }
-        let target: MessageStatus
-        switch receipt {
-        case .sent: target = .sent
-        case .delivered: target = .delivered
-        case .read: target = .read
-        case .failed: return .failed
-        }
-        return target.rank! > current ? target : nil
-    }
 }
 
 /// A delivery status reported by a provider, after mapping its vocabulary to Herald's.

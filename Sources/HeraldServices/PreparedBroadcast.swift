@@ -76,7 +76,7 @@ struct PreparedBroadcast: Sendable {
     }
 
     /// The message for one contact, or the reason it must not be sent now.
-    func outgoing(for job: ClaimedJob, now: Date) -> Result<(OutgoingMessage, segments: Int?), SkipOrFail> {
+    func outgoing(for job: ClaimedJob) -> Result<(OutgoingMessage, segments: Int?), SkipOrFail> {
         if job.optedOut { return .failure(.skip(.optedOut)) }
         guard let address = job.address, !address.isEmpty else { return .failure(.skip(.invalidAddress)) }
         var contact = job.contact
@@ -90,7 +90,7 @@ struct PreparedBroadcast: Sendable {
                                             parameters: params.map { $0.render(contact) },
                                             header: rich.templateHeader(for: contact), buttons: rich.templateButtons(for: contact))
             } else {
-                guard let last = job.lastInboundAt, now.timeIntervalSince(last) <= 24 * 3600 else {
+                guard job.insideServiceWindow else {
                     return .failure(.skip(.outsideWhatsAppWindow))
                 }
                 if let media = rich.media.first {

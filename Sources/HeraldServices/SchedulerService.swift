@@ -30,6 +30,8 @@ public struct SchedulerConfiguration: Sendable {
     /// ``Leadership``). The leader's loop never idles for longer than ``maintenanceInterval``,
     /// which must stay well below that timeout.
     public var session: PostgresSessionSettings = .scheduler
+    /// Keeps `templates` in step with Meta while this scheduler leads; nil: not at all.
+    public var templateSync: TemplateSyncSchedule? // templates (issue 18)
 
     public static let defaultExpansionChunk: Int64 = 50_000
 
@@ -160,7 +162,8 @@ public struct SchedulerService: Service {
         logger.info("scheduler leadership acquired", metadata: ["db.pid": "\(pid)"])
         try await connection.listen("herald_broadcasts")
         var leader = LeaderState(store: store, configuration: configuration, logger: logger)
-        try await leader.lead(connection: connection)
+        guard let templateSync = configuration.templateSync else { return try await leader.lead(connection: connection) }
+        try await templateSync.whileLeading { try await leader.lead(connection: connection) } // templates (issue 18)
     }
 }
 

@@ -50,7 +50,7 @@ final class SendDispatcher: Sendable {
         requests.reserveCapacity(jobs.count)
         sends.reserveCapacity(jobs.count)
         for job in jobs {
-            switch broadcast.outgoing(for: job, now: now) {
+            switch broadcast.outgoing(for: job) {
             case .failure(.skip(let reason)):
                 decided.append(JobOutcome(messageID: job.messageID, result: .skipped(reason: reason.rawValue)))
             case .failure(.fail(let why)):

@@ -220,6 +220,7 @@ struct WebhookHandler: Sendable {
                 _ = try await pool.withConnection { try await ReceiptStore().recordInbound(senders, on: $0) }
             }
             try await ConsentRoutes.recordWhatsAppKeywords(body, channels: scope.keys, pool: pool) // consent (issue 19): only numbers the verifying secret covers
+            try await TemplateStatusWebhook.apply(body, channelIDs: trusted.channels.map(\.channelID), pool: pool) // templates (issue 18): only the verifying secret's channels
         } catch {
             return unavailable(provider, error)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A `herald` child process started by a test, with its stdout and stderr captured.
 ///
@@ -25,13 +26,18 @@ public final class HeraldProcess: @unchecked Sendable {
         let errPipe = Pipe(), outPipe = Pipe()
         p.process.standardError = errPipe
         p.process.standardOutput = outPipe
-        try p.process.run()
+        // One launch at a time: swift-corelibs-foundation's `Process.run()` crashed (in memcpy)
+        // when parallel tests launched children at the same moment.
+        try launching.withLock { _ in try p.process.run() }
         p.drain(errPipe.fileHandleForReading) { p.collected.appendErr($0) }
         p.drain(outPipe.fileHandleForReading) { p.collected.appendOut($0) }
         return p
     }
 
     private init() { process = Process() }
+
+    /// Serializes ``start(_:_:databaseURL:environment:)``'s launches across tests.
+    private static let launching = Mutex(())
 
     /// A test that fails half-way must not leave its children running.
     deinit {

@@ -81,6 +81,38 @@ struct WorkerPipelineTests {
     }
 }
 
+@Suite("Worker pipeline: many lanes on many slow channels")
+struct WorkerManyLanesTests {
+    @Test("16 lanes over 40 channels at 20/s with a 200 ms provider: every message goes out exactly once")
+    func manyLanesSendEachOnce() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        double.latency = .milliseconds(200)
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let contacts = try await WorkerFixtures.contacts(c, count: 30)
+            var broadcasts: [Int64] = []
+            for i in 0..<40 {
+                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double, name: "wa\(i)")
+                try await c.execute("UPDATE herald.channels SET rate_per_second = 20, burst = 20 WHERE id = \(channel)")
+                broadcasts.append(try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts,
+                                                                            template: ("t\(i)", ["x"])))
+            }
+            var config = WorkerFixtures.configuration(db)
+            config.lanes = 16
+            let done = broadcasts.map { WorkerFixtures.allDone(db, broadcast: $0) }
+            let finished = try await WorkerFixtures.runWorker(config, timeout: .seconds(30)) {
+                for check in done where try await !check() { return false }
+                return true
+            }
+            #expect(finished)
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(sent.count == 1200, "\(sent.count) requests for 1200 messages")
+            #expect(Set(sent).count == sent.count, "\(sent.count - Set(sent).count) messages went out more than once")
+        }
+    }
+}
+
 /// Set by a test to stop a worker run.
 final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)

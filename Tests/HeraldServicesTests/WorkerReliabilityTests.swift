@@ -317,6 +317,21 @@ struct WorkerReliabilityTests {
         #expect(accepted.stderr.contains("cannot connect to the database"))
     }
 
+    @Test("herald worker refuses absurd flag values with one error naming the flag and its range",
+          arguments: [
+              (["--lease-seconds", "1000000000000"], "--lease-seconds must be between 5 and 86400"),
+              (["--request-timeout", "100000"], "--request-timeout must be between 1 and 3600"),
+              (["--shutdown-grace", "99999999"], "--shutdown-grace must be between 0 and 3600"),
+              (["--max-in-flight-per-channel", "1000000"], "--max-in-flight-per-channel must be between 1 and 100000"),
+              (["--restart-grace-seconds", "99999"], "--restart-grace-seconds must be between 0 and 3600"),
+          ])
+    func absurdFlags(flags: [String], message: String) async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        let worker = try HeraldProcess.start(bin, ["worker"] + flags, databaseURL: "postgresql://nobody@127.0.0.1:1/none")
+        #expect(await worker.wait() == 64)
+        #expect(worker.stderr.contains(message), "stderr: \(worker.stderr)")
+    }
+
     @Test("SIGTERM: exit 0 with nothing left claimed")
     func sigterm() async throws {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")

@@ -185,6 +185,13 @@ public enum WhatsAppCloud {
     /// every 6 seconds to the same recipient once its burst allowance is used up.
     public static let pairRateLimitPause: Duration = .seconds(6)
 
+    /// 132015 (template paused for low quality) and 132016 (template disabled after repeated
+    /// pauses): Meta refuses every send of the template, the message itself is fine. Classified
+    /// as a retry, so the message goes back to its job; migration 0014 then pauses the broadcast
+    /// with the reason (contract section 4) and does not count the attempt, so the message goes
+    /// out when the broadcast is resumed after Meta approves the template again.
+    public static let templateUnavailableCodes: Set<Int> = [132015, 132016]
+
     /// Error codes that mean a temporary failure at Meta: retried later.
     /// 1, 2: Graph API unknown / service error; 131000–131002: something went wrong; 131016:
     /// service unavailable; 131057: account in maintenance mode; 133004: server temporarily
@@ -199,7 +206,8 @@ public enum WhatsAppCloud {
     /// - 2xx without it → permanent. Meta took the request, so a retry could send the message twice;
     ///   the failure is recorded, with the reason, for an analyst to see rather than risking spam.
     /// - a code in ``rateLimitCodes`` → retry, `rateLimited`; in ``transientCodes`` → retry;
-    ///   ``pairRateLimitCode`` → retry after at least ``pairRateLimitPause``, not `rateLimited`.
+    ///   ``pairRateLimitCode`` → retry after at least ``pairRateLimitPause``, not `rateLimited`;
+    ///   ``templateUnavailableCodes`` → retry (the broadcast pauses; see there).
     /// - any other code → permanent (e.g. 131047 outside the 24-hour window, 131026 undeliverable,
     ///   131051 unsupported type, 132000/132001 template parameters / template missing, 100 bad
     ///   parameter, 190 expired token), unless Meta flags it `is_transient`, or answered 429 or 5xx.
@@ -234,6 +242,9 @@ public enum WhatsAppCloud {
             if rateLimitCodes.contains(code) {
                 return .retry(code: codeString, message: text, retryAfter: retryAfter, ambiguous: false, rateLimited: true)
             }
+            if templateUnavailableCodes.contains(code) {
+                return .retry(code: codeString, message: text, retryAfter: retryAfter, ambiguous: false, rateLimited: false)
+            }
             if transientCodes.contains(code) || error["is_transient"]?.boolValue == true
                 || (response.status >= 500 && !permanentCodes.contains(code)) {
                 return .retry(code: codeString, message: text, retryAfter: retryAfter, ambiguous: false, rateLimited: false)
@@ -251,7 +262,7 @@ public enum WhatsAppCloud {
     static let permanentCodes: Set<Int> = [
         0, 3, 10, 100, 190, 200, 368, 130472, 131005, 131008, 131009, 131021, 131026, 131030, 131031, 131042,
         131045, 131047, 131049, 131050, 131051, 131052, 131053, 132000, 132001, 132005, 132007,
-        132012, 132015, 132016, 133000, 133010, 135000,
+        132012, 133000, 133010, 135000,
     ]
 
     /// `error.message`, plus `error.error_data.details` when that says more.

@@ -13,18 +13,22 @@ public struct WhatsAppCloudSettings: Sendable, Equatable {
     public var appSecretEnv: String?
     /// `verify_token_env`: the environment variable holding the webhook subscription verify token.
     public var verifyTokenEnv: String?
+    /// `waba_id`: the WhatsApp Business Account, whose templates Herald keeps in step
+    /// (``WhatsAppTemplateList``); nil when not set.
+    public var wabaID: String?
     public var policy: DeliveryPolicy
 
     public static let defaultBaseURL = "https://graph.facebook.com/v21.0"
 
     public init(baseURL: String = WhatsAppCloudSettings.defaultBaseURL, phoneNumberID: String,
                 accessTokenEnv: String, appSecretEnv: String? = nil, verifyTokenEnv: String? = nil,
-                policy: DeliveryPolicy = DeliveryPolicy()) {
+                wabaID: String? = nil, policy: DeliveryPolicy = DeliveryPolicy()) {
         self.baseURL = baseURL
         self.phoneNumberID = phoneNumberID
         self.accessTokenEnv = accessTokenEnv
         self.appSecretEnv = appSecretEnv
         self.verifyTokenEnv = verifyTokenEnv
+        self.wabaID = wabaID
         self.policy = policy
     }
 
@@ -33,11 +37,17 @@ public struct WhatsAppCloudSettings: Sendable, Equatable {
         let phoneNumberID = try settings.requiredString("phone_number_id")
         // It goes into the request's URL path.
         try DestinationPolicy.checkPhoneNumberID(phoneNumberID)
+        let wabaID = try settings.string("waba_id")
+        // It goes into the template list's URL path, like phone_number_id.
+        if let wabaID, !((1...32).contains(wabaID.utf8.count) && wabaID.utf8.allSatisfy({ (0x30...0x39).contains($0) })) {
+            throw ChannelConfigError(setting: "waba_id", "must be Meta's numeric WhatsApp Business Account id (digits only)")
+        }
         self.init(baseURL: try settings.httpURL("base_url") ?? Self.defaultBaseURL,
                   phoneNumberID: phoneNumberID,
                   accessTokenEnv: try settings.requiredString("access_token_env"),
                   appSecretEnv: try settings.string("app_secret_env"),
                   verifyTokenEnv: try settings.string("verify_token_env"),
+                  wabaID: wabaID,
                   policy: try settings.deliveryPolicy())
     }
 }

@@ -1,0 +1,50 @@
+import Foundation
+import HeraldPostgres
+import HeraldStore
+import HeraldTesting
+import Testing
+
+/// A claim must cost the same whatever the size of the queue: with thousands of channels, each
+/// claiming about once a second, a claim that reads the whole `jobs` table bounds the worker.
+@Suite("Queue: a claim reads jobs by index, never the whole table")
+struct ClaimPlanTests {
+    @Test("claims of a broadcast among thousands of queued jobs scan no table of jobs, messages or contacts")
+    func claimUsesIndexes() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.sandboxChannel(c, name: "indexed")
+            let contacts = try await WorkerFixtures.contacts(c, count: 3000)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+            _ = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi again")
+            try await c.execute("ANALYZE herald.jobs")
+            try await c.execute("ANALYZE herald.messages")
+            try await c.execute("ANALYZE herald.contacts")
+            let before = try await Self.sequentialScans(c)
+            let store = QueueStore()
+            var claimed = 0
+            for _ in 0..<3 {
+                let claim = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 20,
+                                                  scanLimit: 200, lease: .seconds(30), owner: "w1", attributeKeys: [])
+                claimed += claim.jobs.count
+            }
+            #expect(claimed == 60)
+            let after = try await Self.sequentialScans(c)
+            #expect(after == before, "sequential scans during the claims: before \(before), after \(after)")
+        }
+    }
+
+    /// Sequential scans so far of jobs, messages and contacts, with this session's own counts
+    /// flushed first (PostgreSQL 15 publishes a session's statistics when it goes idle, at most
+    /// once a second unless asked).
+    static func sequentialScans(_ c: PostgresConnection) async throws -> [String: Int] {
+        try await c.execute("SELECT pg_stat_force_next_flush()")
+        var scans: [String: Int] = [:]
+        for row in try await c.query("""
+            SELECT relname, seq_scan FROM pg_stat_user_tables
+            WHERE schemaname = 'herald' AND relname IN ('jobs', 'messages', 'contacts')
+            """) {
+            scans[try row.decode(String.self, at: 0)] = try row.decode(Int.self, at: 1)
+        }
+        return scans
+    }
+}
