@@ -121,7 +121,7 @@ final class ChannelClaimer: Sendable {
     /// Claims one batch of a broadcast and hands it to the dispatcher.
     private func claim(_ broadcast: PreparedBroadcast, pool: PostgresPool) async throws -> Turn {
         let info = broadcast.info
-        let room = window.reserve(configuration.batchSize, channel: info.channelID)
+        let room = window.reserve(configuration.batchSize, channel: info.channelID, channelLimit: broadcast.inFlightLimit)
         guard room > 0 else { return .held(until: ContinuousClock.now + .milliseconds(20)) }
         // Read before the claim, so the lease (counted from the database's clock during the
         // claim) ends no earlier than `claimedAt + lease` on this clock.

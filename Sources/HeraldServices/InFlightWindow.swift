@@ -24,9 +24,12 @@ final class InFlightWindow: Sendable {
     }
 
     /// Reserves up to `wanted` slots for `channel`; returns how many (0 when full).
-    func reserve(_ wanted: Int, channel: Int64) -> Int {
+    /// - Parameter channelLimit: a lower bound than ``perChannelLimit`` for this claim (sends
+    ///   that each hold much memory, such as mails with attachments).
+    func reserve(_ wanted: Int, channel: Int64, channelLimit: Int? = nil) -> Int {
         state.withLock { s in
-            let room = min(wanted, limit - s.total, perChannelLimit - s.perChannel[channel, default: 0])
+            let perChannel = min(perChannelLimit, channelLimit ?? perChannelLimit)
+            let room = min(wanted, limit - s.total, perChannel - s.perChannel[channel, default: 0])
             guard room > 0 else { return 0 }
             s.total += room
             s.perChannel[channel, default: 0] += room

@@ -20,6 +20,13 @@ struct PreparedBroadcast: Sendable {
     let rich: RichContent
     /// An email's attachments, encoded once for all its mails.
     let attachments: [MailAttachment]
+    /// At most this many sends of the broadcast's channel in flight, when each mail carries
+    /// attachments: every mail in flight holds its own copy of them (the transport writes one
+    /// buffer per transfer), so 10 MiB of files times the worker's thousands of slots would not
+    /// fit in memory. nil: the worker's usual window.
+    let inFlightLimit: Int?
+    /// Memory the mails in flight of one channel may hold in attachments (see ``inFlightLimit``).
+    static let attachmentMemoryBudget = 64 << 20
     /// Makes each message's `{{ unsubscribe_url }}`; nil when the process has no links configured.
     let unsubscribeLinks: UnsubscribeLinks?
     /// Custom fields the templates read; the claim fetches only these.
@@ -64,6 +71,8 @@ struct PreparedBroadcast: Sendable {
         }
         attachments = kind == .email
             ? stored.map { MailAttachment(filename: $0.filename, contentType: $0.contentType, bytes: $0.bytes) } : []
+        let attachmentBytes = attachments.reduce(0) { $0 + $1.encodedSize }
+        inFlightLimit = attachmentBytes > 0 ? max(1, Self.attachmentMemoryBudget / attachmentBytes) : nil
         unsubscribeLinks = environment.unsubscribeLinks
         try BroadcastProblem.requireUnsubscribeLinks([info.subject, info.body, info.htmlBody, channel.unsubscribeURLTemplate] + info.templateParams.map(Optional.some),
                                                      environment: environment)

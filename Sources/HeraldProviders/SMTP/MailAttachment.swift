@@ -13,6 +13,8 @@ public struct MailAttachment: Sendable, Equatable {
     public let size: Int
     /// The base64 body: lines of at most 76 characters, each ended by CRLF.
     let encodedBody: [UInt8]
+    /// Bytes this file adds to every mail (its encoded body), for memory budgets.
+    public var encodedSize: Int { encodedBody.count }
 
     public init(filename: String, contentType: String, bytes: [UInt8]) {
         self.filename = filename
