@@ -57,6 +57,11 @@ final class ChannelClaimer: Sendable {
                 await wakeup.wait(timeout: .milliseconds(200))
                 continue
             }
+            if completer.unwrittenCount >= configuration.maxInFlight {
+                // The completer is a window behind: let it write before claiming more.
+                await wakeup.wait(timeout: .milliseconds(10))
+                continue
+            }
             do {
                 let channels = try await directory.channels(pool: pool)
                 var didWork = false

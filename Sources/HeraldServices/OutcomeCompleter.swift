@@ -33,6 +33,8 @@ final class OutcomeCompleter: Sendable {
 
     private let inbox = Mutex(Inbox())
     private let writesFailing = Atomic<Bool>(false)
+    /// Outcomes handed in and not yet written (answered or decided, judged or not).
+    private let unwritten = Atomic<Int>(0)
     private let arrived = Wakeup()
     private let configuration: WorkerConfiguration
     private let rules: OutcomeRules
@@ -52,6 +54,7 @@ final class OutcomeCompleter: Sendable {
 
     /// A transfer ended (called on the transport's thread: only appends).
     func answered(_ sent: SentJob, _ outcome: TransportOutcome) {
+        unwritten.add(1, ordering: .relaxed)
         let wasEmpty = inbox.withLock { box -> Bool in
             box.arrivals.append(.answered(sent, outcome))
             return box.arrivals.count == 1
@@ -62,6 +65,7 @@ final class OutcomeCompleter: Sendable {
     /// Outcomes decided without the transport (skips, unsendable messages, the sandbox, hand-backs).
     func decided(_ outcomes: [JobOutcome], broadcast: PreparedBroadcast) {
         guard !outcomes.isEmpty else { return }
+        unwritten.add(outcomes.count, ordering: .relaxed)
         inbox.withLock { $0.arrivals.append(.decided(outcomes.map { Decided(outcome: $0, broadcast: broadcast) })) }
         arrived.signal()
     }
@@ -70,6 +74,12 @@ final class OutcomeCompleter: Sendable {
     /// do not claim meanwhile: when the database comes back, this worker's own expired leases
     /// must be recorded before anything could claim them again.
     var isHoldingUnwritten: Bool { writesFailing.load(ordering: .relaxed) }
+
+    /// Outcomes not yet written. The in-flight window frees a slot when its answer arrives, not
+    /// when it is written: lanes stop claiming while this is as large as the window, so a
+    /// database slower than the providers (a fast provider, a busy primary) cannot make the
+    /// backlog, its memory and the time outcomes wait for their lease grow without bound.
+    var unwrittenCount: Int { unwritten.load(ordering: .relaxed) }
 
     /// No more arrivals will come: ``run(pool:)`` writes what it holds and returns.
     func finish() {
@@ -105,6 +115,7 @@ final class OutcomeCompleter: Sendable {
                     try await self.store.record(chunk.map(\.outcome), owner: self.configuration.workerID, on: $0)
                 }
                 backlog.removeFirst(chunk.count)
+                unwritten.subtract(chunk.count, ordering: .relaxed)
                 failures = 0
                 writesFailing.store(false, ordering: .relaxed)
                 if applied < chunk.count {

@@ -10,6 +10,9 @@ enum TransferOptions {
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         setup.long(CURLOPT_NOSIGNAL, 1)
         setup.long(CURLOPT_TCP_KEEPALIVE, 1)
+        // A 4 KiB receive buffer, not libcurl's 16 KiB: each of thousands of transfers in flight
+        // holds one, and providers answer in a few hundred bytes (a longer answer takes more reads).
+        setup.long(CURLOPT_BUFFERSIZE, 4096)
         setup.pointer(CURLOPT_PRIVATE, context)
         setup.result(ccurl_setopt_write_callback(easy, curlWriteCallback))
         setup.pointer(CURLOPT_WRITEDATA, context)

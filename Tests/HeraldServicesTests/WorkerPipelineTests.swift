@@ -113,6 +113,40 @@ struct WorkerManyLanesTests {
     }
 }
 
+@Suite("Worker pipeline: a database slower than the provider")
+struct WorkerBacklogTests {
+    @Test("while outcomes cannot be written, the worker stops claiming after a window's worth; then sends the rest once")
+    func claimsWaitForTheCompleter() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 500)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+            var config = WorkerFixtures.configuration(db)
+            config.maxInFlight = 50
+            config.batchSize = 10
+            // Outcomes update messages: a lock that lets reads (the claims) through but no
+            // writes holds every outcome back, as a primary too busy to keep up would.
+            let locker = try await db.connect()
+            try await locker.execute("BEGIN")
+            try await locker.execute("LOCK TABLE herald.messages IN EXCLUSIVE MODE")
+            let done = WorkerFixtures.allDone(db, broadcast: b)
+            async let run = WorkerFixtures.runWorker(config, timeout: .seconds(30)) { try await done() }
+            #expect(await double.waitForRequests(50, timeout: .seconds(10)))
+            // Answered but unwritten: at most a window (50) of them, plus a window in flight and
+            // a batch per lane. Without the bound all 500 go out meanwhile.
+            let ranAway = await double.waitForRequests(50 + 50 + 4 * 10 + 1, timeout: .seconds(3))
+            #expect(!ranAway, "\(double.requestCount) requests while no outcome could be written")
+            try await locker.execute("ROLLBACK")
+            #expect(try await run)
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(sent.count == 500 && Set(sent).count == 500)
+        }
+    }
+}
+
 /// Set by a test to stop a worker run.
 final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
