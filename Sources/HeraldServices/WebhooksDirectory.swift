@@ -64,6 +64,11 @@ final class WebhookDirectory: Sendable {
         /// When the last load started (successful or not): the negative cache.
         var attemptedAt: ContinuousClock.Instant?
         var refreshes = 0
+        /// Callers inside ``refresh(pool:ifOlderThan:)`` right now, and database loads in flight
+        /// right now and at most so far (tests: single-flight means never more than one load).
+        var callers = 0
+        var loading = 0
+        var mostLoadingAtOnce = 0
     }
 
     private let state = Mutex(Snapshot())
@@ -84,18 +89,28 @@ final class WebhookDirectory: Sendable {
     /// Database loads so far (tests: a burst must not multiply them).
     var refreshCount: Int { flight.withLock { $0.refreshes } }
 
+    /// Callers waiting in ``refresh(pool:ifOlderThan:)`` now (tests: a burst has arrived).
+    var callersInside: Int { flight.withLock { $0.callers } }
+
+    /// The most database loads ever in flight at once (tests: single-flight keeps it at 1).
+    var mostLoadsAtOnce: Int { flight.withLock { $0.mostLoadingAtOnce } }
+
     /// Re-reads the channels; with `ifOlderThan`, only when the last attempt is older than that.
     /// When a load is already in flight, waits for it instead of starting another.
     func refresh(pool: PostgresPool, ifOlderThan age: Duration? = nil) async throws {
         enum Role { case fresh, lead, follow }
         let role = flight.withLock { f -> Role in
-            if f.running { return .follow }
+            if f.running { f.callers += 1; return .follow }
             if let age, let at = f.attemptedAt, ContinuousClock.now - at < age { return .fresh }
             f.running = true
             f.attemptedAt = .now
             f.refreshes += 1
+            f.callers += 1
+            f.loading += 1
+            f.mostLoadingAtOnce = max(f.mostLoadingAtOnce, f.loading)
             return .lead
         }
+        defer { if role != .fresh { flight.withLock { $0.callers -= 1 } } }
         switch role {
         case .fresh:
             return
@@ -112,6 +127,7 @@ final class WebhookDirectory: Sendable {
             defer {
                 let waiters = flight.withLock { f -> [CheckedContinuation<Void, Never>] in
                     f.running = false
+                    f.loading -= 1
                     defer { f.waiters.removeAll() }
                     return f.waiters
                 }
