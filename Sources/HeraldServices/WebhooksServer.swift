@@ -79,11 +79,14 @@ public final class WebhooksServer: Service, Sendable {
     public let metrics: HeraldMetrics
     private let logger: Logger
     private let port = BoundPort()
+    /// The channels and their secrets (internal: tests watch its refreshes).
+    let directory: WebhookDirectory
 
     public init(configuration: WebhooksConfiguration, metrics: HeraldMetrics = HeraldMetrics(), logger: Logger) {
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger
+        self.directory = WebhookDirectory(environment: configuration.environment, publicURL: configuration.publicURL, logger: logger)
     }
 
     /// The port the server listens on, once it does.
@@ -92,7 +95,6 @@ public final class WebhooksServer: Service, Sendable {
     public func run() async throws {
         let pool = PostgresPool(connectionString: configuration.databaseURL, maxConnections: configuration.connections,
                                 applicationName: "herald-webhooks", logger: logger)
-        let directory = WebhookDirectory(environment: configuration.environment, publicURL: configuration.publicURL, logger: logger)
         do {
             try await directory.refresh(pool: pool)
         } catch {

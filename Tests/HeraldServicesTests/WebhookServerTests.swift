@@ -66,6 +66,7 @@ struct WebhookServerTests {
     /// Runs a webhooks server on a free port with a WhatsApp and a Twilio channel.
     static func withServer<T: Sendable>(environment: [String: String] = environment,
                                         readTimeout: Duration? = nil,
+                                        refreshOnDemandAfter: Duration? = nil,
                                         _ body: (Harness) async throws -> T) async throws -> T {
         try await withTestDatabase { db in
             let c = try await db.connect()
@@ -83,6 +84,7 @@ struct WebhookServerTests {
             config.channelRefresh = .milliseconds(200)
             config.queueSampleInterval = .zero
             if let readTimeout { config.readTimeout = readTimeout }
+            if let refreshOnDemandAfter { config.refreshOnDemandAfter = refreshOnDemandAfter }
             var logger = Logger(label: "test.webhooks")
             logger.logLevel = .warning
             let server = WebhooksServer(configuration: config, logger: logger)
