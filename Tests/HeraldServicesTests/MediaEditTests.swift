@@ -57,6 +57,20 @@ struct MediaEditTests {
         }
     }
 
+    /// Runs the broadcast with a scheduler and a worker; once its first message has gone out,
+    /// replaces its media with one image at `url` (expecting the write to be stamped), then runs
+    /// `afterEdit` while both still run, and waits for the broadcast to end.
+    static func editMidSend(_ db: TestDatabase, _ c: PostgresConnection, double: ProviderDouble, _ id: Int64, url: String,
+                            afterEdit: @escaping @Sendable () async throws -> Void) async throws {
+        try await F.withScheduler(db) {
+            try await withWorker(db, broadcast: id) {
+                try await F.waitUntil("the first message goes out") { !double.received(.twilio).isEmpty }
+                #expect(try await editMedia(c, id, url: url), "a media edit of a sending broadcast waits for re-validation")
+                try await afterEdit()
+            }
+        }
+    }
+
     @Test("an http media URL written into a sending broadcast fails it with the rule named; nothing goes out with it, nothing more is sent")
     func invalidMediaEdit() async throws {
         let double = try await ProviderDouble.start()
@@ -64,13 +78,8 @@ struct MediaEditTests {
         try await withTestDatabase { db in
             let c = try await db.connect()
             let id = try await Self.slowMMS(c, double: double)
-            try await F.withScheduler(db) {
-                try await Self.withWorker(db, broadcast: id) {
-                    try await F.waitUntil("the first message goes out") { !double.received(.twilio).isEmpty }
-                    #expect(try await Self.editMedia(c, id, url: "http://cdn.example/coupons/spring.png"),
-                            "a media edit of a sending broadcast waits for re-validation")
-                    try await F.waitUntil("the edit is rejected") { try await F.status(c, id) == "failed" }
-                }
+            try await Self.editMidSend(db, c, double: double, id, url: "http://cdn.example/coupons/spring.png") {
+                try await F.waitUntil("the edit is rejected") { try await F.status(c, id) == "failed" }
             }
             #expect(try await F.error(c, id)
                     == "edit rejected: media[0].url must be an https URL (plain http only to a host in HERALD_ALLOWED_HOSTS)")
@@ -94,15 +103,11 @@ struct MediaEditTests {
         try await withTestDatabase { db in
             let c = try await db.connect()
             let id = try await Self.slowMMS(c, double: double)
-            try await F.withScheduler(db) {
-                try await Self.withWorker(db, broadcast: id) {
-                    try await F.waitUntil("the first message goes out") { !double.received(.twilio).isEmpty }
-                    #expect(try await Self.editMedia(c, id, url: newMedia), "a media edit of a sending broadcast waits for re-validation")
-                    try await F.waitUntil("the edit is accepted") {
-                        try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND definition_changed_at IS NULL") == 1
-                    }
-                    #expect(try await F.status(c, id) == "sending")
+            try await Self.editMidSend(db, c, double: double, id, url: newMedia) {
+                try await F.waitUntil("the edit is accepted") {
+                    try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND definition_changed_at IS NULL") == 1
                 }
+                #expect(try await F.status(c, id) == "sending")
             }
             let requests = double.received(.twilio)
             #expect(requests.count == 10)
