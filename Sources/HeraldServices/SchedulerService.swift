@@ -40,8 +40,9 @@ import ServiceLifecycle
 /// milliseconds of its time, without polling in a tight loop.
 ///
 /// **Edits of running broadcasts.** The admin tool may edit a `sending` or `paused` broadcast;
-/// migration 0008's trigger stamps `definition_changed_at` (and wakes the leader). Each pass the
-/// leader validates such broadcasts again with ``SchedulerValidation/check(_:)`` and either
+/// a trigger (migrations 0012 and 0016: any column the workers render from or validation reads)
+/// stamps `definition_changed_at` and wakes the leader. Each pass the leader validates such
+/// broadcasts again with ``SchedulerValidation/check(_:)`` and either
 /// accepts the edit (clears the stamp) or ends the broadcast `failed` with the reason; its unsent
 /// messages then end `failed` in maintenance. A broadcast still being expanded writes no chunk
 /// while the stamp is set, and continues with the accepted definition (its plan is rebuilt).

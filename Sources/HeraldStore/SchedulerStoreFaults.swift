@@ -26,8 +26,8 @@ extension SchedulerStore {
 
     // MARK: Edits of running broadcasts
 
-    /// A `sending` or `paused` broadcast whose content the admin tool changed (migration 0008's
-    /// trigger stamped `definition_changed_at`), waiting to be validated again.
+    /// A `sending` or `paused` broadcast whose content the admin tool changed (the trigger of
+    /// migrations 0012 and 0016 stamped `definition_changed_at`), waiting to be validated again.
     public struct EditedBroadcast: Sendable, Equatable {
         public var id: Int64
         /// The stamp as PostgreSQL prints it, compared as text so that no rounding can make a

@@ -148,4 +148,23 @@ struct WriteTimeCheckTests {
             #expect(try await stamped(id))
         }
     }
+
+    @Test("an edit of any column the workers render from or validation reads stamps a sending broadcast (0016)", arguments: [
+        "media = '[{\"type\": \"image\", \"url\": \"https://cdn.example/a.png\"}]'",
+        "template_header_params = '[\"x\"]'",
+        "template_button_params = '[\"x\"]'",
+        "send_window = '{\"from\": \"09:00\", \"to\": \"20:00\"}'",
+        "local_send_at = true",
+        "time_zone = 'Africa/Lagos'",
+    ])
+    func everyRenderedColumnStamped(assignment: String) async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let ch = try await Self.channel(c)
+            let id = try await c.query("INSERT INTO herald.broadcasts (name, channel_id, body, status) VALUES ('b', \(ch), 'x', 'sending') RETURNING id")[0].decode(Int64.self, at: 0)
+            let stamped = try await c.query(PostgresQuery(unsafeSQL: "UPDATE herald.broadcasts SET \(assignment) WHERE id = $1 RETURNING definition_changed_at IS NOT NULL",
+                                                          binds: [String(id)]))
+            #expect(try stamped[0].decode(Bool.self, at: 0))
+        }
+    }
 }

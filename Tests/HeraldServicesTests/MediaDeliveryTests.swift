@@ -17,18 +17,14 @@ struct MediaDeliveryTests {
 
     static let encodedName = "Ada%20%26%20Bob%2BCo%20%E1%BB%8Cl%C3%A1%20%E6%9D%B1%E4%BA%AC"
 
-    /// Sets a broadcast's template header and buttons and its media columns.
-    static func enrich(_ c: PostgresConnection, broadcast: Int64, header: String = "none", headerText: String? = nil,
-                       buttons: String? = nil, media: String? = nil, headerParams: String? = nil,
-                       buttonParams: String? = nil) async throws {
+    /// Sets the header and buttons of a broadcast's template. The broadcast's own media and
+    /// parameter columns are written when it is created (``WorkerFixtures/sendingBroadcast``):
+    /// changing them on a `sending` broadcast is an edit the scheduler must validate first.
+    static func shapeTemplate(_ c: PostgresConnection, broadcast: Int64, header: String = "none", headerText: String? = nil,
+                              buttons: String? = nil) async throws {
         try await c.execute("""
             UPDATE herald.templates t SET header_format = \(header), header_text = \(headerText), buttons = \(buttons)::jsonb
             FROM herald.broadcasts b WHERE b.id = \(broadcast) AND t.id = b.template_id
-            """)
-        try await c.execute("""
-            UPDATE herald.broadcasts SET media = \(media)::jsonb, template_header_params = \(headerParams)::jsonb,
-                   template_button_params = \(buttonParams)::jsonb
-            WHERE id = \(broadcast)
             """)
     }
 
@@ -54,12 +50,13 @@ struct MediaDeliveryTests {
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
             let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada],
-                                                 template: ("spring_sale", ["{{ first_name }}", "20%"]))
-            try await Self.enrich(c, broadcast: b, header: "image", buttons: """
+                                                 template: ("spring_sale", ["{{ first_name }}", "20%"]),
+                                                 media: #"[{"type": "image", "url": "https://cdn.example/cards/{{ name }}.png?o={{ attributes.order }}"}]"#,
+                                                 buttonParams: #"["{{ attributes.order }}", "stop-{{ contact_id }}", "ADA25"]"#)
+            try await Self.shapeTemplate(c, broadcast: b, header: "image", buttons: """
                 [{"type": "url", "text": "Track", "url": "https://shop.example/o/{{1}}"}, {"type": "phone_number", "text": "Call"},
                  {"type": "quick_reply", "text": "Stop"}, {"type": "copy_code", "text": "Copy"}]
-                """, media: #"[{"type": "image", "url": "https://cdn.example/cards/{{ name }}.png?o={{ attributes.order }}"}]"#,
-                buttonParams: #"["{{ attributes.order }}", "stop-{{ contact_id }}", "ADA25"]"#)
+                """)
             let (status, _) = try await Self.deliver(db, c, b)
             #expect(status == "sent")
             let request = try #require(double.received(.whatsApp).first)
@@ -77,8 +74,9 @@ struct MediaDeliveryTests {
             let c = try await db.connect()
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
-            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("hello", ["x"]))
-            try await Self.enrich(c, broadcast: b, header: "text", headerText: "For {{1}}", headerParams: #"["{{ last_name }}"]"#)
+            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("hello", ["x"]),
+                                                 headerParams: #"["{{ last_name }}"]"#)
+            try await Self.shapeTemplate(c, broadcast: b, header: "text", headerText: "For {{1}}")
             #expect(try await Self.deliver(db, c, b).0 == "sent")
             let request = try #require(double.received(.whatsApp).first)
             let id = try await Self.messageID(c, b)
@@ -95,9 +93,9 @@ struct MediaDeliveryTests {
             let c = try await db.connect()
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
-            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("catalogue", ["x"]))
-            try await Self.enrich(c, broadcast: b, header: "document",
-                                  media: #"[{"type": "document", "whatsapp_media_id": "1013859600285441", "filename": "Catalogue 2026.pdf"}]"#)
+            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("catalogue", ["x"]),
+                                                 media: #"[{"type": "document", "whatsapp_media_id": "1013859600285441", "filename": "Catalogue 2026.pdf"}]"#)
+            try await Self.shapeTemplate(c, broadcast: b, header: "document")
             #expect(try await Self.deliver(db, c, b).0 == "sent")
             let request = try #require(double.received(.whatsApp).first)
             let id = try await Self.messageID(c, b)
@@ -113,8 +111,8 @@ struct MediaDeliveryTests {
             let c = try await db.connect()
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
-            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], body: "New in, {{ first_name }}!")
-            try await Self.enrich(c, broadcast: b, media: #"[{"type": "image", "url": "https://cdn.example/{{ name }}.jpg"}]"#)
+            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], body: "New in, {{ first_name }}!",
+                                                 media: #"[{"type": "image", "url": "https://cdn.example/{{ name }}.jpg"}]"#)
             #expect(try await Self.deliver(db, c, b).0 == "sent")
             let request = try #require(double.received(.whatsApp).first)
             let id = try await Self.messageID(c, b)
@@ -130,8 +128,7 @@ struct MediaDeliveryTests {
             let c = try await db.connect()
             let channel = try await W.twilioChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
-            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], body: "Coupon for {{ first_name }}")
-            try await Self.enrich(c, broadcast: b, media: """
+            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], body: "Coupon for {{ first_name }}", media: """
                 [{"type": "image", "url": "https://cdn.example/c/{{ name }}.png"},
                  {"type": "image", "url": "https://cdn.example/static/b.gif"},
                  {"type": "video", "url": "https://cdn.example/v.mp4?who={{ first_name }}"}]
@@ -181,9 +178,9 @@ struct MediaDeliveryTests {
             let c = try await db.connect()
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
-            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("m", ["x"]))
-            try await Self.enrich(c, broadcast: b, header: mismatch.header, buttons: mismatch.buttons, media: mismatch.media,
-                                  buttonParams: mismatch.buttonParams)
+            let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("m", ["x"]),
+                                                 media: mismatch.media, buttonParams: mismatch.buttonParams)
+            try await Self.shapeTemplate(c, broadcast: b, header: mismatch.header, buttons: mismatch.buttons)
             let (status, code) = try await Self.deliver(db, c, b)
             #expect(status == "failed")
             #expect(code == mismatch.code)

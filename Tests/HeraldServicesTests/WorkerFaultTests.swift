@@ -87,7 +87,9 @@ struct WorkerFaultTests {
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
             var config = WorkerFixtures.configuration(db)
             config.lease = .seconds(5)
-            config.requestTimeout = .seconds(2)
+            // 4 s, well above the double's 1.5 s: with 2 s, answers delayed by a loaded machine
+            // timed out and were retried as ambiguous, which the double counts as a second send.
+            config.requestTimeout = .seconds(4)
             // No restart here, so the restart grace must not be what keeps the jobs from being
             // claimed again (and the test's server is young enough for a grace to apply).
             config.restartGrace = .zero

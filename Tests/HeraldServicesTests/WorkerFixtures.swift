@@ -65,8 +65,13 @@ enum WorkerFixtures {
     }
 
     /// A broadcast in `sending`, expanded: one queued message and one job per contact.
+    ///
+    /// Its media and template parameters are written with it, as the scheduler would find them when
+    /// it starts the broadcast: an UPDATE of them once it is `sending` is an edit that waits for
+    /// the scheduler's re-validation (migration 0016), and these fixtures run no scheduler.
     static func sendingBroadcast(_ c: PostgresConnection, channel: Int64, contacts: [Int64], body: String? = nil,
-                                 subject: String? = nil, html: String? = nil, template: (name: String, params: [String])? = nil) async throws -> Int64 {
+                                 subject: String? = nil, html: String? = nil, template: (name: String, params: [String])? = nil,
+                                 media: String? = nil, headerParams: String? = nil, buttonParams: String? = nil) async throws -> Int64 {
         var templateID: Int64?
         if let template {
             let placeholders = (1...max(1, template.params.count)).map { "{{\($0)}}" }.joined(separator: " ")
@@ -77,9 +82,10 @@ enum WorkerFixtures {
         }
         let params = try template.map { try PostgresJSON(encoding: $0.params) }
         let id = try await c.query("""
-            INSERT INTO herald.broadcasts (name, channel_id, subject, body, html_body, template_id, template_params, status,
-                                           started_at, expanded_at)
-            VALUES ('test', \(channel), \(subject), \(body), \(html), \(templateID), \(params)::jsonb, 'sending', now(), now())
+            INSERT INTO herald.broadcasts (name, channel_id, subject, body, html_body, template_id, template_params,
+                                           media, template_header_params, template_button_params, status, started_at, expanded_at)
+            VALUES ('test', \(channel), \(subject), \(body), \(html), \(templateID), \(params)::jsonb,
+                    \(media)::jsonb, \(headerParams)::jsonb, \(buttonParams)::jsonb, 'sending', now(), now())
             RETURNING id
             """)[0].decode(Int64.self, at: 0)
         try await c.execute("""
