@@ -177,7 +177,7 @@ public final class SandboxReceiptEmitter: Service, Sendable {
             logger.warning("sandbox receipts: cannot post; retrying", metadata: ["error": "\(error)"])
         }
         let readAfter = ContinuousClock.now + configuration.readAfter
-        state.withLock { s in
+        let firstRefusal = state.withLock { s -> Bool in
             s.inFlight -= 1
             switch code {
             case 200:
@@ -200,7 +200,7 @@ public final class SandboxReceiptEmitter: Service, Sendable {
                     }
                 }
             case 401:
-                s.tally.refused += 1
+                break
             default:
                 s.tally.errors += 1
                 // Reads are tried again at the next pass; first receipts come back with the poll.
@@ -208,11 +208,15 @@ public final class SandboxReceiptEmitter: Service, Sendable {
                     s.reads.append(PendingRead(due: .now, channel: channel.id, status: st))
                 }
             }
+            let first = code == 401 && s.tally.refused == 0
+            if code == 401 { s.tally.refused += 1 }
+            return first
         }
-        if code == 401 {
+        if firstRefusal {
+            // Once: every later pass is refused the same way.
             logger.error("sandbox receipts: herald webhooks refused the signature (is app_secret_env's variable the same on both sides?)",
                          metadata: ["channel.id": "\(channel.id)", "statuses": "\(statuses.count)"])
-        } else if let code, code != 200 {
+        } else if let code, code != 200, code != 401 {
             logger.warning("sandbox receipts: herald webhooks answered \(code); retrying", metadata: ["channel.id": "\(channel.id)"])
         }
     }
