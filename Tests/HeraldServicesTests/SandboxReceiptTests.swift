@@ -36,56 +36,30 @@ struct SandboxReceiptTests {
         return (channel, broadcast, messages)
     }
 
-    /// Runs `herald webhooks` (knowing the secret) and `emitter(url)` until `body` returns.
-    static func withWebhooks<T: Sendable>(_ db: TestDatabase, emitter make: @escaping @Sendable (@escaping @Sendable () -> String?, CurlTransport) -> SandboxReceiptEmitter,
-                                          runEmitter: Bool, _ body: (SandboxReceiptEmitter) async throws -> T) async throws -> T {
-        var config = WebhooksConfiguration(databaseURL: db.url, environment: [secretVariable: secret])
-        config.host = "127.0.0.1"
-        config.port = 0
-        config.retryInterval = .milliseconds(100)
-        config.queueSampleInterval = .zero
+    /// The emitter of the test channel's receipts, signing with `secret`, posting to `harness`' server.
+    static func emitter(_ harness: WebhookServerTests.Harness, channel: Int64, secret: String) -> SandboxReceiptEmitter {
+        var config = SandboxReceiptEmitter.Configuration(
+            channels: [.init(id: channel, phoneNumberID: phoneNumberID, appSecret: secret)], receipts: plan, floor: 0)
+        config.readAfter = .milliseconds(100)
+        config.batch = 64
         var logger = Logger(label: "test.sandbox-receipts")
         logger.logLevel = .critical
-        let server = WebhooksServer(configuration: config, logger: logger)
-        let transport = CurlTransport(maxInFlight: 8, logger: logger)
-        let emitter = make({ server.boundPort.map { "http://127.0.0.1:\($0)" } }, transport)
-        let group = ServiceGroup(services: runEmitter ? [server, emitter] : [server], logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            defer { transport.shutdown() }
-            do {
-                for _ in 0..<400 where server.boundPort == nil { try await Task.sleep(for: .milliseconds(25)) }
-                try #require(server.boundPort != nil)
-                let value = try await body(emitter)
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-                return value
-            } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
-                throw error
-            }
-        }
+        let base = harness.base
+        return SandboxReceiptEmitter(configuration: config, connectionString: harness.db.url, webhooksURL: { base },
+                                     transport: harness.transport, logger: logger)
     }
 
-    static func emitter(_ db: TestDatabase, channel: Int64, secret: String) -> @Sendable (@escaping @Sendable () -> String?, CurlTransport) -> SandboxReceiptEmitter {
-        { url, transport in
-            var config = SandboxReceiptEmitter.Configuration(
-                channels: [.init(id: channel, phoneNumberID: phoneNumberID, appSecret: secret)], receipts: plan, floor: 0)
-            config.pollInterval = .milliseconds(50)
-            config.readAfter = .milliseconds(100)
-            config.batch = 64
-            var logger = Logger(label: "test.sandbox-receipts")
-            logger.logLevel = .critical
-            return SandboxReceiptEmitter(configuration: config, connectionString: db.url, webhooksURL: url, transport: transport, logger: logger)
-        }
+    /// `herald webhooks` knowing the sandbox's secret (beside the WhatsApp and Twilio channels of
+    /// ``WebhookServerTests``).
+    static func withServer<T: Sendable>(_ body: (WebhookServerTests.Harness) async throws -> T) async throws -> T {
+        try await WebhookServerTests.withServer(environment: WebhookServerTests.environment.merging([secretVariable: secret]) { a, _ in a }, body)
     }
 
     @Test("every message the sandbox sent ends delivered, read or failed as the seed decides, through signed webhooks")
     func receiptsApplied() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
-            let (channel, broadcast, messages) = try await Self.sentThroughSandbox(db, c)
+        try await Self.withServer { h in
+            let c = h.c
+            let (channel, broadcast, messages) = try await Self.sentThroughSandbox(h.db, c)
             var expected: [String: Int] = [:]
             for id in messages {
                 switch Self.plan.fate(of: id) {
@@ -99,17 +73,17 @@ struct SandboxReceiptTests {
             #expect((110...190).contains(expected["read"] ?? 0))
             #expect((10...55).contains(expected["failed"] ?? 0))
 
-            let (statuses, tally) = try await Self.withWebhooks(db, emitter: Self.emitter(db, channel: channel, secret: Self.secret),
-                                                                runEmitter: true) { emitter in
-                let deadline = ContinuousClock.now + .seconds(60)
-                var statuses: [String: Int] = [:]
-                while ContinuousClock.now < deadline {
-                    statuses = try await WorkerFixtures.statuses(c, broadcast: broadcast)
-                    if statuses == expected && emitter.isIdle { break }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                return (statuses, emitter.tally)
+            // The emitter's passes, as its service runs them, until the funnel is complete.
+            let emitter = Self.emitter(h, channel: channel, secret: Self.secret)
+            let deadline = ContinuousClock.now + .seconds(60)
+            var statuses: [String: Int] = [:]
+            while ContinuousClock.now < deadline {
+                try await emitter.pass(on: c)
+                statuses = try await WorkerFixtures.statuses(c, broadcast: broadcast)
+                if statuses == expected && emitter.isIdle { break }
+                try await Task.sleep(for: .milliseconds(50))
             }
+            let tally = emitter.tally
             #expect(statuses == expected)
             #expect(tally.refused == 0)
             #expect(tally.read == expected["read"])
@@ -125,25 +99,21 @@ struct SandboxReceiptTests {
             #expect(try receipts.decode(Int.self, at: 1) == messages.count + (expected["read"] ?? 0))
             let failure = try await c.query("SELECT DISTINCT error_code FROM herald.messages WHERE broadcast_id = \(broadcast) AND status = 'failed'")
             #expect(try failure.map { try $0.decode(String?.self, at: 0) } == [String(SandboxReceipts.failureCode)])
-            await c.close()
         }
     }
 
     @Test("a sandbox receipt signed with another secret is refused with 401 and changes nothing")
     func wrongSecretRefused() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
-            let (channel, broadcast, _) = try await Self.sentThroughSandbox(db, c)
-            let tally = try await Self.withWebhooks(db, emitter: Self.emitter(db, channel: channel, secret: "not-" + Self.secret),
-                                                    runEmitter: false) { emitter in
-                try await emitter.pass(on: c)
-                return emitter.tally
-            }
+        try await Self.withServer { h in
+            let c = h.c
+            let (channel, broadcast, _) = try await Self.sentThroughSandbox(h.db, c)
+            let emitter = Self.emitter(h, channel: channel, secret: "not-" + Self.secret)
+            try await emitter.pass(on: c)
+            let tally = emitter.tally
             #expect(tally.refused == (300 + 63) / 64)
             #expect(tally.delivered == 0 && tally.failed == 0)
             #expect(try await WorkerFixtures.statuses(c, broadcast: broadcast) == ["sent": 300])
             #expect(try await c.query("SELECT count(*) FROM herald.delivery_receipts")[0].decode(Int.self, at: 0) == 0)
-            await c.close()
         }
     }
 
