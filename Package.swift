@@ -59,8 +59,9 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: herald),
         // `herald demo`: a private PostgreSQL, progress on the terminal, the final report.
+        // Also the sandbox's receipt emitter, which posts signed receipts to `herald webhooks`.
         .target(name: "HeraldDemo", dependencies: [
-            "HeraldStore", "HeraldPostgres", "HeraldCore",
+            "HeraldStore", "HeraldPostgres", "HeraldCore", "HeraldProviders", "HeraldTransport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: herald),

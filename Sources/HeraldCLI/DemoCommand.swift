@@ -4,8 +4,10 @@ import Foundation
 import HeraldCore
 import HeraldDemo
 import HeraldPostgres
+import HeraldProviders
 import HeraldServices
 import HeraldStore
+import HeraldTransport
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -27,9 +29,14 @@ struct Demo: AsyncParsableCommand {
             English, French, Spanish and Chinese names; groups; opt-outs; a few invalid numbers \
             and emails), three channels on the sandbox provider (no network: 20 ms per send, 1% \
             fail), an approved WhatsApp template and four broadcasts: a WhatsApp template, an SMS, \
-            an email, and a WhatsApp message scheduled 5 s ahead. A scheduler and --workers workers \
-            run in this process, progress is drawn per broadcast until all have completed, then \
-            the final report (herald.broadcast_report) is printed.
+            an email, and a WhatsApp message scheduled 5 s ahead. A scheduler, --workers workers \
+            and `herald webhooks` (on 127.0.0.1, --webhooks-port) run in this process. The sandbox \
+            then sends delivery receipts as Meta does, to POST /webhooks/whatsapp signed with \
+            X-Hub-Signature-256 and the channels' app secret (a random one per run): every \
+            accepted message is delivered, a share of them read a second later, a few fail \
+            (--receipt-seed decides which). Progress is drawn per broadcast until all have \
+            completed and their receipts are applied, then the final report \
+            (herald.broadcast_report) is printed.
 
             Exits 0 when done, also after Ctrl-C or SIGTERM while sending (the report so far is \
             printed); otherwise one line on stderr and a non-zero status.
@@ -39,6 +46,9 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Workers to run (in this process; each claims and sends on its own).") var workers: Int = 3
     @Flag(help: "Print the final report as JSON on stdout; progress goes to stderr.") var json = false
     @Option(help: "Seconds the broadcasts may take before the demo gives up.") var timeout: Int = 300
+    @Option(help: "Port of the in-process `herald webhooks` (0: any free port).") var webhooksPort: Int = 0
+    @Option(help: "Seed deciding which messages the sandbox's receipts say were read or failed.")
+    var receiptSeed: UInt64 = 2026
     @Option(help: "Log level of the services (their messages go to stderr).")
     var logLevel: Logger.Level = .warning
 
@@ -46,6 +56,7 @@ struct Demo: AsyncParsableCommand {
         guard contacts >= 1, contacts <= 5_000_000 else { throw ValidationError("--contacts must be between 1 and 5000000") }
         guard workers >= 1, workers <= 64 else { throw ValidationError("--workers must be between 1 and 64") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
+        guard (0...65_535).contains(webhooksPort) else { throw ValidationError("--webhooks-port must be between 0 and 65535") }
     }
 
     func run() async throws {
@@ -114,7 +125,10 @@ struct Demo: AsyncParsableCommand {
         // A fresh private database needs no tag; a shared one does (unique channel and group names).
         let tag = cluster == nil ? "demo-" + String(UInt32.random(in: 0...UInt32.max) % 1_679_616, radix: 36) : nil
         let seedStart = clock.now
-        let seeded = try await DemoSeed.seed(DemoSeed.Options(contacts: contacts, tag: tag), on: connection)
+        var seedOptions = DemoSeed.Options(contacts: contacts, tag: tag)
+        seedOptions.receiptsSecretEnv = Self.receiptsSecretEnv
+        let seeded = try await DemoSeed.seed(seedOptions, on: connection)
+        let floor = try await SandboxStore().highestMessageID(on: connection)
         say("seeded \(DemoReport.grouped(Int64(seeded.contacts))) contacts, \(seeded.groups.count) groups ("
             + seeded.groups.map { "\($0.name) \(DemoReport.grouped(Int64($0.members)))" }.joined(separator: ", ")
             + "), 3 sandbox channels and \(seeded.broadcasts.count) broadcasts in \(Self.seconds(clock.now - seedStart))")
@@ -126,20 +140,27 @@ struct Demo: AsyncParsableCommand {
             config.shutdownGrace = .seconds(5)
             return HeraldServices.Worker(configuration: config, logger: logger)
         }
+        let receipts = sandboxReceipts(url: url, channels: seeded.channels, floor: floor, logger: logger)
+        defer { receipts.transport.shutdown() }
+        let emitter = receipts.emitter
+        // Done when every broadcast is final and every accepted message has its receipts.
         let progress = DemoProgress(connectionString: url, broadcasts: seeded.broadcasts,
                                     terminal: json ? .standard(error: true) : .standard(),
-                                    workers: workers, timeout: .seconds(timeout), logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: scheduler)]
+                                    workers: workers, timeout: .seconds(timeout),
+                                    settled: { rows in rows.allSatisfy { $0.sent == 0 } && emitter.isIdle }, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: receipts.webhooks), .init(service: scheduler)]
         services += workerServices.map { .init(service: $0) }
+        services.append(.init(service: receipts.emitter))
         services.append(.init(service: progress, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))
-        say("running a scheduler and \(workers) worker\(workers == 1 ? "" : "s"); Ctrl-C stops early")
+        say("running a scheduler, \(workers) worker\(workers == 1 ? "" : "s"), herald webhooks and the sandbox's receipts; Ctrl-C stops early")
         let runStart = clock.now
         interrupts.serviceGroupStarts()
         try await group.run()
         interrupts.setupDone()
         let elapsed = clock.now - runStart
+        let tally = emitter.tally
 
         let rows = try await ReportStore().demoRows(seeded.broadcasts, on: connection)
         let reasons = try await ReportStore().skipReasons(seeded.broadcasts, on: connection)
@@ -152,7 +173,9 @@ struct Demo: AsyncParsableCommand {
             let report = DemoJSONReport(
                 database: cluster == nil ? "DATABASE_URL" : "private", outcome: "\(progress.outcome)",
                 contacts: seeded.contacts, workers: workers, elapsedSeconds: elapsed.inSeconds,
-                broadcasts: rows, skipReasons: Dictionary(reasons.map { ($0.reason, $0.count) }, uniquingKeysWith: +))
+                broadcasts: rows, skipReasons: Dictionary(reasons.map { ($0.reason, $0.count) }, uniquingKeysWith: +),
+                receipts: DemoJSONReport.Receipts(delivered: tally.delivered, read: tally.read, failed: tally.failed,
+                                                  refused: tally.refused, seed: receiptSeed))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
@@ -167,6 +190,10 @@ struct Demo: AsyncParsableCommand {
             text += "\(DemoReport.grouped(total)) messages to \(DemoReport.grouped(Int64(seeded.contacts))) contacts in "
                 + "\(Self.seconds(elapsed)) with \(workers) worker\(workers == 1 ? "" : "s"): "
                 + "\(DemoReport.grouped(handled)) handed to the sandbox, \(DemoReport.grouped(Int64(rate.rounded()))) per second\n"
+            text += "receipts posted by the sandbox to herald webhooks, signed (X-Hub-Signature-256), seed \(receiptSeed): "
+                + "\(DemoReport.grouped(Int64(tally.delivered))) delivered, \(DemoReport.grouped(Int64(tally.read))) read, "
+                + "\(DemoReport.grouped(Int64(tally.failed))) failed"
+                + (tally.refused > 0 ? ", \(tally.refused) notifications refused" : "") + "\n"
             if cluster == nil, let first = seeded.broadcasts.first, let last = seeded.broadcasts.last {
                 text += "query them: SELECT * FROM herald.broadcast_report WHERE broadcast_id BETWEEN \(first) AND \(last);\n"
             }
@@ -175,6 +202,32 @@ struct Demo: AsyncParsableCommand {
         if progress.outcome == .timedOut {
             throw DemoFailure("the broadcasts did not finish within \(timeout) s (--timeout); run with --log-level info to see why")
         }
+    }
+
+    /// The variable named by the sandbox channels' `app_secret_env` (set only in this process's
+    /// webhooks configuration, never exported).
+    static let receiptsSecretEnv = "DEMO_SANDBOX_APP_SECRET"
+
+    /// `herald webhooks` on 127.0.0.1 and the sandbox's receipt emitter, sharing a random app secret.
+    private func sandboxReceipts(url: String?, channels: [(id: Int64, phoneNumberID: String?)], floor: Int64,
+                                 logger: Logger) -> (webhooks: WebhooksServer, emitter: SandboxReceiptEmitter, transport: CurlTransport) {
+        var generator = SystemRandomNumberGenerator()
+        let secret = (0..<4).map { _ in String(generator.next() as UInt64, radix: 16) }.joined()
+        var environment = ProcessInfo.processInfo.environment
+        environment[Self.receiptsSecretEnv] = secret
+        var config = WebhooksConfiguration(databaseURL: url, environment: environment)
+        config.host = "127.0.0.1"
+        config.port = webhooksPort
+        config.connections = 3
+        let webhooks = WebhooksServer(configuration: config, logger: logger)
+        let transport = CurlTransport(maxInFlight: 8, logger: logger)
+        let emitter = SandboxReceiptEmitter(
+            configuration: SandboxReceiptEmitter.Configuration(
+                channels: channels.compactMap { c in c.phoneNumberID.map { .init(id: c.id, phoneNumberID: $0, appSecret: secret) } },
+                receipts: SandboxReceipts(seed: receiptSeed), floor: floor),
+            connectionString: url, webhooksURL: { webhooks.boundPort.map { "http://127.0.0.1:\($0)" } },
+            transport: transport, logger: logger)
+        return (webhooks, emitter, transport)
     }
 
     private func say(_ line: String) {
@@ -210,9 +263,19 @@ struct DemoJSONReport: Encodable {
     var elapsedSeconds: Double
     var broadcasts: [DemoReportRow]
     var skipReasons: [String: Int64]
+    var receipts: Receipts
+
+    /// The sandbox's receipts that `herald webhooks` accepted, and the notifications it refused.
+    struct Receipts: Encodable {
+        var delivered: Int
+        var read: Int
+        var failed: Int
+        var refused: Int
+        var seed: UInt64
+    }
 
     enum CodingKeys: String, CodingKey {
-        case database, outcome, contacts, workers, broadcasts
+        case database, outcome, contacts, workers, broadcasts, receipts
         case elapsedSeconds = "elapsed_seconds"
         case skipReasons = "skip_reasons"
     }

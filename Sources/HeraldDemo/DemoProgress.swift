@@ -34,7 +34,7 @@ public struct DemoTerminal: Sendable {
 /// The demo's progress reporter: a ``Service`` that reads `herald.broadcast_report` (one query
 /// per tick) and draws, per broadcast, its status, a bar, its counts and messages per second.
 ///
-/// It returns once every broadcast it watches has reached `completed`, `failed` or `cancelled`
+/// It returns once every broadcast it watches has reached `completed`, `failed` or `cancelled` and `settled` holds
 /// (run it with `successTerminationBehavior: .gracefullyShutdownGroup`, so the other services
 /// then stop gracefully); on graceful shutdown (SIGINT, SIGTERM) it returns at once; after
 /// `timeout` it returns too (a graceful stop, not a cancellation: workers hand back what they
@@ -56,6 +56,7 @@ public final class DemoProgress: Service, Sendable {
     let terminal: DemoTerminal
     let workers: Int
     let timeout: Duration
+    let settled: @Sendable ([DemoReportRow]) -> Bool
     let logger: Logger
     private let state = Mutex<(outcome: Outcome, drawnLines: Int)>((.running, 0))
 
@@ -65,13 +66,16 @@ public final class DemoProgress: Service, Sendable {
     ///   - terminal: where to draw.
     ///   - workers: shown in the header.
     ///   - timeout: how long the broadcasts may take.
+    ///   - settled: once every broadcast is final, whether the rows are also done changing (the
+    ///     demo waits for the sandbox's delivery receipts); the reporter keeps drawing until it is.
     public init(connectionString: String?, broadcasts: [Int64], terminal: DemoTerminal, workers: Int,
-                timeout: Duration, logger: Logger) {
+                timeout: Duration, settled: @escaping @Sendable ([DemoReportRow]) -> Bool = { _ in true }, logger: Logger) {
         self.connectionString = connectionString
         self.broadcasts = broadcasts
         self.terminal = terminal
         self.workers = workers
         self.timeout = timeout
+        self.settled = settled
         self.logger = logger
     }
 
@@ -106,7 +110,7 @@ public final class DemoProgress: Service, Sendable {
             }
             let now = clock.now
             rates.add(rows, at: now)
-            let finished = !rows.isEmpty && rows.allSatisfy(\.isFinal)
+            let finished = !rows.isEmpty && rows.allSatisfy(\.isFinal) && settled(rows)
             // Plain output: a block every `interval`, and the last state once.
             if terminal.isTTY || finished || lastPlainDraw.map({ now - $0 >= interval }) ?? true {
                 draw(rows, rates: rates, elapsed: now - start)

@@ -177,6 +177,15 @@ final class WebhookDirectory: Sendable {
                         found[channel.id] = "HERALD_PUBLIC_URL is not set (nor \"status_callback_url\"): Twilio callbacks cannot be verified"
                     }
                     twilio.append(Twilio(channelID: channel.id, accountSID: s.accountSID, callbackURL: url, authToken: token))
+                case SandboxProvider.name:
+                    // Only a sandbox that signs simulated receipts (`herald demo`'s) receives webhooks,
+                    // in Meta's format, so it is listed with the WhatsApp numbers.
+                    guard let identity = try SandboxSettings(settings).receipts else { break }
+                    let appSecret = secret(identity.appSecretEnv, setting: "app_secret_env", channel: channel.id)
+                    if appSecret == nil, found[channel.id] == nil {
+                        found[channel.id] = "environment variable \(identity.appSecretEnv) named by \"app_secret_env\" is not set"
+                    }
+                    whatsApp.append(WhatsApp(channelID: channel.id, phoneNumberID: identity.phoneNumberID, appSecret: appSecret, verifyToken: nil))
                 default:
                     break
                 }

@@ -28,6 +28,9 @@ public enum DemoSeed {
         public var groups: [(name: String, members: Int)]
         /// The scheduled-for-later broadcast's delay.
         public var laterDelay: Duration
+        /// The sandbox channels: id and, with ``Options/receiptsSecretEnv``, the `phone_number_id`
+        /// their receipts name.
+        public var channels: [(id: Int64, phoneNumberID: String?)] = []
     }
 
     /// How a run's channels are set up.
@@ -46,6 +49,9 @@ public enum DemoSeed {
         public var failureRate: Double = 0.01
         /// How far ahead the fourth broadcast's `send_at` is.
         public var laterDelay: Duration = .seconds(5)
+        /// The channels' `app_secret_env` (with a `phone_number_id` each), so that the sandbox's
+        /// delivery receipts are signed; nil: no receipts.
+        public var receiptsSecretEnv: String?
 
         public init(contacts: Int, tag: String?) {
             self.contacts = contacts
@@ -104,15 +110,23 @@ public enum DemoSeed {
         }
 
         // 3. Channels on the sandbox provider, and an approved template.
-        let settings = #"{"latency_ms": \#(options.latencyMs), "failure_rate": \#(options.failureRate)}"#
         var channels: [String: Int64] = [:]
+        var channelList: [(id: Int64, phoneNumberID: String?)] = []
         for kind in ["whatsapp", "sms", "email"] {
-            channels[kind] = try c.query("""
+            let phoneNumberID = options.receiptsSecretEnv.map { _ in kind + "-sandbox" + channelSuffix }
+            var settings = #"{"latency_ms": \#(options.latencyMs), "failure_rate": \#(options.failureRate)"#
+            if let env = options.receiptsSecretEnv, let phoneNumberID {
+                settings += #", "phone_number_id": "\#(phoneNumberID)", "app_secret_env": "\#(env)""#
+            }
+            settings += "}"
+            let id = try c.query("""
                 INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
                 VALUES (\(kind + "-sandbox" + channelSuffix), \(kind), 'sandbox', \(settings)::jsonb,
                         \(options.ratePerSecond), \(options.burst))
                 RETURNING id
                 """)[0].decode(Int64.self, at: 0)
+            channels[kind] = id
+            channelList.append((id, phoneNumberID))
         }
         let template = try c.query("""
             INSERT INTO herald.templates (channel_id, name, language, body, status)
@@ -166,7 +180,8 @@ public enum DemoSeed {
             }
             broadcasts.append(id)
         }
-        return Result(contacts: options.contacts, broadcasts: broadcasts, groups: groups, laterDelay: options.laterDelay)
+        return Result(contacts: options.contacts, broadcasts: broadcasts, groups: groups, laterDelay: options.laterDelay,
+                      channels: channelList)
     }
 
     /// `demo_people`: contact i's fields and id ($1 = how many). Names are grouped by culture so

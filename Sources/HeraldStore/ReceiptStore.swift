@@ -308,11 +308,12 @@ public struct ReceiptStore: Sendable {
             """)
     }
 
-    /// The enabled and disabled channels whose provider sends webhooks (`whatsapp_cloud`, `twilio`).
+    /// The enabled and disabled channels whose provider sends webhooks (`whatsapp_cloud`, `twilio`,
+    /// and `sandbox`, whose simulated receipts are signed when its settings say how).
     public func webhookChannels(on connection: PostgresConnection) async throws -> [WebhookChannel] {
         try await connection.query("""
             SELECT id, name, kind, provider, settings::text FROM herald.channels
-            WHERE provider IN ('whatsapp_cloud', 'twilio') ORDER BY id
+            WHERE provider IN ('whatsapp_cloud', 'twilio', 'sandbox') ORDER BY id
             """).map { r in
             WebhookChannel(id: try r.decode(Int64.self, at: 0), name: try r.decode(String.self, at: 1),
                            kind: try r.decode(String.self, at: 2), provider: try r.decode(String.self, at: 3),

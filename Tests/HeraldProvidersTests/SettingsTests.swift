@@ -118,6 +118,14 @@ import Testing
             == SandboxSettings(latencyMs: 25, failureRate: 0.1))
     }
 
+    @Test("a sandbox signs its receipts only with both phone_number_id and app_secret_env")
+    func sandboxReceiptIdentity() throws {
+        #expect((try configure("sandbox", "email", #"{"phone_number_id":"p1","app_secret_env":"S"}"#) as? SandboxChannel)?.settings.receipts
+            == SandboxReceiptIdentity(phoneNumberID: "p1", appSecretEnv: "S"))
+        #expect(configureError("sandbox", "sms", #"{"phone_number_id":"p1"}"#)?.contains("app_secret_env") == true)
+        #expect(configureError("sandbox", "sms", #"{"app_secret_env":"S"}"#)?.contains("phone_number_id") == true)
+    }
+
     @Test("wrong types and ranges are named", arguments: [
         ("twilio", "sms", #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"T","from":"+1","retry_ambiguous":1}"#,
          #"setting "retry_ambiguous" must be true or false"#),

@@ -16,6 +16,15 @@ struct DemoTests {
         var outcome: String
         var broadcasts: [DemoReportRow]
         var skip_reasons: [String: Int64]
+        var receipts: Receipts
+
+        /// The sandbox's receipts that `herald webhooks` accepted.
+        struct Receipts: Decodable {
+            var delivered: Int
+            var read: Int
+            var failed: Int
+            var refused: Int
+        }
     }
 
     /// The binary under test; `scripts/test` sets HERALD_BIN. Fails loudly without it.
@@ -155,7 +164,12 @@ struct DemoTests {
             #expect(b.queued == 0 && b.sending == 0, "\(b.name): nothing left to send")
             #expect(b.recipients == b.queued + b.sending + b.sent + b.delivered + b.read + b.failed + b.skipped + b.cancelled,
                     "\(b.name): every recipient is accounted for")
+            // The funnel: the sandbox's signed receipts went through herald webhooks and were applied.
+            #expect(b.sent == 0, "\(b.name): every accepted message has its receipt")
+            #expect(b.delivered > 0 && b.read > 0, "\(b.name): delivered \(b.delivered), read \(b.read)")
         }
+        #expect(report.receipts.refused == 0)
+        #expect(report.receipts.read == Int(report.broadcasts.reduce(0) { $0 + $1.read }))
     }
 
     /// The private cluster's directory, as `herald demo` names it on stderr.

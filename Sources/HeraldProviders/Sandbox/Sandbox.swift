@@ -8,11 +8,17 @@ public struct SandboxSettings: Sendable, Equatable {
     /// `failure_rate` in 0...1 (default 0): the share of messages that fail permanently.
     public var failureRate: Double
     public var policy: DeliveryPolicy
+    /// `phone_number_id` and `app_secret_env`, both or neither: how the simulated delivery receipts
+    /// of `herald demo`'s receipt emitter name and sign themselves (see ``SandboxReceipts``). The sends
+    /// themselves never use them.
+    public var receipts: SandboxReceiptIdentity?
 
-    public init(latencyMs: Int = 0, failureRate: Double = 0, policy: DeliveryPolicy = DeliveryPolicy()) {
+    public init(latencyMs: Int = 0, failureRate: Double = 0, policy: DeliveryPolicy = DeliveryPolicy(),
+                receipts: SandboxReceiptIdentity? = nil) {
         self.latencyMs = latencyMs
         self.failureRate = failureRate
         self.policy = policy
+        self.receipts = receipts
     }
 
     /// Reads the settings.
@@ -21,8 +27,17 @@ public struct SandboxSettings: Sendable, Equatable {
         guard (0...1).contains(rate) else {
             throw ChannelConfigError(setting: "failure_rate", "must be a number from 0 to 1")
         }
+        let phoneNumberID = try settings.string("phone_number_id")
+        let appSecretEnv = try settings.string("app_secret_env")
+        var receipts: SandboxReceiptIdentity?
+        switch (phoneNumberID, appSecretEnv) {
+        case (let phone?, let secret?): receipts = SandboxReceiptIdentity(phoneNumberID: phone, appSecretEnv: secret)
+        case (nil, nil): receipts = nil
+        case (nil, _?): throw ChannelConfigError(setting: "phone_number_id", "is required with \"app_secret_env\" (the sandbox's receipts name it)")
+        case (_?, nil): throw ChannelConfigError(setting: "app_secret_env", "is required with \"phone_number_id\" (it signs the sandbox's receipts)")
+        }
         self.init(latencyMs: try settings.integer("latency_ms", in: 0...60_000) ?? 0, failureRate: rate,
-                  policy: try settings.deliveryPolicy())
+                  policy: try settings.deliveryPolicy(), receipts: receipts)
     }
 }
 
