@@ -21,6 +21,12 @@ public struct WebhooksConfiguration: Sendable {
     public var publicURL: String?
     /// Bodies above this are refused with 400 before they are read further.
     public var maxBodyBytes: Int = 1 << 20
+    /// Bodies up to this size are read at once; larger ones (or of undeclared length) wait for
+    /// one of ``largeBodiesAtOnce`` permits, see ``BodyAdmission``.
+    public var smallBodyBytes: Int = 64 << 10
+    public var largeBodiesAtOnce: Int = 2
+    /// Large bodies waiting beyond this are refused with 503.
+    public var largeBodiesWaiting: Int = 32
     /// Receipts stored per INSERT at most.
     public var maxBatch: Int = 2000
     /// Receipts applied per statement at most.
@@ -103,7 +109,10 @@ public final class WebhooksServer: Service, Sendable {
         let pipeline = ReceiptPipeline(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger)
         let handler = WebhookHandler(configuration: configuration, pool: pool, directory: directory, pipeline: pipeline,
                                      metrics: metrics, sampler: QueueSampler(metrics: metrics, pool: pool, interval: configuration.queueSampleInterval),
-                                     healthCheck: HealthCheck(pool: pool), logger: logger)
+                                     healthCheck: HealthCheck(pool: pool),
+                                     admission: BodyAdmission(smallBodyBytes: configuration.smallBodyBytes, atOnce: configuration.largeBodiesAtOnce,
+                                                              maxWaiting: configuration.largeBodiesWaiting),
+                                     logger: logger)
         let router = Router()
         handler.register(on: router)
         ConsentRoutes(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger).register(on: router) // consent (issue 19)
@@ -122,6 +131,7 @@ struct WebhookHandler: Sendable {
     let metrics: HeraldMetrics
     let sampler: QueueSampler
     let healthCheck: HealthCheck
+    let admission: BodyAdmission
     let logger: Logger
 
     func register(on router: Router<BasicRequestContext>) {
@@ -163,10 +173,21 @@ struct WebhookHandler: Sendable {
     func whatsApp(_ request: Request) async -> Response {
         let provider = "whatsapp_cloud"
         guard let signature = Self.header(request, "x-hub-signature-256") else { return refuse(provider, .unauthorized, "missing signature") }
-        guard let body = await collect(request) else { return refuse(provider, .badRequest, "body too large or unreadable") }
+        // Neither a malformed signature nor a declared length over the limit is worth reading the body for.
+        guard signature.utf8.count == 71, signature.hasPrefix("sha256=") else { return refuse(provider, .unauthorized, "malformed signature") }
+        if let refused = refuseDeclaredLength(request, provider) { return refused }
+        // Read and hash the body under admission: large bodies take turns (see BodyAdmission).
+        let read = await admission.run(declaredLength: Self.declaredLength(request)) { () async -> (body: [UInt8], snapshot: WebhookDirectory.Snapshot,
+                                                                                                 trusted: (secret: String, channels: [WebhookDirectory.WhatsApp])?)? in
+            guard let body = await collect(request) else { return nil }
+            let snapshot = directory.snapshot
+            return (body, snapshot, Self.verifiedApp(snapshot, signature: signature, body: body))
+        }
+        guard let read else { return busy(provider) }
+        guard let (body, first, firstTrust) = read else { return refuse(provider, .badRequest, "body too large or unreadable") }
 
-        var snapshot = directory.snapshot
-        var trusted = Self.verifiedApp(snapshot, signature: signature, body: body)
+        var snapshot = first
+        var trusted = firstTrust
         if trusted == nil {
             // A channel (and secret) the admin tool added since the last refresh? Single-flight and
             // at most once a second, so unsigned floods cannot turn this into database load.
@@ -257,7 +278,9 @@ struct WebhookHandler: Sendable {
     func twilio(_ request: Request) async -> Response {
         let provider = "twilio"
         guard let signature = Self.header(request, "x-twilio-signature") else { return refuse(provider, .unauthorized, "missing signature") }
-        guard let body = await collect(request) else { return refuse(provider, .badRequest, "body too large or unreadable") }
+        if let refused = refuseDeclaredLength(request, provider) { return refused }
+        guard let read = await admission.run(declaredLength: Self.declaredLength(request), { await collect(request) }) else { return busy(provider) }
+        guard let body = read else { return refuse(provider, .badRequest, "body too large or unreadable") }
         let fields: [FormField]
         do {
             fields = try FormURLEncoded.parse(body)
@@ -329,6 +352,24 @@ struct WebhookHandler: Sendable {
         request.headers.first(where: { $0.name.canonicalName == name })?.value
     }
 
+    /// The request's `Content-Length`, when it declares one.
+    static func declaredLength(_ request: Request) -> Int? {
+        request.headers[.contentLength].flatMap { Int($0) }
+    }
+
+    /// 400 for a body declared larger than the limit, before a byte of it is read.
+    private func refuseDeclaredLength(_ request: Request, _ provider: String) -> Response? {
+        guard let length = Self.declaredLength(request), length > configuration.maxBodyBytes else { return nil }
+        return refuse(provider, .badRequest, "body of \(length) bytes declared, over the limit of \(configuration.maxBodyBytes)")
+    }
+
+    /// 503 when too many large bodies wait to be read: the provider delivers it again later.
+    private func busy(_ provider: String) -> Response {
+        metrics.webhookRequest(provider: provider, outcome: "busy")
+        logger.info("webhook refused: too many large bodies waiting", metadata: ["provider": "\(provider)"])
+        return Self.text(.serviceUnavailable, "busy, try again later")
+    }
+
     private func collect(_ request: Request) async -> [UInt8]? {
         do {
             let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
@@ -357,36 +398,5 @@ struct WebhookHandler: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; charset=utf-8"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
-    }
-}
-
-/// The port a server bound, once known.
-final class BoundPort: Sendable {
-    private let state = Mutex<Int?>(nil)
-    var value: Int? { state.withLock { $0 } }
-    func set(_ port: Int?) { state.withLock { $0 = port } }
-
-    /// Serves `router` on `host:port` (0: any free port, recorded here) until graceful shutdown,
-    /// with `services` running beside it, and closes `pool` however the server ends.
-    func serve(_ router: Router<BasicRequestContext>, host: String, port: Int, readTimeout: Duration = .seconds(10),
-               services: [any Service] = [], name: String, closing pool: PostgresPool, logger: Logger) async throws {
-        let app = Application(
-            router: router,
-            server: DeadlineHTTP1Channel.builder(readTimeout: readTimeout),
-            configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            services: services,
-            onServerRunning: { [self, logger] channel in
-                let bound = channel.localAddress?.port
-                set(bound)
-                logger.info("\(name) listening", metadata: ["port": "\(bound.map(String.init) ?? "?")"])
-            },
-            logger: logger)
-        do {
-            try await app.run()
-        } catch {
-            await pool.close()
-            throw error
-        }
-        await pool.close()
     }
 }
