@@ -6,7 +6,7 @@ import Synchronization
 /// ones whose length is not declared) take one of ``atOnce`` permits first, in arrival order, so
 /// unsigned 1 MiB floods queue behind each other instead of beside the receipts that matter. A
 /// waiting request's body is not read, so its sender is held back by TCP. When ``maxWaiting``
-/// already wait, a new large body is refused (503: providers retry later).
+/// already wait, a new large body is refused (503 with `Retry-After`: providers retry later).
 final class BodyAdmission: Sendable {
     private struct State {
         var free: Int
@@ -16,13 +16,15 @@ final class BodyAdmission: Sendable {
     private enum Entry { case now, wait, refused }
 
     let smallBodyBytes: Int
+    let atOnce: Int
     let maxWaiting: Int
     private let state: Mutex<State>
 
     init(smallBodyBytes: Int, atOnce: Int, maxWaiting: Int) {
         self.smallBodyBytes = smallBodyBytes
+        self.atOnce = max(1, atOnce)
         self.maxWaiting = maxWaiting
-        self.state = Mutex(State(free: max(1, atOnce)))
+        self.state = Mutex(State(free: self.atOnce))
     }
 
     /// Runs `work` once a body of `declaredLength` bytes (nil: not declared) may be read; nil,
@@ -51,6 +53,11 @@ final class BodyAdmission: Sendable {
         }
         defer { release() }
         return await work()
+    }
+
+    /// Large bodies being read now, and waiting to be (tests watch these fill and drain).
+    var counts: (reading: Int, waiting: Int) {
+        state.withLock { s in (atOnce - s.free, s.waiting.count) }
     }
 
     private func release() {

@@ -19,14 +19,17 @@ public struct WebhooksConfiguration: Sendable {
     public var environment: [String: String]
     /// `HERALD_PUBLIC_URL`: Twilio signs `{publicURL}/webhooks/twilio`.
     public var publicURL: String?
-    /// Bodies above this are refused with 400 before they are read further.
+    /// Bodies above this are refused with 413, before they are read when their length is declared.
     public var maxBodyBytes: Int = 1 << 20
     /// Bodies up to this size are read at once; larger ones (or of undeclared length) wait for
     /// one of ``largeBodiesAtOnce`` permits, see ``BodyAdmission``.
     public var smallBodyBytes: Int = 64 << 10
     public var largeBodiesAtOnce: Int = 2
-    /// Large bodies waiting beyond this are refused with 503.
+    /// Large bodies waiting beyond this are refused with 503 and `Retry-After`.
     public var largeBodiesWaiting: Int = 32
+    /// Large bodies are read at most this fast, all together, after a first ``maxBodyBytes`` at
+    /// once: a flood of unsigned large bodies then takes a small, fixed share of the CPU.
+    public var largeBodyBytesPerSecond: Int = 16 << 20
     /// Receipts stored per INSERT at most.
     public var maxBatch: Int = 2000
     /// Receipts applied per statement at most.
@@ -87,12 +90,16 @@ public final class WebhooksServer: Service, Sendable {
     private let port = BoundPort()
     /// The channels and their secrets (internal: tests watch its refreshes).
     let directory: WebhookDirectory
+    /// Which large bodies are read now (internal: tests watch it fill and drain).
+    let admission: BodyAdmission
 
     public init(configuration: WebhooksConfiguration, metrics: HeraldMetrics = HeraldMetrics(), logger: Logger) {
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger
         self.directory = WebhookDirectory(environment: configuration.environment, publicURL: configuration.publicURL, logger: logger)
+        self.admission = BodyAdmission(smallBodyBytes: configuration.smallBodyBytes, atOnce: configuration.largeBodiesAtOnce,
+                                       maxWaiting: configuration.largeBodiesWaiting)
     }
 
     /// The port the server listens on, once it does.
@@ -110,8 +117,9 @@ public final class WebhooksServer: Service, Sendable {
         let handler = WebhookHandler(configuration: configuration, pool: pool, directory: directory, pipeline: pipeline,
                                      metrics: metrics, sampler: QueueSampler(metrics: metrics, pool: pool, interval: configuration.queueSampleInterval),
                                      healthCheck: HealthCheck(pool: pool),
-                                     admission: BodyAdmission(smallBodyBytes: configuration.smallBodyBytes, atOnce: configuration.largeBodiesAtOnce,
-                                                              maxWaiting: configuration.largeBodiesWaiting),
+                                     bodies: WebhookBodyReader(maxBodyBytes: configuration.maxBodyBytes, admission: admission,
+                                                               pace: ReadPace(bytesPerSecond: configuration.largeBodyBytesPerSecond,
+                                                                              burst: configuration.maxBodyBytes)),
                                      logger: logger)
         let router = Router()
         handler.register(on: router)
@@ -131,7 +139,7 @@ struct WebhookHandler: Sendable {
     let metrics: HeraldMetrics
     let sampler: QueueSampler
     let healthCheck: HealthCheck
-    let admission: BodyAdmission
+    let bodies: WebhookBodyReader
     let logger: Logger
 
     func register(on router: Router<BasicRequestContext>) {
@@ -173,18 +181,17 @@ struct WebhookHandler: Sendable {
     func whatsApp(_ request: Request) async -> Response {
         let provider = "whatsapp_cloud"
         guard let signature = Self.header(request, "x-hub-signature-256") else { return refuse(provider, .unauthorized, "missing signature") }
-        // Neither a malformed signature nor a declared length over the limit is worth reading the body for.
-        guard signature.utf8.count == 71, signature.hasPrefix("sha256=") else { return refuse(provider, .unauthorized, "malformed signature") }
-        if let refused = refuseDeclaredLength(request, provider) { return refused }
-        // Read and hash the body under admission: large bodies take turns (see BodyAdmission).
-        let read = await admission.run(declaredLength: Self.declaredLength(request)) { () async -> (body: [UInt8], snapshot: WebhookDirectory.Snapshot,
-                                                                                                 trusted: (secret: String, channels: [WebhookDirectory.WhatsApp])?)? in
-            guard let body = await collect(request) else { return nil }
+        // A malformed signature or a declared length over the limit is refused before the body is
+        // read; the body is read and hashed under admission (see WebhookBodyReader).
+        let read = await bodies.read(request, signatureWellFormed: WebhookBodyReader.isMetaSignature(signature)) { body in
             let snapshot = directory.snapshot
-            return (body, snapshot, Self.verifiedApp(snapshot, signature: signature, body: body))
+            return (snapshot: snapshot, trusted: Self.verifiedApp(snapshot, signature: signature, body: body))
         }
-        guard let read else { return busy(provider) }
-        guard let (body, first, firstTrust) = read else { return refuse(provider, .badRequest, "body too large or unreadable") }
+        let body: [UInt8], first: WebhookDirectory.Snapshot, firstTrust: (secret: String, channels: [WebhookDirectory.WhatsApp])?
+        switch read {
+        case .success(let r): (body, first, firstTrust) = (r.body, r.verified.snapshot, r.verified.trusted)
+        case .failure(let refusal): return refuse(provider, refusal)
+        }
 
         var snapshot = first
         var trusted = firstTrust
@@ -278,9 +285,11 @@ struct WebhookHandler: Sendable {
     func twilio(_ request: Request) async -> Response {
         let provider = "twilio"
         guard let signature = Self.header(request, "x-twilio-signature") else { return refuse(provider, .unauthorized, "missing signature") }
-        if let refused = refuseDeclaredLength(request, provider) { return refused }
-        guard let read = await admission.run(declaredLength: Self.declaredLength(request), { await collect(request) }) else { return busy(provider) }
-        guard let body = read else { return refuse(provider, .badRequest, "body too large or unreadable") }
+        let body: [UInt8]
+        switch await bodies.read(request, signatureWellFormed: WebhookBodyReader.isTwilioSignature(signature), verify: { _ in () }) {
+        case .success(let r): body = r.body
+        case .failure(let refusal): return refuse(provider, refusal)
+        }
         let fields: [FormField]
         do {
             fields = try FormURLEncoded.parse(body)
@@ -352,31 +361,15 @@ struct WebhookHandler: Sendable {
         request.headers.first(where: { $0.name.canonicalName == name })?.value
     }
 
-    /// The request's `Content-Length`, when it declares one.
-    static func declaredLength(_ request: Request) -> Int? {
-        request.headers[.contentLength].flatMap { Int($0) }
-    }
-
-    /// 400 for a body declared larger than the limit, before a byte of it is read.
-    private func refuseDeclaredLength(_ request: Request, _ provider: String) -> Response? {
-        guard let length = Self.declaredLength(request), length > configuration.maxBodyBytes else { return nil }
-        return refuse(provider, .badRequest, "body of \(length) bytes declared, over the limit of \(configuration.maxBodyBytes)")
-    }
-
-    /// 503 when too many large bodies wait to be read: the provider delivers it again later.
-    private func busy(_ provider: String) -> Response {
-        metrics.webhookRequest(provider: provider, outcome: "busy")
-        logger.info("webhook refused: too many large bodies waiting", metadata: ["provider": "\(provider)"])
-        return Self.text(.serviceUnavailable, "busy, try again later")
-    }
-
-    private func collect(_ request: Request) async -> [UInt8]? {
-        do {
-            let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
-            return Array(buffer.readableBytesView)
-        } catch {
-            return nil
-        }
+    /// A body refused before or while it was read (see ``WebhookBodyReader``).
+    private func refuse(_ provider: String, _ refusal: WebhookBodyReader.Refusal) -> Response {
+        let (status, why, headers) = bodies.response(to: refusal)
+        metrics.webhookRequest(provider: provider, outcome: refusal == .busy ? "busy" : status == .unauthorized ? "unauthorized" : "bad_request")
+        logger.log(level: status == .unauthorized ? .info : .debug, "webhook refused",
+                   metadata: ["provider": "\(provider)", "status": "\(status.code)", "reason": "\(why)"])
+        var response = Self.text(status, status == .serviceUnavailable ? "busy, try again later" : status.reasonPhrase.lowercased())
+        response.headers.append(contentsOf: headers)
+        return response
     }
 
     private func refuse(_ provider: String, _ status: HTTPResponse.Status, _ why: String) -> Response {
