@@ -6,61 +6,6 @@ import HeraldStore
 import Logging
 import ServiceLifecycle
 
-/// How a ``SchedulerService`` runs.
-public struct SchedulerConfiguration: Sendable {
-    /// libpq connection string or URI; nil uses libpq's `PG*` variables.
-    public var connectionString: String?
-    /// Contact ids per expansion chunk: each chunk is one statement (one short transaction)
-    /// covering the audience members with ids in `[first, first + expansionChunk)`.
-    public var expansionChunk: Int64
-    /// How often finished and cancelled broadcasts are looked for.
-    public var maintenanceInterval: Duration
-    /// Leadership among several schedulers.
-    public var leadership: Leadership
-    /// Delay between attempts to reach the database after a failure.
-    public var reconnectBackoff: Backoff
-    /// Shown in `pg_stat_activity`.
-    public var applicationName: String
-    /// The secrets channel settings name, read by validation exactly as a worker reads them: a
-    /// broadcast starts only if a worker with the same environment can send it.
-    public var providerEnvironment: ProviderEnvironment
-    /// The leader's session settings. ``PostgresSessionSettings/scheduler`` ends a session idle
-    /// for 10 s: a leader that stops answering (SIGSTOP, a stall) loses the lock within about
-    /// that long, and a standby takes over within ``Leadership/retryInterval`` after (see
-    /// ``Leadership``). The leader's loop never idles for longer than ``maintenanceInterval``,
-    /// which must stay well below that timeout.
-    public var session: PostgresSessionSettings = .scheduler
-    /// Keeps `templates` in step with Meta while this scheduler leads; nil: not at all.
-    public var templateSync: TemplateSyncSchedule? // templates (issue 18)
-
-    public static let defaultExpansionChunk: Int64 = 50_000
-
-    /// ``session`` with its idle timeout raised, if need be, to three times the longest idle
-    /// stretch this configuration allows (``maintenanceInterval``, the standby's retry interval),
-    /// so a live scheduler's session is never ended for idling.
-    var effectiveSession: PostgresSessionSettings {
-        var s = session
-        if let idle = s.idleSessionTimeout, idle > .zero {
-            s.idleSessionTimeout = max(idle, max(maintenanceInterval, leadership.retryInterval) * 3)
-        }
-        return s
-    }
-
-    public init(connectionString: String?, expansionChunk: Int64 = SchedulerConfiguration.defaultExpansionChunk,
-                maintenanceInterval: Duration = .seconds(1), leadership: Leadership = Leadership(),
-                reconnectBackoff: Backoff = Backoff(base: .milliseconds(250), cap: .seconds(5)),
-                applicationName: String = "herald-scheduler",
-                providerEnvironment: ProviderEnvironment = ProviderEnvironment(variables: ProcessInfo.processInfo.environment)) {
-        self.connectionString = connectionString
-        self.expansionChunk = max(1, expansionChunk)
-        self.maintenanceInterval = maintenanceInterval
-        self.leadership = leadership
-        self.reconnectBackoff = reconnectBackoff
-        self.applicationName = applicationName
-        self.providerEnvironment = providerEnvironment
-    }
-}
-
 /// `herald scheduler`: owns the broadcast life cycle of the contract.
 ///
 /// **One acts.** Any number may run; the one holding the ``Leadership`` lock acts, the others
@@ -69,16 +14,19 @@ public struct SchedulerConfiguration: Sendable {
 /// **What the leader does, in one loop on its one session:**
 /// 1. *Start due broadcasts.* Each `scheduled` broadcast with `send_at` null or past is validated
 ///    (``SchedulerValidation``; a failure ends it `failed` with `error`), then its audience is
-///    expanded in chunks of contact ids while its status stays `scheduled`, then it is flipped to
-///    `sending` and workers are woken with `NOTIFY herald_jobs`. Chunks of all due broadcasts are
-///    taken in turn, so a large audience never holds up a small broadcast for more than a chunk.
+///    expanded in chunks of contact ids. *Streaming* (``SchedulerConfiguration/claimable``): the
+///    first chunk (small, ``SchedulerConfiguration/defaultFirstExpansionChunk``) flips it to
+///    `sending` and every chunk wakes the workers (`NOTIFY herald_jobs`), so workers send while
+///    the rest is expanded; the last step stamps `expanded_at`, without which the broadcast never
+///    completes. Chunks of all broadcasts being expanded are taken in turn, so a large audience
+///    never holds up a small broadcast for more than a chunk.
 /// 2. *Resume.* The chunk that writes messages also advances `expansion_cursor` in the same
 ///    statement, so after a crash the new leader continues after the last committed chunk: never a
 ///    contact twice (the unique key and the cursor guard both prevent it), never one lost.
-/// 3. *Cancel wins.* Expansion and the flip are guarded by `status = 'scheduled'`: when the
-///    admin tool cancels meanwhile, the remaining chunks and the flip match nothing, workers never
-///    see a job of it (they claim only jobs of `sending` broadcasts), and maintenance ends its
-///    messages as `cancelled`.
+/// 3. *Cancel wins.* Every chunk and the final stamp are guarded by the status (`scheduled`,
+///    `sending` or `paused`, `expanded_at` null): when the admin tool cancels meanwhile, the
+///    remaining chunks match nothing, workers stop claiming (they claim only jobs of `sending`
+///    broadcasts), and maintenance ends its unsent messages as `cancelled`.
 /// 4. *Maintenance* every ``SchedulerConfiguration/maintenanceInterval``: a `sending` broadcast
 ///    with no job left becomes `completed`; unsent messages of `cancelled` broadcasts become
 ///    `cancelled` (jobs under a live lease are left to their worker). `paused` needs nothing:
@@ -95,7 +43,8 @@ public struct SchedulerConfiguration: Sendable {
 /// migration 0008's trigger stamps `definition_changed_at` (and wakes the leader). Each pass the
 /// leader validates such broadcasts again with ``SchedulerValidation/check(_:)`` and either
 /// accepts the edit (clears the stamp) or ends the broadcast `failed` with the reason; its unsent
-/// messages then end `failed` in maintenance.
+/// messages then end `failed` in maintenance. A broadcast still being expanded writes no chunk
+/// while the stamp is set, and continues with the accepted definition (its plan is rebuilt).
 ///
 /// **Failures: one bad row never stops the others.** A statement that fails for one broadcast
 /// because of that broadcast's own data (SQLSTATE classes 22 and 23, or an undecodable value:
@@ -258,7 +207,8 @@ struct LeaderState {
             if broadcast.localSendAt, broadcast.expansionCursor == nil, try await store.postponeToEarliestZone(id) {
                 return false
             }
-            guard let definition = try await store.definition(of: id) else { return false }
+            // A broadcast whose expansion is resumed after a crash is already `sending` (streaming).
+            guard let definition = try await store.definition(of: id, statuses: ["scheduled", "sending", "paused"]) else { return false }
             if let error = SchedulerValidation.check(definition, environment: configuration.providerEnvironment)
                 ?? DeliveryTimingValidation.check(definition.timing) {
                 if try await store.fail(id, error: error) {
@@ -285,18 +235,22 @@ struct LeaderState {
         guard let low = try await store.nextAudienceContact(of: id, after: broadcast.expansionCursor) else {
             let warning = plans[id]?.unknownZones.warning
             plans[id] = nil
-            if try await store.start(id, warning: warning) {
-                logger.debug("broadcast started", metadata: ["broadcast.id": "\(id)"])
+            if try await store.finishExpansion(id, warning: warning) {
+                logger.debug("broadcast expanded", metadata: ["broadcast.id": "\(id)"])
                 // An audience that was skipped entirely has nothing to send: complete it now
                 // rather than at the next maintenance tick.
                 _ = try await store.completeFinished()
             }
             return false
         }
-        let (sum, overflow) = low.addingReportingOverflow(configuration.expansionChunk - 1)
+        // Streaming: the first chunk is small, so the first messages go out within a moment of the start.
+        let size = broadcast.expansionCursor == nil ? configuration.claimable.firstChunk(full: configuration.expansionChunk)
+                                                    : configuration.expansionChunk
+        let (sum, overflow) = low.addingReportingOverflow(size - 1)
         let high = overflow ? Int64.max : sum
         let result = try await store.expandChunk(of: id, channelID: plan.channelID, eligibility: plan.eligibility,
-                                                 previousCursor: broadcast.expansionCursor, low: low, high: high)
+                                                 previousCursor: broadcast.expansionCursor, low: low, high: high,
+                                                 startsSending: configuration.claimable != .afterWholeExpansion)
         logger.trace("expanded chunk", metadata: ["broadcast.id": "\(id)", "messages": "\(result.messages)", "jobs": "\(result.jobs)"])
         plans[id]?.unknownZones.add(result.unknownZoneContacts, example: result.unknownZoneExample)
         if !result.advanced { plans[id] = nil }
@@ -329,6 +283,7 @@ struct LeaderState {
                     }
                 } else {
                     try await store.acceptEdit(edit)
+                    plans[edit.id] = nil  // a broadcast still being expanded continues with the edited channel
                 }
             } catch let error as PostgresError where error.isDataError {
                 _ = try? await store.failEdited(edit, error: "edit rejected: \(error)")

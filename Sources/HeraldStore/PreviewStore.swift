@@ -41,31 +41,16 @@ public struct PreviewStore: Sendable {
     /// The audience members with contact ids in `low...high`, with their skip reasons, ordered by id.
     public func candidates(of id: Int64, eligibility: SchedulerStore.Eligibility, low: Int64, high: Int64,
                            attributeKeys: [String]) async throws -> [Candidate] {
-        let rows = try await connection.query("""
-            WITH audience AS (
-                SELECT gm.contact_id
-                FROM herald.broadcast_groups bg
-                JOIN herald.group_members gm ON gm.group_id = bg.group_id
-                WHERE bg.broadcast_id = \(id) AND gm.contact_id BETWEEN \(low) AND \(high)
-                UNION
-                SELECT bc.contact_id
-                FROM herald.broadcast_contacts bc
-                WHERE bc.broadcast_id = \(id) AND bc.contact_id BETWEEN \(low) AND \(high)
-            ), opted_out AS (
-                SELECT DISTINCT o.contact_id
-                FROM herald.opt_outs o
-                WHERE o.channel_kind = \(eligibility.kind) AND o.contact_id BETWEEN \(low) AND \(high)
-            )
+        let rows = try await connection.query(.joined([
+            SchedulerStore.audienceCTEs(of: id, eligibility: eligibility, low: low, high: high), """
             SELECT c.id, \(unescaped: SchedulerStore.skipReasonSQL(eligibility)) AS skip_reason, a.address,
                    c.first_name, c.last_name, c.phone, c.email,
                    ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k),
                    coalesce(c.time_zone, '')
             FROM audience au
-            JOIN herald.contacts c ON c.id = au.contact_id
-            CROSS JOIN LATERAL (SELECT CASE WHEN \(eligibility.kind) = 'email' THEN c.email ELSE c.phone END AS address) a
-            LEFT JOIN opted_out o ON o.contact_id = c.id
+            \(unescaped: SchedulerStore.audienceJoinsSQL(eligibility))
             ORDER BY c.id
-            """)
+            """]))
         return try rows.map { r in
             var attributes: [String: String] = [:]
             for (key, value) in zip(attributeKeys, try r.decode([String?].self, at: 7)) { if let value { attributes[key] = value } }

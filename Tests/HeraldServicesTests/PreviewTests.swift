@@ -52,7 +52,7 @@ struct PreviewTests {
     static func send(_ db: TestDatabase, _ c: PostgresConnection, _ id: Int64) async throws {
         try await c.execute("UPDATE herald.broadcasts SET status = 'scheduled' WHERE id = \(id)")
         try await F.withScheduler(db) {
-            try await F.waitUntil("it starts") { try await F.status(c, id) == "sending" }
+            try await F.waitUntil("it is expanded") { try await F.expanded(c, id) }
             #expect(try await W.runWorker(W.configuration(db), until: W.allDone(db, broadcast: id)))
         }
     }

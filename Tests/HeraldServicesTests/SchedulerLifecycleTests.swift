@@ -21,14 +21,14 @@ struct SchedulerLifecycleTests {
         return g
     }
 
-    @Test("cancel racing with start: the cancel wins, nothing was claimable, messages end cancelled")
+    @Test("without streaming, cancel racing with start: the cancel wins, nothing was claimable, messages end cancelled")
     func cancelDuringExpansion() async throws {
         try await withTestDatabase { db in
             let c = try await db.connect()
             let channel = try await F.channel(c)
             let g = try await Self.bigGroup(c, 20_000)
             let id = try await F.broadcast(c, channel: channel, groups: [g])
-            try await F.withScheduler(db, chunk: 100) {
+            try await F.withScheduler(db, chunk: 100, claimable: .afterWholeExpansion) {
                 try await F.waitUntil("expansion is under way") {
                     try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND expansion_cursor IS NOT NULL") == 1
                 }

@@ -18,13 +18,14 @@ enum SchedulerFixtures {
 
     /// Runs a ``SchedulerService`` against `db` while `body` runs, then cancels it and waits for it.
     static func withScheduler<T: Sendable>(_ db: TestDatabase, chunk: Int64 = SchedulerConfiguration.defaultExpansionChunk,
+                                           claimable: SchedulerConfiguration.Claimable = .fromFirstChunk(SchedulerConfiguration.defaultFirstExpansionChunk),
                                            environment: ProviderEnvironment = providerEnvironment,
                                            _ body: @Sendable () async throws -> T) async throws -> T {
-        let service = SchedulerService(
-            configuration: SchedulerConfiguration(connectionString: db.url, expansionChunk: chunk,
-                                                  leadership: Leadership(retryInterval: .milliseconds(200)),
-                                                  providerEnvironment: environment),
-            logger: quietLogger)
+        var configuration = SchedulerConfiguration(connectionString: db.url, expansionChunk: chunk,
+                                                   leadership: Leadership(retryInterval: .milliseconds(200)),
+                                                   providerEnvironment: environment)
+        configuration.claimable = claimable
+        let service = SchedulerService(configuration: configuration, logger: quietLogger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await service.run(); return nil }
             do {
@@ -97,6 +98,12 @@ enum SchedulerFixtures {
 
     static func status(_ c: PostgresConnection, _ broadcast: Int64) async throws -> String {
         try await c.query("SELECT status FROM herald.broadcasts WHERE id = \(broadcast)")[0].decode(String.self, at: 0)
+    }
+
+    /// Whether the broadcast's whole audience is expanded (`expanded_at` set). With streaming
+    /// expansion, `sending` only means that its first chunk is written.
+    static func expanded(_ c: PostgresConnection, _ broadcast: Int64) async throws -> Bool {
+        try await c.query("SELECT expanded_at IS NOT NULL FROM herald.broadcasts WHERE id = \(broadcast)")[0].decode(Bool.self, at: 0)
     }
 
     static func error(_ c: PostgresConnection, _ broadcast: Int64) async throws -> String? {
