@@ -12,9 +12,8 @@ import Hummingbird
 /// A refusal whose body was not read completely is answered with `Connection: close`, and the
 /// connection is closed once the answer is written (see ``RequestEndObserver``): otherwise the
 /// server would read (and throw away) the rest of the body to reach the next request on that
-/// connection, which is the very work the refusal saves. A client that sent its whole body
-/// without waiting for the answer may then see the connection reset before it reads the answer;
-/// Meta and Twilio never send bodies this large or signatures this malformed.
+/// connection, which is the very work the refusal saves. What a client sent before it saw the
+/// answer is still read and dropped for up to 2 s, so that it gets the answer, not a reset.
 struct WebhookBodyReader: Sendable {
     /// Why a body was not read.
     enum Refusal: Error, Equatable {

@@ -190,7 +190,8 @@ struct ResponseWrittenUserEvent: Sendable {}
 /// Sits after the HTTP codec, sees each request's and response's end, and tells
 /// ``RequestDeadlineHandler`` with user events. It also closes the connection once a response
 /// that says `Connection: close` has been written: Hummingbird closes only when the request asked
-/// for it, and otherwise reads the rest of a refused request's body to reach the next request.
+/// for it, and otherwise reads the rest of a refused request's body to reach the next request
+/// for as long as the client sends it.
 final class RequestEndObserver: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -221,8 +222,14 @@ final class RequestEndObserver: ChannelDuplexHandler, RemovableChannelHandler {
             }
             let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.cascade(to: promise)
+            // A lingering close: the answer, then our side's FIN; what the client still sends is
+            // read and dropped (a close with unread data would reset the connection, and the
+            // client could lose the answer) until it closes too, for 2 s at most.
             let channel = context.channel
-            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            written.futureResult.whenComplete { _ in
+                channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
+                channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+            }
             context.writeAndFlush(data, promise: written)
             return
         }
