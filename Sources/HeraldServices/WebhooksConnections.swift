@@ -188,12 +188,18 @@ struct RequestReadUserEvent: Sendable {}
 struct ResponseWrittenUserEvent: Sendable {}
 
 /// Sits after the HTTP codec, sees each request's and response's end, and tells
-/// ``RequestDeadlineHandler`` with user events.
+/// ``RequestDeadlineHandler`` with user events. It also closes the connection once a response
+/// that says `Connection: close` has been written: Hummingbird closes only when the request asked
+/// for it, and otherwise reads the rest of a refused request's body to reach the next request
+/// for as long as the client sends it.
 final class RequestEndObserver: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
+
+    /// The response being written says `Connection: close`.
+    private var closeAfterResponse = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .end = unwrapInboundIn(data) {
@@ -203,9 +209,30 @@ final class RequestEndObserver: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let isEnd: Bool
-        if case .end = unwrapOutboundIn(data) { isEnd = true } else { isEnd = false }
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            closeAfterResponse = head.headerFields[.connection]?.lowercased() == "close"
+        case .body:
+            break
+        case .end:
+            guard closeAfterResponse else {
+                context.write(data, promise: promise)
+                context.triggerUserOutboundEvent(ResponseWrittenUserEvent(), promise: nil)
+                return
+            }
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.cascade(to: promise)
+            // A lingering close: the answer, then our side's FIN; what the client still sends is
+            // read and dropped (a close with unread data would reset the connection, and the
+            // client could lose the answer) until it closes too, for 2 s at most.
+            let channel = context.channel
+            written.futureResult.whenComplete { _ in
+                channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
+                channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+            }
+            context.writeAndFlush(data, promise: written)
+            return
+        }
         context.write(data, promise: promise)
-        if isEnd { context.triggerUserOutboundEvent(ResponseWrittenUserEvent(), promise: nil) }
     }
 }

@@ -19,8 +19,17 @@ public struct WebhooksConfiguration: Sendable {
     public var environment: [String: String]
     /// `HERALD_PUBLIC_URL`: Twilio signs `{publicURL}/webhooks/twilio`.
     public var publicURL: String?
-    /// Bodies above this are refused with 400 before they are read further.
+    /// Bodies above this are refused with 413, before they are read when their length is declared.
     public var maxBodyBytes: Int = 1 << 20
+    /// Bodies up to this size are read at once; larger ones (or of undeclared length) wait for
+    /// one of ``largeBodiesAtOnce`` permits, see ``BodyAdmission``.
+    public var smallBodyBytes: Int = 64 << 10
+    public var largeBodiesAtOnce: Int = 2
+    /// Large bodies waiting beyond this are refused with 503 and `Retry-After`.
+    public var largeBodiesWaiting: Int = 32
+    /// Large bodies are read at most this fast, all together, after a first ``maxBodyBytes`` at
+    /// once: a flood of unsigned large bodies then takes a small, fixed share of the CPU.
+    public var largeBodyBytesPerSecond: Int = 16 << 20
     /// Receipts stored per INSERT at most.
     public var maxBatch: Int = 2000
     /// Receipts applied per statement at most.
@@ -81,12 +90,16 @@ public final class WebhooksServer: Service, Sendable {
     private let port = BoundPort()
     /// The channels and their secrets (internal: tests watch its refreshes).
     let directory: WebhookDirectory
+    /// Which large bodies are read now (internal: tests watch it fill and drain).
+    let admission: BodyAdmission
 
     public init(configuration: WebhooksConfiguration, metrics: HeraldMetrics = HeraldMetrics(), logger: Logger) {
         self.configuration = configuration
         self.metrics = metrics
         self.logger = logger
         self.directory = WebhookDirectory(environment: configuration.environment, publicURL: configuration.publicURL, logger: logger)
+        self.admission = BodyAdmission(smallBodyBytes: configuration.smallBodyBytes, atOnce: configuration.largeBodiesAtOnce,
+                                       maxWaiting: configuration.largeBodiesWaiting)
     }
 
     /// The port the server listens on, once it does.
@@ -103,7 +116,11 @@ public final class WebhooksServer: Service, Sendable {
         let pipeline = ReceiptPipeline(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger)
         let handler = WebhookHandler(configuration: configuration, pool: pool, directory: directory, pipeline: pipeline,
                                      metrics: metrics, sampler: QueueSampler(metrics: metrics, pool: pool, interval: configuration.queueSampleInterval),
-                                     healthCheck: HealthCheck(pool: pool), logger: logger)
+                                     healthCheck: HealthCheck(pool: pool),
+                                     bodies: WebhookBodyReader(maxBodyBytes: configuration.maxBodyBytes, admission: admission,
+                                                               pace: ReadPace(bytesPerSecond: configuration.largeBodyBytesPerSecond,
+                                                                              burst: configuration.maxBodyBytes)),
+                                     logger: logger)
         let router = Router()
         handler.register(on: router)
         ConsentRoutes(configuration: configuration, pool: pool, directory: directory, metrics: metrics, logger: logger).register(on: router) // consent (issue 19)
@@ -122,6 +139,7 @@ struct WebhookHandler: Sendable {
     let metrics: HeraldMetrics
     let sampler: QueueSampler
     let healthCheck: HealthCheck
+    let bodies: WebhookBodyReader
     let logger: Logger
 
     func register(on router: Router<BasicRequestContext>) {
@@ -163,10 +181,20 @@ struct WebhookHandler: Sendable {
     func whatsApp(_ request: Request) async -> Response {
         let provider = "whatsapp_cloud"
         guard let signature = Self.header(request, "x-hub-signature-256") else { return refuse(provider, .unauthorized, "missing signature") }
-        guard let body = await collect(request) else { return refuse(provider, .badRequest, "body too large or unreadable") }
+        // A malformed signature or a declared length over the limit is refused before the body is
+        // read; the body is read and hashed under admission (see WebhookBodyReader).
+        let read = await bodies.read(request, signatureWellFormed: WebhookBodyReader.isMetaSignature(signature)) { body in
+            let snapshot = directory.snapshot
+            return (snapshot: snapshot, trusted: Self.verifiedApp(snapshot, signature: signature, body: body))
+        }
+        let body: [UInt8], first: WebhookDirectory.Snapshot, firstTrust: (secret: String, channels: [WebhookDirectory.WhatsApp])?
+        switch read {
+        case .success(let r): (body, first, firstTrust) = (r.body, r.verified.snapshot, r.verified.trusted)
+        case .failure(let refusal): return refuse(provider, refusal)
+        }
 
-        var snapshot = directory.snapshot
-        var trusted = Self.verifiedApp(snapshot, signature: signature, body: body)
+        var snapshot = first
+        var trusted = firstTrust
         if trusted == nil {
             // A channel (and secret) the admin tool added since the last refresh? Single-flight and
             // at most once a second, so unsigned floods cannot turn this into database load.
@@ -257,7 +285,11 @@ struct WebhookHandler: Sendable {
     func twilio(_ request: Request) async -> Response {
         let provider = "twilio"
         guard let signature = Self.header(request, "x-twilio-signature") else { return refuse(provider, .unauthorized, "missing signature") }
-        guard let body = await collect(request) else { return refuse(provider, .badRequest, "body too large or unreadable") }
+        let body: [UInt8]
+        switch await bodies.read(request, signatureWellFormed: WebhookBodyReader.isTwilioSignature(signature), verify: { _ in () }) {
+        case .success(let r): body = r.body
+        case .failure(let refusal): return refuse(provider, refusal)
+        }
         let fields: [FormField]
         do {
             fields = try FormURLEncoded.parse(body)
@@ -329,13 +361,15 @@ struct WebhookHandler: Sendable {
         request.headers.first(where: { $0.name.canonicalName == name })?.value
     }
 
-    private func collect(_ request: Request) async -> [UInt8]? {
-        do {
-            let buffer = try await request.body.collect(upTo: configuration.maxBodyBytes)
-            return Array(buffer.readableBytesView)
-        } catch {
-            return nil
-        }
+    /// A body refused before or while it was read (see ``WebhookBodyReader``).
+    private func refuse(_ provider: String, _ refusal: WebhookBodyReader.Refusal) -> Response {
+        let (status, why, headers) = bodies.response(to: refusal)
+        metrics.webhookRequest(provider: provider, outcome: refusal == .busy ? "busy" : status == .unauthorized ? "unauthorized" : "bad_request")
+        logger.log(level: status == .unauthorized ? .info : .debug, "webhook refused",
+                   metadata: ["provider": "\(provider)", "status": "\(status.code)", "reason": "\(why)"])
+        var response = Self.text(status, status == .serviceUnavailable ? "busy, try again later" : status.reasonPhrase.lowercased())
+        response.headers.append(contentsOf: headers)
+        return response
     }
 
     private func refuse(_ provider: String, _ status: HTTPResponse.Status, _ why: String) -> Response {
@@ -357,36 +391,5 @@ struct WebhookHandler: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; charset=utf-8"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
-    }
-}
-
-/// The port a server bound, once known.
-final class BoundPort: Sendable {
-    private let state = Mutex<Int?>(nil)
-    var value: Int? { state.withLock { $0 } }
-    func set(_ port: Int?) { state.withLock { $0 = port } }
-
-    /// Serves `router` on `host:port` (0: any free port, recorded here) until graceful shutdown,
-    /// with `services` running beside it, and closes `pool` however the server ends.
-    func serve(_ router: Router<BasicRequestContext>, host: String, port: Int, readTimeout: Duration = .seconds(10),
-               services: [any Service] = [], name: String, closing pool: PostgresPool, logger: Logger) async throws {
-        let app = Application(
-            router: router,
-            server: DeadlineHTTP1Channel.builder(readTimeout: readTimeout),
-            configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            services: services,
-            onServerRunning: { [self, logger] channel in
-                let bound = channel.localAddress?.port
-                set(bound)
-                logger.info("\(name) listening", metadata: ["port": "\(bound.map(String.init) ?? "?")"])
-            },
-            logger: logger)
-        do {
-            try await app.run()
-        } catch {
-            await pool.close()
-            throw error
-        }
-        await pool.close()
     }
 }

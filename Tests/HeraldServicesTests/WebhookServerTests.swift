@@ -67,6 +67,7 @@ struct WebhookServerTests {
     static func withServer<T: Sendable>(environment: [String: String] = environment,
                                         readTimeout: Duration? = nil,
                                         refreshOnDemandAfter: Duration? = nil,
+                                        configure: (inout WebhooksConfiguration) -> Void = { _ in },
                                         _ body: (Harness) async throws -> T) async throws -> T {
         try await withTestDatabase { db in
             let c = try await db.connect()
@@ -85,6 +86,7 @@ struct WebhookServerTests {
             config.queueSampleInterval = .zero
             if let readTimeout { config.readTimeout = readTimeout }
             if let refreshOnDemandAfter { config.refreshOnDemandAfter = refreshOnDemandAfter }
+            configure(&config)
             var logger = Logger(label: "test.webhooks")
             logger.logLevel = .warning
             let server = WebhooksServer(configuration: config, logger: logger)
@@ -297,22 +299,23 @@ struct WebhookServerTests {
 
     // MARK: Bad bodies
 
-    @Test("oversized and malformed bodies are 400 (unsigned ones 401), store nothing, and the server keeps serving")
+    @Test("oversized bodies are 413, malformed ones 400 (unsigned ones 401), store nothing, and the server keeps serving")
     func badBodies() async throws {
         try await Self.withServer { h in
             let (wa, sms) = try await Self.sentMessages(h.c)
             let huge = #"{"object":"whatsapp_business_account","entry":[],"pad":""# + String(repeating: "x", count: 2 << 20) + #""}"#
-            #expect(try await h.postWhatsApp(huge, signature: WebhookSignature.meta(body: Array(huge.utf8), appSecret: Self.appSecret)).status == 400)
+            #expect(try await h.postWhatsApp(huge, signature: WebhookSignature.meta(body: Array(huge.utf8), appSecret: Self.appSecret)).status == 413)
             for body in ["{", "not json", #"{"object":"whatsapp_business_account","entry":{}}"#,
                          #"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"\#(Self.phoneNumberID)"},"statuses":[{"status":"read"}]}}]}]}"#,
                          String(repeating: "[", count: 50_000)] {
                 let response = try await h.postWhatsApp(body, signature: WebhookSignature.meta(body: Array(body.utf8), appSecret: Self.appSecret))
                 #expect(response.status == 400)
             }
-            let badForm = try await h.request("POST", "/webhooks/twilio", headers: [("X-Twilio-Signature", "x")], body: Array("AccountSid=%ZZ".utf8))
+            let wellFormed = Data(repeating: 0, count: 20).base64EncodedString()
+            let badForm = try await h.request("POST", "/webhooks/twilio", headers: [("X-Twilio-Signature", wellFormed)], body: Array("AccountSid=%ZZ".utf8))
             #expect(badForm.status == 400)
             // Without AccountSid nothing can verify it.
-            let missing = try await h.request("POST", "/webhooks/twilio", headers: [("X-Twilio-Signature", "x")], body: Array("MessageStatus=sent".utf8))
+            let missing = try await h.request("POST", "/webhooks/twilio", headers: [("X-Twilio-Signature", wellFormed)], body: Array("MessageStatus=sent".utf8))
             #expect(missing.status == 401)
             #expect(try await h.receiptCount() == 0)
             // Still serving.

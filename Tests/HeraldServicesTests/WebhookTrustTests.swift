@@ -182,20 +182,12 @@ struct WebhookTrustTests {
     func slowClient() async throws {
         try await Server.withServer(readTimeout: .milliseconds(800)) { h in
             let port = try #require(h.server.boundPort)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #expect(fd >= 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            #expect(connected == 0)
+            // Timed from before the connection: the server's deadline runs from its accept.
+            let start = ContinuousClock.now
+            let connection = try WebhookAdmissionTests.RawConnection(port: port)
+            let fd = connection.fd
             // One header byte every 100 ms: never idle, never done.
             let request = Array("POST /webhooks/whatsapp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ".utf8)
-            let start = ContinuousClock.now
             var closedAfter: Duration?
             var i = 0
             while ContinuousClock.now - start < .seconds(10) {
@@ -208,6 +200,7 @@ struct WebhookTrustTests {
                     if recv(fd, &buffer, buffer.count, 0) <= 0 { closedAfter = ContinuousClock.now - start; break }
                 }
             }
+            withExtendedLifetime(connection) {}  // its deinit closes the socket
             let after = try #require(closedAfter, "the server kept the slow connection open for 10 s")
             #expect(after >= .milliseconds(800))
             #expect(after < .seconds(5))
