@@ -42,14 +42,27 @@ struct AudioMessageTests {
                 try r.decode(String?.self, at: 3), try r.decode([String?].self, at: 4).compactMap { $0 })
     }
 
-    @Test("audio with a body: the audio by link without caption, then the rendered body as text, in that order")
-    func audioThenText() async throws {
+    /// Starts the double (its first answers as `faults` says), makes the one-contact audio
+    /// broadcast, runs a worker until its message is done, then hands over for the checks: the
+    /// connection, the double, the message's id and its (status, error code).
+    static func deliverAudio(body: String?, faults: [ProviderDouble.Fault] = [],
+                             _ check: (PostgresConnection, ProviderDouble, Int64, (String, String?)) async throws -> Void) async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
+        double.enqueue(faults, for: .whatsApp)
         try await withTestDatabase { db in
             let c = try await db.connect()
-            let (b, id) = try await Self.audioBroadcast(c, double: double, body: "Listen, {{ first_name }}!")
-            #expect(try await M.deliver(db, c, b).0 == "sent")
+            let (b, id) = try await audioBroadcast(c, double: double, body: body)
+            try await check(c, double, id, try await M.deliver(db, c, b))
+        }
+    }
+
+    static let body = "Listen, {{ first_name }}!"
+
+    @Test("audio with a body: the audio by link without caption, then the rendered body as text, in that order")
+    func audioThenText() async throws {
+        try await Self.deliverAudio(body: Self.body) { c, double, id, result in
+            #expect(result.0 == "sent")
             #expect(double.received(.whatsApp).map(\.bodyText) == [Self.audioBody(id), Self.textBody(id)])
             let m = try await Self.message(c, id)
             #expect(m.attempts == 1)
@@ -60,26 +73,18 @@ struct AudioMessageTests {
 
     @Test("audio without a body: the audio alone")
     func audioAlone() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
-            let (b, id) = try await Self.audioBroadcast(c, double: double, body: nil)
-            #expect(try await M.deliver(db, c, b).0 == "sent")
+        try await Self.deliverAudio(body: nil) { c, double, id, result in
+            #expect(result.0 == "sent")
             #expect(double.received(.whatsApp).map(\.bodyText) == [Self.audioBody(id)])
-            #expect(try await Self.message(c, id).parts.isEmpty)
+            let parts = try await Self.message(c, id).parts
+            #expect(parts.isEmpty)
         }
     }
 
     @Test("a transient failure of the text after the audio was accepted retries the text only")
     func textRetriedAlone() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        double.enqueue([.succeed, .error(code: 131000)], for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
-            let (b, id) = try await Self.audioBroadcast(c, double: double, body: "Listen, {{ first_name }}!")
-            #expect(try await M.deliver(db, c, b).0 == "sent")
+        try await Self.deliverAudio(body: Self.body, faults: [.succeed, .error(code: 131000)]) { c, double, id, result in
+            #expect(result.0 == "sent")
             #expect(double.received(.whatsApp).map(\.bodyText) == [Self.audioBody(id), Self.textBody(id), Self.textBody(id)])
             let m = try await Self.message(c, id)
             #expect(m.attempts == 2)
@@ -89,15 +94,9 @@ struct AudioMessageTests {
 
     @Test("a permanent failure of the text fails the message with the reason")
     func textFailsForGood() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        double.enqueue([.succeed, .error(code: 131026, message: "Message undeliverable")], for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
-            let (b, id) = try await Self.audioBroadcast(c, double: double, body: "Listen, {{ first_name }}!")
-            let (status, code) = try await M.deliver(db, c, b)
-            #expect(status == "failed")
-            #expect(code == "131026")
+        try await Self.deliverAudio(body: Self.body, faults: [.succeed, .error(code: 131026, message: "Message undeliverable")]) { c, double, id, result in
+            #expect(result.0 == "failed")
+            #expect(result.1 == "131026")
             #expect(double.received(.whatsApp).map(\.bodyText) == [Self.audioBody(id), Self.textBody(id)])
             let error = try #require(try await Self.message(c, id).error)
             #expect(error.hasPrefix("Message undeliverable"))
@@ -107,12 +106,8 @@ struct AudioMessageTests {
 
     @Test("receipts of both parts find the message; it follows the text's, and the audio's only when it failed")
     func receiptsOfBothParts() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
-            let (b, id) = try await Self.audioBroadcast(c, double: double, body: "Listen, {{ first_name }}!")
-            #expect(try await M.deliver(db, c, b).0 == "sent")
+        try await Self.deliverAudio(body: Self.body) { c, _, id, result in
+            #expect(result.0 == "sent")
             let m = try await Self.message(c, id)
             let audioID = try #require(m.parts.first), textID = try #require(m.providerID)
             let channel = try await c.query("SELECT channel_id FROM herald.messages WHERE id = \(id)")[0].decode(Int64.self, at: 0)
