@@ -35,6 +35,7 @@ public enum Migrations {
         Migration(version: 14, name: "0014_template_refusals_pause.sql", sql: text(PackageResources._014_template_refusals_pause_sql)),
         Migration(version: 15, name: "0015_broadcast_attachments.sql", sql: text(PackageResources._015_broadcast_attachments_sql)),
         Migration(version: 16, name: "0016_revalidate_every_rendered_column.sql", sql: text(PackageResources._016_revalidate_every_rendered_column_sql)),
+        Migration(version: 17, name: "0017_message_parts.sql", sql: text(PackageResources._017_message_parts_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

@@ -28,8 +28,9 @@ struct Demo: AsyncParsableCommand {
             Then, as the admin tool would, it writes --contacts contacts (Yorùbá, Igbo, Hausa, \
             English, French, Spanish and Chinese names; groups; opt-outs; a few invalid numbers \
             and emails), three channels on the sandbox provider (no network: 20 ms per send, 1% \
-            fail), an approved WhatsApp template and four broadcasts: a WhatsApp template, an SMS, \
-            an email, and a WhatsApp message scheduled 5 s ahead. A scheduler, --workers workers \
+            fail), two approved WhatsApp templates and five broadcasts: a WhatsApp template, a \
+            WhatsApp template with an image header (media by a personalized link), an SMS, an \
+            email, and a WhatsApp message scheduled 5 s ahead. A scheduler, --workers workers \
             and `herald webhooks` (on 127.0.0.1, --webhooks-port) run in this process. The sandbox \
             then sends delivery receipts as Meta does, to POST /webhooks/whatsapp signed with \
             X-Hub-Signature-256 and the channels' app secret (a random one per run): every \

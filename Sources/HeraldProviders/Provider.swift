@@ -45,6 +45,17 @@ public protocol ConfiguredChannel: Sendable {
     /// - Throws: ``MessageBuildError`` when the message cannot be written for this provider
     ///   (wrong content kind, an address or header that cannot be written safely).
     func request(for message: OutgoingMessage) throws(MessageBuildError) -> ProviderRequest
+    /// The requests that send `message`, in the order they must go: one for almost every message
+    /// (the default, ``request(for:)``). A provider that cannot carry some content in one request
+    /// returns several (WhatsApp: an audio takes no caption, so its body follows as a text).
+    ///
+    /// The worker sends one part per claim, the next only after the one before was accepted and
+    /// recorded, so an accepted part is never sent again (`herald.messages.part_provider_message_ids`),
+    /// each part takes a token of the channel's rate, and the message is `sent` when its last part
+    /// is accepted (its provider id is the last part's), `failed` when any part fails for good.
+    ///
+    /// - Throws: ``MessageBuildError`` as ``request(for:)``.
+    func requests(for message: OutgoingMessage) throws(MessageBuildError) -> [ProviderRequest]
     /// What the provider's answer to `request` means for the message.
     ///
     /// - Parameters:
@@ -56,6 +67,10 @@ public protocol ConfiguredChannel: Sendable {
 
 extension ConfiguredChannel {
     public var unsubscribeURLTemplate: String? { nil }
+
+    public func requests(for message: OutgoingMessage) throws(MessageBuildError) -> [ProviderRequest] {
+        [try request(for: message)]
+    }
 }
 
 /// How a channel's failed sends are retried (settings `max_attempts`, `retry_ambiguous`).

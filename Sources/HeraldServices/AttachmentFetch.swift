@@ -80,7 +80,7 @@ enum AttachmentFetch {
                                                             environment: environment)
             let limit = (configured as? SMTPChannel)?.settings.maxAttachmentBytes ?? SMTPSettings.defaultMaxAttachmentBytes
             let content = try RichContent.make(kind: .email, template: nil, headerParams: nil, buttonParams: nil,
-                                               media: definition.media, body: definition.body, environment: environment)
+                                               media: definition.media, environment: environment)
             return .fetch(content.media, maxBytes: limit)
         } catch {
             return .problem(error.description)

@@ -166,7 +166,7 @@ final class OutcomeCompleter: Sendable {
                 }
                 let delivery = sent.broadcast.channel.classify(providerAnswer, for: sent.request, now: now)
                 out.append(Decided(outcome: rules.recordable(delivery, job: sent.job, broadcast: sent.broadcast,
-                                                             segments: sent.segments, now: now),
+                                                             segments: sent.segments, now: now, part: sent.part, parts: sent.parts),
                                    broadcast: sent.broadcast))
             }
         }
@@ -196,6 +196,7 @@ final class OutcomeCompleter: Sendable {
             var entry = byChannel[d.broadcast.info.channelName] ?? (d.broadcast.info.provider, Counts())
             switch d.outcome.result {
             case .sent: entry.counts.sent += 1
+            case .partSent: break
             case .failed: entry.counts.failed += 1
             case .retry: entry.counts.retried += 1
             case .skipped: entry.counts.skipped += 1

@@ -9,10 +9,23 @@ import HeraldStore
 struct OutcomeRules: Sendable {
     let backoff: Backoff
 
+    /// - Parameters:
+    ///   - part, parts: Which of the message's requests answered, and how many it has: an
+    ///     accepted part before the last is a ``JobOutcome/Result/partSent(providerMessageID:)``;
+    ///     a later part's failure says that the earlier ones went.
     func recordable(_ delivery: DeliveryOutcome, job: ClaimedJob, broadcast: PreparedBroadcast,
-                    segments: Int?, now: Date) -> JobOutcome {
-        var recorded = JobOutcome(messageID: job.messageID, result: result(of: delivery, job: job, broadcast: broadcast, now: now),
-                                  segments: segments)
+                    segments: Int?, now: Date, part: Int = 0, parts: Int = 1) -> JobOutcome {
+        var result = result(of: delivery, job: job, broadcast: broadcast, now: now)
+        switch result {
+        case .sent(let id) where part < parts - 1:
+            result = .partSent(providerMessageID: id)
+        case .failed(let code, let error, let kind) where part > 0:
+            result = .failed(errorCode: code, error: "\(error) (part \(part + 1) of \(parts); the parts before it were sent)",
+                             failureKind: kind)
+        default:
+            break
+        }
+        var recorded = JobOutcome(messageID: job.messageID, result: result, segments: segments)
         if case .retry(_, _, let retryAfter, _, true) = delivery {
             recorded.rateLimitedFor = retryAfter ?? .seconds(2)
         }

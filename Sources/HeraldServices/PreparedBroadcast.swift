@@ -64,7 +64,7 @@ struct PreparedBroadcast: Sendable {
                                       headerText: info.templateHeaderText, buttons: info.templateButtons)
         }
         rich = try RichContent.make(kind: kind, template: template, headerParams: info.templateHeaderParams,
-                                    buttonParams: info.templateButtonParams, media: info.media, body: info.body,
+                                    buttonParams: info.templateButtonParams, media: info.media,
                                     environment: environment)
         if kind == .email, stored.map(\.url) != rich.media.compactMap(\.constantURL) {
             throw BroadcastProblem("the media of an email broadcast cannot change once it has started (its attachments were fetched then): cancel it and schedule a new one")

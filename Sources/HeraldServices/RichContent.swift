@@ -6,7 +6,7 @@ import HeraldProviders
 /// contract's Media rules and compiled once; per contact only rendering remains.
 ///
 /// The scheduler's validation and each worker's ``PreparedBroadcast`` build it with the same
-/// ``make(kind:template:headerParams:buttonParams:media:body:environment:)``, so a broadcast fails
+/// ``make(kind:template:headerParams:buttonParams:media:environment:)``, so a broadcast fails
 /// with the same words wherever it fails. The rules, each failing with its own words:
 ///
 /// - `media` is an array of objects with `type` (`image`, `video`, `document`, `audio`) and
@@ -17,8 +17,9 @@ import HeraldProviders
 ///   broadcast, ``AttachmentFetch``).
 /// - SMS: at most 10 items.
 /// - WhatsApp: at most one item. A template with a media header requires one of the header's
-///   type; a template without one takes none. Without a template, an audio item goes without a
-///   body (audio takes no caption, and the body as a second message is not sent by this version).
+///   type (never audio: no template header is); a template without one takes none. Without a
+///   template, the body is the item's caption, or for audio (which takes none) a second message
+///   (the provider's `requests(for:)`).
 /// - `template_header_params`: strings, as many as the template's `text` header has
 ///   placeholders (none for other headers); `template_button_params`: strings, one per button
 ///   that takes a value (a `url` button whose URL has `{{1}}`, `quick_reply`, `copy_code`), in
@@ -87,11 +88,10 @@ struct RichContent: Sendable {
     ///   - kind: The channel's kind.
     ///   - template: The WhatsApp template, when the broadcast names one.
     ///   - headerParams, buttonParams, media: The columns as JSON text (nil when null).
-    ///   - body: The broadcast's body (an audio message on WhatsApp takes none).
     ///   - environment: For `HERALD_ALLOWED_HOSTS`.
     /// - Throws: ``BroadcastProblem`` naming the rule broken.
     static func make(kind: ChannelKind, template: TemplateShape?, headerParams: String?, buttonParams: String?,
-                     media mediaJSON: String?, body: String?,
+                     media mediaJSON: String?,
                      environment: ProviderEnvironment) throws(BroadcastProblem) -> RichContent {
         var content = RichContent()
         content.media = try parseMedia(mediaJSON, kind: kind, environment: environment)
@@ -110,10 +110,6 @@ struct RichContent: Sendable {
         case .whatsapp:
             guard content.media.count <= 1 else {
                 throw BroadcastProblem("media has \(content.media.count) items but a WhatsApp message takes at most one")
-            }
-            if template == nil, let item = content.media.first, item.kind == .audio,
-               !(body?.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ?? true) {
-                throw BroadcastProblem("media[0] is audio, which takes no caption, and this version of Herald does not send the body as a second message: empty the body or send the audio alone")
             }
         }
         if kind != .whatsapp || template == nil {

@@ -101,7 +101,7 @@ public enum SchedulerValidation {
         // Media, the template's header and buttons: the rules RichContent names.
         if let kind = ChannelKind(rawValue: channel.kind) {
             _ = try RichContent.make(kind: kind, template: shape, headerParams: b.templateHeaderParams,
-                                     buttonParams: b.templateButtonParams, media: b.media, body: b.body,
+                                     buttonParams: b.templateButtonParams, media: b.media,
                                      environment: environment)
         }
 

@@ -45,7 +45,7 @@ final class SendDispatcher: Sendable {
         var decided: [JobOutcome] = []
         var requests: [TransportRequest] = []
         var sends: [SentJob] = []
-        var simulated: [(job: ClaimedJob, segments: Int?, request: ProviderRequest, outcome: DeliveryOutcome)] = []
+        var simulated: [(sent: SentJob, outcome: DeliveryOutcome)] = []
         var simulatedLatency = Duration.zero
         requests.reserveCapacity(jobs.count)
         sends.reserveCapacity(jobs.count)
@@ -57,17 +57,28 @@ final class SendDispatcher: Sendable {
                 decided.append(JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil)))
             case .success(let (message, segments)):
                 do {
-                    let request = try broadcast.channel.request(for: message)
+                    // One part per claim: the first not yet accepted (see `ConfiguredChannel.requests(for:)`).
+                    let parts = try broadcast.channel.requests(for: message)
+                    let part = job.sentParts.count
+                    guard part < parts.count else {
+                        // Every part went (the broadcast was edited to need fewer since): done.
+                        decided.append(JobOutcome(messageID: job.messageID, result: .sent(providerMessageID: job.sentParts.last ?? ""),
+                                                  segments: segments))
+                        continue
+                    }
+                    let request = parts[part]
+                    let sent = SentJob(job: job, broadcast: broadcast, segments: segments, request: request,
+                                       part: part, parts: parts.count)
                     switch request {
                     case .http(let http):
                         requests.append(.http(http))
-                        sends.append(SentJob(job: job, broadcast: broadcast, segments: segments, request: request))
+                        sends.append(sent)
                     case .mail(let mail):
                         requests.append(.smtp(mail.envelope))
-                        sends.append(SentJob(job: job, broadcast: broadcast, segments: segments, request: request))
+                        sends.append(sent)
                     case .simulated(let latency, let outcome):
                         simulatedLatency = max(simulatedLatency, latency)
-                        simulated.append((job, segments, request, outcome))
+                        simulated.append((sent, outcome))
                     }
                 } catch {
                     decided.append(rules.recordable(.permanent(code: nil, message: error.description), job: job,
@@ -98,8 +109,9 @@ final class SendDispatcher: Sendable {
             let outcomes = simulated.map { send -> JobOutcome in
                 metrics.providerLatency(channel: broadcast.info.channelName, provider: broadcast.info.provider,
                                         seconds: simulatedLatency.inSeconds)
-                let delivery = broadcast.channel.classify(.simulated(send.outcome), for: send.request, now: answeredAt)
-                return rules.recordable(delivery, job: send.job, broadcast: broadcast, segments: send.segments, now: answeredAt)
+                let delivery = broadcast.channel.classify(.simulated(send.outcome), for: send.sent.request, now: answeredAt)
+                return rules.recordable(delivery, job: send.sent.job, broadcast: broadcast, segments: send.sent.segments,
+                                        now: answeredAt, part: send.sent.part, parts: send.sent.parts)
             }
             window.release(outcomes.count, channel: channelID)
             completer.decided(outcomes, broadcast: broadcast)

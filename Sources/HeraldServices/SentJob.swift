@@ -9,4 +9,9 @@ struct SentJob: Sendable {
     /// The provider request the transfer carries: the channel classifies its answer against it
     /// (a mail's Message-ID, for one).
     let request: ProviderRequest
+    /// Which of the message's requests this is (0-based) and how many there are (see
+    /// `ConfiguredChannel.requests(for:)`): an accepted part that is not the last is recorded as
+    /// such, and the next claim sends the next one.
+    var part = 0
+    var parts = 1
 }

@@ -2,7 +2,8 @@ import HeraldCore
 import HeraldPostgres
 
 /// What `herald demo` writes, as the admin tool would: a realistic audience, sandbox channels,
-/// an approved WhatsApp template and four `scheduled` broadcasts.
+/// two approved WhatsApp templates (one with an image header) and five `scheduled` broadcasts,
+/// one of them a media template.
 ///
 /// The audience is generated in SQL (`generate_series` over arrays of names), so tens of
 /// thousands of contacts take about a second, and deterministically: contact `i` of a run always
@@ -135,6 +136,14 @@ public enum DemoSeed {
                     'approved')
             RETURNING id
             """)[0].decode(Int64.self, at: 0)
+        // A media template (issue 18): its image header is filled by the broadcast's `media`, a
+        // personalized link the provider fetches (the sandbox accepts it without fetching).
+        let mediaTemplate = try c.query("""
+            INSERT INTO herald.templates (channel_id, name, language, body, status, category, header_format)
+            VALUES (\(channels["whatsapp"]!), 'new_lookbook', 'en_US',
+                    'Hi {{1}}, the new lookbook for {{2}} is out. Reply STOP to opt out.', 'approved', 'marketing', 'image')
+            RETURNING id
+            """)[0].decode(Int64.self, at: 0)
 
         // 4. Broadcasts, all `scheduled`: the scheduler takes it from here.
         struct Spec {
@@ -146,6 +155,7 @@ public enum DemoSeed {
             var html: String?
             var template: Int64?
             var params: [String]?
+            var media: String?
             var later = false
         }
         let specs = [
@@ -153,6 +163,10 @@ public enum DemoSeed {
                  groups: ["Lagos VIP", "Abuja", "Northern Nigeria"], template: template,
                  params: [#"{{ first_name | default: "there" }}"#, #"{{ attributes.city | default: "your city" }}"#,
                           "20%", #"{{ attributes.tier | default: "all" }}"#]),
+            Spec(name: "New lookbook · WhatsApp image template", kind: "whatsapp", groups: ["Lagos VIP"],
+                 template: mediaTemplate,
+                 params: [#"{{ first_name | default: "there" }}"#, #"{{ attributes.city | default: "you" }}"#],
+                 media: #"[{"type": "image", "url": "https://cdn.shop.example/lookbook/{{ attributes.city | default: \"all\" }}.jpg"}]"#),
             Spec(name: "Flash sale · SMS", kind: "sms", groups: ["Newsletter subscribers", "Lagos VIP"],
                  body: #"Hi {{ first_name | default: "friend" }}, 24h flash sale: 15% off with code FLASH15. Reply STOP to opt out."#),
             Spec(name: "Monthly newsletter · email", kind: "email", groups: ["Newsletter subscribers"],
@@ -168,9 +182,9 @@ public enum DemoSeed {
             let params = try spec.params.map { try PostgresJSON(encoding: $0) }
             let id = try c.query("""
                 INSERT INTO herald.broadcasts (name, channel_id, subject, body, html_body, template_id, template_params,
-                                               send_at, status)
+                                               media, send_at, status)
                 VALUES (\(spec.name), \(channels[spec.kind]!), \(spec.subject), \(spec.body), \(spec.html), \(spec.template),
-                        \(params)::jsonb,
+                        \(params)::jsonb, \(spec.media)::jsonb,
                         CASE WHEN \(spec.later)::boolean THEN clock_timestamp() + make_interval(secs => \(laterSeconds)::float8) END,
                         'scheduled')
                 RETURNING id

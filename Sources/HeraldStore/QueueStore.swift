@@ -193,7 +193,8 @@ public struct QueueStore: Sendable {
                    m.id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
                    ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k) AS attrs,
                    coalesce(c.last_inbound_at > now() - interval '24 hours', false) AS inside_service_window,
-                   EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind)) AS opted_out
+                   EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind)) AS opted_out,
+                   coalesce(m.part_provider_message_ids, '{}') AS sent_parts
             FROM t
             LEFT JOIN (claimed JOIN herald.messages m ON m.id = claimed.message_id
                        LEFT JOIN herald.contacts c ON c.id = m.contact_id) ON true
@@ -215,7 +216,8 @@ public struct QueueStore: Sendable {
                                   email: try r.decode(String?.self, at: 10), attributes: attributes)
             claim.jobs.append(ClaimedJob(messageID: messageID, address: try r.decode(String?.self, at: 4),
                                          attempts: try r.decode(Int.self, at: 5), contact: contact,
-                                         optedOut: try r.decode(Bool.self, at: 13), insideServiceWindow: try r.decode(Bool.self, at: 12)))
+                                         optedOut: try r.decode(Bool.self, at: 13), insideServiceWindow: try r.decode(Bool.self, at: 12),
+                                         sentParts: try r.decode([String?].self, at: 14).compactMap { $0 }))
         }
         return claim
     }
@@ -229,7 +231,9 @@ public struct QueueStore: Sendable {
     /// Records many outcomes in one statement (one round trip), for jobs `owner` still holds.
     ///
     /// Finished jobs leave the queue (DELETE); retries go back with `run_at` = the retry time and
-    /// no owner; hand-backs go back due now, their messages untouched. Messages move from `queued`
+    /// no owner; a part of a multi-request message goes back due at once with its provider id
+    /// recorded on the message (``JobOutcome/Result/partSent(providerMessageID:)``); hand-backs
+    /// go back due now, their messages untouched. Messages move from `queued`
     /// only, so a status the admin tool or a receipt already set is never overwritten.
     /// - Returns: how many outcomes were applied (the rest had lost their lease).
     @discardableResult
@@ -245,6 +249,9 @@ public struct QueueStore: Sendable {
             switch o.result {
             case .sent(let pid):
                 kinds.append("sent"); providerIDs.append(pid); codes.append(nil); errors.append(nil)
+                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
+            case .partSent(let pid):
+                kinds.append("part_sent"); providerIDs.append(pid); codes.append(nil); errors.append(nil)
                 failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
             case .retry(let at, let code, let error, let fk):
                 kinds.append("retry"); providerIDs.append(nil); codes.append(code); errors.append(error)
@@ -279,12 +286,18 @@ public struct QueueStore: Sendable {
                 -- waiting for its lock, so no separate FOR UPDATE pass is needed (that pass cost
                 -- one more tuple lock and WAL record per job).
                 DELETE FROM herald.jobs j USING o
-                WHERE j.message_id = o.message_id AND o.outcome NOT IN ('retry', 'hand_back') AND j.lease_owner = \(owner)
+                WHERE j.message_id = o.message_id AND o.outcome NOT IN ('retry', 'hand_back', 'part_sent') AND j.lease_owner = \(owner)
                 RETURNING j.message_id
             ), retried AS (
-                UPDATE herald.jobs j SET run_at = o.retry_at, lease_owner = NULL
+                -- A part sent (migration 0017): the next part is due at once, ahead of the broadcast's
+                -- due jobs (just before the oldest, by jobs_claim), so it follows within a claim or
+                -- two instead of waiting behind the whole queue.
+                UPDATE herald.jobs j SET lease_owner = NULL,
+                    run_at = CASE WHEN o.outcome = 'retry' THEN o.retry_at
+                                  ELSE least(now(), (SELECT min(q.run_at) FROM herald.jobs q WHERE q.broadcast_id = j.broadcast_id))
+                                       - interval '1 millisecond' END
                 FROM o
-                WHERE j.message_id = o.message_id AND o.outcome = 'retry' AND j.lease_owner = \(owner)
+                WHERE j.message_id = o.message_id AND o.outcome IN ('retry', 'part_sent') AND j.lease_owner = \(owner)
                 RETURNING j.message_id
             ), handed_back AS (
                 -- Never attempted: due again now, the message untouched.
@@ -294,9 +307,13 @@ public struct QueueStore: Sendable {
                 RETURNING j.message_id
             ), applied AS (
                 UPDATE herald.messages m SET
-                    status = CASE WHEN o.outcome = 'retry' THEN m.status ELSE o.outcome END,
+                    status = CASE WHEN o.outcome IN ('retry', 'part_sent') THEN m.status ELSE o.outcome END,
                     attempts = m.attempts + o.attempt,
-                    provider_message_id = coalesce(o.provider_message_id, m.provider_message_id),
+                    provider_message_id = CASE WHEN o.outcome = 'part_sent' THEN m.provider_message_id
+                                               ELSE coalesce(o.provider_message_id, m.provider_message_id) END,
+                    part_provider_message_ids = CASE WHEN o.outcome = 'part_sent'
+                        THEN coalesce(m.part_provider_message_ids, '{}') || o.provider_message_id
+                        ELSE m.part_provider_message_ids END,
                     error_code = CASE WHEN o.outcome IN ('retry', 'failed') THEN o.error_code ELSE m.error_code END,
                     error = CASE WHEN o.outcome IN ('retry', 'failed') THEN o.error ELSE m.error END,
                     failure_kind = CASE WHEN o.outcome IN ('retry', 'failed') THEN o.failure_kind ELSE m.failure_kind END,

@@ -42,6 +42,10 @@ public struct ClaimedJob: Sendable, Equatable {
     /// Whether the contact wrote to us within the last 24 hours, by the database's clock (the
     /// one that stamped `last_inbound_at`): WhatsApp allows free-form messages only then.
     public var insideServiceWindow: Bool
+    /// Provider ids of the parts of its message already accepted, when the message goes as
+    /// several requests (a WhatsApp audio, then its body as text): this claim sends the next part.
+    /// Empty for a message not yet started, and for every message sent in one request.
+    public var sentParts: [String] = []
 }
 
 /// What became of one claimed job; recorded in batches by ``QueueStore/record(_:owner:)``.
@@ -49,6 +53,11 @@ public struct JobOutcome: Sendable, Equatable {
     public enum Result: Sendable, Equatable {
         /// The provider accepted it.
         case sent(providerMessageID: String)
+        /// The provider accepted a part of a message that goes as several requests, not its last:
+        /// the job goes back due at once, ahead of the broadcast's other due jobs, with the part
+        /// recorded (migration 0017) so that no claim sends it again; the message stays `queued`
+        /// and no attempt is counted.
+        case partSent(providerMessageID: String)
         /// Try again at `at`; `failureKind` says whether the provider may have received it.
         case retry(at: Date, errorCode: String?, error: String, failureKind: String?)
         /// Failed for good.
@@ -79,7 +88,7 @@ public struct JobOutcome: Sendable, Equatable {
     var isAttempt: Bool {
         switch result {
         case .sent, .retry, .failed: true
-        case .skipped, .cancelled, .handBack: false
+        case .skipped, .cancelled, .handBack, .partSent: false
         }
     }
 }

@@ -102,6 +102,11 @@ public struct ReceiptApplication: Sendable, Equatable {
 ///    still empty, `error_code`/`error` when it fails, `provider_message_id` when it was missing;
 /// 6. marks the receipts applied (`message_id`, `applied_at`).
 ///
+/// A message sent as several requests (a WhatsApp audio, then its body as text) follows its
+/// last part's receipts; a receipt for an earlier part (its id in `part_provider_message_ids`)
+/// is matched and marked applied like any other, so it is never left as unmatched noise, but
+/// only a `failed` one changes the message: the recipient did not get all of it.
+///
 /// Lock order is jobs, then messages (by id), like the worker's and the scheduler's statements,
 /// and jobs are only ever locked with `SKIP LOCKED` here, so appliers never deadlock with them.
 /// The statement-level triggers of migration 0005 keep `broadcast_counts` right.
@@ -187,13 +192,21 @@ public struct ReceiptStore: Sendable {
                 -- one of several tries (an ambiguous try may have been accepted under another id).
                 -- LATERAL … LIMIT 1 keeps this a primary-key probe per receipt: as a plain join the
                 -- planner, blind to `pending`'s size, hashes all of messages (seconds at 1,000,000).
-                SELECT p.*, t.message_id
+                -- A receipt for an earlier part of a multi-request message (migration 0017: the
+                -- audio before its text) matches too, but only its `failed` counts: the message
+                -- follows its last part, which carries its provider id.
+                SELECT p.id, p.provider_message_id, p.callback_message_id, p.channel_ids,
+                       CASE WHEN t.earlier_part AND p.effect IS DISTINCT FROM 'failed' THEN NULL ELSE p.effect END AS effect,
+                       p.error_code, p.error, p.at, t.message_id, t.earlier_part
                 FROM pending p
                 CROSS JOIN LATERAL (
-                    SELECT m.id AS message_id FROM herald.messages m
+                    SELECT m.id AS message_id,
+                           coalesce(p.provider_message_id = ANY(m.part_provider_message_ids), false) AS earlier_part
+                    FROM herald.messages m
                     WHERE m.id = p.callback_message_id
                       AND m.channel_id = ANY(p.channel_ids)
-                      AND (m.provider_message_id IS NULL OR m.provider_message_id = p.provider_message_id OR m.attempts > 1)
+                      AND (m.provider_message_id IS NULL OR m.provider_message_id = p.provider_message_id OR m.attempts > 1
+                           OR p.provider_message_id = ANY(m.part_provider_message_ids))
                     LIMIT 1
                 ) t
             ), jobs_seen AS MATERIALIZED (
@@ -222,7 +235,7 @@ public struct ReceiptStore: Sendable {
                        min(mt.at) FILTER (WHERE mt.effect = 'failed') AS failed_at,
                        (array_agg(mt.error_code ORDER BY mt.id) FILTER (WHERE mt.effect = 'failed'))[1] AS error_code,
                        (array_agg(mt.error ORDER BY mt.id) FILTER (WHERE mt.effect = 'failed'))[1] AS error,
-                       (array_agg(mt.provider_message_id ORDER BY mt.id))[1] AS provider_message_id
+                       (array_agg(mt.provider_message_id ORDER BY mt.id) FILTER (WHERE NOT mt.earlier_part))[1] AS provider_message_id
                 FROM matched mt
                 WHERE mt.message_id IN (SELECT id FROM locked)
                 GROUP BY mt.message_id

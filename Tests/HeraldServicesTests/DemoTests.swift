@@ -157,7 +157,8 @@ struct DemoTests {
     // MARK: - Helpers
 
     static func expectComplete(_ report: Report) {
-        #expect(report.broadcasts.count == 4)
+        #expect(report.broadcasts.count == 5)
+        #expect(report.broadcasts.contains { $0.name.hasPrefix("New lookbook · WhatsApp image template") })
         for b in report.broadcasts {
             #expect(b.status == "completed", "\(b.name): \(b.status)")
             #expect(b.recipients > 0, "\(b.name) reached someone")

@@ -85,12 +85,13 @@ struct MediaValidationTests {
             try await rich(c, contact: contact, header: "image",
                            media: #"[{"type": "image", "url": "https://cdn.example/a.png"}, {"type": "image", "url": "https://cdn.example/b.png"}]"#)
         },
-        ValidationCase(name: "audio with a body, without a template",
-                       error: "media[0] is audio, which takes no caption, and this version of Herald does not send the body as a second message: empty the body or send the audio alone") { c, contact in
-            let ch = try await V.whatsApp(c)
-            let id = try await F.broadcast(c, channel: ch, body: "Listen, {{ first_name }}", contacts: [contact])
-            try await setMedia(c, id, media: #"[{"type": "audio", "url": "https://cdn.example/a.ogg"}]"#)
-            return id
+        ValidationCase(name: "audio for a template's media header",
+                       error: #"template "promo" has an image header but media[0] is an audio"#) { c, contact in
+            try await rich(c, contact: contact, header: "image", media: #"[{"type": "audio", "url": "https://cdn.example/a.ogg"}]"#)
+        },
+        ValidationCase(name: "audio on a template without a media header",
+                       error: #"template "promo" has no media header (header_format none), so it cannot carry the broadcast's media"#) { c, contact in
+            try await rich(c, contact: contact, media: #"[{"type": "audio", "url": "https://cdn.example/a.ogg"}]"#)
         },
         ValidationCase(name: "a media type that does not exist", error: "media[0].type must be one of image, video, document, audio") { c, contact in
             try await rich(c, contact: contact, header: "image", media: #"[{"type": "gif", "url": "https://cdn.example/a.gif"}]"#)
@@ -145,6 +146,25 @@ struct MediaValidationTests {
             #expect(try await F.error(c, id) == testCase.error)
             #expect(try await F.count(c, "SELECT count(*) FROM herald.messages") == 0)
             #expect(try await F.count(c, "SELECT count(*) FROM herald.jobs") == 0)
+        }
+    }
+
+    @Test("a free-form audio with a body starts (the body goes as a second message)")
+    func audioWithBody() async throws {
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let contact = try await F.contact(c)
+            let ch = try await V.whatsApp(c)
+            let id = try await F.broadcast(c, channel: ch, body: "Listen, {{ first_name }}", contacts: [contact])
+            try await Self.setMedia(c, id, media: #"[{"type": "audio", "url": "https://cdn.example/a.ogg"}]"#)
+            try await F.withScheduler(db) {
+                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
+            }
+            #expect(try await F.error(c, id) == nil)
+            // The contact is outside the 24-hour window: its message is made (skipped), so the
+            // broadcast may already have completed.
+            #expect(["sending", "completed"].contains(try await F.status(c, id)))
+            #expect(try await F.count(c, "SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id)") == 1)
         }
     }
 

@@ -39,6 +39,19 @@ public enum WhatsAppCloud {
             timeout: timeout)
     }
 
+    /// The messages that carry `message` on WhatsApp, in order: the message itself, except an
+    /// audio with a non-empty caption, which Meta refuses (audio takes no caption: error 131009).
+    /// That goes as the audio alone, then the caption as a text message. Both carry Herald's
+    /// message id in `biz_opaque_callback_data`, so both parts' status webhooks find the message.
+    public static func parts(of message: OutgoingMessage) -> [OutgoingMessage] {
+        guard case .whatsAppMedia(let media, let caption?) = message.content, media.kind == .audio,
+              !caption.isEmpty else { return [message] }
+        var audio = message, text = message
+        audio.content = .whatsAppMedia(media, caption: nil)
+        text.content = .whatsAppText(body: caption)
+        return [audio, text]
+    }
+
     /// The JSON body of the send request; see ``request(for:settings:credentials:timeout:)``.
     ///
     /// - Throws: ``MessageBuildError`` for SMS or email content.

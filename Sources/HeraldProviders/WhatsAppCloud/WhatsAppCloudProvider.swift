@@ -104,6 +104,13 @@ public struct WhatsAppCloudChannel: ConfiguredChannel, CustomStringConvertible {
         .http(try WhatsAppCloud.request(for: message, settings: settings, credentials: credentials, timeout: timeout))
     }
 
+    /// An audio with a body goes as two requests: see ``WhatsAppCloud/parts(of:)``.
+    public func requests(for message: OutgoingMessage) throws(MessageBuildError) -> [ProviderRequest] {
+        var requests: [ProviderRequest] = []
+        for part in WhatsAppCloud.parts(of: message) { requests.append(try request(for: part)) }
+        return requests
+    }
+
     public func classify(_ answer: ProviderAnswer, for request: ProviderRequest, now: Date) -> DeliveryOutcome {
         answer.httpOutcome(provider: Self.providerName, now: now) { WhatsAppCloud.classify($0, now: $1) }
     }
