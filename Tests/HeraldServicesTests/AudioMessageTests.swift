@@ -18,8 +18,8 @@ struct AudioMessageTests {
     static func audioBroadcast(_ c: PostgresConnection, double: ProviderDouble, body: String?) async throws -> (Int64, Int64) {
         let channel = try await W.whatsAppChannel(c, double: double)
         let ada = try await M.trickyContact(c)
-        let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], body: body)
-        try await M.enrich(c, broadcast: b, media: audio)
+        // Media written with the broadcast: an edit of a running one is re-validated first (0016).
+        let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], body: body, media: audio)
         return (b, try await M.messageID(c, b))
     }
 
