@@ -36,6 +36,7 @@ public enum Migrations {
         Migration(version: 15, name: "0015_broadcast_attachments.sql", sql: text(PackageResources._015_broadcast_attachments_sql)),
         Migration(version: 16, name: "0016_revalidate_every_rendered_column.sql", sql: text(PackageResources._016_revalidate_every_rendered_column_sql)),
         Migration(version: 17, name: "0017_message_parts.sql", sql: text(PackageResources._017_message_parts_sql)),
+        Migration(version: 18, name: "0018_skip_deleted_contacts.sql", sql: text(PackageResources._018_skip_deleted_contacts_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

@@ -35,6 +35,9 @@ public enum SkipReason: String, Sendable, CaseIterable, Hashable {
     case invalidAddress = "invalid_address"
     /// A WhatsApp message without a template, and the contact wrote last more than 24 hours ago.
     case outsideWhatsAppWindow = "outside_whatsapp_window"
+    /// The contact was deleted after the broadcast was expanded (an erasure request, a clean-up):
+    /// decided at claim, so nothing goes to someone no longer in the address book.
+    case contactDeleted = "contact_deleted"
 }
 
 /// Whether a failed or retried send may have reached the provider (`messages.failure_kind`).

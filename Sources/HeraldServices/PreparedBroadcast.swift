@@ -86,6 +86,7 @@ struct PreparedBroadcast: Sendable {
 
     /// The message for one contact, or the reason it must not be sent now.
     func outgoing(for job: ClaimedJob) -> Result<(OutgoingMessage, segments: Int?), SkipOrFail> {
+        if job.contactDeleted { return .failure(.skip(.contactDeleted)) }
         if job.optedOut { return .failure(.skip(.optedOut)) }
         guard let address = job.address, !address.isEmpty else { return .failure(.skip(.invalidAddress)) }
         var contact = job.contact

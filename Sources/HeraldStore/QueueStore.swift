@@ -194,7 +194,8 @@ public struct QueueStore: Sendable {
                    ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k) AS attrs,
                    coalesce(c.last_inbound_at > now() - interval '24 hours', false) AS inside_service_window,
                    EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind)) AS opted_out,
-                   coalesce(m.part_provider_message_ids, '{}') AS sent_parts
+                   coalesce(m.part_provider_message_ids, '{}') AS sent_parts,
+                   c.id IS NULL AS contact_deleted
             FROM t
             LEFT JOIN (claimed JOIN herald.messages m ON m.id = claimed.message_id
                        LEFT JOIN herald.contacts c ON c.id = m.contact_id) ON true
@@ -217,7 +218,8 @@ public struct QueueStore: Sendable {
             claim.jobs.append(ClaimedJob(messageID: messageID, address: try r.decode(String?.self, at: 4),
                                          attempts: try r.decode(Int.self, at: 5), contact: contact,
                                          optedOut: try r.decode(Bool.self, at: 13), insideServiceWindow: try r.decode(Bool.self, at: 12),
-                                         sentParts: try r.decode([String?].self, at: 14).compactMap { $0 }))
+                                         sentParts: try r.decode([String?].self, at: 14).compactMap { $0 },
+                                         contactDeleted: try r.decode(Bool.self, at: 15)))
         }
         return claim
     }

@@ -46,6 +46,8 @@ public struct ClaimedJob: Sendable, Equatable {
     /// several requests (a WhatsApp audio, then its body as text): this claim sends the next part.
     /// Empty for a message not yet started, and for every message sent in one request.
     public var sentParts: [String] = []
+    /// The contact was deleted since expansion (its message must not go; its opt-outs went with it).
+    public var contactDeleted = false
 }
 
 /// What became of one claimed job; recorded in batches by ``QueueStore/record(_:owner:)``.

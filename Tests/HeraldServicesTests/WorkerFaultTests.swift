@@ -52,6 +52,26 @@ struct WorkerFaultTests {
         }
     }
 
+    @Test("a contact deleted after expansion is not messaged: skipped with contact_deleted, the rest sent")
+    func deletedContact() async throws {
+        let double = try await ProviderDouble.start()
+        defer { Task { await double.stop() } }
+        try await withTestDatabase { db in
+            let c = try await db.connect()
+            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+            let contacts = try await WorkerFixtures.contacts(c, count: 5)
+            // A template: no 24-hour window to hold the message back for another reason.
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+            // Deleted with its opt-outs and memberships (an erasure request); its message stays.
+            try await c.execute("DELETE FROM herald.contacts WHERE id = \(contacts[2])")
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 4, "skipped": 1])
+            let reason = try await c.query("SELECT skip_reason FROM herald.messages WHERE broadcast_id = \(b) AND contact_id = \(contacts[2])")[0]
+            #expect(try reason.decode(String?.self, at: 0) == "contact_deleted")
+            #expect(double.requestCount == 4)
+        }
+    }
+
     @Test("after a PostgreSQL restart, a lapsed lease held by another worker is not claimable for the restart grace")
     func restartGrace() async throws {
         try await withTestDatabase { db in
