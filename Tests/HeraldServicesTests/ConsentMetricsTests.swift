@@ -30,7 +30,7 @@ struct ConsentMetricsTests {
 
             try await WebhookMetricsTests.withMetricsServer(HeraldMetrics(), databaseURL: db.url) { base, transport in
                 var page: [String: Double] = [:]
-                let sampled = try await WebhookMetricsTests.eventually {
+                let sampled = try await eventually(every: .milliseconds(50)) {
                     page = try await WebhookMetricsTests.scrape(base, transport)
                     return page[#"herald_tier_waiting{channel="tiered"}"#] != nil
                 }

@@ -98,16 +98,6 @@ struct WebhookAdmissionTests {
         head.flatMap { $0.split(separator: " ", maxSplits: 2).dropFirst().first.flatMap { Int($0) } }
     }
 
-    /// Waits until `condition` holds, up to 10 s.
-    static func eventually(_ condition: () -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return condition()
-    }
-
     @Test("large bodies are read at the pace set, after the first burst")
     func pace() {
         let start = ContinuousClock.now
@@ -175,10 +165,10 @@ struct WebhookAdmissionTests {
             let reading = try RawConnection(port: port)
             reading.sendHead(contentLength: large.count)
             reading.send(Array(large[..<2000]))
-            #expect(try await Self.eventually { admission.counts == (1, 0) })
+            #expect(try await eventually { admission.counts == (1, 0) })
             let waiting = try RawConnection(port: port)
             waiting.sendHead(contentLength: large.count)
-            #expect(try await Self.eventually { admission.counts == (1, 1) })
+            #expect(try await eventually { admission.counts == (1, 1) })
 
             let refused = try RawConnection(port: port)
             refused.sendHead(contentLength: large.count)
@@ -197,7 +187,7 @@ struct WebhookAdmissionTests {
             #expect(Self.status(try await reading.responseHead()) == 401)
             waiting.send(large)
             #expect(Self.status(try await waiting.responseHead()) == 401)
-            #expect(try await Self.eventually { admission.counts == (0, 0) })
+            #expect(try await eventually { admission.counts == (0, 0) })
             let later = try RawConnection(port: port)
             later.sendHead(contentLength: large.count)
             later.send(large)

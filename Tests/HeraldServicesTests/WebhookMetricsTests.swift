@@ -42,16 +42,6 @@ struct WebhookMetricsTests {
         }
     }
 
-    /// Polls `condition` every 50 ms for up to 10 s.
-    static func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return false
-    }
-
     static func scrape(_ base: String, _ transport: CurlTransport) async throws -> [String: Double] {
         let page = try await transport.execute(HTTPRequest(method: "GET", url: base + "/metrics", timeout: .seconds(10)))
         #expect(page.status == 200)
@@ -139,7 +129,7 @@ struct WebhookMetricsTests {
                 #expect(page["herald_scheduler_leaders"] == 1)
                 #expect(page["herald_database_sample_success"] == 1)
                 await leader.close()
-                #expect(try await Self.eventually { try await Self.scrape(base, transport)["herald_scheduler_leaders"] == 0 })
+                #expect(try await eventually(every: .milliseconds(50)) { try await Self.scrape(base, transport)["herald_scheduler_leaders"] == 0 })
             }
         }
     }

@@ -55,11 +55,7 @@ struct WebhookServerTests {
 
         /// Waits until `condition` holds (receipts are applied a few milliseconds after the 200).
         func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
-            for _ in 0..<100 {
-                if try await condition() { return true }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            return false
+            try await HeraldServicesTests.eventually(within: .seconds(5), every: .milliseconds(50), condition)
         }
     }
 
