@@ -94,6 +94,26 @@ import Testing
         let coupon = (components[2]["parameters"] as? [[String: Any]])?.first?["coupon_code"] as? String
         #expect(coupon == "C\\1")
     }
+
+    @Test("an audio with a caption is two messages: the audio without it, then the caption as text; other media keep theirs")
+    func audioParts() throws {
+        let audio = OutgoingMedia(kind: .audio, source: .link("https://cdn.example/v.ogg"))
+        let parts = WhatsAppCloud.parts(of: OutgoingMessage(messageID: 42, to: "+2348031234567",
+                                                            content: .whatsAppMedia(audio, caption: "Listen, Ada")))
+        let bodies = try parts.map { String(decoding: try WhatsAppCloud.body(for: $0), as: UTF8.self) }
+        let head = #"{"messaging_product":"whatsapp","recipient_type":"individual","to":"+2348031234567","#
+        let tail = #","biz_opaque_callback_data":"42"}"#
+        #expect(bodies == [
+            head + #""type":"audio","audio":{"link":"https://cdn.example/v.ogg"}"# + tail,
+            head + #""type":"text","text":{"preview_url":false,"body":"Listen, Ada"}"# + tail,
+        ])
+        for caption in [nil, ""] as [String?] {
+            #expect(WhatsAppCloud.parts(of: OutgoingMessage(messageID: 42, to: "+1", content: .whatsAppMedia(audio, caption: caption))).count == 1)
+        }
+        let image = OutgoingMessage(messageID: 42, to: "+1",
+                                    content: .whatsAppMedia(OutgoingMedia(kind: .image, source: .link("https://cdn.example/a.png")), caption: "Hi"))
+        #expect(WhatsAppCloud.parts(of: image) == [image])
+    }
 }
 
 @Suite struct TwilioMMSTests {
@@ -117,25 +137,5 @@ import Testing
             try Twilio.request(for: OutgoingMessage(messageID: 1, to: "+1", content: .sms(body: "x", mediaURLs: urls)),
                                settings: settings, credentials: TwilioCredentials(authToken: "t"))
         }
-    }
-
-    @Test("an audio with a caption is two messages: the audio without it, then the caption as text; other media keep theirs")
-    func audioParts() throws {
-        let audio = OutgoingMedia(kind: .audio, source: .link("https://cdn.example/v.ogg"))
-        let parts = WhatsAppCloud.parts(of: OutgoingMessage(messageID: 42, to: "+2348031234567",
-                                                            content: .whatsAppMedia(audio, caption: "Listen, Ada")))
-        let bodies = try parts.map { String(decoding: try WhatsAppCloud.body(for: $0), as: UTF8.self) }
-        let head = #"{"messaging_product":"whatsapp","recipient_type":"individual","to":"+2348031234567","#
-        let tail = #","biz_opaque_callback_data":"42"}"#
-        #expect(bodies == [
-            head + #""type":"audio","audio":{"link":"https://cdn.example/v.ogg"}"# + tail,
-            head + #""type":"text","text":{"preview_url":false,"body":"Listen, Ada"}"# + tail,
-        ])
-        for caption in [nil, ""] as [String?] {
-            #expect(WhatsAppCloud.parts(of: OutgoingMessage(messageID: 42, to: "+1", content: .whatsAppMedia(audio, caption: caption))).count == 1)
-        }
-        let image = OutgoingMessage(messageID: 42, to: "+1",
-                                    content: .whatsAppMedia(OutgoingMedia(kind: .image, source: .link("https://cdn.example/a.png")), caption: "Hi"))
-        #expect(WhatsAppCloud.parts(of: image) == [image])
     }
 }
