@@ -5,7 +5,8 @@ import CCurl
 enum TransferOptions {
     // MARK: Setting up a transfer
 
-    static func configure(_ easy: UnsafeMutableRawPointer, for transfer: Transfer, httpVersion: HTTPVersionPreference) -> CURLcode {
+    static func configure(_ easy: UnsafeMutableRawPointer, for transfer: Transfer, httpVersion: HTTPVersionPreference,
+                          authorityFile: String? = nil) -> CURLcode {
         var setup = CurlSetup(easy: easy)
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         setup.long(CURLOPT_NOSIGNAL, 1)
@@ -20,6 +21,7 @@ enum TransferOptions {
         switch transfer.request {
         case .http(let request):
             configureHTTP(&setup, request, transfer, context)
+            if let authorityFile { setup.string(CURLOPT_CAINFO, authorityFile) }
             if waitsForMultiplexing(request.url, httpVersion) { setup.long(CURLOPT_PIPEWAIT, 1) }
             switch httpVersion {
             case .automatic: break
