@@ -75,7 +75,7 @@ struct ConsentRoutes: Sendable {
         guard let body = try? await request.body.collect(upTo: maxBodyBytes),
               let parameters = try? FormURLEncoded.parse(Array(body.readableBytesView)),
               let text = InboundText.twilio(parameters) else {
-            metrics.webhookRequest(provider: provider, outcome: "bad_request")
+            metrics.webhookRequest(provider: provider, outcome: .badRequest)
             return WebhookHandler.text(.badRequest, "bad request")
         }
         var channels = directory.snapshot.twilio.filter { $0.accountSID == text.account }
@@ -93,18 +93,18 @@ struct ConsentRoutes: Sendable {
             }
         }
         guard verified else {
-            metrics.webhookRequest(provider: provider, outcome: "unauthorized")
+            metrics.webhookRequest(provider: provider, outcome: .unauthorized)
             logger.info("webhook refused", metadata: ["provider": "\(provider)", "reason": "missing or wrong signature"])
             return WebhookHandler.text(.unauthorized, "unauthorized")
         }
         do {
             try await Self.record([text], kind: .sms, pool: pool)
         } catch {
-            metrics.webhookRequest(provider: provider, outcome: "error")
+            metrics.webhookRequest(provider: provider, outcome: .error)
             logger.error("cannot record an incoming message; Twilio will retry", metadata: ["error": "\(error)"])
             return WebhookHandler.text(.serviceUnavailable, "try again later")
         }
-        metrics.webhookRequest(provider: provider, outcome: "accepted")
+        metrics.webhookRequest(provider: provider, outcome: .accepted)
         // An empty TwiML answer: Herald replies nothing itself (Twilio's own opt-out handling
         // answers STOP and START on the carrier's side).
         var headers = HTTPFields()

@@ -35,7 +35,7 @@ import Synchronization
 /// | `herald_database_sample_success` | gauge: 1 when the last database sample worked | (none) |
 /// | `herald_receipts_total` | counter: receipts stored | provider, status (the provider's word) |
 /// | `herald_receipts_applied_total` | counter: receipts matched and applied | (none) |
-/// | `herald_webhook_requests_total` | counter | provider, outcome (`accepted`, `unauthorized` (a bad or missing signature), `bad_request`, `error`) |
+/// | `herald_webhook_requests_total` | counter | provider, outcome (``WebhookOutcome``: `accepted`, `unauthorized`, `bad_request`, `too_large`, `busy`, `error`) |
 /// | `herald_webhook_ignored_total` | counter | provider (items of a verified request whose channel the verifying secret does not cover) |
 ///
 /// The gauges sampled from the database (queue, channel, broadcasts, leaders) are the same in
@@ -62,7 +62,6 @@ public final class HeraldMetrics: Sendable {
     private let registeredChannels = Mutex<Set<[String]>>([])
 
     static let outcomes = ["sent", "failed", "retried", "skipped", "cancelled", "handed_back"]
-    static let webhookOutcomes = ["accepted", "unauthorized", "bad_request", "error"]
     /// The statuses each webhook provider reports, registered at zero.
     static let receiptStatuses: [String: [String]] = [
         "whatsapp_cloud": ["sent", "delivered", "read", "failed"],
@@ -78,7 +77,7 @@ public final class HeraldMetrics: Sendable {
         self.registry = registry
         for (provider, statuses) in Self.receiptStatuses {
             for status in statuses { receiptsCounter(provider, status) }
-            for outcome in Self.webhookOutcomes { webhookCounter(provider, outcome) }
+            for outcome in WebhookOutcome.allCases { webhookCounter(provider, outcome.rawValue) }
         }
         receiptsAppliedCounter()
         for status in Self.liveBroadcastStatuses { broadcastsGauge(status) }
@@ -188,10 +187,9 @@ public final class HeraldMetrics: Sendable {
         counter("receipts_applied", "Delivery receipts applied to their message.", [:])
     }
 
-    /// One webhook request's outcome: `accepted`, `unauthorized` (bad or missing signature),
-    /// `bad_request`, `error`.
-    public func webhookRequest(provider: String, outcome: String) {
-        webhookCounter(provider, outcome).increment()
+    /// One webhook request's outcome.
+    public func webhookRequest(provider: String, outcome: WebhookOutcome) {
+        webhookCounter(provider, outcome.rawValue).increment()
     }
 
     @discardableResult
@@ -373,4 +371,21 @@ public final class QueueSampler: Sendable {
             logger.debug("cannot sample the database for metrics", metadata: ["error": "\(error)"])
         }
     }
+}
+
+/// How `herald webhooks` answered one request: the `outcome` label of
+/// `herald_webhook_requests_total`, every value registered at zero from the start.
+public enum WebhookOutcome: String, Sendable, CaseIterable {
+    /// 200: stored (or a verification handshake answered).
+    case accepted
+    /// 401: a bad or missing signature.
+    case unauthorized
+    /// 400: a body or query that does not parse as the provider's format.
+    case badRequest = "bad_request"
+    /// 413: a body over the size limit, declared or read.
+    case tooLarge = "too_large"
+    /// 503 with `Retry-After`: too many large bodies waiting to be read.
+    case busy
+    /// 503: the database could not take the receipts; the provider retries.
+    case error
 }

@@ -25,6 +25,16 @@ struct WebhookBodyReader: Sendable {
         case busy
         /// The connection failed while the body was read (400).
         case unreadable
+
+        /// How the refusal is counted in `herald_webhook_requests_total`.
+        var outcome: WebhookOutcome {
+            switch self {
+            case .malformedSignature: .unauthorized
+            case .tooLarge: .tooLarge
+            case .busy: .busy
+            case .unreadable: .badRequest
+            }
+        }
     }
 
     let maxBodyBytes: Int

@@ -254,7 +254,7 @@ struct WebhookHandler: Sendable {
         } catch {
             return unavailable(provider, error)
         }
-        metrics.webhookRequest(provider: provider, outcome: "accepted")
+        metrics.webhookRequest(provider: provider, outcome: .accepted)
         return Self.text(.ok, "ok")
     }
 
@@ -337,7 +337,7 @@ struct WebhookHandler: Sendable {
         } catch {
             return unavailable(provider, error)
         }
-        metrics.webhookRequest(provider: provider, outcome: "accepted")
+        metrics.webhookRequest(provider: provider, outcome: .accepted)
         return Self.text(.ok, "")
     }
 
@@ -364,7 +364,7 @@ struct WebhookHandler: Sendable {
     /// A body refused before or while it was read (see ``WebhookBodyReader``).
     private func refuse(_ provider: String, _ refusal: WebhookBodyReader.Refusal) -> Response {
         let (status, why, headers) = bodies.response(to: refusal)
-        metrics.webhookRequest(provider: provider, outcome: refusal == .busy ? "busy" : status == .unauthorized ? "unauthorized" : "bad_request")
+        metrics.webhookRequest(provider: provider, outcome: refusal.outcome)
         logger.log(level: status == .unauthorized ? .info : .debug, "webhook refused",
                    metadata: ["provider": "\(provider)", "status": "\(status.code)", "reason": "\(why)"])
         var response = Self.text(status, status == .serviceUnavailable ? "busy, try again later" : status.reasonPhrase.lowercased())
@@ -373,7 +373,7 @@ struct WebhookHandler: Sendable {
     }
 
     private func refuse(_ provider: String, _ status: HTTPResponse.Status, _ why: String) -> Response {
-        metrics.webhookRequest(provider: provider, outcome: status == .unauthorized ? "unauthorized" : "bad_request")
+        metrics.webhookRequest(provider: provider, outcome: status == .unauthorized ? .unauthorized : .badRequest)
         // A wrong signature is worth an operator's attention (a secret that does not match Meta's or
         // Twilio's); a malformed body is the sender's problem and only counted.
         let level: Logger.Level = status == .unauthorized ? .info : .debug
@@ -382,7 +382,7 @@ struct WebhookHandler: Sendable {
     }
 
     private func unavailable(_ provider: String, _ error: any Error) -> Response {
-        metrics.webhookRequest(provider: provider, outcome: "error")
+        metrics.webhookRequest(provider: provider, outcome: .error)
         logger.error("cannot store receipts; the provider will retry", metadata: ["provider": "\(provider)", "error": "\(error)"])
         return Self.text(.serviceUnavailable, "try again later")
     }

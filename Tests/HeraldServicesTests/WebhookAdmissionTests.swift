@@ -13,6 +13,11 @@ import Glibc
 struct WebhookAdmissionTests {
     typealias Server = WebhookServerTests
 
+    /// The server's `/metrics`, parsed.
+    static func metrics(_ h: WebhookServerTests.Harness) async throws -> [String: Double] {
+        try PrometheusText.parse(String(decoding: try await h.request("GET", "/metrics").body, as: UTF8.self))
+    }
+
     /// A connection that sends only what it is told, so a test can stop in the middle of a request.
     final class RawConnection {
         let fd: Int32
@@ -119,6 +124,9 @@ struct WebhookAdmissionTests {
             #expect(Self.status(head) == 413, "no 413 before the body was sent: \(head ?? "no answer")")
             #expect(head?.lowercased().contains("connection: close") == true)
             #expect(try await client.closed(), "the connection stayed open for the body nobody will read")
+            let samples = try await Self.metrics(h)
+            #expect(samples[#"herald_webhook_requests_total{outcome="too_large",provider="whatsapp_cloud"}"#] == 1)
+            #expect(samples[#"herald_webhook_requests_total{outcome="bad_request",provider="whatsapp_cloud"}"#] == 0)
         }
     }
 
@@ -176,6 +184,7 @@ struct WebhookAdmissionTests {
             #expect(Self.status(head) == 503, "\(head ?? "no answer")")
             #expect(head?.lowercased().contains("retry-after: 1") == true)
             #expect(try await refused.closed())
+            #expect(try await Self.metrics(h)[#"herald_webhook_requests_total{outcome="busy",provider="whatsapp_cloud"}"#] == 1)
 
             let small = Server.metaStatus("wamid.\(wa)", "delivered", callback: wa)
             let signed = WebhookSignature.meta(body: Array(small.utf8), appSecret: Server.appSecret)

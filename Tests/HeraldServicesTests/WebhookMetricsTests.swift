@@ -92,6 +92,9 @@ struct WebhookMetricsTests {
         let samples = try PrometheusText.parse(HeraldMetrics().exposition())
         #expect(samples[#"herald_webhook_requests_total{outcome="unauthorized",provider="whatsapp_cloud"}"#] == 0)
         #expect(samples[#"herald_webhook_requests_total{outcome="unauthorized",provider="twilio"}"#] == 0)
+        for outcome in ["accepted", "bad_request", "too_large", "busy", "error"] {
+            #expect(samples[#"herald_webhook_requests_total{outcome="\#(outcome)",provider="whatsapp_cloud"}"#] == 0, "\(outcome)")
+        }
         #expect(samples[#"herald_receipts_total{provider="twilio",status="delivered"}"#] == 0)
         #expect(samples["herald_receipts_applied_total"] == 0)
         #expect(samples[#"herald_broadcasts{status="sending"}"#] == 0)
