@@ -36,39 +36,35 @@ struct RowDecodingTests {
         }
     }
 
+    /// The one row `sql` returns, and the error decoding its column `name` as `type` gives.
+    static func decodingError<T: PostgresDecodable>(_ type: T.Type, _ name: String, in sql: PostgresQuery) async throws
+        -> (row: PostgresRow, error: PostgresError?) {
+        try await withTestDatabase(migrated: false) { db in
+            let row = try await db.connect().query(sql)[0]
+            let error = #expect(throws: PostgresError.self) { try row.decode(type, name) }
+            #expect(error?.code == .decoding)
+            return (row, error)
+        }
+    }
+
     @Test("a name the result does not have is an error that names it and lists the columns")
     func unknownName() async throws {
-        try await withTestDatabase(migrated: false) { db in
-            let conn = try await db.connect()
-            let row = try await conn.query("SELECT 1 AS id, 'x' AS label")[0]
-            let error = #expect(throws: PostgresError.self) { try row.decode(Int.self, "identifier") }
-            #expect(error?.code == .decoding)
-            #expect(error?.message.contains("\"identifier\"") == true)
-            #expect(error?.message.contains("\"id\", \"label\"") == true)
-        }
+        let (_, error) = try await Self.decodingError(Int.self, "identifier", in: "SELECT 1 AS id, 'x' AS label")
+        #expect(error?.message.contains("\"identifier\"") == true)
+        #expect(error?.message.contains("\"id\", \"label\"") == true)
     }
 
     @Test("NULL read into a non-optional is an error that names the column")
     func nullIntoNonOptional() async throws {
-        try await withTestDatabase(migrated: false) { db in
-            let conn = try await db.connect()
-            let row = try await conn.query("SELECT 1 AS id, NULL::text AS first_name")[0]
-            let error = #expect(throws: PostgresError.self) { try row.decode(String.self, "first_name") }
-            #expect(error?.code == .decoding)
-            #expect(error?.message.contains("\"first_name\" is NULL") == true)
-            #expect(try row.decode(String?.self, "first_name") == nil)
-        }
+        let (row, error) = try await Self.decodingError(String.self, "first_name", in: "SELECT 1 AS id, NULL::text AS first_name")
+        #expect(error?.message.contains("\"first_name\" is NULL") == true)
+        #expect(try row.decode(String?.self, "first_name") == nil)
     }
 
     @Test("a name two columns share is an error rather than either column's value")
     func ambiguousName() async throws {
-        try await withTestDatabase(migrated: false) { db in
-            let conn = try await db.connect()
-            let row = try await conn.query("SELECT 1 AS id, 2 AS id, 3 AS other")[0]
-            let error = #expect(throws: PostgresError.self) { try row.decode(Int.self, "id") }
-            #expect(error?.code == .decoding)
-            #expect(error?.message.contains("more than one column is named \"id\"") == true)
-            #expect(try row.decode(Int.self, "other") == 3)
-        }
+        let (row, error) = try await Self.decodingError(Int.self, "id", in: "SELECT 1 AS id, 2 AS id, 3 AS other")
+        #expect(error?.message.contains("more than one column is named \"id\"") == true)
+        #expect(try row.decode(Int.self, "other") == 3)
     }
 }
