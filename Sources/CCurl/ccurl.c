@@ -68,3 +68,7 @@ int ccurl_multi_info_read_done(CURLM *multi, CURL **easy, CURLcode *result) {
     }
     return 0;
 }
+
+unsigned int ccurl_version_num(void) {
+    return curl_version_info(CURLVERSION_NOW)->version_num;
+}

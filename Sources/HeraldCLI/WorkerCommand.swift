@@ -15,7 +15,8 @@ struct Worker: AsyncParsableCommand {
             flight are bounded by --max-in-flight (Little's law: msg/s = in flight / provider
             latency; 2048 in flight at 200 ms is 10,000 msg/s), not by --lanes. Secrets are read from the
             environment variables that channel settings name (*_env). HERALD_PUBLIC_URL sets the
-            base of Twilio status callbacks. SIGTERM or SIGINT: stops claiming, finishes in-flight
+            base of Twilio status callbacks; HERALD_PROVIDER_CA_FILE, a PEM file of certificate
+            authorities to verify providers' HTTPS servers with instead of the system's. SIGTERM or SIGINT: stops claiming, finishes in-flight
             sends within --shutdown-grace, hands back the rest, exits 0.
             """)
 
@@ -52,8 +53,11 @@ struct Worker: AsyncParsableCommand {
         guard maxInFlightPerChannel > 0, maxInFlightPerChannel <= 100_000 else {
             throw ValidationError("--max-in-flight-per-channel must be between 1 and 100000")
         }
-        guard WorkerHTTPVersion(rawValue: httpVersion) != nil else {
+        guard let version = WorkerHTTPVersion(rawValue: httpVersion) else {
             throw ValidationError("--http-version must be one of: \(WorkerHTTPVersion.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let problem = version.problem(libcurlVersion: WorkerHTTPVersion.loadedLibcurlVersion) {
+            throw ValidationError("--http-version: \(problem)")
         }
         guard restartGraceSeconds >= 0, restartGraceSeconds <= 3_600 else {
             throw ValidationError("--restart-grace-seconds must be between 0 and 3600")
@@ -63,6 +67,10 @@ struct Worker: AsyncParsableCommand {
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = makeLogger("herald.worker", common)
+        var config = WorkerConfiguration(databaseURL: PostgresConnection.environmentConnectionString)
+        if let file = config.providerAuthorityFile, !FileManager.default.isReadableFile(atPath: file) {
+            fail("HERALD_PROVIDER_CA_FILE names \(file), which cannot be read: set it to a PEM file of certificate authorities, or unset it for the system's")
+        }
         // Fail fast, with one line, when the database cannot be reached at all.
         do {
             let probe = try await PostgresConnection.connect(PostgresConnection.environmentConnectionString, logger: logger)
@@ -70,7 +78,6 @@ struct Worker: AsyncParsableCommand {
         } catch {
             fail("cannot connect to the database: \(error)")
         }
-        var config = WorkerConfiguration(databaseURL: PostgresConnection.environmentConnectionString)
         config.batchSize = batchSize
         config.lanes = lanes
         config.lease = .seconds(leaseSeconds)

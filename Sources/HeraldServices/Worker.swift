@@ -42,7 +42,8 @@ public final class Worker: Service, Sendable {
         let config = configuration
         let pool = PostgresPool(connectionString: config.databaseURL, maxConnections: config.lanes + 2,
                                 applicationName: "herald-worker", logger: logger)
-        let transport = CurlTransport(maxInFlight: config.maxInFlight, httpVersion: config.httpVersion, logger: logger)
+        let transport = CurlTransport(maxInFlight: config.maxInFlight, httpVersion: config.httpVersion,
+                                      authorityFile: config.providerAuthorityFile, logger: logger)
         let rules = OutcomeRules(backoff: config.backoff)
         let holds = ChannelHolds()
         let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel)

@@ -56,6 +56,10 @@ public struct WorkerConfiguration: Sendable {
     public var backoff = Backoff(base: .seconds(1), cap: .seconds(300))
     /// HTTP/1.1 keep-alive, HTTP/2 where the provider offers it (default), or h2c with prior knowledge.
     public var httpVersion: WorkerHTTPVersion = .automatic
+    /// `HERALD_PROVIDER_CA_FILE`: a PEM file of certificate authorities providers' HTTPS servers
+    /// are verified with instead of the system's (an egress proxy that re-signs, a local
+    /// stand-in for a provider); nil for the system's trust store.
+    public var providerAuthorityFile: String?
     /// Outcomes written per statement at most.
     public var recordBatchSize: Int = 2000
 
@@ -65,6 +69,7 @@ public struct WorkerConfiguration: Sendable {
         self.workerID = workerID
         self.environment = environment
         self.publicURL = environment["HERALD_PUBLIC_URL"]
+        self.providerAuthorityFile = environment["HERALD_PROVIDER_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// What providers read from this process: secrets, the public URL, the request timeout and

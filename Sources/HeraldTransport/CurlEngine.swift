@@ -29,6 +29,9 @@ final class CurlEngine: @unchecked Sendable {
     let shared = Mutex(Shared())
     let maxInFlight: Int
     let httpVersion: HTTPVersionPreference
+    /// A PEM file of certificate authorities HTTPS servers are verified with instead of the
+    /// system's; nil for the system's.
+    let authorityFile: String?
     let logger: Logger
     let multi: UnsafeMutableRawPointer
     private let finished = DispatchGroup()
@@ -41,9 +44,10 @@ final class CurlEngine: @unchecked Sendable {
     /// Transfers `collectCompleted` found done, kept between calls so its buffer is reused.
     private var completedScratch: [(Transfer, Result<HTTPResponse, TransportError>, Duration)] = []
 
-    init(maxInFlight: Int, httpVersion: HTTPVersionPreference, logger: Logger) {
+    init(maxInFlight: Int, httpVersion: HTTPVersionPreference, authorityFile: String?, logger: Logger) {
         self.maxInFlight = maxInFlight
         self.httpVersion = httpVersion
+        self.authorityFile = authorityFile
         self.logger = logger
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
         self.multi = multi
@@ -221,7 +225,7 @@ final class CurlEngine: @unchecked Sendable {
                 continue
             }
             transfer.easy = easy
-            let setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion)
+            let setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion, authorityFile: authorityFile)
             if setup == CURLE_OK, curl_multi_add_handle(multi, easy) == CURLM_OK {
                 active[easy] = transfer
             } else {

@@ -38,9 +38,14 @@ public final class CurlTransport: Sendable {
     ///   - logger: Used for debug-level messages about failed transfers; nothing above debug.
     ///   - httpVersion: HTTP/1.1 keep-alive, HTTP/2 where offered (the default), or HTTP/2 with
     ///     prior knowledge.
-    public init(maxInFlight: Int = 128, httpVersion: HTTPVersionPreference = .automatic, logger: Logger) {
+    ///   - authorityFile: A PEM file of certificate authorities that HTTPS servers are verified
+    ///     with instead of the system's (`CURLOPT_CAINFO`): an egress proxy that re-signs, or a
+    ///     provider stand-in with a private CA. Verification itself is never turned off. Mail
+    ///     submissions use their channel's own `ca_file`.
+    public init(maxInFlight: Int = 128, httpVersion: HTTPVersionPreference = .automatic, authorityFile: String? = nil,
+                logger: Logger) {
         _ = CurlGlobal.initialized
-        engine = CurlEngine(maxInFlight: max(1, maxInFlight), httpVersion: httpVersion, logger: logger)
+        engine = CurlEngine(maxInFlight: max(1, maxInFlight), httpVersion: httpVersion, authorityFile: authorityFile, logger: logger)
         engine.start()
     }
 

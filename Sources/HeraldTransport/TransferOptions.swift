@@ -5,14 +5,18 @@ import CCurl
 enum TransferOptions {
     // MARK: Setting up a transfer
 
-    static func configure(_ easy: UnsafeMutableRawPointer, for transfer: Transfer, httpVersion: HTTPVersionPreference) -> CURLcode {
+    static func configure(_ easy: UnsafeMutableRawPointer, for transfer: Transfer, httpVersion: HTTPVersionPreference,
+                          authorityFile: String? = nil) -> CURLcode {
         var setup = CurlSetup(easy: easy)
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         setup.long(CURLOPT_NOSIGNAL, 1)
         setup.long(CURLOPT_TCP_KEEPALIVE, 1)
         // A 4 KiB receive buffer, not libcurl's 16 KiB: each of thousands of transfers in flight
         // holds one, and providers answer in a few hundred bytes (a longer answer takes more reads).
-        setup.long(CURLOPT_BUFFERSIZE, 4096)
+        // Only an economy, so its result is not kept: libcurl 7.88 refuses the option
+        // (CURLE_BAD_FUNCTION_ARGUMENT) on a reused handle whose buffer an HTTP/2 transfer
+        // allocated, and `curl_easy_reset` does not free it.
+        _ = ccurl_setopt_long(easy, CURLOPT_BUFFERSIZE, 4096)
         setup.pointer(CURLOPT_PRIVATE, context)
         setup.result(ccurl_setopt_write_callback(easy, curlWriteCallback))
         setup.pointer(CURLOPT_WRITEDATA, context)
@@ -20,6 +24,7 @@ enum TransferOptions {
         switch transfer.request {
         case .http(let request):
             configureHTTP(&setup, request, transfer, context)
+            if let authorityFile { setup.string(CURLOPT_CAINFO, authorityFile) }
             if waitsForMultiplexing(request.url, httpVersion) { setup.long(CURLOPT_PIPEWAIT, 1) }
             switch httpVersion {
             case .automatic: break

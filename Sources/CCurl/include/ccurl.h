@@ -34,6 +34,9 @@ CURLcode ccurl_getinfo_pointer(CURL *handle, CURLINFO info, void **value);
 // MARK: multi handle
 CURLMcode ccurl_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
 
+/* The loaded libcurl's version as 0xXXYYZZ (CURLVERSION_NOW is a macro Swift cannot import). */
+unsigned int ccurl_version_num(void);
+
 /// Fields of a `CURLMsg`, whose `data` member is a union Swift imports awkwardly.
 /// Returns 1 when a message was read (and fills the out-parameters), 0 when the queue is empty.
 int ccurl_multi_info_read_done(CURLM *multi, CURL **easy, CURLcode *result);
