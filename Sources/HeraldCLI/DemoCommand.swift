@@ -97,7 +97,7 @@ struct Demo: AsyncParsableCommand {
             say("starting a private PostgreSQL in \(cluster.directory) (removed on exit)")
             url = try await cluster.start()
             connection = try await PostgresConnection.connect(url, applicationName: "herald-demo", logger: logger)
-            let version = try await connection.query("SHOW server_version")[0].decode(String.self, at: 0)
+            let version = try await connection.query("SHOW server_version")[0].decode(String.self, "server_version")
             say("PostgreSQL \(version) is up on 127.0.0.1:\(cluster.port ?? 0) and a socket in that directory")
         } else {
             url = PostgresConnection.environmentConnectionString
@@ -106,8 +106,11 @@ struct Demo: AsyncParsableCommand {
             } catch {
                 throw DemoFailure("cannot connect to the database in DATABASE_URL: \(error)")
             }
-            let row = try await connection.query("SELECT current_database(), coalesce(inet_server_addr()::text, 'local socket'), current_setting('port')")[0]
-            say("using the database in DATABASE_URL: \(try row.decode(String.self, at: 0)) on \(try row.decode(String.self, at: 1)), port \(try row.decode(String.self, at: 2)); the demo's rows stay there")
+            let row = try await connection.query("""
+                SELECT current_database() AS database, coalesce(inet_server_addr()::text, 'local socket') AS host,
+                       current_setting('port') AS port
+                """)[0]
+            say("using the database in DATABASE_URL: \(try row.decode(String.self, "database")) on \(try row.decode(String.self, "host")), port \(try row.decode(String.self, "port")); the demo's rows stay there")
         }
         do {
             try await exercise(on: connection, url: url, cluster: cluster, interrupts: interrupts, clock: clock, logger: logger)

@@ -3,18 +3,10 @@ import Foundation
 import Glibc
 import Logging
 
-/// One notification received on a channel the connection listens to.
-public struct PostgresNotification: Sendable, Equatable {
-    public var channel: String
-    public var payload: String
-    /// Backend process that sent it.
-    public var senderPID: Int32
-}
-
 /// One PostgreSQL connection through libpq.
 ///
-/// (Over 400 lines on purpose: everything that touches the `PGconn*` — statements, pipelines,
-/// LISTEN, results — stays inside the one actor that owns it.)
+/// Everything that touches the `PGconn*` is isolated to this actor: statements, pipelines and
+/// results here; LISTEN/NOTIFY in `PostgresNotifications.swift`.
 ///
 /// **Threading model.** The connection is an actor whose executor is a dedicated OS thread
 /// (``ThreadExecutor``). libpq's calls block; here they only ever block that thread, never Swift's
@@ -33,7 +25,7 @@ public actor PostgresConnection {
     private var connection: PGHandle?
     private var handle: OpaquePointer? { connection?.raw }
     /// An eventfd that interrupts a blocking wait for notifications (cancellation, ``interrupt()``).
-    private nonisolated let wakeFD: Int32
+    nonisolated let wakeFD: Int32
     private let logger: Logger
     /// Statements prepared on this session by ``preparedQuery(_:)``: SQL text → statement name.
     private var preparedStatements: [String: String] = [:]
@@ -157,7 +149,7 @@ public actor PostgresConnection {
         connection = nil
     }
 
-    private func live() throws -> OpaquePointer {
+    func live() throws -> OpaquePointer {
         guard let handle else { throw PostgresError(code: .connectionClosed, message: "the connection is closed") }
         return handle
     }
@@ -300,85 +292,6 @@ public actor PostgresConnection {
         }
     }
 
-    // MARK: LISTEN / NOTIFY
-
-    /// Starts listening on `channel` (an identifier; quoted for you).
-    public func listen(_ channel: String) throws {
-        try simpleQuery("LISTEN \(try quoteIdentifier(channel))")
-    }
-
-    /// Stops listening on `channel`.
-    public func unlisten(_ channel: String) throws {
-        try simpleQuery("UNLISTEN \(try quoteIdentifier(channel))")
-    }
-
-    /// Quotes an identifier with libpq's own escaping.
-    public func quoteIdentifier(_ name: String) throws -> String {
-        let conn = try live()
-        guard let p = PQescapeIdentifier(conn, name, name.utf8.count) else {
-            throw PostgresError(code: .client, message: PostgresError.lastLine(PQerrorMessage(conn)))
-        }
-        defer { PQfreemem(p) }
-        return String(cString: p)
-    }
-
-    /// Waits until notifications arrive on a channel this connection listens to, or `timeout`
-    /// passes (then returns an empty array), without polling the server: the connection's own
-    /// thread sleeps in `poll(2)` on the socket.
-    ///
-    /// - Throws: `CancellationError` promptly when the calling task is cancelled;
-    ///   ``PostgresError`` `.connectionLost` when the connection breaks (reconnect, `LISTEN` again,
-    ///   and catch up with a query: notifications sent meanwhile are lost).
-    public func waitForNotifications(timeout: Duration) async throws -> [PostgresNotification] {
-        try await withTaskCancellationHandler {
-            try self.blockingWait(timeout: timeout)
-        } onCancel: {
-            self.interrupt()
-        }
-    }
-
-    /// Wakes a pending ``waitForNotifications(timeout:)`` early (it returns what it has, maybe nothing).
-    public nonisolated func interrupt() {
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
-    }
-
-    private func blockingWait(timeout: Duration) throws -> [PostgresNotification] {
-        let conn = try live()
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            try Task.checkCancellation()
-            guard PQconsumeInput(conn) == 1 else {
-                throw PostgresError(code: .connectionLost, message: PostgresError.lastLine(PQerrorMessage(conn)))
-            }
-            var received: [PostgresNotification] = []
-            while let n = PQnotifies(conn) {
-                received.append(PostgresNotification(channel: String(cString: n.pointee.relname),
-                                                     payload: String(cString: n.pointee.extra),
-                                                     senderPID: n.pointee.be_pid))
-                PQfreemem(n)
-            }
-            if !received.isEmpty { return received }
-            let remaining = deadline - ContinuousClock.now
-            if remaining <= .zero { return [] }
-            let (s, atto) = remaining.components
-            // Clamped before multiplying: a huge timeout waits Int32.max ms at a time, never traps.
-            let ms = s >= Int64(Int32.max) / 1000 ? Int32.max : Int32(clamping: s * 1000 + atto / 1_000_000_000_000_000 + 1)
-            var fds = [pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-            let rc = poll(&fds, 2, ms)
-            if rc < 0 && errno != EINTR {
-                throw PostgresError(code: .client, message: "poll failed: errno \(errno)")
-            }
-            if fds[1].revents != 0 {
-                var value: UInt64 = 0
-                _ = read(wakeFD, &value, 8)
-                try Task.checkCancellation()
-                return []
-            }
-        }
-    }
-
     // MARK: Results
 
     private func consume(_ result: OpaquePointer?, conn: OpaquePointer) throws -> PostgresRows {
@@ -418,35 +331,5 @@ public actor PostgresConnection {
         }
         let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
         return PostgresRows(columns: columns, values: values, affectedRows: affected)
-    }
-}
-
-/// Owns one `PGconn*` and frees it once, in deinit.
-///
-/// `@unchecked Sendable`: it is only ever used on its ``PostgresConnection``'s own thread; the
-/// conformance only lets the actor's nonisolated deinit release it.
-final class PGHandle: @unchecked Sendable {
-    let raw: OpaquePointer
-    init(raw: OpaquePointer) { self.raw = raw }
-    deinit { PQfinish(raw) }
-}
-
-/// Calls `body` with C strings for `binds` (NULL pointers for nil), valid only during the call.
-private func withParameters<R>(_ binds: [String?], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
-    if binds.isEmpty { return body(0, nil) }
-    var pointers: [UnsafeMutablePointer<CChar>?] = binds.map { $0.map { strdup($0) } ?? nil }
-    defer { for p in pointers { free(p) } }
-    return pointers.withUnsafeMutableBufferPointer { buffer in
-        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
-            body(Int32(binds.count), $0)
-        }
-    }
-}
-
-private func withArrayOfCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
-    defer { for p in pointers { free(p) } }
-    return pointers.withUnsafeMutableBufferPointer { buffer in
-        buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) { body($0) }
     }
 }

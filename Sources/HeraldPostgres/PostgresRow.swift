@@ -1,33 +1,41 @@
 /// The rows a statement returned, copied out of libpq's result as Sendable values.
 public struct PostgresRows: Sendable, RandomAccessCollection {
+    /// The result's column names and their lookup table, shared by every row.
+    public let columnTable: PostgresColumns
     /// Column names in order.
-    public let columns: [String]
+    public var columns: [String] { columnTable.names }
     /// Row-major values; nil is NULL.
     let values: [String?]
     /// Rows changed by an INSERT/UPDATE/DELETE (`PQcmdTuples`), 0 when not applicable.
     public let affectedRows: Int
 
     init(columns: [String], values: [String?], affectedRows: Int) {
-        self.columns = columns
+        self.columnTable = PostgresColumns(columns)
         self.values = values
         self.affectedRows = affectedRows
     }
 
     public var startIndex: Int { 0 }
-    public var endIndex: Int { columns.isEmpty ? 0 : values.count / columns.count }
+    public var endIndex: Int { columnTable.names.isEmpty ? 0 : values.count / columnTable.names.count }
     public subscript(position: Int) -> PostgresRow {
-        PostgresRow(columns: columns, values: values[position * columns.count ..< (position + 1) * columns.count])
+        let width = columnTable.names.count
+        return PostgresRow(columnTable: columnTable, values: values[position * width ..< (position + 1) * width])
     }
 }
 
-/// One row. Decode columns by position or by name:
+/// One row. Decode columns by name (what Herald's stores do: the SQL's column names and `AS`
+/// aliases say what each value is), or by position:
 /// ```swift
-/// let id = try row.decode(Int64.self, at: 0)
 /// let email = try row.decode(String?.self, "email")
+/// let id = try row.decode(Int64.self, at: 0)
 /// ```
 public struct PostgresRow: Sendable {
-    public let columns: [String]
+    /// The result's column names and their lookup table.
+    public let columnTable: PostgresColumns
     let values: ArraySlice<String?>
+
+    /// Column names in order.
+    public var columns: [String] { columnTable.names }
 
     /// The raw text of column `index`, nil for NULL.
     public func text(at index: Int) -> String? { values[values.startIndex + index] }
@@ -51,10 +59,9 @@ public struct PostgresRow: Sendable {
     }
 
     /// Decodes the column named `name` as `type`.
+    /// - Throws: ``PostgresError`` with code `.decoding` when no column (or more than one) has
+    ///   that name, or the value does not decode as `type`, naming the column.
     public func decode<T: PostgresDecodable>(_ type: T.Type, _ name: String) throws(PostgresError) -> T {
-        guard let index = columns.firstIndex(of: name) else {
-            throw PostgresError(code: .decoding, message: "no column named \"\(name)\"")
-        }
-        return try decode(type, at: index)
+        try decode(type, at: columnTable.position(of: name))
     }
 }

@@ -38,7 +38,7 @@ public enum PreviewService {
                               environment: ProviderEnvironment) async throws -> BroadcastPreview? {
         let scheduler = SchedulerStore(store.connection)
         guard let definition = try await scheduler.definition(of: id, statuses: nil) else { return nil }
-        let status = try await store.connection.query("SELECT status FROM herald.broadcasts WHERE id = \(id)")[0].decode(String.self, at: 0)
+        let status = try await store.connection.query("SELECT status FROM herald.broadcasts WHERE id = \(id)")[0].decode(String.self, "status")
         var preview = BroadcastPreview(
             broadcastID: id, name: definition.name, status: status, channel: definition.channel?.name, kind: definition.channel?.kind,
             errors: [], warnings: [], audience: 0, eligible: 0,

@@ -29,7 +29,7 @@ public struct AttachmentStore: Sendable {
     public func urls(of broadcastID: Int64, on connection: PostgresConnection) async throws -> [String] {
         try await connection.query("""
             SELECT url FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID) ORDER BY position
-            """).map { try $0.decode(String.self, at: 0) }
+            """).map { try $0.decode(String.self, "url") }
     }
 
     /// Replaces a broadcast's attachments with `attachments`, in one statement.
@@ -55,16 +55,16 @@ public struct AttachmentStore: Sendable {
     /// skips the breaks).
     public func load(of broadcastID: Int64, on connection: PostgresConnection) async throws -> [BroadcastAttachment] {
         let rows = try await connection.query("""
-            SELECT position, url, filename, content_type, encode(bytes, 'base64')
+            SELECT position, url, filename, content_type, encode(bytes, 'base64') AS base64
             FROM herald.broadcast_attachments WHERE broadcast_id = \(broadcastID) ORDER BY position
             """)
         var attachments: [BroadcastAttachment] = []
         for row in rows {
-            let text = try row.decode(String.self, at: 4)
-            attachments.append(BroadcastAttachment(position: try row.decode(Int.self, at: 0),
-                                                   url: try row.decode(String.self, at: 1),
-                                                   filename: try row.decode(String.self, at: 2),
-                                                   contentType: try row.decode(String.self, at: 3),
+            let text = try row.decode(String.self, "base64")
+            attachments.append(BroadcastAttachment(position: try row.decode(Int.self, "position"),
+                                                   url: try row.decode(String.self, "url"),
+                                                   filename: try row.decode(String.self, "filename"),
+                                                   contentType: try row.decode(String.self, "content_type"),
                                                    bytes: [UInt8](Data(base64Encoded: text, options: .ignoreUnknownCharacters) ?? Data())))
         }
         return attachments

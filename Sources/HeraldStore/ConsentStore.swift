@@ -17,8 +17,8 @@ public struct ConsentStore: Sendable {
     public func recordKeyword(_ keyword: ConsentKeyword, phone: String, kind: ChannelKind,
                               on connection: PostgresConnection) async throws -> Int {
         try await connection.query("""
-            SELECT herald.record_keyword(\(phone), \(kind.rawValue), \(keyword.rawValue))
-            """)[0].decode(Int.self, at: 0)
+            SELECT herald.record_keyword(\(phone), \(kind.rawValue), \(keyword.rawValue)) AS changed
+            """)[0].decode(Int.self, "changed")
     }
 
     /// Inserts provider opt-outs (source `provider`) for the given failed messages whose error
@@ -27,28 +27,29 @@ public struct ConsentStore: Sendable {
     @discardableResult
     public func recordProviderOptOuts(messageIDs: [Int64], errorCodes: [String?], on connection: PostgresConnection) async throws -> Int {
         try await connection.query("""
-            SELECT herald.record_provider_opt_outs(\(messageIDs)::bigint[], \(errorCodes)::text[])
-            """)[0].decode(Int.self, at: 0)
+            SELECT herald.record_provider_opt_outs(\(messageIDs)::bigint[], \(errorCodes)::text[]) AS inserted
+            """)[0].decode(Int.self, "inserted")
     }
 
     /// The unsubscribe link of `messageID` was used: opts its contact out of the channel's kind.
     /// - Returns: nil when the message does not exist, else whether a row was inserted.
     public func recordLinkOptOut(messageID: Int64, on connection: PostgresConnection) async throws -> Bool? {
-        try await connection.query("SELECT herald.record_link_opt_out(\(messageID))")[0].decode(Int?.self, at: 0).map { $0 > 0 }
+        try await connection.query("SELECT herald.record_link_opt_out(\(messageID)) AS inserted")[0].decode(Int?.self, "inserted").map { $0 > 0 }
     }
 
     /// Opt-outs by source (`admin` for the admin tool's NULL) and channel kind.
     public func optOutCounts(on connection: PostgresConnection) async throws -> [(source: String, kind: String, count: Int)] {
         try await connection.query("""
-            SELECT coalesce(source, 'admin'), channel_kind, count(*) FROM herald.opt_outs GROUP BY 1, 2 ORDER BY 1, 2
-            """).map { (try $0.decode(String.self, at: 0), try $0.decode(String.self, at: 1), try $0.decode(Int.self, at: 2)) }
+            SELECT coalesce(source, 'admin') AS source, channel_kind, count(*) AS opt_outs
+            FROM herald.opt_outs GROUP BY 1, 2 ORDER BY 1, 2
+            """).map { (try $0.decode(String.self, "source"), try $0.decode(String.self, "channel_kind"), try $0.decode(Int.self, "opt_outs")) }
     }
 
     /// Messages waiting for their channel's messaging tier, per broadcast.
     public func tierWaiting(on connection: PostgresConnection) async throws -> [Int64: Int] {
         var out: [Int64: Int] = [:]
         for r in try await connection.query("SELECT broadcast_id, waiting FROM herald.tier_waiting()") {
-            out[try r.decode(Int64.self, at: 0)] = try r.decode(Int.self, at: 1)
+            out[try r.decode(Int64.self, "broadcast_id")] = try r.decode(Int.self, "waiting")
         }
         return out
     }
@@ -57,7 +58,8 @@ public struct ConsentStore: Sendable {
     /// one CTE): of the locked jobs `messageIDs`, those that may be sent now; the rest are put
     /// off until the window frees.
     public func tierAdmit(channelID: Int64, messageIDs: [Int64], on connection: PostgresConnection) async throws -> [Int64] {
-        try await connection.query("SELECT herald.tier_admit(\(channelID), \(messageIDs)::bigint[])").map { try $0.decode(Int64.self, at: 0) }
+        try await connection.query("SELECT herald.tier_admit(\(channelID), \(messageIDs)::bigint[]) AS message_id")
+            .map { try $0.decode(Int64.self, "message_id") }
     }
 }
 
@@ -80,12 +82,12 @@ extension ConsentStore {
         let optOuts = try await optOutCounts(on: connection).map { ConsentSample.OptOuts(source: $0.source, kind: $0.kind, count: $0.count) }
         var waiting: [String: Int] = [:]
         for r in try await connection.query("""
-            SELECT ch.name, coalesce(sum(t.waiting), 0)::bigint
+            SELECT ch.name, coalesce(sum(t.waiting), 0)::bigint AS waiting
             FROM herald.channels ch LEFT JOIN herald.tier_waiting() t ON t.channel_id = ch.id
             WHERE ch.settings ? 'daily_limit' OR t.channel_id IS NOT NULL
             GROUP BY ch.name
             """) {
-            waiting[try r.decode(String.self, at: 0)] = try r.decode(Int.self, at: 1)
+            waiting[try r.decode(String.self, "name")] = try r.decode(Int.self, "waiting")
         }
         return ConsentSample(optOuts: optOuts, tierWaiting: waiting)
     }

@@ -98,10 +98,10 @@ public enum DatabaseRoles {
     /// turns). Does nothing when a role is missing and cannot be created.
     public static func ensure(on connection: PostgresConnection) async throws -> Outcome {
         let canCreate = try await connection.query("""
-            SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user
-            """).first?.decode(Bool.self, at: 0) ?? false
-        let existing = Set(try await connection.query("SELECT rolname::text FROM pg_roles WHERE rolname = ANY(\(all)::text[])")
-            .map { try $0.decode(String.self, at: 0) })
+            SELECT rolsuper OR rolcreaterole AS can_create FROM pg_roles WHERE rolname = current_user
+            """).first?.decode(Bool.self, "can_create") ?? false
+        let existing = Set(try await connection.query("SELECT rolname::text AS rolname FROM pg_roles WHERE rolname = ANY(\(all)::text[])")
+            .map { try $0.decode(String.self, "rolname") })
         let missing = all.filter { !existing.contains($0) }
         if !missing.isEmpty && !canCreate { return .notPermitted(missing: missing) }
         try await connection.simpleQuery("BEGIN")

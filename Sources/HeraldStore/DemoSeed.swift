@@ -101,7 +101,7 @@ public enum DemoSeed {
         var groupIDs: [String: Int64] = [:]
         var groups: [(name: String, members: Int)] = []
         for (name, rule) in groupRules {
-            let id = try c.query("INSERT INTO herald.groups (name) VALUES (\(name + suffix)) RETURNING id")[0].decode(Int64.self, at: 0)
+            let id = try c.query("INSERT INTO herald.groups (name) VALUES (\(name + suffix)) RETURNING id")[0].decode(Int64.self, "id")
             // The rule is one of the constants above, never input.
             let members = try c.execute(PostgresQuery(unsafeSQL: """
                 INSERT INTO herald.group_members (group_id, contact_id) SELECT $1::bigint, id FROM demo_people WHERE \(rule)
@@ -125,7 +125,7 @@ public enum DemoSeed {
                 VALUES (\(kind + "-sandbox" + channelSuffix), \(kind), 'sandbox', \(settings)::jsonb,
                         \(options.ratePerSecond), \(options.burst))
                 RETURNING id
-                """)[0].decode(Int64.self, at: 0)
+                """)[0].decode(Int64.self, "id")
             channels[kind] = id
             channelList.append((id, phoneNumberID))
         }
@@ -135,7 +135,7 @@ public enum DemoSeed {
                     'Hello {{1}}! Our weekend sale in {{2}} starts now: {{3}} off for {{4}} members. Reply STOP to opt out.',
                     'approved')
             RETURNING id
-            """)[0].decode(Int64.self, at: 0)
+            """)[0].decode(Int64.self, "id")
         // A media template (issue 18): its image header is filled by the broadcast's `media`, a
         // personalized link the provider fetches (the sandbox accepts it without fetching).
         let mediaTemplate = try c.query("""
@@ -143,7 +143,7 @@ public enum DemoSeed {
             VALUES (\(channels["whatsapp"]!), 'new_lookbook', 'en_US',
                     'Hi {{1}}, the new lookbook for {{2}} is out. Reply STOP to opt out.', 'approved', 'marketing', 'image')
             RETURNING id
-            """)[0].decode(Int64.self, at: 0)
+            """)[0].decode(Int64.self, "id")
 
         // 4. Broadcasts, all `scheduled`: the scheduler takes it from here.
         struct Spec {
@@ -188,7 +188,7 @@ public enum DemoSeed {
                         CASE WHEN \(spec.later)::boolean THEN clock_timestamp() + make_interval(secs => \(laterSeconds)::float8) END,
                         'scheduled')
                 RETURNING id
-                """)[0].decode(Int64.self, at: 0)
+                """)[0].decode(Int64.self, "id")
             for group in spec.groups {
                 try c.execute("INSERT INTO herald.broadcast_groups (broadcast_id, group_id) VALUES (\(id), \(groupIDs[group]!))")
             }

@@ -15,13 +15,13 @@ public struct HistoryStore: Sendable {
               AND NOT EXISTS (SELECT 1 FROM herald.jobs j WHERE j.broadcast_id = b.id)
             ORDER BY coalesce(b.finished_at, b.created_at)
             LIMIT 1
-            """).first?.decode(Int64.self, at: 0)
+            """).first?.decode(Int64.self, "id")
     }
 
     /// Deletes up to `limit` messages of one broadcast, keeping its counts in `broadcast_report`.
     /// - Returns: how many were deleted; fewer than `limit` means none is left.
     public func pruneMessages(of broadcast: Int64, limit: Int, on connection: PostgresConnection) async throws -> Int {
-        try await connection.query("SELECT herald.prune_broadcast_messages(\(broadcast), \(limit))")[0].decode(Int.self, at: 0)
+        try await connection.query("SELECT herald.prune_broadcast_messages(\(broadcast), \(limit)) AS pruned")[0].decode(Int.self, "pruned")
     }
 
     /// Records that a broadcast's messages are gone, so it is not looked at again.

@@ -40,7 +40,8 @@ public struct Migrator: Sendable {
     /// gone. The session's previous `statement_timeout` is restored afterwards.
     @discardableResult
     public func migrate(on connection: PostgresConnection) async throws -> [String] {
-        let previous = try await connection.query("SELECT current_setting('statement_timeout')")[0].decode(String.self, at: 0)
+        let previous = try await connection.query("SELECT current_setting('statement_timeout') AS statement_timeout")[0]
+            .decode(String.self, "statement_timeout")
         try await connection.execute("SELECT set_config('statement_timeout', '0', false)")
         try await connection.execute("SELECT pg_advisory_lock(\(Self.lockKey))")
         do {
@@ -68,7 +69,7 @@ public struct Migrator: Sendable {
             );
             """)
         let rows = try await connection.query("SELECT version FROM herald.schema_migrations")
-        let done = Set(try rows.map { try $0.decode(Int.self, at: 0) })
+        let done = Set(try rows.map { try $0.decode(Int.self, "version") })
         var applied: [String] = []
         for migration in migrations where !done.contains(migration.version) {
             logger.info("applying migration", metadata: ["migration": "\(migration.name)"])

@@ -50,35 +50,36 @@ public struct OperationsSampleStore: Sendable {
                        (SELECT min(j.run_at) FROM herald.jobs j WHERE j.broadcast_id = l.id AND j.run_at <= now()) AS oldest
                 FROM live l WHERE l.status = 'sending'
             )
-            SELECT c.name, c.provider, c.rate_per_second::float8, c.burst,
-                   greatest(0, coalesce(extract(epoch FROM rb.refreshed_at - now()), 0))::float8,
-                   coalesce((SELECT sum(l.queued) FROM live l WHERE l.channel_id = c.id), 0)::int8,
-                   coalesce((SELECT sum(greatest(s.queued - s.waiting, 0)) FROM sending s WHERE s.channel_id = c.id), 0)::int8,
+            SELECT c.name AS channel, c.provider, c.rate_per_second::float8 AS rate_per_second, c.burst,
+                   greatest(0, coalesce(extract(epoch FROM rb.refreshed_at - now()), 0))::float8 AS throttled_seconds,
+                   coalesce((SELECT sum(l.queued) FROM live l WHERE l.channel_id = c.id), 0)::int8 AS depth,
+                   coalesce((SELECT sum(greatest(s.queued - s.waiting, 0)) FROM sending s WHERE s.channel_id = c.id), 0)::int8 AS due,
                    coalesce((SELECT extract(epoch FROM now() - min(s.oldest)) FROM sending s WHERE s.channel_id = c.id), 0)::float8
+                       AS oldest_due_age_seconds
             FROM herald.channels c
             LEFT JOIN herald.rate_buckets rb ON rb.channel_id = c.id
             ORDER BY c.name
             """).map { r in
-            ChannelSample(channel: try r.decode(String.self, at: 0), provider: try r.decode(String.self, at: 1),
-                          ratePerSecond: try r.decode(Double.self, at: 2), burst: try r.decode(Int.self, at: 3),
-                          throttledSeconds: try r.decode(Double.self, at: 4), depth: try r.decode(Int.self, at: 5),
-                          due: try r.decode(Int.self, at: 6), oldestDueAgeSeconds: try r.decode(Double.self, at: 7))
+            ChannelSample(channel: try r.decode(String.self, "channel"), provider: try r.decode(String.self, "provider"),
+                          ratePerSecond: try r.decode(Double.self, "rate_per_second"), burst: try r.decode(Int.self, "burst"),
+                          throttledSeconds: try r.decode(Double.self, "throttled_seconds"), depth: try r.decode(Int.self, "depth"),
+                          due: try r.decode(Int.self, "due"), oldestDueAgeSeconds: try r.decode(Double.self, "oldest_due_age_seconds"))
         }
         // A bigint advisory key shows in pg_locks as classid (high 32 bits) and objid (low 32 bits).
         let high = leaderLockKey >> 32
         let low = leaderLockKey & 0xFFFF_FFFF
         let leaders = try await connection.query("""
-            SELECT count(*) FROM pg_locks
+            SELECT count(*) AS leaders FROM pg_locks
             WHERE locktype = 'advisory' AND granted AND objsubid = 1
               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
               AND classid::int8 = \(high) AND objid::int8 = \(low)
-            """)[0].decode(Int.self, at: 0)
+            """)[0].decode(Int.self, "leaders")
         var broadcasts: [String: Int] = ["scheduled": 0, "sending": 0, "paused": 0]
         for r in try await connection.query("""
-            SELECT status, count(*) FROM herald.broadcasts
+            SELECT status, count(*) AS broadcasts FROM herald.broadcasts
             WHERE status IN ('scheduled', 'sending', 'paused') GROUP BY status
             """) {
-            broadcasts[try r.decode(String.self, at: 0)] = try r.decode(Int.self, at: 1)
+            broadcasts[try r.decode(String.self, "status")] = try r.decode(Int.self, "broadcasts")
         }
         return OperationsSample(channels: channels, broadcasts: broadcasts, schedulerLeaders: leaders)
     }

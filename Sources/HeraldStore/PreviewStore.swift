@@ -45,19 +45,19 @@ public struct PreviewStore: Sendable {
             SchedulerStore.audienceCTEs(of: id, eligibility: eligibility, low: low, high: high), """
             SELECT c.id, \(unescaped: SchedulerStore.skipReasonSQL(eligibility)) AS skip_reason, a.address,
                    c.first_name, c.last_name, c.phone, c.email,
-                   ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k),
-                   coalesce(c.time_zone, '')
+                   ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k) AS attrs,
+                   coalesce(c.time_zone, '') AS zone_key
             FROM audience au
             \(unescaped: SchedulerStore.audienceJoinsSQL(eligibility))
             ORDER BY c.id
             """]))
         return try rows.map { r in
             var attributes: [String: String] = [:]
-            for (key, value) in zip(attributeKeys, try r.decode([String?].self, at: 7)) { if let value { attributes[key] = value } }
-            return Candidate(contactID: try r.decode(Int64.self, at: 0), skipReason: try r.decode(String?.self, at: 1),
-                             address: try r.decode(String?.self, at: 2), firstName: try r.decode(String?.self, at: 3),
-                             lastName: try r.decode(String?.self, at: 4), phone: try r.decode(String?.self, at: 5),
-                             email: try r.decode(String?.self, at: 6), attributes: attributes, zoneKey: try r.decode(String.self, at: 8))
+            for (key, value) in zip(attributeKeys, try r.decode([String?].self, "attrs")) { if let value { attributes[key] = value } }
+            return Candidate(contactID: try r.decode(Int64.self, "id"), skipReason: try r.decode(String?.self, "skip_reason"),
+                             address: try r.decode(String?.self, "address"), firstName: try r.decode(String?.self, "first_name"),
+                             lastName: try r.decode(String?.self, "last_name"), phone: try r.decode(String?.self, "phone"),
+                             email: try r.decode(String?.self, "email"), attributes: attributes, zoneKey: try r.decode(String.self, "zone_key"))
         }
     }
 
@@ -83,7 +83,7 @@ public struct PreviewStore: Sendable {
                 SELECT send_window, local_send_at, send_at, coalesce(time_zone, 'UTC') AS zone
                 FROM herald.broadcasts WHERE id = \(id) AND (time_zone IS NULL OR herald.time_zone_known(time_zone))
             )
-            SELECT k.zone_key, k.known, r.zone, d.due_at, herald.next_send_opening(b.send_window, r.zone, d.due_at)
+            SELECT k.zone_key, k.known, r.zone, d.due_at, herald.next_send_opening(b.send_window, r.zone, d.due_at) AS first_run_at
             FROM (SELECT zone_key, zone_key = '' OR herald.time_zone_known(zone_key) AS known
                   FROM unnest(\(zoneKeys)::text[]) AS zone_key) k
             CROSS JOIN b
@@ -92,9 +92,9 @@ public struct PreviewStore: Sendable {
                                                             THEN herald.local_due_at(b.send_at, b.zone, r.zone) END) AS due_at) d
             """)
         return try rows.map {
-            ZoneTiming(zoneKey: try $0.decode(String.self, at: 0), known: try $0.decode(Bool.self, at: 1),
-                       zone: try $0.decode(String.self, at: 2), dueAt: try $0.decode(Date.self, at: 3),
-                       firstRunAt: try $0.decode(Date.self, at: 4))
+            ZoneTiming(zoneKey: try $0.decode(String.self, "zone_key"), known: try $0.decode(Bool.self, "known"),
+                       zone: try $0.decode(String.self, "zone"), dueAt: try $0.decode(Date.self, "due_at"),
+                       firstRunAt: try $0.decode(Date.self, "first_run_at"))
         }
     }
 
@@ -109,18 +109,19 @@ public struct PreviewStore: Sendable {
             """)
         var out: [String: [(opens: Date, closes: Date)]] = [:]
         for r in rows {
-            out[try r.decode(String.self, at: 0), default: []].append((try r.decode(Date.self, at: 1), try r.decode(Date.self, at: 2)))
+            out[try r.decode(String.self, "zone"), default: []].append((try r.decode(Date.self, "opens"), try r.decode(Date.self, "closes")))
         }
         return out
     }
 
     /// The channel's `rate_per_second`, nil when the channel does not exist.
     public func ratePerSecond(channelID: Int64) async throws -> Double? {
-        try await connection.query("SELECT rate_per_second::float8 FROM herald.channels WHERE id = \(channelID)").first?.decode(Double.self, at: 0)
+        try await connection.query("SELECT rate_per_second::float8 AS rate_per_second FROM herald.channels WHERE id = \(channelID)")
+            .first?.decode(Double.self, "rate_per_second")
     }
 
     /// The database's `now()` (the transaction's start).
     public func now() async throws -> Date {
-        try await connection.query("SELECT now()")[0].decode(Date.self, at: 0)
+        try await connection.query("SELECT now() AS now")[0].decode(Date.self, "now")
     }
 }

@@ -25,8 +25,10 @@ public struct QueueStore: Sendable {
     public func activeBroadcasts(on connection: PostgresConnection, channels: [String]?) async throws
         -> (broadcasts: [ActiveBroadcast], unreadable: [UnreadableBroadcast]) {
         let rows = try await connection.query("""
-            SELECT b.id, b.channel_id, c.name, c.kind, c.provider, c.settings::text, c.rate_per_second::text, c.burst::text,
-                   b.subject, b.body, b.html_body, t.name, t.language, b.template_params::text,
+            SELECT b.id, b.channel_id, c.name AS channel_name, c.kind, c.provider, c.settings::text AS settings,
+                   c.rate_per_second::text AS rate_per_second, c.burst::text AS burst,
+                   b.subject, b.body, b.html_body, t.name AS template_name, t.language AS template_language,
+                   b.template_params::text AS template_params,
                    t.header_format, t.header_text, t.buttons::text AS template_buttons,
                    b.template_header_params::text AS template_header_params,
                    b.template_button_params::text AS template_button_params, b.media::text AS media
@@ -39,25 +41,25 @@ public struct QueueStore: Sendable {
             """)
         var broadcasts: [ActiveBroadcast] = [], unreadable: [UnreadableBroadcast] = []
         for r in rows {
-            let id = try r.decode(Int64.self, at: 0)
+            let id = try r.decode(Int64.self, "id")
             do {
-                let rateText = try r.decode(String.self, at: 6)
+                let rateText = try r.decode(String.self, "rate_per_second")
                 guard let rate = Double(rateText), rate.isFinite, rate > 0 else {
                     throw RowProblem("channels.rate_per_second \(rateText) is not a positive finite number")
                 }
-                let burstText = try r.decode(String.self, at: 7)
+                let burstText = try r.decode(String.self, "burst")
                 guard let burst = Int(burstText), burst > 0 else {
                     throw RowProblem("channels.burst \(burstText) is not a positive integer")
                 }
                 broadcasts.append(ActiveBroadcast(
-                    id: id, channelID: try r.decode(Int64.self, at: 1),
-                    channelName: try r.decode(String.self, at: 2), kind: try r.decode(String.self, at: 3),
-                    provider: try r.decode(String.self, at: 4), settingsJSON: try r.decode(String.self, at: 5),
+                    id: id, channelID: try r.decode(Int64.self, "channel_id"),
+                    channelName: try r.decode(String.self, "channel_name"), kind: try r.decode(String.self, "kind"),
+                    provider: try r.decode(String.self, "provider"), settingsJSON: try r.decode(String.self, "settings"),
                     ratePerSecond: rate, burst: burst,
-                    subject: try r.decode(String?.self, at: 8), body: try r.decode(String?.self, at: 9),
-                    htmlBody: try r.decode(String?.self, at: 10), templateName: try r.decode(String?.self, at: 11),
-                    templateLanguage: try r.decode(String?.self, at: 12),
-                    templateParams: try Self.templateParams(try r.decode(String?.self, at: 13)),
+                    subject: try r.decode(String?.self, "subject"), body: try r.decode(String?.self, "body"),
+                    htmlBody: try r.decode(String?.self, "html_body"), templateName: try r.decode(String?.self, "template_name"),
+                    templateLanguage: try r.decode(String?.self, "template_language"),
+                    templateParams: try Self.templateParams(try r.decode(String?.self, "template_params")),
                     templateHeaderFormat: try r.decode(String?.self, "header_format"),
                     templateHeaderText: try r.decode(String?.self, "header_text"),
                     templateButtons: try r.decode(String?.self, "template_buttons"),
@@ -189,8 +191,8 @@ public struct QueueStore: Sendable {
             ), refund AS MATERIALIZED (
                 SELECT herald.return_tokens(\(channelID), (SELECT granted FROM t) - (SELECT count(*) FROM claimed)::int) AS returned
             )
-            SELECT t.granted, t.wait_seconds, (SELECT returned FROM refund),
-                   m.id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
+            SELECT t.granted, t.wait_seconds, (SELECT returned FROM refund) AS returned,
+                   m.id AS message_id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
                    ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k) AS attrs,
                    coalesce(c.last_inbound_at > now() - interval '24 hours', false) AS inside_service_window,
                    EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind)) AS opted_out,
@@ -203,23 +205,23 @@ public struct QueueStore: Sendable {
         var claim = Claim(jobs: [], granted: 0, retryAfter: .zero)
         claim.jobs.reserveCapacity(rows.count)
         for r in rows {
-            claim.granted = try r.decode(Int.self, at: 0)
+            claim.granted = try r.decode(Int.self, "granted")
             // Bounded: a rate near zero asks for a wait of ~1e20 s, which must not trap.
-            let wait = try r.decode(Double.self, at: 1)
+            let wait = try r.decode(Double.self, "wait_seconds")
             let bounded = wait.isFinite ? min(max(wait, 0), 3600) : 3600
             claim.retryAfter = .milliseconds(Int64((bounded * 1000).rounded(.up)))
-            guard let messageID = try r.decode(Int64?.self, at: 3) else { continue }
-            let values = try r.decode([String?].self, at: 11)
+            guard let messageID = try r.decode(Int64?.self, "message_id") else { continue }
+            let values = try r.decode([String?].self, "attrs")
             var attributes: [String: String] = [:]
             for (key, value) in zip(attributeKeys, values) { if let value { attributes[key] = value } }
-            let contact = Contact(id: try r.decode(Int64.self, at: 6), firstName: try r.decode(String?.self, at: 7),
-                                  lastName: try r.decode(String?.self, at: 8), phone: try r.decode(String?.self, at: 9),
-                                  email: try r.decode(String?.self, at: 10), attributes: attributes)
-            claim.jobs.append(ClaimedJob(messageID: messageID, address: try r.decode(String?.self, at: 4),
-                                         attempts: try r.decode(Int.self, at: 5), contact: contact,
-                                         optedOut: try r.decode(Bool.self, at: 13), insideServiceWindow: try r.decode(Bool.self, at: 12),
-                                         sentParts: try r.decode([String?].self, at: 14).compactMap { $0 },
-                                         contactDeleted: try r.decode(Bool.self, at: 15)))
+            let contact = Contact(id: try r.decode(Int64.self, "contact_id"), firstName: try r.decode(String?.self, "first_name"),
+                                  lastName: try r.decode(String?.self, "last_name"), phone: try r.decode(String?.self, "phone"),
+                                  email: try r.decode(String?.self, "email"), attributes: attributes)
+            claim.jobs.append(ClaimedJob(messageID: messageID, address: try r.decode(String?.self, "address"),
+                                         attempts: try r.decode(Int.self, "attempts"), contact: contact,
+                                         optedOut: try r.decode(Bool.self, "opted_out"), insideServiceWindow: try r.decode(Bool.self, "inside_service_window"),
+                                         sentParts: try r.decode([String?].self, "sent_parts").compactMap { $0 },
+                                         contactDeleted: try r.decode(Bool.self, "contact_deleted")))
         }
         return claim
     }
@@ -330,9 +332,10 @@ public struct QueueStore: Sendable {
             ), provider_opt_outs AS MATERIALIZED ( -- consent (issue 19): Twilio 21610 / Meta 131050 opt the contact out in this statement
                 SELECT herald.record_provider_opt_outs(array_agg(o.message_id), array_agg(o.error_code)) AS inserted FROM o WHERE o.outcome = 'failed' AND o.message_id IN (SELECT id FROM applied)
             )
-            SELECT (SELECT count(*) FROM applied) + (SELECT count(*) FROM handed_back), (SELECT inserted FROM provider_opt_outs) -- consent (issue 19)
+            SELECT (SELECT count(*) FROM applied) + (SELECT count(*) FROM handed_back) AS recorded,
+                   (SELECT inserted FROM provider_opt_outs) AS provider_opt_outs -- consent (issue 19)
             """)
-        return try rows[0].decode(Int.self, at: 0)
+        return try rows[0].decode(Int.self, "recorded")
     }
 
     /// Hands back every job `owner` still holds (graceful shutdown): they become claimable now.
@@ -355,8 +358,8 @@ public struct QueueStore: Sendable {
     public func nextRunAt(on connection: PostgresConnection, broadcastIDs: [Int64]) async throws -> Date? {
         guard !broadcastIDs.isEmpty else { return nil }
         let rows = try await connection.query("""
-            SELECT min(run_at) FROM herald.jobs WHERE broadcast_id = ANY(\(broadcastIDs)::bigint[])
+            SELECT min(run_at) AS next_run_at FROM herald.jobs WHERE broadcast_id = ANY(\(broadcastIDs)::bigint[])
             """)
-        return try rows[0].decode(Date?.self, at: 0)
+        return try rows[0].decode(Date?.self, "next_run_at")
     }
 }

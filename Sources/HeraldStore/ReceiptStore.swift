@@ -139,7 +139,7 @@ public struct ReceiptStore: Sendable {
                          (coalesce(error_code, '')), (coalesce(channel_id, 0))) DO NOTHING
             RETURNING id
             """)
-        return try rows.map { try $0.decode(Int64.self, at: 0) }
+        return try rows.map { try $0.decode(Int64.self, "id") }
     }
 
     /// Applies the given receipts (those still unapplied) in one statement; see the type's notes.
@@ -281,12 +281,13 @@ public struct ReceiptStore: Sendable {
             ), provider_opt_outs AS MATERIALIZED ( -- consent (issue 19): a failed receipt with 21610 / 131050 opts the contact out
                 SELECT herald.record_provider_opt_outs(array_agg(n.id), array_agg(n.error_code)) AS inserted FROM next n WHERE n.status = 'failed' AND n.old_status <> 'failed' AND n.id IN (SELECT id FROM changed)
             )
-            SELECT (SELECT count(*) FROM pending), (SELECT count(*) FROM marked), (SELECT count(*) FROM changed),
-                   (SELECT count(*) FROM unqueued), (SELECT max(id) FROM pending), (SELECT inserted FROM provider_opt_outs) -- consent (issue 19)
+            SELECT (SELECT count(*) FROM pending) AS examined, (SELECT count(*) FROM marked) AS applied,
+                   (SELECT count(*) FROM changed) AS messages_changed, (SELECT count(*) FROM unqueued) AS jobs_deleted,
+                   (SELECT max(id) FROM pending) AS last_id, (SELECT inserted FROM provider_opt_outs) AS provider_opt_outs -- consent (issue 19)
             """
         let row = try await connection.query(query)[0]
-        return ReceiptApplication(examined: try row.decode(Int.self, at: 0), applied: try row.decode(Int.self, at: 1),
-                                  messagesChanged: try row.decode(Int.self, at: 2), lastID: try row.decode(Int64?.self, at: 4))
+        return ReceiptApplication(examined: try row.decode(Int.self, "examined"), applied: try row.decode(Int.self, "applied"),
+                                  messagesChanged: try row.decode(Int.self, "messages_changed"), lastID: try row.decode(Int64?.self, "last_id"))
     }
 
     /// Records that contacts wrote to the business on WhatsApp: `last_inbound_at` moves to the
@@ -325,12 +326,12 @@ public struct ReceiptStore: Sendable {
     /// and `sandbox`, whose simulated receipts are signed when its settings say how).
     public func webhookChannels(on connection: PostgresConnection) async throws -> [WebhookChannel] {
         try await connection.query("""
-            SELECT id, name, kind, provider, settings::text FROM herald.channels
+            SELECT id, name, kind, provider, settings::text AS settings FROM herald.channels
             WHERE provider IN ('whatsapp_cloud', 'twilio', 'sandbox') ORDER BY id
             """).map { r in
-            WebhookChannel(id: try r.decode(Int64.self, at: 0), name: try r.decode(String.self, at: 1),
-                           kind: try r.decode(String.self, at: 2), provider: try r.decode(String.self, at: 3),
-                           settingsJSON: try r.decode(String.self, at: 4))
+            WebhookChannel(id: try r.decode(Int64.self, "id"), name: try r.decode(String.self, "name"),
+                           kind: try r.decode(String.self, "kind"), provider: try r.decode(String.self, "provider"),
+                           settingsJSON: try r.decode(String.self, "settings"))
         }
     }
 }

@@ -164,12 +164,12 @@ public struct ReportStore: Sendable {
     /// Skipped messages of `ids` by `skip_reason`, most frequent first.
     public func skipReasons(_ ids: [Int64], on connection: PostgresConnection) async throws -> [(reason: String, count: Int64)] {
         let rows = try await connection.query("""
-            SELECT coalesce(skip_reason, 'unknown'), count(*)
+            SELECT coalesce(skip_reason, 'unknown') AS reason, count(*) AS messages
             FROM herald.message_status
             WHERE broadcast_id = ANY(\(ids)::bigint[]) AND status = 'skipped'
             GROUP BY 1 ORDER BY 2 DESC, 1
             """)
-        return try rows.map { (try $0.decode(String.self, at: 0), try $0.decode(Int64.self, at: 1)) }
+        return try rows.map { (try $0.decode(String.self, "reason"), try $0.decode(Int64.self, "messages")) }
     }
 
     /// Queue depth and the age of the oldest due job, per channel that has jobs.
@@ -178,7 +178,7 @@ public struct ReportStore: Sendable {
     /// the backlog, not of history.
     public func queueDepths(on connection: PostgresConnection) async throws -> [QueueDepth] {
         try await connection.query("""
-            SELECT c.name, q.depth, q.due, q.oldest
+            SELECT c.name AS channel, q.depth, q.due, q.oldest
             FROM (
                 SELECT j.channel_id, count(*) AS depth,
                        count(*) FILTER (WHERE j.run_at <= now()) AS due,
@@ -189,8 +189,8 @@ public struct ReportStore: Sendable {
             JOIN herald.channels c ON c.id = q.channel_id
             ORDER BY c.name
             """).map { r in
-            QueueDepth(channel: try r.decode(String.self, at: 0), depth: try r.decode(Int.self, at: 1),
-                       due: try r.decode(Int.self, at: 2), oldestDueAgeSeconds: try r.decode(Double.self, at: 3))
+            QueueDepth(channel: try r.decode(String.self, "channel"), depth: try r.decode(Int.self, "depth"),
+                       due: try r.decode(Int.self, "due"), oldestDueAgeSeconds: try r.decode(Double.self, "oldest"))
         }
     }
 
@@ -198,7 +198,7 @@ public struct ReportStore: Sendable {
     /// - Returns: rows folded.
     @discardableResult
     public func compactCounts(on connection: PostgresConnection) async throws -> Int {
-        try await connection.query("SELECT herald.compact_broadcast_counts()")[0].decode(Int.self, at: 0)
+        try await connection.query("SELECT herald.compact_broadcast_counts() AS folded")[0].decode(Int.self, "folded")
     }
 
     /// Whether the database answers (`/healthz`).

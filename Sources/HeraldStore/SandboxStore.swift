@@ -27,13 +27,13 @@ public struct SandboxStore: Sendable {
               AND provider_message_id IS NOT NULL AND id <> ALL(\(excluding)::bigint[])
             ORDER BY id LIMIT \(limit)
             """).map { r in
-            SentMessage(id: try r.decode(Int64.self, at: 0), channelID: try r.decode(Int64.self, at: 1),
-                        providerMessageID: try r.decode(String.self, at: 2))
+            SentMessage(id: try r.decode(Int64.self, "id"), channelID: try r.decode(Int64.self, "channel_id"),
+                        providerMessageID: try r.decode(String.self, "provider_message_id"))
         }
     }
 
     /// The highest message id so far (0 when there is none): a floor for ``sent(channels:above:excluding:limit:on:)``.
     public func highestMessageID(on connection: PostgresConnection) async throws -> Int64 {
-        try await connection.query("SELECT coalesce(max(id), 0)::bigint FROM herald.messages")[0].decode(Int64.self, at: 0)
+        try await connection.query("SELECT coalesce(max(id), 0)::bigint AS highest FROM herald.messages")[0].decode(Int64.self, "highest")
     }
 }

@@ -65,8 +65,8 @@ public struct SchedulerStore: Sendable {
             LIMIT \(limit)
             """)
         return try rows.map {
-            DueBroadcast(id: try $0.decode(Int64.self, at: 0), expansionCursor: try $0.decode(Int64?.self, at: 1),
-                         localSendAt: try $0.decode(Bool.self, at: 2))
+            DueBroadcast(id: try $0.decode(Int64.self, "id"), expansionCursor: try $0.decode(Int64?.self, "expansion_cursor"),
+                         localSendAt: try $0.decode(Bool.self, "local_send_at"))
         }
     }
 
@@ -79,11 +79,11 @@ public struct SchedulerStore: Sendable {
     /// at most an hour (the caller sleeps no longer than its maintenance interval anyway).
     public func timeUntilNextSendAt() async throws -> Duration? {
         let rows = try await connection.query("""
-            SELECT extract(epoch FROM min(starts_at) - now())::float8
+            SELECT extract(epoch FROM min(starts_at) - now())::float8 AS seconds
             FROM herald.broadcasts
             WHERE status = 'scheduled' AND starts_at > now() AND isfinite(starts_at)
             """)
-        guard let seconds = try rows.first?.decode(Double?.self, at: 0) else { return nil }
+        guard let seconds = try rows.first?.decode(Double?.self, "seconds") else { return nil }
         // Rounded up, so a sleep of this length never wakes just before the broadcast is due.
         return .clampedMilliseconds((seconds * 1000).rounded(.up)) + .milliseconds(1)
     }
@@ -146,10 +146,11 @@ public struct SchedulerStore: Sendable {
                   AND (status = 'scheduled' OR (status IN ('sending', 'paused') AND expansion_cursor IS NOT NULL))
                 RETURNING id, status
             )
-            SELECT count(*), (SELECT count(pg_notify('herald_jobs', s.id::text)) FROM started s WHERE s.status = 'sending')
+            SELECT count(*) AS finished,
+                   (SELECT count(pg_notify('herald_jobs', s.id::text)) FROM started s WHERE s.status = 'sending') AS notified
             FROM started
             """)
-        return try rows[0].decode(Int.self, at: 0) == 1
+        return try rows[0].decode(Int.self, "finished") == 1
     }
 
     // MARK: Life cycle maintenance
@@ -164,7 +165,7 @@ public struct SchedulerStore: Sendable {
               AND NOT EXISTS (SELECT 1 FROM herald.jobs j WHERE j.broadcast_id = b.id)
             RETURNING b.id
             """)
-        return try rows.map { try $0.decode(Int64.self, at: 0) }
+        return try rows.map { try $0.decode(Int64.self, "id") }
     }
 
     /// Ends up to `limit` unsent messages of `cancelled` and `failed` broadcasts and deletes their
@@ -201,9 +202,9 @@ public struct SchedulerStore: Sendable {
                 WHERE m.id = g.message_id AND m.status = 'queued'
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM ended)
+            SELECT (SELECT count(*) FROM gone) AS jobs_ended, (SELECT count(*) FROM ended) AS messages_ended
             """)
-        return try rows[0].decode(Int.self, at: 0)
+        return try rows[0].decode(Int.self, "jobs_ended")
     }
 
     /// The clean-up of cancelled broadcasts alone was ``endUnsent(limit:)``'s first job; kept for
@@ -217,6 +218,6 @@ public struct SchedulerStore: Sendable {
     /// Tries to take the session-level advisory lock that makes this session the acting scheduler.
     /// - Returns: true when this session holds it (again).
     public func tryLeadership(key: Int64) async throws -> Bool {
-        try await connection.query("SELECT pg_try_advisory_lock(\(key))")[0].decode(Bool.self, at: 0)
+        try await connection.query("SELECT pg_try_advisory_lock(\(key)) AS taken")[0].decode(Bool.self, "taken")
     }
 }

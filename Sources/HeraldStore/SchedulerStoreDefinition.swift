@@ -84,11 +84,13 @@ extension SchedulerStore {
     public func definition(of id: Int64, statuses: [String]? = ["scheduled"]) async throws -> BroadcastDefinition? {
         let rows = try await connection.query("""
             SELECT b.id, b.name, b.channel_id, b.subject, b.body, b.html_body, b.template_id,
-                   b.template_params::text,
-                   c.id, c.name, c.kind, c.provider, c.settings::text, c.enabled,
-                   t.id, t.channel_id, t.name, t.language, t.status, t.body,
-                   (SELECT count(*) FROM herald.broadcast_groups bg WHERE bg.broadcast_id = b.id),
-                   (SELECT count(*) FROM herald.broadcast_contacts bc WHERE bc.broadcast_id = b.id),
+                   b.template_params::text AS template_params,
+                   c.id AS found_channel_id, c.name AS channel_name, c.kind AS channel_kind, c.provider AS channel_provider,
+                   c.settings::text AS channel_settings, c.enabled AS channel_enabled,
+                   t.id AS found_template_id, t.channel_id AS template_channel_id, t.name AS template_name,
+                   t.language AS template_language, t.status AS template_status, t.body AS template_body,
+                   (SELECT count(*) FROM herald.broadcast_groups bg WHERE bg.broadcast_id = b.id) AS group_count,
+                   (SELECT count(*) FROM herald.broadcast_contacts bc WHERE bc.broadcast_id = b.id) AS picked_count,
                    coalesce(jsonb_array_length(b.media), 0) AS media_items,
                    t.header_format, coalesce(jsonb_array_length(t.buttons), 0) AS template_buttons,
                    b.send_window::text AS send_window, b.local_send_at, b.time_zone,
@@ -103,28 +105,29 @@ extension SchedulerStore {
             """)
         guard let row = rows.first else { return nil }
         var channel: BroadcastDefinition.Channel?
-        if let channelID = try row.decode(Int64?.self, at: 8) {
-            channel = .init(id: channelID, name: try row.decode(String.self, at: 9), kind: try row.decode(String.self, at: 10),
-                            provider: try row.decode(String.self, at: 11), settings: try row.decode(String.self, at: 12),
-                            enabled: try row.decode(Bool.self, at: 13))
+        if let channelID = try row.decode(Int64?.self, "found_channel_id") {
+            channel = .init(id: channelID, name: try row.decode(String.self, "channel_name"), kind: try row.decode(String.self, "channel_kind"),
+                            provider: try row.decode(String.self, "channel_provider"), settings: try row.decode(String.self, "channel_settings"),
+                            enabled: try row.decode(Bool.self, "channel_enabled"))
         }
         var template: BroadcastDefinition.Template?
-        if let templateID = try row.decode(Int64?.self, at: 14) {
-            template = .init(id: templateID, channelID: try row.decode(Int64.self, at: 15), name: try row.decode(String.self, at: 16),
-                             language: try row.decode(String.self, at: 17), status: try row.decode(String.self, at: 18),
-                             body: try row.decode(String.self, at: 19),
+        if let templateID = try row.decode(Int64?.self, "found_template_id") {
+            template = .init(id: templateID, channelID: try row.decode(Int64.self, "template_channel_id"),
+                             name: try row.decode(String.self, "template_name"),
+                             language: try row.decode(String.self, "template_language"), status: try row.decode(String.self, "template_status"),
+                             body: try row.decode(String.self, "template_body"),
                              headerFormat: try row.decode(String.self, "header_format"),
                              buttonCount: try row.decode(Int.self, "template_buttons"),
                              headerText: try row.decode(String?.self, "header_text"),
                              buttons: try row.decode(String?.self, "buttons_json"))
         }
         return BroadcastDefinition(
-            id: try row.decode(Int64.self, at: 0), name: try row.decode(String.self, at: 1),
-            channelID: try row.decode(Int64.self, at: 2), subject: try row.decode(String?.self, at: 3),
-            body: try row.decode(String?.self, at: 4), htmlBody: try row.decode(String?.self, at: 5),
-            templateID: try row.decode(Int64?.self, at: 6), templateParams: try row.decode(String?.self, at: 7),
+            id: try row.decode(Int64.self, "id"), name: try row.decode(String.self, "name"),
+            channelID: try row.decode(Int64.self, "channel_id"), subject: try row.decode(String?.self, "subject"),
+            body: try row.decode(String?.self, "body"), htmlBody: try row.decode(String?.self, "html_body"),
+            templateID: try row.decode(Int64?.self, "template_id"), templateParams: try row.decode(String?.self, "template_params"),
             channel: channel, template: template,
-            groupCount: try row.decode(Int.self, at: 20), pickedCount: try row.decode(Int.self, at: 21),
+            groupCount: try row.decode(Int.self, "group_count"), pickedCount: try row.decode(Int.self, "picked_count"),
             mediaCount: try row.decode(Int.self, "media_items"),
             timing: .init(sendWindow: try row.decode(String?.self, "send_window"), localSendAt: try row.decode(Bool.self, "local_send_at"),
                           timeZone: try row.decode(String?.self, "time_zone"), timeZoneKnown: try row.decode(Bool.self, "time_zone_known")),
@@ -175,8 +178,8 @@ extension SchedulerStore {
                 FROM gone g, failed f
                 WHERE m.id = g.message_id AND m.status = 'queued'
             )
-            SELECT count(*) FROM failed
+            SELECT count(*) AS failed FROM failed
             """)
-        return try rows[0].decode(Int.self, at: 0) == 1
+        return try rows[0].decode(Int.self, "failed") == 1
     }
 }

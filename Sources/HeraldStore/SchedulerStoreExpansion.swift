@@ -23,9 +23,9 @@ extension SchedulerStore {
                      ORDER BY gm.contact_id LIMIT 1) m
                  WHERE bg.broadcast_id = \(id)),
                 (SELECT min(bc.contact_id) FROM herald.broadcast_contacts bc
-                 WHERE bc.broadcast_id = \(id) AND bc.contact_id > \(after)))
+                 WHERE bc.broadcast_id = \(id) AND bc.contact_id > \(after))) AS next_contact_id
             """)
-        return try rows.first?.decode(Int64?.self, at: 0)
+        return try rows.first?.decode(Int64?.self, "next_contact_id")
     }
 
     /// What one expansion chunk did.
@@ -158,18 +158,20 @@ extension SchedulerStore {
                 WHERE i.status = 'queued'
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM advanced), (SELECT count(*) FROM inserted), (SELECT count(*) FROM queued),
+            SELECT (SELECT count(*) FROM advanced) AS advanced, (SELECT count(*) FROM inserted) AS messages,
+                   (SELECT count(*) FROM queued) AS jobs,
                    (SELECT count(*) FROM candidates cd JOIN zones z ON z.zone_key = cd.zone_key
-                    WHERE cd.skip_reason IS NULL AND NOT z.known),
-                   (SELECT min(zone_key) FROM zones WHERE NOT known),
+                    WHERE cd.skip_reason IS NULL AND NOT z.known) AS unknown_zone_contacts,
+                   (SELECT min(zone_key) FROM zones WHERE NOT known) AS unknown_zone_example,
                    -- Workers wake for the jobs of this chunk (they claim only `sending` broadcasts).
                    (SELECT count(pg_notify('herald_jobs', ad.id::text)) FROM advanced ad
-                    WHERE ad.status = 'sending' AND EXISTS (SELECT 1 FROM queued))
+                    WHERE ad.status = 'sending' AND EXISTS (SELECT 1 FROM queued)) AS notified
             """]))
         let row = rows[0]
-        return ChunkResult(advanced: try row.decode(Int.self, at: 0) == 1,
-                           messages: try row.decode(Int.self, at: 1), jobs: try row.decode(Int.self, at: 2),
-                           unknownZoneContacts: try row.decode(Int.self, at: 3), unknownZoneExample: try row.decode(String?.self, at: 4))
+        return ChunkResult(advanced: try row.decode(Int.self, "advanced") == 1,
+                           messages: try row.decode(Int.self, "messages"), jobs: try row.decode(Int.self, "jobs"),
+                           unknownZoneContacts: try row.decode(Int.self, "unknown_zone_contacts"),
+                           unknownZoneExample: try row.decode(String?.self, "unknown_zone_example"))
     }
 
     /// The skip-reason expression over `c` (contacts), `a.address` and `o` (opt-outs of the

@@ -21,7 +21,7 @@ extension SchedulerStore {
             WHERE status = 'scheduled' AND send_at = 'infinity'
             RETURNING id
             """)
-        return try rows.map { try $0.decode(Int64.self, at: 0) }
+        return try rows.map { try $0.decode(Int64.self, "id") }
     }
 
     // MARK: Edits of running broadcasts
@@ -38,13 +38,13 @@ extension SchedulerStore {
     /// The edited `sending` and `paused` broadcasts (usually none; a partial index finds them).
     public func editedBroadcasts(limit: Int = 100) async throws -> [EditedBroadcast] {
         let rows = try await connection.query("""
-            SELECT id, definition_changed_at::text
+            SELECT id, definition_changed_at::text AS stamp
             FROM herald.broadcasts
             WHERE definition_changed_at IS NOT NULL AND status IN ('sending', 'paused')
             ORDER BY id
             LIMIT \(limit)
             """)
-        return try rows.map { EditedBroadcast(id: try $0.decode(Int64.self, at: 0), stamp: try $0.decode(String.self, at: 1)) }
+        return try rows.map { EditedBroadcast(id: try $0.decode(Int64.self, "id"), stamp: try $0.decode(String.self, "stamp")) }
     }
 
     /// Accepts an edit that passed validation: clears the stamp, unless a newer edit came meanwhile.

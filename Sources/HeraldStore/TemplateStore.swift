@@ -64,13 +64,13 @@ public struct TemplateStore: Sendable {
     /// what is wrong with it), in name order.
     public func whatsAppChannels(named name: String?, on connection: PostgresConnection) async throws -> [Channel] {
         try await connection.query("""
-            SELECT id, name, kind, provider, settings::text, enabled FROM herald.channels
+            SELECT id, name, kind, provider, settings::text AS settings, enabled FROM herald.channels
             WHERE CASE WHEN \(name)::text IS NULL THEN kind = 'whatsapp' ELSE name = \(name)::text END
             ORDER BY name
             """).map { r in
-            Channel(id: try r.decode(Int64.self, at: 0), name: try r.decode(String.self, at: 1), kind: try r.decode(String.self, at: 2),
-                    provider: try r.decode(String.self, at: 3), settingsJSON: try r.decode(String.self, at: 4),
-                    enabled: try r.decode(Bool.self, at: 5))
+            Channel(id: try r.decode(Int64.self, "id"), name: try r.decode(String.self, "name"), kind: try r.decode(String.self, "kind"),
+                    provider: try r.decode(String.self, "provider"), settingsJSON: try r.decode(String.self, "settings"),
+                    enabled: try r.decode(Bool.self, "enabled"))
         }
     }
 
@@ -96,7 +96,7 @@ public struct TemplateStore: Sendable {
                   AND NOT EXISTS (SELECT 1 FROM herald.templates y
                                   WHERE y.channel_id = \(channelID) AND y.name = t.name AND y.language = t.language)
                 RETURNING x.id
-                """).map { try $0.decode(Int64.self, at: 0) }
+                """).map { try $0.decode(Int64.self, "id") }
             let rows = try c.query("""
                 WITH before AS (
                     SELECT id, status FROM herald.templates WHERE channel_id = \(channelID)
@@ -135,15 +135,15 @@ public struct TemplateStore: Sendable {
                 ), paused AS (
                     \(unescaped: Self.pauseBroadcasts(of: "(SELECT id, name, language, status, status_reason FROM upserted UNION ALL SELECT id, name, language, status, status_reason FROM gone)"))
                 )
-                SELECT id, CASE WHEN inserted THEN 'inserted' ELSE 'updated' END FROM upserted
+                SELECT id, CASE WHEN inserted THEN 'inserted' ELSE 'updated' END AS change FROM upserted
                 UNION ALL SELECT id, 'disabled' FROM gone
                 """)
             var counts = SyncCounts()
             var updated = Set(renamed)
             for r in rows {
-                switch try r.decode(String.self, at: 1) {
+                switch try r.decode(String.self, "change") {
                 case "inserted": counts.inserted += 1
-                case "updated": updated.insert(try r.decode(Int64.self, at: 0))
+                case "updated": updated.insert(try r.decode(Int64.self, "id"))
                 default: counts.disabled += 1
                 }
             }
@@ -180,8 +180,8 @@ public struct TemplateStore: Sendable {
             ), paused AS (
                 \(unescaped: Self.pauseBroadcasts(of: "changed"))
             )
-            SELECT count(*)::int FROM changed
-            """)[0].decode(Int.self, at: 0)
+            SELECT count(*)::int AS changed FROM changed
+            """)[0].decode(Int.self, "changed")
     }
 
     /// A data-modifying CTE body: the `sending` broadcasts of the templates in `changedTemplates`

@@ -50,7 +50,6 @@ public final class FileServerDouble: Sendable {
         let box = SharedState()
         var logger = Logger(label: "herald.file-server-double")
         logger.logLevel = .critical
-        let (ports, portSink) = AsyncStream<Int>.makeStream()
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
             let path = request.uri.path
             let file = box.state.withLock { s -> File? in
@@ -74,22 +73,8 @@ public final class FileServerDouble: Sendable {
             headers[.contentLength] = String(file.bytes.count)
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: buffer))
         }
-        let app = Application(
-            responder: responder,
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-            onServerRunning: { channel in portSink.yield(channel.localAddress?.port ?? 0) },
-            logger: logger)
-        // Owned by the double: `stop()` cancels and awaits it.
-        let task = Task<Void, any Error> {
-            defer { portSink.finish() }
-            try await app.runService(gracefulShutdownSignals: [])
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else {
-            task.cancel()
-            _ = await task.result
-            throw DoubleStartError(message: "the file server did not start")
-        }
+        // The task is owned by the double: `stop()` cancels and awaits it.
+        let (port, task) = try await LocalHTTPServer.start(responder, logger: logger, name: "the file server")
         return FileServerDouble(port: port, shared: box, task: task)
     }
 

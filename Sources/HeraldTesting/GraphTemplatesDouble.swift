@@ -95,24 +95,10 @@ public final class GraphTemplatesDouble: Sendable {
         let shared = Shared(wabaID: wabaID, accessToken: accessToken)
         var logger = Logger(label: "herald.graph-templates-double")
         logger.logLevel = .critical
-        let (ports, portSink) = AsyncStream<Int>.makeStream()
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
             shared.respond(to: request)
         }
-        let app = Application(responder: responder,
-                              configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-                              onServerRunning: { channel in portSink.yield(channel.localAddress?.port ?? 0) },
-                              logger: logger)
-        let task = Task<Void, any Error> {
-            defer { portSink.finish() }
-            try await app.runService(gracefulShutdownSignals: [])
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0 else {
-            task.cancel()
-            _ = await task.result
-            throw DoubleStartError(message: "the Graph API double did not start")
-        }
+        let (port, task) = try await LocalHTTPServer.start(responder, logger: logger, name: "the Graph API double")
         return GraphTemplatesDouble(wabaID: wabaID, accessToken: accessToken, port: port, shared: shared, server: task)
     }
 
