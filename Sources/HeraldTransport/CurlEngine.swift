@@ -55,12 +55,6 @@ final class CurlEngine: @unchecked Sendable {
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxInFlight)
         // HTTP/2 connections multiplex; HTTP/1.1 ones are reused one request at a time.
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
-        // Up to 1,000 streams on one HTTP/2 connection where the server allows as many (its own
-        // SETTINGS still cap it), not libcurl's 100: with a window of thousands, 100 meant a new
-        // TLS connection for every hundred sends in flight. Over HTTPS at 1,536 in flight this
-        // cut the worker's CPU per message by a quarter and its peak RSS from 184 to 120 MB
-        // (BENCHMARKS.md, "Slow providers").
-        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, 1000)
     }
 
     func start() {
