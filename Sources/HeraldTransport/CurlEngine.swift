@@ -55,6 +55,12 @@ final class CurlEngine: @unchecked Sendable {
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxInFlight)
         // HTTP/2 connections multiplex; HTTP/1.1 ones are reused one request at a time.
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+        // Up to 250 streams on one HTTP/2 connection where the server allows as many (its own
+        // SETTINGS still cap it), not libcurl's 100: over HTTPS with thousands in flight each
+        // extra connection holds TLS state, and 250 kept the 1,000-channel shape's peak RSS
+        // under 150 MB at the same throughput. 1,000 halved that shape's throughput
+        // (BENCHMARKS.md, "Slow providers").
+        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, 250)
     }
 
     func start() {
