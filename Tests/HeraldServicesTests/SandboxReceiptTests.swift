@@ -75,13 +75,11 @@ struct SandboxReceiptTests {
 
             // The emitter's passes, as its service runs them, until the funnel is complete.
             let emitter = Self.emitter(h, channel: channel, secret: Self.secret)
-            let deadline = ContinuousClock.now + .seconds(60)
             var statuses: [String: Int] = [:]
-            while ContinuousClock.now < deadline {
+            _ = try await eventually(within: .seconds(60), every: .milliseconds(50)) {
                 try await emitter.pass(on: c)
                 statuses = try await WorkerFixtures.statuses(c, broadcast: broadcast)
-                if statuses == expected && emitter.isIdle { break }
-                try await Task.sleep(for: .milliseconds(50))
+                return statuses == expected && emitter.isIdle
             }
             let tally = emitter.tally
             #expect(statuses == expected)
