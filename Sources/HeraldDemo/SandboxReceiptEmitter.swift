@@ -103,7 +103,7 @@ public final class SandboxReceiptEmitter: Service, Sendable {
     /// What was posted so far.
     public var tally: Tally { state.withLock { $0.tally } }
 
-    /// No `read` receipt waits for its time and no post is in flight.
+    /// No `read` receipt waits for its time, and no pass or post is under way.
     public var isIdle: Bool { state.withLock { $0.reads.isEmpty && $0.inFlight == 0 } }
 
     public func run() async throws {
@@ -140,15 +140,20 @@ public final class SandboxReceiptEmitter: Service, Sendable {
                 providerMessageID: m.providerMessageID, messageID: m.id, status: fate == .failed ? "failed" : "delivered",
                 timestamp: timestamp))
         }
+        // From taking its due reads until its last post is answered, the pass counts as one post in
+        // flight: between two posts the emitter would otherwise look idle while reads it took are
+        // not posted yet, and `herald demo` could stop and report before they are counted.
         let due = state.withLock { s -> [PendingRead] in
             let due = s.reads.filter { $0.due <= now }
             s.reads.removeAll { $0.due <= now }
+            s.inFlight += 1
             return due
         }
         var reads: [Int64: [SandboxReceipts.Status]] = [:]
         for r in due { reads[r.channel, default: []].append(r.status) }
         for (channel, statuses) in first.sorted(by: { $0.key < $1.key }) { await post(statuses, channel: channel, base: base) }
         for (channel, statuses) in reads.sorted(by: { $0.key < $1.key }) { await post(statuses, channel: channel, base: base) }
+        state.withLock { $0.inFlight -= 1 }
     }
 
     /// Posts `statuses` of one channel in notifications of ``Configuration/batch`` at most.
