@@ -13,7 +13,9 @@ struct CurlTransportStreamingTests {
             // A warm connection first: until libcurl has seen the server answer in HTTP/1.1,
             // CURLOPT_PIPEWAIT holds the second transfer back for the first connection.
             _ = await transport.perform([.http(whatsAppRequest(double))])
-            double.enqueue(.delayed(by: .seconds(3)), for: .whatsApp)
+            // The slow answer waits long enough that even a loaded machine answers the fast one
+            // well before it.
+            double.enqueue(.delayed(by: .seconds(8)), for: .whatsApp)
             let (stream, continuation) = AsyncStream.makeStream(of: (Int, TransportOutcome).self)
             let clock = ContinuousClock()
             let start = clock.now
@@ -22,9 +24,9 @@ struct CurlTransportStreamingTests {
             }
             var iterator = stream.makeAsyncIterator()
             let first = try #require(await iterator.next())
-            // Only the second request is answered at once; the first waits 3 s at the double.
+            // Only the second request is answered at once; the first waits 8 s at the double.
             #expect(first.0 == 1)
-            #expect(clock.now - start < .seconds(2), "the fast answer did not wait for the slow one")
+            #expect(clock.now - start < .seconds(6), "the fast answer did not wait for the slow one")
             #expect(try first.1.result.get().status == 200)
             let second = try #require(await iterator.next())
             #expect(second.0 == 0)
