@@ -109,6 +109,8 @@ struct DemoTests {
     func interrupted() async throws {
         let demo = try Self.startPrivate(["--contacts", "3000", "--workers", "1", "--json", "--timeout", "120"])
         try await Self.waitUntil("the services run") { demo.stderr.contains("running a scheduler") }
+        // Any moment of the run is "while sending" and every assertion below holds at any of
+        // them; half a second lets the first sends go out, so the report has something in it.
         try await Task.sleep(for: .milliseconds(500))
         demo.signal(SIGINT)
         let status = await demo.wait()

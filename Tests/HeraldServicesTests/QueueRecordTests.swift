@@ -91,7 +91,15 @@ struct QueueRecordTests {
                 try await queue.record([JobOutcome(messageID: ids[0], result: .sent(providerMessageID: "wamid.x"))],
                                        owner: "w1", on: c)
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // Commit only once the record waits for the row lock `other` holds (asked from a
+            // third session: inside a transaction pg_stat_activity is a snapshot).
+            let watcher = try await db.connect()
+            #expect(try await eventually {
+                try await watcher.query("""
+                    SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
+                    """)[0].decode(Int.self, at: 0) > 0
+            })
             try await other.simpleQuery("COMMIT")
             #expect(try await recording.value == 0)
             #expect(try await jobs(c, ids)[ids[0]] == .some("w2"))

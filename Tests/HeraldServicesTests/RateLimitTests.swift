@@ -40,6 +40,7 @@ struct RateLimitTests {
                 try HeraldProcess.start(bin, ["worker", "--log-level", "error"], databaseURL: db.url, environment: WorkerFixtures.environment)
             }
             #expect(await double.waitForRequests(1, timeout: .seconds(20)))
+            // The rate is measured over 20 s of real sending: this sleep is the measurement window.
             try await Task.sleep(for: .seconds(21))
             for w in workers { w.signal(SIGTERM) }
             for w in workers { #expect(await w.wait() == 0) }
@@ -163,7 +164,7 @@ struct RateLimitTests {
             var config = WorkerFixtures.configuration(db)
             config.batchSize = 20
             async let run = WorkerFixtures.runWorker(config, timeout: .seconds(4)) { false }
-            try await Task.sleep(for: .milliseconds(1500))  // "early" has sent ~150 by now
+            #expect(await double.waitForRequests(150, timeout: .seconds(20)), "the early broadcast's head start")
             _ = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("late", ["b"]))
             _ = try await run
             let names = double.received(.whatsApp).compactMap { $0.json?["template"]?["name"]?.string }

@@ -17,10 +17,10 @@ struct SchedulerProcessTests {
         return path
     }
 
-    static func start(_ db: TestDatabase, chunk: Int? = nil) throws -> HeraldProcess {
+    static func start(_ db: TestDatabase, chunk: Int? = nil, logLevel: String = "info") throws -> HeraldProcess {
         var env: [String: String] = [:]
         if let chunk { env["HERALD_EXPANSION_CHUNK"] = "\(chunk)" }
-        return try HeraldProcess.start(try binary(), ["scheduler", "--log-level", "info"], databaseURL: db.url, environment: env)
+        return try HeraldProcess.start(try binary(), ["scheduler", "--log-level", logLevel], databaseURL: db.url, environment: env)
     }
 
     static func isLeader(_ p: HeraldProcess) -> Bool { p.stderr.contains("scheduler leadership acquired") }
@@ -30,9 +30,8 @@ struct SchedulerProcessTests {
         try await withTestDatabase { db in
             let a = try Self.start(db)
             try await F.waitUntil("one leads", timeout: .seconds(10)) { Self.isLeader(a) }
-            let b = try Self.start(db)
-            try await F.waitUntil("the standby runs", timeout: .seconds(10)) { b.stderr.contains("scheduler started") }
-            try await Task.sleep(for: .milliseconds(300))
+            let b = try Self.start(db, logLevel: "debug")
+            try await F.waitUntil("the standby waits for the lock", timeout: .seconds(10)) { b.stderr.contains("standing by") }
             for p in [b, a] {
                 p.signal(SIGTERM)
                 let status = await p.wait()

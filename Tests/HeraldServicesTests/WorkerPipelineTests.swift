@@ -25,6 +25,8 @@ struct WorkerPipelineTests {
             #expect(await double.waitForRequests(500, timeout: .seconds(15)))
             try await c.execute("UPDATE herald.broadcasts SET status = 'paused' WHERE id = \(b)")
             // The claim in progress at the pause and its sends may still go: give them the second.
+            // Real time on purpose: what is pinned is "no send starts later than 1 s after the
+            // pause", measured over the 2 s after it.
             try await Task.sleep(for: .seconds(1))
             let atOneSecond = double.requestCount
             try await Task.sleep(for: .seconds(2))
