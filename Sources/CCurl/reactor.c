@@ -17,15 +17,17 @@ struct ccurl_reactor {
     CURLM *multi;
     int epoll_fd;
     int wake_fd;
-    /// When libcurl wants its timeouts acted on (CLOCK_MONOTONIC, ms), or -1 for no timeout.
+    /// When libcurl wants its timeouts acted on (CLOCK_MONOTONIC, microseconds), or -1 for none.
     long long timeout_at;
+    /// Calls of the timer callback so far: tells whether acting on a timeout re-armed it.
+    unsigned long timer_calls;
     struct epoll_event events[CCURL_REACTOR_EVENTS];
 };
 
-static long long monotonic_ms(void) {
+static long long monotonic_us(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    return (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 }
 
 /// CURLMOPT_SOCKETFUNCTION: libcurl says which events it waits for on `fd`. `socketp` is what we
@@ -59,7 +61,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
     (void)multi;
     ccurl_reactor *reactor = userp;
-    reactor->timeout_at = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
+    reactor->timeout_at = timeout_ms < 0 ? -1 : monotonic_us() + (long long)timeout_ms * 1000;
+    reactor->timer_calls++;
     return 0;
 }
 
@@ -90,7 +93,7 @@ ccurl_reactor *ccurl_reactor_create(CURLM *multi) {
 int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
     int wait = max_wait_ms;
     if (reactor->timeout_at >= 0) {
-        long long left = reactor->timeout_at - monotonic_ms();
+        long long left = (reactor->timeout_at - monotonic_us() + 999) / 1000;  // rounded up
         if (left < wait) wait = left < 0 ? 0 : (int)left;
     }
     int count = epoll_wait(reactor->epoll_fd, reactor->events, CCURL_REACTOR_EVENTS, wait);
@@ -111,9 +114,14 @@ int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
         curl_multi_socket_action(reactor->multi, fd, action, &running);
         ready++;
     }
-    if (reactor->timeout_at >= 0 && monotonic_ms() >= reactor->timeout_at) {
-        reactor->timeout_at = -1;  // libcurl sets the next one from inside the call
+    if (reactor->timeout_at >= 0 && monotonic_us() >= reactor->timeout_at) {
+        // libcurl sets the next timeout from inside the call, but only when its earliest timer
+        // changed: should its clock not have reached the timer yet, nothing expires, the
+        // callback is not called, and without a deadline kept here the timer would be lost
+        // (transfers past their timeout would wait for unrelated traffic). So look again soon.
+        unsigned long calls = reactor->timer_calls;
         curl_multi_socket_action(reactor->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (reactor->timer_calls == calls) reactor->timeout_at = monotonic_us() + 1000;
     }
     return ready;
 }

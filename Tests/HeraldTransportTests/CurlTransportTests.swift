@@ -155,6 +155,25 @@ struct CurlTransportHTTPTests {
         #expect(error?.kind == .notSent)
     }
 
+    @Test("request timeouts fire on time, one after another, whatever their sub-millisecond phase")
+    func timeoutsKeepFiring() async throws {
+        // Each timeout is a libcurl timer the transport's event loop must act on when it falls
+        // due; one missed (acted on a hair early, and never re-armed) leaves its request waiting
+        // for the server's 10 s answer.
+        try await withTransport(maxInFlight: 4) { double, transport in
+            double.latency = .seconds(10)
+            let clock = ContinuousClock()
+            for milliseconds in stride(from: 40, through: 157, by: 3) {
+                let start = clock.now
+                let error = await #expect(throws: TransportError.self) {
+                    _ = try await transport.execute(whatsAppRequest(double, timeout: .milliseconds(milliseconds)))
+                }
+                #expect(error?.curlCode == 28, "timeout \(milliseconds) ms")  // CURLE_OPERATION_TIMEDOUT
+                #expect(clock.now - start < .seconds(3), "timeout \(milliseconds) ms took \(clock.now - start)")
+            }
+        }
+    }
+
     @Test("a server slower than the request timeout is ambiguous, on a fresh and on a reused connection")
     func timeoutIsAmbiguous() async throws {
         try await withTransport(maxInFlight: 1) { double, transport in
