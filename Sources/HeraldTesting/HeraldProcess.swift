@@ -6,42 +6,48 @@ import Synchronization
 /// Each pipe is drained by a thread of its own doing blocking reads until end of file (rather
 /// than `FileHandle.readabilityHandler`, whose hand-over on Linux is racy), so a chatty child never
 /// blocks on a full pipe and nothing is read twice.
-public final class HeraldProcess: @unchecked Sendable {
-    // @unchecked: `process` is only started once and then queried; output goes through
-    // `CollectedOutput`, which locks.
-    public let process: Process
+public final class HeraldProcess: Sendable {
+    private let child: ChildProcess
     private let collected = CollectedOutput()
     private let drained = DispatchGroup()
 
     /// Starts `executable arguments…` with `DATABASE_URL` set (nil removes it) and `environment` added.
     public static func start(_ executable: String, _ arguments: [String], databaseURL: String?,
                              environment: [String: String] = [:]) throws -> HeraldProcess {
-        let p = HeraldProcess()
-        p.process.executableURL = URL(fileURLWithPath: executable)
-        p.process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["DATABASE_URL"] = databaseURL
         for (k, v) in environment { env[k] = v }
-        p.process.environment = env
-        let errPipe = Pipe(), outPipe = Pipe()
-        p.process.standardError = errPipe
-        p.process.standardOutput = outPipe
-        // One launch at a time: swift-corelibs-foundation's `Process.run()` crashed (in memcpy)
-        // when parallel tests launched children at the same moment.
-        try launching.withLock { _ in try p.process.run() }
-        p.drain(errPipe.fileHandleForReading) { p.collected.appendErr($0) }
-        p.drain(outPipe.fileHandleForReading) { p.collected.appendOut($0) }
+        return try start(executable, arguments, exactEnvironment: env)
+    }
+
+    /// Starts `executable arguments…` with exactly `env` as its environment.
+    public static func start(_ executable: String, _ arguments: [String], exactEnvironment env: [String: String]) throws -> HeraldProcess {
+        let errPipe = try ChildProcess.pipe(), outPipe = try ChildProcess.pipe()
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(executable, arguments, environment: env,
+                                     stdout: .descriptor(outPipe.write), stderr: .descriptor(errPipe.write))
+        } catch {
+            for fd in [errPipe.read, errPipe.write, outPipe.read, outPipe.write] { close(fd) }
+            throw error
+        }
+        // The child has its copies: ours closed, the readers see end of file when it exits.
+        close(errPipe.write)
+        close(outPipe.write)
+        let p = HeraldProcess(child)
+        p.drain(FileHandle(fileDescriptor: errPipe.read, closeOnDealloc: true)) { p.collected.appendErr($0) }
+        p.drain(FileHandle(fileDescriptor: outPipe.read, closeOnDealloc: true)) { p.collected.appendOut($0) }
         return p
     }
 
-    private init() { process = Process() }
+    private init(_ child: ChildProcess) { self.child = child }
 
-    /// Serializes ``start(_:_:databaseURL:environment:)``'s launches across tests.
-    private static let launching = Mutex(())
+    /// The child's process id.
+    public var pid: pid_t { child.pid }
 
     /// A test that fails half-way must not leave its children running.
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        if child.isRunning { child.signal(SIGKILL) }
     }
 
     private func drain(_ handle: FileHandle, into append: @escaping @Sendable (Data) -> Void) {
@@ -60,16 +66,19 @@ public final class HeraldProcess: @unchecked Sendable {
 
     /// Waits for exit (and for all its output) and returns the exit status.
     public func wait() async -> Int32 {
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        let status = await child.wait()
         let group = drained
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             group.notify(queue: .global()) { c.resume() }
         }
-        return process.terminationStatus
+        return status
     }
 
+    /// Whether it has not exited yet.
+    public var isRunning: Bool { child.isRunning }
+
     /// Sends a signal (SIGTERM, SIGKILL, …).
-    public func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+    public func signal(_ sig: Int32) { child.signal(sig) }
 
     /// What the process wrote to stderr so far.
     public var stderr: String { collected.err }

@@ -10,13 +10,13 @@ import Foundation
 public final class NginxHTTP2Server: @unchecked Sendable {
     // @unchecked: every stored property is set once in `start` and only read afterwards.
     public let port: Int
-    private let process: Process
+    private let process: ChildProcess
     private let directory: URL
 
     /// `https://127.0.0.1:<port>`.
     public var baseURL: String { "https://127.0.0.1:\(port)" }
 
-    private init(port: Int, process: Process, directory: URL) {
+    private init(port: Int, process: ChildProcess, directory: URL) {
         self.port = port
         self.process = process
         self.directory = directory
@@ -51,19 +51,15 @@ public final class NginxHTTP2Server: @unchecked Sendable {
                 """
             let configPath = directory.appendingPathComponent("nginx.conf").path
             try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: nginx)
-            process.arguments = ["-p", directory.path, "-c", configPath, "-e", "\(directory.path)/error.log"]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
+            let process = try ChildProcess(nginx, ["-p", directory.path, "-c", configPath, "-e", "\(directory.path)/error.log"],
+                                           environment: ProcessInfo.processInfo.environment)
             // Up when the port accepts a connection; given up when nginx exits (port taken).
             let deadline = ContinuousClock.now + .seconds(10)
             while process.isRunning, ContinuousClock.now < deadline {
                 if Self.accepts(port: port) { return NginxHTTP2Server(port: port, process: process, directory: directory) }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+            if process.isRunning { process.signal(SIGKILL); _ = process.waitBlocking() }
             lastError = (try? String(contentsOfFile: "\(directory.path)/error.log", encoding: .utf8)) ?? ""
         }
         try? FileManager.default.removeItem(at: directory)
@@ -76,13 +72,13 @@ public final class NginxHTTP2Server: @unchecked Sendable {
     /// test process's threads block SIGTERM, so nginx would never see it. It has nothing to save.
     public func stop() {
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.signal(SIGKILL)
+            _ = process.waitBlocking()
         }
         try? FileManager.default.removeItem(at: directory)
     }
 
-    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+    deinit { if process.isRunning { process.signal(SIGKILL) } }
 
     private static func accepts(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -53,15 +53,20 @@ public struct ParsedMail: Decodable, Sendable {
             print(json.dumps({'type': m.get_content_type(), 'parts': parts,
                               'longestLine': max(len(l) for l in raw.split(b'\\r\\n'))}))
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", script, file.path]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw ParseError(description: "python3 exited with \(process.terminationStatus)") }
+        let output = try ChildProcess.pipe()
+        let process: ChildProcess
+        do {
+            process = try ChildProcess("/usr/bin/python3", ["-c", script, file.path],
+                                       environment: ProcessInfo.processInfo.environment, stdout: .descriptor(output.write))
+        } catch {
+            close(output.read)
+            close(output.write)
+            throw error
+        }
+        close(output.write)
+        let data = FileHandle(fileDescriptor: output.read, closeOnDealloc: true).readDataToEndOfFile()
+        let status = process.waitBlocking()
+        guard status == 0 else { throw ParseError(description: "python3 exited with \(status)") }
         return try JSONDecoder().decode(ParsedMail.self, from: data)
     }
 }

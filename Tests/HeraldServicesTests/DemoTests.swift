@@ -37,10 +37,10 @@ struct DemoTests {
     }
 
     /// Starts `herald demo` without DATABASE_URL or PG* variables: it must make its own database.
-    static func startPrivate(_ arguments: [String]) throws -> Child {
+    static func startPrivate(_ arguments: [String]) throws -> HeraldProcess {
         var env = ProcessInfo.processInfo.environment
         for key in env.keys where key == "DATABASE_URL" || key.hasPrefix("PG") { env[key] = nil }
-        return try Child(try binary(), ["demo"] + arguments, environment: env)
+        return try HeraldProcess.start(try binary(), ["demo"] + arguments, exactEnvironment: env)
     }
 
     static let small = ["--contacts", "300", "--workers", "2", "--json", "--timeout", "120"]
@@ -206,46 +206,4 @@ struct DemoTests {
         throw TimedOut(what: what)
     }
 
-    /// A child process with an environment of our choosing (``HeraldProcess`` always sets
-    /// DATABASE_URL), its output collected.
-    final class Child: @unchecked Sendable {
-        // @unchecked: `process` is thread-safe for the calls made here; output is behind a lock.
-        let process = Process()
-        private let out = Pipe()
-        private let err = Pipe()
-        private let lock = NSLock()
-        private var outData = Data()
-        private var errData = Data()
-
-        init(_ executable: String, _ arguments: [String], environment: [String: String]) throws {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            process.environment = environment
-            process.standardOutput = out
-            process.standardError = err
-            out.fileHandleForReading.readabilityHandler = { [weak self] h in self?.append(h.availableData, error: false) }
-            err.fileHandleForReading.readabilityHandler = { [weak self] h in self?.append(h.availableData, error: true) }
-            try process.run()
-        }
-
-        private func append(_ data: Data, error: Bool) {
-            lock.lock()
-            defer { lock.unlock() }
-            if error { errData.append(data) } else { outData.append(data) }
-        }
-
-        var stdout: String { lock.lock(); defer { lock.unlock() }; return String(decoding: outData, as: UTF8.self) }
-        var stderr: String { lock.lock(); defer { lock.unlock() }; return String(decoding: errData, as: UTF8.self) }
-
-        func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
-
-        func wait() async -> Int32 {
-            while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
-            out.fileHandleForReading.readabilityHandler = nil
-            err.fileHandleForReading.readabilityHandler = nil
-            append(out.fileHandleForReading.readDataToEndOfFile(), error: false)
-            append(err.fileHandleForReading.readDataToEndOfFile(), error: true)
-            return process.terminationStatus
-        }
-    }
 }
