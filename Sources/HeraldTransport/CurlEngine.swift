@@ -6,9 +6,9 @@ import Synchronization
 /// The multi handle and the state its thread owns.
 ///
 /// The thread waits in a reactor (`ccurl_reactor`, libcurl's socket interface over epoll), so a
-/// wake-up costs the sockets that are ready, not every transfer in flight: with thousands of
-/// requests out to slow providers, `curl_multi_perform` and `curl_multi_poll` walked them all on
-/// every answer and were most of the worker's CPU time.
+/// wake-up costs the sockets that are ready, not every transfer in flight: `curl_multi_perform`
+/// and `curl_multi_poll` walk all of them on every answer, which with thousands of requests out
+/// to slow providers dominates the worker's CPU time (BENCHMARKS.md, "Slow providers").
 ///
 /// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multi` and `reactor` are only used by the
 /// engine's thread, except `ccurl_reactor_wakeup`, which may be called from any thread and which
