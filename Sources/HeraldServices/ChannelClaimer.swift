@@ -29,6 +29,7 @@ final class ChannelClaimer: Sendable {
     private let dispatcher: SendDispatcher
     private let window: InFlightWindow
     private let holds: ChannelHolds
+    private let rests: BroadcastRests
     private let metrics: HeraldMetrics
     private let logger: Logger
     private let store = QueueStore()
@@ -37,13 +38,14 @@ final class ChannelClaimer: Sendable {
     private let served: Mutex<[Int64: Int]> = Mutex([:])
 
     init(configuration: WorkerConfiguration, directory: BroadcastDirectory, completer: OutcomeCompleter, dispatcher: SendDispatcher,
-         window: InFlightWindow, holds: ChannelHolds, metrics: HeraldMetrics, logger: Logger) {
+         window: InFlightWindow, holds: ChannelHolds, rests: BroadcastRests, metrics: HeraldMetrics, logger: Logger) {
         self.configuration = configuration
         self.directory = directory
         self.completer = completer
         self.dispatcher = dispatcher
         self.window = window
         self.holds = holds
+        self.rests = rests
         self.metrics = metrics
         self.logger = logger
     }
@@ -93,7 +95,10 @@ final class ChannelClaimer: Sendable {
                     let wait = nextTry - ContinuousClock.now
                     if wait > .zero { await wakeup.wait(timeout: wait) }
                 }
-                if index == 0 { holds.prune(now: ContinuousClock.now) }
+                if index == 0 {
+                    holds.prune(now: ContinuousClock.now)
+                    rests.prune(now: ContinuousClock.now)
+                }
                 consecutiveErrors = 0
             } catch {
                 consecutiveErrors += 1
@@ -115,12 +120,19 @@ final class ChannelClaimer: Sendable {
             return broadcasts.map { s[$0.info.id]! }
         }
         let order = broadcasts.indices.sorted { (counts[$0], $0) < (counts[$1], $1) }.map { broadcasts[$0] }
+        let now = ContinuousClock.now
+        var restingUntil: ContinuousClock.Instant?
         for broadcast in order {
+            if let end = rests.restingUntil(broadcast.info.id, now: now) {
+                restingUntil = min(restingUntil ?? end, end)
+                continue
+            }
             let result = try await claim(broadcast, pool: pool)
             if case .idle = result { continue }
             return result
         }
-        return .idle
+        // Every broadcast of the channel was resting or found nothing due.
+        return restingUntil.map { .held(until: $0) } ?? .idle
     }
 
     /// Claims one batch of a broadcast and hands it to the dispatcher.
@@ -150,7 +162,11 @@ final class ChannelClaimer: Sendable {
             holds.hold(info.channelID, until: until)
             return .held(until: until)
         }
-        guard !claim.jobs.isEmpty else { return .idle }
+        guard !claim.jobs.isEmpty else {
+            // Tokens but nothing due: leave this broadcast alone for a while (see BroadcastRests).
+            rests.rest(info.id, until: ContinuousClock.now + configuration.idlePoll)
+            return .idle
+        }
         if claim.granted < room {
             // The bucket ran short. `take_tokens` says when half of what the bucket can hold
             // will have accrued (its capacity is the database's rule, not the worker's); come

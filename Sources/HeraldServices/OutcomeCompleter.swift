@@ -40,14 +40,16 @@ final class OutcomeCompleter: Sendable {
     private let rules: OutcomeRules
     private let store = QueueStore()
     private let holds: ChannelHolds
+    private let rests: BroadcastRests
     private let metrics: HeraldMetrics
     private let logger: Logger
 
-    init(configuration: WorkerConfiguration, rules: OutcomeRules, holds: ChannelHolds,
+    init(configuration: WorkerConfiguration, rules: OutcomeRules, holds: ChannelHolds, rests: BroadcastRests,
          metrics: HeraldMetrics, logger: Logger) {
         self.configuration = configuration
         self.rules = rules
         self.holds = holds
+        self.rests = rests
         self.metrics = metrics
         self.logger = logger
     }
@@ -123,6 +125,7 @@ final class OutcomeCompleter: Sendable {
                         "lost": "\(chunk.count - applied)"])
                 }
                 count(chunk)
+                wakeRequeued(chunk)
                 try await throttle(chunk, pool: pool)
             } catch {
                 failures += 1
@@ -187,6 +190,19 @@ final class OutcomeCompleter: Sendable {
             logger.notice("provider asked to slow down; channel paused", metadata: [
                 "channel": "\(name)", "pause.seconds": "\(pause.inSeconds)"])
         }
+    }
+
+    /// Broadcasts with a job just put back in the queue (a retry, a hand-back, a message's next
+    /// part) may have something due: end their rest.
+    private func wakeRequeued(_ chunk: [Decided]) {
+        var requeued = Set<Int64>()
+        for d in chunk {
+            switch d.outcome.result {
+            case .retry, .handBack, .partSent: requeued.insert(d.broadcast.info.id)
+            case .sent, .failed, .skipped, .cancelled: break
+            }
+        }
+        if !requeued.isEmpty { rests.wake(requeued) }
     }
 
     private func count(_ chunk: [Decided]) {

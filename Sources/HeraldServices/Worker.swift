@@ -46,20 +46,21 @@ public final class Worker: Service, Sendable {
                                       authorityFile: config.providerAuthorityFile, logger: logger)
         let rules = OutcomeRules(backoff: config.backoff)
         let holds = ChannelHolds()
+        let rests = BroadcastRests()
         let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel)
-        let completer = OutcomeCompleter(configuration: config, rules: rules, holds: holds,
+        let completer = OutcomeCompleter(configuration: config, rules: rules, holds: holds, rests: rests,
                                          metrics: metrics, logger: logger)
         let dispatcher = SendDispatcher(transport: transport, completer: completer, window: window,
                                         rules: rules, configuration: config, metrics: metrics)
         let directory = BroadcastDirectory(configuration: config, dispatcher: dispatcher, logger: logger)
         let claimer = ChannelClaimer(configuration: config, directory: directory, completer: completer, dispatcher: dispatcher,
-                                     window: window, holds: holds, metrics: metrics, logger: logger)
+                                     window: window, holds: holds, rests: rests, metrics: metrics, logger: logger)
         let notifications = WorkerNotifications(databaseURL: config.databaseURL, logger: logger)
         logger.info("worker started", metadata: [
             "worker.id": "\(config.workerID)", "lanes": "\(config.lanes)", "max_in_flight": "\(config.maxInFlight)"])
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask { await notifications.run(directory: directory, wakeup: self.wakeup, stopping: self.stopping) }
+                group.addTask { await notifications.run(directory: directory, rests: rests, wakeup: self.wakeup, stopping: self.stopping) }
                 group.addTask { await completer.run(pool: pool) }
                 group.addTask {
                     await withDiscardingTaskGroup { lanes in
