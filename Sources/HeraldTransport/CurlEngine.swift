@@ -5,15 +5,10 @@ import Synchronization
 
 /// The multi handle and the state its thread owns.
 ///
-/// The thread waits in a reactor (`ccurl_reactor`, libcurl's socket interface over epoll), so a
-/// wake-up costs the sockets that are ready, not every transfer in flight: `curl_multi_perform`
-/// and `curl_multi_poll` walk all of them on every answer, which with thousands of requests out
-/// to slow providers dominates the worker's CPU time (BENCHMARKS.md, "Slow providers").
-///
-/// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multi` and `reactor` are only used by the
-/// engine's thread, except `ccurl_reactor_wakeup`, which may be called from any thread and which
-/// we call only under the lock while the thread has not yet torn the reactor down; every other
-/// stored property is touched by the engine's thread alone.
+/// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multi` is only used by the engine's
+/// thread, except `curl_multi_wakeup`, which libcurl allows from any thread and which we call
+/// only under the lock while the thread has not yet cleaned the handle up; every other stored
+/// property is touched by the engine's thread alone.
 ///
 /// ThreadSanitizer on Linux does not see `Synchronization.Mutex` (futex-based) as synchronization
 /// and reports every hand-over through `shared` as a race; with a pthread-based lock in its place
@@ -39,7 +34,6 @@ final class CurlEngine: @unchecked Sendable {
     let authorityFile: String?
     let logger: Logger
     let multi: UnsafeMutableRawPointer
-    private let reactor: OpaquePointer
     private let finished = DispatchGroup()
 
     // Engine thread only.
@@ -57,8 +51,6 @@ final class CurlEngine: @unchecked Sendable {
         self.logger = logger
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
         self.multi = multi
-        guard let reactor = ccurl_reactor_create(multi) else { fatalError("no file descriptors left for the transport's epoll set") }
-        self.reactor = reactor
         // Keep enough idle connections for the whole in-flight window.
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxInFlight)
         // HTTP/2 connections multiplex; HTTP/1.1 ones are reused one request at a time.
@@ -89,7 +81,7 @@ final class CurlEngine: @unchecked Sendable {
         let wasStarted = shared.withLock { state -> Bool in
             if !state.closing {
                 state.closing = true
-                if !state.exited { ccurl_reactor_wakeup(reactor) }
+                if !state.exited { curl_multi_wakeup(multi) }
             }
             return state.started
         }
@@ -113,7 +105,7 @@ final class CurlEngine: @unchecked Sendable {
                                       message: "cancelled before it was sent")
             }
             state.inbox.append(contentsOf: transfers)
-            ccurl_reactor_wakeup(reactor)
+            curl_multi_wakeup(multi)
             return nil
         }
     }
@@ -144,7 +136,7 @@ final class CurlEngine: @unchecked Sendable {
         shared.withLock { state in
             guard !state.exited, !ticket.ids.isEmpty else { return }
             state.cancelled.append(ticket.ids)
-            ccurl_reactor_wakeup(reactor)
+            curl_multi_wakeup(multi)
         }
     }
 
@@ -153,7 +145,7 @@ final class CurlEngine: @unchecked Sendable {
         shared.withLock { state in
             guard !state.exited, !ticket.ids.isEmpty else { return }
             state.withdrawn.append(ticket.ids)
-            ccurl_reactor_wakeup(reactor)
+            curl_multi_wakeup(multi)
         }
     }
 
@@ -195,11 +187,15 @@ final class CurlEngine: @unchecked Sendable {
             if !withdrawn.isEmpty { withdraw(withdrawn) }
             if closing { break }
 
-            // A transfer added here sets libcurl's timeout to now, so the step does not wait
-            // before starting it.
             startPending()
-            _ = ccurl_reactor_step(reactor, 1000)
-            collectCompleted()
+            var running: Int32 = 0
+            _ = curl_multi_perform(multi, &running)
+            let completed = collectCompleted()
+            if completed > 0, pendingCount > 0 {
+                continue  // start the next ones before sleeping
+            }
+            var ready: Int32 = 0
+            _ = curl_multi_poll(multi, nil, 0, 1000, &ready)
         }
         tearDown()
     }
@@ -298,7 +294,6 @@ final class CurlEngine: @unchecked Sendable {
         idleHandles.append(easy)
     }
 
-    @discardableResult
     private func collectCompleted() -> Int {
         var connectionsOpened = 0
         var easyOut: UnsafeMutableRawPointer?
@@ -369,7 +364,6 @@ final class CurlEngine: @unchecked Sendable {
         }
         for easy in idleHandles { curl_easy_cleanup(easy) }
         idleHandles.removeAll()
-        ccurl_reactor_destroy(reactor)
         curl_multi_cleanup(multi)
     }
 }

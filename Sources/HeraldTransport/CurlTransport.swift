@@ -6,7 +6,7 @@ import Synchronization
 /// Asynchronous HTTP and SMTP over libcurl: one dedicated thread drives a `CURLM` multi handle,
 /// callers `await` their transfers.
 ///
-/// Callers on any thread enqueue a transfer and wake the thread (an eventfd in its epoll set); the
+/// Callers on any thread enqueue a transfer and wake the thread with `curl_multi_wakeup`; the
 /// thread starts at most `maxInFlight` transfers at a time (the rest wait, in order), and resumes
 /// each caller's continuation when its transfer ends. Easy handles are reused and connections
 /// kept alive in the multi handle's connection cache, so steady traffic to one provider runs over
