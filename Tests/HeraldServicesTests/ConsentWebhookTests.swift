@@ -72,30 +72,10 @@ struct ConsentWebhookTests {
             config.port = 0
             config.publicURL = S.publicURL
             config.channelRefresh = .milliseconds(200)
-            var logger = Logger(label: "test.consent")
-            logger.logLevel = .warning
+            let logger = warningsOnlyLogger("test.consent")
             let server = WebhooksServer(configuration: config, logger: logger)
-            let group = ServiceGroup(services: [server], logger: logger)
-            let transport = CurlTransport(maxInFlight: 8, logger: logger)
-            return try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
-                var port: Int?
-                for _ in 0..<200 where port == nil {
-                    port = server.boundPort
-                    if port == nil { try await Task.sleep(for: .milliseconds(25)) }
-                }
-                let harness = Harness(base: "http://127.0.0.1:\(try #require(port))", c: c, transport: transport)
-                defer { transport.shutdown() }
-                do {
-                    let value = try await body(harness)
-                    await group.triggerGracefulShutdown()
-                    try await tasks.waitForAll()
-                    return value
-                } catch {
-                    await group.triggerGracefulShutdown()
-                    try? await tasks.waitForAll()
-                    throw error
-                }
+            return try await withRunningServer(server, boundPort: { server.boundPort }, logger: logger) { base, transport in
+                try await body(Harness(base: base, c: c, transport: transport))
             }
         }
     }

@@ -13,33 +13,10 @@ struct WebhookMetricsTests {
     /// Runs a MetricsServer on a free port; `body` gets its base URL.
     static func withMetricsServer<T: Sendable>(_ metrics: HeraldMetrics, databaseURL: String?,
                                                _ body: (String, CurlTransport) async throws -> T) async throws -> T {
-        var logger = Logger(label: "test.metrics")
-        logger.logLevel = .warning
+        let logger = warningsOnlyLogger("test.metrics")
         let server = MetricsServer(metrics: metrics, databaseURL: databaseURL, host: "127.0.0.1", port: 0,
                                    sampleInterval: .zero, logger: logger)
-        let group = ServiceGroup(services: [server], logger: logger)
-        let transport = CurlTransport(maxInFlight: 4, logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            var port: Int?
-            for _ in 0..<200 where port == nil {
-                port = server.boundPort
-                if port == nil { try await Task.sleep(for: .milliseconds(25)) }
-            }
-            let base = "http://127.0.0.1:\(try #require(port))"
-            do {
-                let value = try await body(base, transport)
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-                transport.shutdown()
-                return value
-            } catch {
-                await group.triggerGracefulShutdown()
-                try? await tasks.waitForAll()
-                transport.shutdown()
-                throw error
-            }
-        }
+        return try await withRunningServer(server, boundPort: { server.boundPort }, logger: logger, transportWindow: 4, body)
     }
 
     static func scrape(_ base: String, _ transport: CurlTransport) async throws -> [String: Double] {

@@ -83,31 +83,10 @@ struct WebhookServerTests {
             if let readTimeout { config.readTimeout = readTimeout }
             if let refreshOnDemandAfter { config.refreshOnDemandAfter = refreshOnDemandAfter }
             configure(&config)
-            var logger = Logger(label: "test.webhooks")
-            logger.logLevel = .warning
+            let logger = warningsOnlyLogger("test.webhooks")
             let server = WebhooksServer(configuration: config, logger: logger)
-            let group = ServiceGroup(services: [server], logger: logger)
-            let transport = CurlTransport(maxInFlight: 32, logger: logger)
-            return try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
-                var port: Int?
-                for _ in 0..<200 where port == nil {
-                    port = server.boundPort
-                    if port == nil { try await Task.sleep(for: .milliseconds(25)) }
-                }
-                let harness = Harness(base: "http://127.0.0.1:\(try #require(port))", db: db, c: c, transport: transport, server: server)
-                do {
-                    let value = try await body(harness)
-                    await group.triggerGracefulShutdown()
-                    try await tasks.waitForAll()
-                    transport.shutdown()
-                    return value
-                } catch {
-                    await group.triggerGracefulShutdown()
-                    try? await tasks.waitForAll()
-                    transport.shutdown()
-                    throw error
-                }
+            return try await withRunningServer(server, boundPort: { server.boundPort }, logger: logger, transportWindow: 32) { base, transport in
+                try await body(Harness(base: base, db: db, c: c, transport: transport, server: server))
             }
         }
     }
