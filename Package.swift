@@ -37,7 +37,7 @@ let package = Package(
             "CLibPQ", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: herald),
         .target(name: "HeraldTransport", dependencies: [
-            "CCurl", .product(name: "Logging", package: "swift-log"),
+            "CCurl", "HeraldCore", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: herald),
 
         // Pure logic: no I/O.
@@ -77,7 +77,7 @@ let package = Package(
         // Test support: a provider double speaking Meta's, Twilio's and SMTP's wire formats, and a
         // throwaway database per test.
         .target(name: "HeraldTesting", dependencies: [
-            "HeraldPostgres",
+            "HeraldPostgres", "HeraldCore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -87,7 +87,7 @@ let package = Package(
 
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"], swiftSettings: herald),
         .testTarget(name: "HeraldPostgresTests", dependencies: ["HeraldPostgres", "HeraldTesting", "HeraldStore", "HeraldSQL"], swiftSettings: herald),
-        .testTarget(name: "HeraldTransportTests", dependencies: ["HeraldTransport", "HeraldTesting"], swiftSettings: herald),
+        .testTarget(name: "HeraldTransportTests", dependencies: ["HeraldTransport", "HeraldTesting", "HeraldCore"], swiftSettings: herald),
         .testTarget(name: "HeraldProvidersTests", dependencies: ["HeraldProviders", "HeraldTesting", "HeraldTransport", "HeraldCore"], swiftSettings: herald),
         .testTarget(name: "HeraldServicesTests", dependencies: [
             "HeraldServices", "HeraldTesting", "HeraldStore", "HeraldPostgres", "HeraldProviders", "HeraldCore",

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 import HeraldStore
 import Logging
@@ -32,13 +33,16 @@ final class ChannelClaimer: Sendable {
     private let rests: BroadcastRests
     private let metrics: HeraldMetrics
     private let logger: Logger
+    private let clock: any HeraldClock
     private let store = QueueStore()
     private let cursor = Atomic<Int>(0)
     /// Messages this worker has claimed per broadcast.
     private let served: Mutex<[Int64: Int]> = Mutex([:])
 
     init(configuration: WorkerConfiguration, directory: BroadcastDirectory, completer: OutcomeCompleter, dispatcher: SendDispatcher,
-         window: InFlightWindow, holds: ChannelHolds, rests: BroadcastRests, metrics: HeraldMetrics, logger: Logger) {
+         window: InFlightWindow, holds: ChannelHolds, rests: BroadcastRests, metrics: HeraldMetrics, clock: any HeraldClock,
+         logger: Logger) {
+        self.clock = clock
         self.configuration = configuration
         self.directory = directory
         self.completer = completer
@@ -67,14 +71,14 @@ final class ChannelClaimer: Sendable {
             do {
                 let channels = try await directory.channels(pool: pool)
                 var didWork = false
-                var nextTry = ContinuousClock.now + configuration.idlePoll
+                var nextTry = clock.now + configuration.idlePoll
                 for _ in 0..<channels.count {
                     if stopping.isSet { break }
                     if window.inFlight >= window.limit { break }
                     let broadcasts = channels[cursor.add(1, ordering: .relaxed).oldValue % channels.count]
                     let channelID = broadcasts[0].info.channelID
-                    if let later = holds.begin(channelID, now: ContinuousClock.now) {
-                        nextTry = min(nextTry, max(later, ContinuousClock.now + .milliseconds(5)))
+                    if let later = holds.begin(channelID, now: clock.now) {
+                        nextTry = min(nextTry, max(later, clock.now + .milliseconds(5)))
                         continue
                     }
                     let turn: Turn
@@ -92,12 +96,12 @@ final class ChannelClaimer: Sendable {
                 if window.inFlight >= window.limit {
                     await window.roomFreed.wait(timeout: .milliseconds(50))
                 } else if !didWork {
-                    let wait = nextTry - ContinuousClock.now
+                    let wait = nextTry - clock.now
                     if wait > .zero { await wakeup.wait(timeout: wait) }
                 }
                 if index == 0 {
-                    holds.prune(now: ContinuousClock.now)
-                    rests.prune(now: ContinuousClock.now)
+                    holds.prune(now: clock.now)
+                    rests.prune(now: clock.now)
                 }
                 consecutiveErrors = 0
             } catch {
@@ -120,7 +124,7 @@ final class ChannelClaimer: Sendable {
             return broadcasts.map { s[$0.info.id]! }
         }
         let order = broadcasts.indices.sorted { (counts[$0], $0) < (counts[$1], $1) }.map { broadcasts[$0] }
-        let now = ContinuousClock.now
+        let now = clock.now
         var restingUntil: ContinuousClock.Instant?
         for broadcast in order {
             if let end = rests.restingUntil(broadcast.info.id, now: now) {
@@ -139,10 +143,10 @@ final class ChannelClaimer: Sendable {
     private func claim(_ broadcast: PreparedBroadcast, pool: PostgresPool) async throws -> Turn {
         let info = broadcast.info
         let room = window.reserve(configuration.batchSize, channel: info.channelID, channelLimit: broadcast.inFlightLimit)
-        guard room > 0 else { return .held(until: ContinuousClock.now + .milliseconds(20)) }
+        guard room > 0 else { return .held(until: clock.now + .milliseconds(20)) }
         // Read before the claim, so the lease (counted from the database's clock during the
         // claim) ends no earlier than `claimedAt + lease` on this clock.
-        let claimedAt = ContinuousClock.now
+        let claimedAt = clock.now
         let claim: QueueStore.Claim
         do {
             claim = try await pool.withConnection {
@@ -158,13 +162,13 @@ final class ChannelClaimer: Sendable {
         window.release(room - claim.jobs.count, channel: info.channelID)
         if claim.granted == 0 {
             metrics.rateLimiterWait(channel: info.channelName, seconds: claim.retryAfter.inSeconds)
-            let until = ContinuousClock.now + claim.retryAfter
+            let until = clock.now + claim.retryAfter
             holds.hold(info.channelID, until: until)
             return .held(until: until)
         }
         guard !claim.jobs.isEmpty else {
             // Tokens but nothing due: leave this broadcast alone for a while (see BroadcastRests).
-            rests.rest(info.id, until: ContinuousClock.now + configuration.idlePoll)
+            rests.rest(info.id, until: clock.now + configuration.idlePoll)
             return .idle
         }
         if claim.granted < room {
@@ -173,7 +177,7 @@ final class ChannelClaimer: Sendable {
             // back at 1.8 times that, 90% of a full bucket: nearly full claims, so half as many
             // statements (1,000 channels at 20/s: about one claim per channel per second), and
             // no tokens lost to a full bucket while the claim is on its way.
-            holds.hold(info.channelID, until: ContinuousClock.now + min(claim.retryAfter * 1.8, configuration.idlePoll))
+            holds.hold(info.channelID, until: clock.now + min(claim.retryAfter * 1.8, configuration.idlePoll))
         }
         served.withLock { $0[info.id, default: 0] += claim.jobs.count }
         metrics.claimed(channel: info.channelName, provider: info.provider, count: claim.jobs.count)

@@ -1,3 +1,4 @@
+import HeraldCore
 import Synchronization
 
 /// Counts sends claimed and not yet answered, overall and per channel, so claims never take
@@ -16,9 +17,10 @@ final class InFlightWindow: Sendable {
     let perChannelLimit: Int
     private let state = Mutex(State())
     /// Signalled when room frees up after the window was full.
-    let roomFreed = Wakeup()
+    let roomFreed: Wakeup
 
-    init(limit: Int, perChannelLimit: Int) {
+    init(limit: Int, perChannelLimit: Int, clock: any HeraldClock = ContinuousClock()) {
+        roomFreed = Wakeup(clock: clock)
         self.limit = max(1, limit)
         self.perChannelLimit = max(1, min(perChannelLimit, limit))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 import HeraldProviders
 import HeraldStore
@@ -35,7 +36,7 @@ final class OutcomeCompleter: Sendable {
     private let writesFailing = Atomic<Bool>(false)
     /// Outcomes handed in and not yet written (answered or decided, judged or not).
     private let unwritten = Atomic<Int>(0)
-    private let arrived = Wakeup()
+    private let arrived: Wakeup
     private let configuration: WorkerConfiguration
     private let rules: OutcomeRules
     private let store = QueueStore()
@@ -43,9 +44,12 @@ final class OutcomeCompleter: Sendable {
     private let rests: BroadcastRests
     private let metrics: HeraldMetrics
     private let logger: Logger
+    private let clock: any HeraldClock
 
     init(configuration: WorkerConfiguration, rules: OutcomeRules, holds: ChannelHolds, rests: BroadcastRests,
-         metrics: HeraldMetrics, logger: Logger) {
+         metrics: HeraldMetrics, clock: any HeraldClock, logger: Logger) {
+        self.clock = clock
+        arrived = Wakeup(clock: clock)
         self.configuration = configuration
         self.rules = rules
         self.holds = holds
@@ -104,7 +108,7 @@ final class OutcomeCompleter: Sendable {
             }
             if !taken.isEmpty { backlog.append(contentsOf: judge(taken)) }
             if finishing && giveUpAt == nil {
-                giveUpAt = ContinuousClock.now + max(configuration.shutdownGrace, .seconds(5))
+                giveUpAt = clock.now + max(configuration.shutdownGrace, .seconds(5))
             }
             if backlog.isEmpty {
                 if finishing && inbox.withLock({ $0.arrivals.isEmpty }) { return }
@@ -130,7 +134,7 @@ final class OutcomeCompleter: Sendable {
             } catch {
                 failures += 1
                 writesFailing.store(true, ordering: .relaxed)
-                if let giveUpAt, ContinuousClock.now >= giveUpAt {
+                if let giveUpAt, clock.now >= giveUpAt {
                     logger.error("could not record outcomes before exiting; their jobs return when their lease ends", metadata: [
                         "lost": "\(backlog.count)", "error": "\(error)"])
                     return
@@ -185,7 +189,7 @@ final class OutcomeCompleter: Sendable {
             if pause > pauses[id]?.0 ?? .zero { pauses[id] = (pause, d.broadcast.info.channelName) }
         }
         for (channelID, (pause, name)) in pauses {
-            holds.hold(channelID, until: ContinuousClock.now + pause)
+            holds.hold(channelID, until: clock.now + pause)
             try await pool.withConnection { try await self.store.throttle(channelID: channelID, for: pause, on: $0) }
             logger.notice("provider asked to slow down; channel paused", metadata: [
                 "channel": "\(name)", "pause.seconds": "\(pause.inSeconds)"])

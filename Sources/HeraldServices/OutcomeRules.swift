@@ -8,6 +8,8 @@ import HeraldStore
 /// the channel pause a rate-limit answer asks for.
 struct OutcomeRules: Sendable {
     let backoff: Backoff
+    /// Where the backoff's jitter comes from.
+    var random: RandomSource = .system
 
     /// - Parameters:
     ///   - part, parts: Which of the message's requests answered, and how many it has: an
@@ -49,7 +51,7 @@ struct OutcomeRules: Sendable {
             if attempt >= policy.maxAttempts {
                 return .failed(errorCode: code, error: "\(message) (gave up after \(attempt) attempts)", failureKind: kind)
             }
-            var rng = SystemRandomNumberGenerator()
+            var rng = random.generator
             var delay = backoff.delay(afterAttempt: attempt, using: &rng)
             if let retryAfter, retryAfter > delay { delay = retryAfter }
             let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18

@@ -60,10 +60,20 @@ import ServiceLifecycle
 public struct SchedulerService: Service {
     public let configuration: SchedulerConfiguration
     let logger: Logger
+    let clock: any HeraldClock
+    let random: RandomSource
 
-    public init(configuration: SchedulerConfiguration, logger: Logger) {
+    /// - Parameters:
+    ///   - clock: what the scheduler's own waits and holds run on (reconnect backoff, a failing
+    ///     broadcast's hold, the maintenance interval); `send_at` and expansion run on the
+    ///     database's clock.
+    ///   - random: the jitter of those backoffs.
+    public init(configuration: SchedulerConfiguration, logger: Logger, clock: any HeraldClock = ContinuousClock(),
+                random: RandomSource = .system) {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
+        self.random = random
     }
 
     public func run() async throws {
@@ -75,7 +85,7 @@ public struct SchedulerService: Service {
     /// Sessions, one after another, until the task is cancelled.
     func runUntilCancelled() async {
         var failures = 0
-        var rng = SystemRandomNumberGenerator()
+        var rng = random.generator
         while !Task.isCancelled {
             do {
                 let connection = try await PostgresConnection.connect(
@@ -94,7 +104,7 @@ public struct SchedulerService: Service {
                 logger.info("scheduler database session failed; retrying",
                             metadata: ["error": "\(error)", "attempt": "\(failures)"])
                 do {
-                    try await Task.sleep(for: configuration.reconnectBackoff.delay(afterAttempt: failures, using: &rng))
+                    try await clock.sleep(for: configuration.reconnectBackoff.delay(afterAttempt: failures, using: &rng))
                 } catch {
                     break
                 }
@@ -111,7 +121,7 @@ public struct SchedulerService: Service {
         let pid = await connection.backendPID
         logger.info("scheduler leadership acquired", metadata: ["db.pid": "\(pid)"])
         try await connection.listen("herald_broadcasts")
-        var leader = LeaderState(store: store, configuration: configuration, logger: logger)
+        var leader = LeaderState(store: store, configuration: configuration, logger: logger, clock: clock, random: random)
         guard let templateSync = configuration.templateSync else { return try await leader.lead(connection: connection) }
         try await templateSync.whileLeading { try await leader.lead(connection: connection) } // templates (issue 18)
     }
@@ -128,8 +138,8 @@ struct LeaderState {
     var plans: [Int64: Plan] = [:]
     /// Broadcasts whose last step failed with a server error: skipped until `until`.
     var held: [Int64: (until: ContinuousClock.Instant, failures: Int)] = [:]
-    var rng = SystemRandomNumberGenerator()
-    let clock = ContinuousClock()
+    var rng: RandomSource.Generator
+    let clock: any HeraldClock
     /// When broadcast_report's counter deltas were last folded together.
     var lastCompaction: ContinuousClock.Instant?
 
@@ -140,10 +150,13 @@ struct LeaderState {
         var unknownZones = UnknownTimeZones()
     }
 
-    init(store: SchedulerStore, configuration: SchedulerConfiguration, logger: Logger) {
+    init(store: SchedulerStore, configuration: SchedulerConfiguration, logger: Logger,
+         clock: any HeraldClock = ContinuousClock(), random: RandomSource = .system) {
         self.store = store
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
+        rng = random.generator
     }
 
     mutating func lead(connection: PostgresConnection) async throws {

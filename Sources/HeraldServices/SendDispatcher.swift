@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldProviders
 import HeraldStore
 import HeraldTransport
@@ -23,10 +24,12 @@ final class SendDispatcher: Sendable {
     private let rules: OutcomeRules
     private let configuration: WorkerConfiguration
     private let metrics: HeraldMetrics
+    private let clock: any HeraldClock
     private let submitted = Mutex<[Int64: [Submitted]]>([:])
 
     init(transport: CurlTransport, completer: OutcomeCompleter, window: InFlightWindow,
-         rules: OutcomeRules, configuration: WorkerConfiguration, metrics: HeraldMetrics) {
+         rules: OutcomeRules, configuration: WorkerConfiguration, metrics: HeraldMetrics, clock: any HeraldClock) {
+        self.clock = clock
         self.transport = transport
         self.completer = completer
         self.window = window
@@ -95,7 +98,7 @@ final class SendDispatcher: Sendable {
                 window.release(1, channel: channelID)
                 completer.answered(sends[index], outcome)
             }
-            let now = ContinuousClock.now
+            let now = clock.now
             submitted.withLock { all in
                 var list = all[broadcast.info.id, default: []].filter { $0.deadline > now }
                 list.append(Submitted(ticket: ticket, deadline: deadline))
@@ -104,7 +107,7 @@ final class SendDispatcher: Sendable {
         }
         if !simulated.isEmpty {
             // Simulated sends of a batch happen side by side, as real ones would.
-            if simulatedLatency > .zero { try? await Task.sleep(for: simulatedLatency) }
+            if simulatedLatency > .zero { try? await clock.sleep(for: simulatedLatency) }
             let answeredAt = Date()
             let outcomes = simulated.map { send -> JobOutcome in
                 metrics.providerLatency(channel: broadcast.info.channelName, provider: broadcast.info.provider,
@@ -131,7 +134,7 @@ final class SendDispatcher: Sendable {
 
     /// Forgets submissions whose start deadline has passed (none of them can still be queued).
     func prune() {
-        let now = ContinuousClock.now
+        let now = clock.now
         submitted.withLock { all in
             all = all.compactMapValues { list in
                 let kept = list.filter { $0.deadline > now }

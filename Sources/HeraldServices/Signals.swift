@@ -1,3 +1,4 @@
+import HeraldCore
 import Synchronization
 
 /// Wakes tasks that wait for "something may have changed" (a NOTIFY, a shutdown request).
@@ -11,6 +12,12 @@ final class Wakeup: Sendable {
         var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
     }
     private let state = Mutex(State())
+    /// What timeouts are measured on.
+    private let clock: any HeraldClock
+
+    init(clock: any HeraldClock = ContinuousClock()) {
+        self.clock = clock
+    }
 
     /// Resumes every current waiter.
     func signal() {
@@ -26,7 +33,7 @@ final class Wakeup: Sendable {
     func wait(timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.waitForSignal() }
-            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { try? await self.clock.sleep(for: timeout) }
             await group.next()
             group.cancelAll()
         }

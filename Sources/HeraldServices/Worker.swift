@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 import HeraldStore
 import HeraldTransport
@@ -26,16 +27,31 @@ import ServiceLifecycle
 public final class Worker: Service, Sendable {
     public let configuration: WorkerConfiguration
     private let logger: Logger
-    private let wakeup = Wakeup()
+    private let wakeup: Wakeup
     private let stopping = Latch()
     private let metrics: HeraldMetrics
+    private let clock: any HeraldClock
+    private let random: RandomSource
 
-    /// - Parameter metrics: where the worker counts claims, outcomes, provider latency and
-    ///   rate-limiter waits (serve it with ``MetricsServer``).
-    public init(configuration: WorkerConfiguration, logger: Logger, metrics: HeraldMetrics = HeraldMetrics()) {
+    /// How often the shutdown drain looks again at what is still in flight, when no answer
+    /// arrives meanwhile.
+    static let drainPoll = Duration.milliseconds(50)
+
+    /// - Parameters:
+    ///   - metrics: where the worker counts claims, outcomes, provider latency and rate-limiter
+    ///     waits (serve it with ``MetricsServer``).
+    ///   - clock: what the worker's own time rules run on: send deadlines, channel holds,
+    ///     broadcast rests, the shutdown grace and every wait of its loops. Leases, rate buckets,
+    ///     `run_at` and send windows run on the database's clock.
+    ///   - random: the jitter of retry backoffs.
+    public init(configuration: WorkerConfiguration, logger: Logger, metrics: HeraldMetrics = HeraldMetrics(),
+                clock: any HeraldClock = ContinuousClock(), random: RandomSource = .system) {
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
+        self.clock = clock
+        self.random = random
+        wakeup = Wakeup(clock: clock)
     }
 
     public func run() async throws {
@@ -43,18 +59,18 @@ public final class Worker: Service, Sendable {
         let pool = PostgresPool(connectionString: config.databaseURL, maxConnections: config.lanes + 2,
                                 applicationName: "herald-worker", logger: logger)
         let transport = CurlTransport(maxInFlight: config.maxInFlight, httpVersion: config.httpVersion,
-                                      authorityFile: config.providerAuthorityFile, logger: logger)
-        let rules = OutcomeRules(backoff: config.backoff)
+                                      authorityFile: config.providerAuthorityFile, clock: clock, logger: logger)
+        let rules = OutcomeRules(backoff: config.backoff, random: random)
         let holds = ChannelHolds()
         let rests = BroadcastRests()
-        let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel)
+        let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel, clock: clock)
         let completer = OutcomeCompleter(configuration: config, rules: rules, holds: holds, rests: rests,
-                                         metrics: metrics, logger: logger)
+                                         metrics: metrics, clock: clock, logger: logger)
         let dispatcher = SendDispatcher(transport: transport, completer: completer, window: window,
-                                        rules: rules, configuration: config, metrics: metrics)
+                                        rules: rules, configuration: config, metrics: metrics, clock: clock)
         let directory = BroadcastDirectory(configuration: config, dispatcher: dispatcher, logger: logger)
         let claimer = ChannelClaimer(configuration: config, directory: directory, completer: completer, dispatcher: dispatcher,
-                                     window: window, holds: holds, rests: rests, metrics: metrics, logger: logger)
+                                     window: window, holds: holds, rests: rests, metrics: metrics, clock: clock, logger: logger)
         let notifications = WorkerNotifications(databaseURL: config.databaseURL, logger: logger)
         logger.info("worker started", metadata: [
             "worker.id": "\(config.workerID)", "lanes": "\(config.lanes)", "max_in_flight": "\(config.maxInFlight)"])
@@ -97,14 +113,14 @@ public final class Worker: Service, Sendable {
 
     /// Waits for the sends in flight to end, at most ``WorkerConfiguration/shutdownGrace``.
     private func drain(_ window: InFlightWindow) async {
-        let deadline = ContinuousClock.now + configuration.shutdownGrace
+        let deadline = clock.now + configuration.shutdownGrace
         while window.inFlight > 0 {
-            if ContinuousClock.now >= deadline {
+            if clock.now >= deadline {
                 logger.warning("shutdown grace period expired; abandoning in-flight sends", metadata: [
                     "in_flight": "\(window.inFlight)"])
                 return
             }
-            await window.roomFreed.wait(timeout: .milliseconds(50))
+            await window.roomFreed.wait(timeout: Self.drainPoll)
         }
     }
 }

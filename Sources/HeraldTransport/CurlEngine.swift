@@ -1,5 +1,6 @@
 import CCurl
 import Foundation
+import HeraldCore
 import Logging
 import Synchronization
 
@@ -32,6 +33,8 @@ final class CurlEngine: @unchecked Sendable {
     /// A PEM file of certificate authorities HTTPS servers are verified with instead of the
     /// system's; nil for the system's.
     let authorityFile: String?
+    /// What start deadlines are compared with (see ``CurlTransport/init(maxInFlight:httpVersion:authorityFile:clock:logger:)``).
+    let clock: any HeraldClock
     let logger: Logger
     let multi: UnsafeMutableRawPointer
     private let finished = DispatchGroup()
@@ -44,10 +47,11 @@ final class CurlEngine: @unchecked Sendable {
     /// Transfers `collectCompleted` found done, kept between calls so its buffer is reused.
     private var completedScratch: [(Transfer, Result<HTTPResponse, TransportError>, Duration)] = []
 
-    init(maxInFlight: Int, httpVersion: HTTPVersionPreference, authorityFile: String?, logger: Logger) {
+    init(maxInFlight: Int, httpVersion: HTTPVersionPreference, authorityFile: String?, clock: any HeraldClock, logger: Logger) {
         self.maxInFlight = maxInFlight
         self.httpVersion = httpVersion
         self.authorityFile = authorityFile
+        self.clock = clock
         self.logger = logger
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
         self.multi = multi
@@ -215,7 +219,7 @@ final class CurlEngine: @unchecked Sendable {
 
     private func startPending() {
         while active.count < maxInFlight, let transfer = popPending() {
-            if let deadline = transfer.submission.deadline, ContinuousClock.now >= deadline {
+            if let deadline = transfer.submission.deadline, clock.now >= deadline {
                 transfer.finish(.failure(TransportError(kind: .notSent, curlCode: TransportError.deadlineCode,
                                                         message: "not started: its start deadline had passed")))
                 continue

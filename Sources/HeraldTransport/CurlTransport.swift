@@ -1,5 +1,6 @@
 import CCurl
 import Foundation
+import HeraldCore
 import Logging
 import Synchronization
 
@@ -42,10 +43,13 @@ public final class CurlTransport: Sendable {
     ///     with instead of the system's (`CURLOPT_CAINFO`): an egress proxy that re-signs, or a
     ///     provider stand-in with a private CA. Verification itself is never turned off. Mail
     ///     submissions use their channel's own `ca_file`.
+    ///   - clock: What start deadlines (``submit(_:startingBy:onCompletion:)``) are compared
+    ///     with: the clock of whoever computes them. libcurl's own timeouts run on real time.
     public init(maxInFlight: Int = 128, httpVersion: HTTPVersionPreference = .automatic, authorityFile: String? = nil,
-                logger: Logger) {
+                clock: any HeraldClock = ContinuousClock(), logger: Logger) {
         _ = CurlGlobal.initialized
-        engine = CurlEngine(maxInFlight: max(1, maxInFlight), httpVersion: httpVersion, authorityFile: authorityFile, logger: logger)
+        engine = CurlEngine(maxInFlight: max(1, maxInFlight), httpVersion: httpVersion, authorityFile: authorityFile,
+                            clock: clock, logger: logger)
         engine.start()
     }
 

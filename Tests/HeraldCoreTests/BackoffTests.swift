@@ -1,4 +1,5 @@
 import HeraldCore
+import Synchronization
 import Testing
 
 /// A tiny deterministic generator (SplitMix64) so jitter is reproducible.
@@ -71,5 +72,21 @@ struct SplitMix64: RandomNumberGenerator {
     func defaults() {
         #expect(Backoff().base == .seconds(1))
         #expect(Backoff().cap == .seconds(300))
+    }
+
+    @Test("an injected RandomSource decides the jitter: all one bits give the longest delay, the same draws the same delays")
+    func injectedSource() {
+        // All ones, not all zeros: Swift's bounded draw rejects zero bits for most ranges and
+        // would ask again forever.
+        var ones = RandomSource { .max }.generator
+        #expect(Backoff().delay(afterAttempt: 3, using: &ones) == .seconds(4))
+        let draws = { @Sendable () -> RandomSource in
+            let state = Mutex(SplitMix64(seed: 42))
+            return RandomSource { state.withLock { $0.next() } }
+        }
+        var a = draws().generator, b = draws().generator
+        let first = (1...8).map { Backoff().delay(afterAttempt: $0, using: &a) }
+        let second = (1...8).map { Backoff().delay(afterAttempt: $0, using: &b) }
+        #expect(first == second)
     }
 }

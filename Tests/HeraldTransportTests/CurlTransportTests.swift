@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldTesting
 import HeraldTransport
 import Logging
@@ -6,9 +7,10 @@ import Testing
 
 /// Runs `body` with a fresh provider double and transport, and stops both afterwards.
 func withTransport(maxInFlight: Int = 128, configuration: ProviderDouble.Configuration = .init(),
+                   clock: any HeraldClock = ContinuousClock(),
                    _ body: (ProviderDouble, CurlTransport) async throws -> Void) async throws {
     let double = try await ProviderDouble.start(configuration: configuration)
-    let transport = CurlTransport(maxInFlight: maxInFlight, logger: Logger(label: "herald.transport.tests"))
+    let transport = CurlTransport(maxInFlight: maxInFlight, clock: clock, logger: Logger(label: "herald.transport.tests"))
     do {
         try await body(double, transport)
     } catch {
@@ -343,18 +345,25 @@ struct CurlTransportHTTPTests {
         }
     }
 
-    @Test("transfers still queued at the batch's start deadline never start; those under way finish")
+    @Test("transfers still queued when the transport's clock passes their start deadline never start; those under way finish")
     func startDeadline() async throws {
-        try await withTransport(maxInFlight: 1) { double, transport in
+        let clock = ManualClock()
+        try await withTransport(maxInFlight: 1, clock: clock) { double, transport in
             let warm = await transport.perform([.http(whatsAppRequest(double))])
             #expect(warm[0].result.failure == nil)
             let before = double.received(.whatsApp).count
-            double.latency = .milliseconds(400)
-            let deadline = ContinuousClock.now + .milliseconds(150)
-            let outcomes = await transport.perform((0..<3).map { _ in .http(whatsAppRequest(double, timeout: .seconds(5))) },
-                                                   startingBy: deadline)
-            // One slot: the first starts at once and runs past the deadline; the other two would
-            // start after it and are refused without touching the network.
+            // Long enough that the test advances the clock before the first answer comes back,
+            // however busy the machine.
+            double.latency = .seconds(3)
+            let deadline = clock.now + .seconds(10)
+            // One slot: the first starts at once; the other two wait for it.
+            let batch = Task { await transport.perform((0..<3).map { _ in .http(whatsAppRequest(double, timeout: .seconds(20))) },
+                                                       startingBy: deadline) }
+            #expect(await double.waitForRequests(before + 1))
+            // The deadline passes on the transport's clock while the first is under way: the
+            // other two are refused without touching the network, though only 3 s pass.
+            clock.advance(by: .seconds(11))
+            let outcomes = await batch.value
             #expect(try outcomes[0].result.get().status == 200)
             for outcome in outcomes[1...] {
                 let error = try #require(outcome.result.failure)
@@ -364,6 +373,7 @@ struct CurlTransportHTTPTests {
             }
             #expect(double.received(.whatsApp).count == before + 1)
             // No deadline: everything goes.
+            double.latency = .zero
             let all = await transport.perform((0..<2).map { _ in .http(whatsAppRequest(double)) })
             #expect(all.allSatisfy { $0.result.failure == nil })
         }
