@@ -72,3 +72,19 @@ public func withTestDatabase<T: Sendable>(migrated: Bool = true, _ body: (TestDa
         throw error
     }
 }
+
+/// Runs `body` with a fresh migrated database and one connection to it, the opening most tests
+/// share; closes the connection and drops the database afterwards (also when `body` throws).
+public func withTestConnection<T: Sendable>(_ body: (TestDatabase, PostgresConnection) async throws -> T) async throws -> T {
+    try await withTestDatabase { db in
+        let connection = try await db.connect()
+        do {
+            let value = try await body(db, connection)
+            await connection.close()
+            return value
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+}

@@ -36,8 +36,7 @@ struct ConnectionTests {
 
     @Test("server errors carry SQLSTATE, message and detail, the detail only in debugDescription")
     func serverError() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { db, conn in
             try await conn.execute("INSERT INTO herald.groups (name) VALUES ('vip')")
             let error = await #expect(throws: PostgresError.self) {
                 try await conn.execute("INSERT INTO herald.groups (name) VALUES ('vip')")
@@ -56,8 +55,7 @@ struct ConnectionTests {
     @Test("transactions commit, and roll back when the body throws")
     func transactions() async throws {
         struct Boom: Error {}
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { db, conn in
             _ = try await conn.transaction { c in try c.execute("INSERT INTO herald.groups (name) VALUES ('kept')") }
             await #expect(throws: Boom.self) {
                 try await conn.transaction { c in
@@ -72,8 +70,7 @@ struct ConnectionTests {
 
     @Test("a pipeline runs several statements in one round trip, all or nothing")
     func pipeline() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { db, conn in
             let results = try await conn.pipeline([
                 "INSERT INTO herald.groups (name) VALUES (\("a"))",
                 "INSERT INTO herald.groups (name) VALUES (\("b")) RETURNING id",
@@ -114,8 +111,7 @@ struct ConnectionTests {
 
     @Test("a prepared statement is prepared once per session and follows schema changes")
     func preparedStatements() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { db, conn in
             try await conn.execute("CREATE TABLE t (id int PRIMARY KEY, name text)")
             try await conn.execute("INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 10) g")
             for id in [3, 7, 3] {

@@ -173,8 +173,7 @@ struct DatabaseRolesTests {
     func script() async throws {
         let script = DatabaseRoles.script
         for role in DatabaseRoles.all { #expect(script.contains("CREATE ROLE \(role) NOLOGIN")) }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             try await c.simpleQuery(script)
             try await c.simpleQuery(script)
             let roles = try await c.query("""

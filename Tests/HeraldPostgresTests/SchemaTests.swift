@@ -7,8 +7,7 @@ import Testing
 struct SchemaTests {
     @Test("a full example of every contract table")
     func fullExample() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { db, conn in
             try await conn.simpleQuery("""
                 INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst, enabled) VALUES
                   ('wa-main', 'whatsapp', 'whatsapp_cloud', '{"phone_number_id":"1055","access_token_env":"WA_TOKEN","app_secret_env":"WA_SECRET","verify_token_env":"WA_VERIFY"}', 80, 10, true),
@@ -59,8 +58,7 @@ struct SchemaTests {
         ("INSERT INTO herald.broadcasts (name, channel_id) VALUES ('b', 424242)", "broadcasts_channel_id_fkey"),
     ])
     func rejects(sql: String, constraint: String) async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { db, conn in
             try await conn.simpleQuery("""
                 INSERT INTO herald.channels (name, kind, provider) VALUES ('base', 'whatsapp', 'sandbox');
                 INSERT INTO herald.contacts (first_name) VALUES ('a');

@@ -49,8 +49,7 @@ struct SendWindowSQLTests {
 
     @Test("next_send_opening", arguments: cases)
     func nextOpening(_ c: Case) async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { (_, conn) async throws in
             let row = try await conn.query("""
                 SELECT herald.next_send_opening(\(c.window)::jsonb, \(c.zone), \(c.at + "+00")::timestamptz)
                        = \(c.expected + "+00")::timestamptz,
@@ -64,8 +63,7 @@ struct SendWindowSQLTests {
 
     @Test("local_send_at 09:00 is 09:00 in each zone, as AT TIME ZONE says, on ordinary and DST days")
     func localNine() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { (_, conn) async throws in
             let expected: [(String, String, String)] = [
                 ("2026-12-05", "Africa/Lagos", "2026-12-05 08:00"), ("2026-12-05", "Europe/London", "2026-12-05 09:00"),
                 ("2026-12-05", "America/New_York", "2026-12-05 14:00"), ("2026-12-05", "Asia/Kolkata", "2026-12-05 03:30"),
@@ -85,8 +83,7 @@ struct SendWindowSQLTests {
 
     @Test("zone names: IANA names are known, offsets and made-up names are not")
     func zoneNames() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { (_, conn) async throws in
             for (zone, known) in [("Africa/Lagos", true), ("Asia/Kathmandu", true), ("UTC", true), ("America/Argentina/Buenos_Aires", true),
                                   ("Etc/GMT+5", true), ("Mars/Olympus_Mons", false), ("+05:30", false), ("UTC+3", false), ("", false)] {
                 #expect(try await conn.query("SELECT herald.time_zone_known(\(zone))")[0].decode(Bool.self, at: 0) == known, "\(zone)")
@@ -96,8 +93,7 @@ struct SendWindowSQLTests {
 
     @Test("send_window: the table refuses shapes that could never be read")
     func windowShape() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { (_, conn) async throws in
             try await conn.execute("INSERT INTO herald.channels (name, kind, provider) VALUES ('s', 'sms', 'sandbox')")
             let good = [#"{"from": "09:00", "to": "20:00"}"#, #"{"from": "22:00", "to": "06:00", "days": ["fri", "sat"]}"#,
                         #"{"from": "00:00", "to": "23:59", "days": null}"#]

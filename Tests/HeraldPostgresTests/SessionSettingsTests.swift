@@ -15,8 +15,7 @@ struct SessionSettingsTests {
 
     @Test("a default session has statement_timeout and idle_in_transaction_session_timeout set")
     func defaults() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { (_, c) async throws in
             #expect(try await Self.show(c, "statement_timeout") == "2min")
             #expect(try await Self.show(c, "idle_in_transaction_session_timeout") == "1min")
             #expect(try await Self.show(c, "tcp_keepalives_idle") == "5")
@@ -35,8 +34,7 @@ struct SessionSettingsTests {
 
     @Test("libpq connects with keepalives and tcp_user_timeout unless DATABASE_URL sets them")
     func keepalives() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             #expect(await c.connectionParameter("keepalives") == "1")
             #expect(await c.connectionParameter("keepalives_idle") == "5")
             #expect(await c.connectionParameter("tcp_user_timeout") == "10000")
@@ -49,8 +47,7 @@ struct SessionSettingsTests {
 
     @Test("a migration waiting for a lock fails after lock_timeout, naming its file")
     func migrationLockTimeout() async throws {
-        try await withTestDatabase { db in
-            let blocker = try await db.connect()
+        try await withTestConnection { db, blocker in
             try await blocker.simpleQuery("BEGIN; LOCK TABLE herald.broadcasts IN ACCESS SHARE MODE")
             let c = try await db.connect()
             let waiting = Migrations.all + [Migrations.Migration(version: 99, name: "0099_wants_lock.sql",

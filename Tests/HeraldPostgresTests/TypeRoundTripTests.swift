@@ -84,8 +84,7 @@ struct TypeRoundTripTests {
 
     @Test("hostile strings stay inert as parameters")
     func injection() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
+        try await withTestConnection { db, conn in
             let hostile = "'); DROP TABLE herald.contacts; --"
             try await conn.execute("INSERT INTO herald.contacts (first_name) VALUES (\(hostile))")
             let rows = try await conn.query("SELECT first_name FROM herald.contacts WHERE first_name = \(hostile)")

@@ -28,8 +28,7 @@ struct WriteTimeCheckTests {
         ("burst = 2000000000", "INSERT INTO herald.channels (name, kind, provider, burst) VALUES ('x', 'sms', 'sandbox', 2000000000)", "channels_burst_range"),
     ])
     func rejected(what: String, sql: String, constraint: String) async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             _ = try await Self.channel(c)
             let error = await #expect(throws: PostgresError.self, "\(what) must be refused") {
                 try await c.simpleQuery(sql)
@@ -41,8 +40,7 @@ struct WriteTimeCheckTests {
 
     @Test("good rows still pass: string arrays, null, finite times, the range's edges")
     func accepted() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ch = try await Self.channel(c, rate: "0.001", burst: 1_000_000)
             _ = try await Self.channel(c, rate: "1000000")
             for params in ["[]", "[\"a\", \"{{ first_name }}\"]"] {
@@ -81,8 +79,7 @@ struct WriteTimeCheckTests {
 
     @Test("limiter: seeded random stored rates and throttles never fail the functions; waits stay within 0...3600 s")
     func limiterFuzz() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             // Simulate rows that predate the checks.
             try await c.simpleQuery("ALTER TABLE herald.channels DROP CONSTRAINT channels_rate_range, DROP CONSTRAINT channels_burst_range")
             let ch = try await Self.channel(c)
@@ -115,8 +112,7 @@ struct WriteTimeCheckTests {
 
     @Test("a provider throttle of 1e13 s pauses the channel for an hour, and a later short one does not extend it further")
     func throttleCapped() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ch = try await Self.channel(c)
             try await c.execute("SELECT herald.throttle_channel(\(ch), \(9_999_999_999_999.0))")
             try await c.execute("SELECT herald.throttle_channel(\(ch), \(5.0))")
@@ -131,8 +127,7 @@ struct WriteTimeCheckTests {
 
     @Test("an edit of a sending or paused broadcast's content is stamped for re-validation; other updates are not")
     func editsStamped() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ch = try await Self.channel(c)
             func stamped(_ id: Int64) async throws -> Bool {
                 try await c.query("SELECT definition_changed_at IS NOT NULL FROM herald.broadcasts WHERE id = \(id)")[0].decode(Bool.self, at: 0)
@@ -158,8 +153,7 @@ struct WriteTimeCheckTests {
         "time_zone = 'Africa/Lagos'",
     ])
     func everyRenderedColumnStamped(assignment: String) async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ch = try await Self.channel(c)
             let id = try await c.query("INSERT INTO herald.broadcasts (name, channel_id, body, status) VALUES ('b', \(ch), 'x', 'sending') RETURNING id")[0].decode(Int64.self, at: 0)
             let stamped = try await c.query(PostgresQuery(unsafeSQL: "UPDATE herald.broadcasts SET \(assignment) WHERE id = $1 RETURNING definition_changed_at IS NOT NULL",

@@ -50,8 +50,7 @@ struct AudioMessageTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.enqueue(faults, for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, id) = try await audioBroadcast(c, double: double, body: body)
             try await check(c, double, id, try await M.deliver(db, c, b))
         }

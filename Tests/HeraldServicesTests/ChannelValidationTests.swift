@@ -94,8 +94,7 @@ struct ChannelValidationTests {
 
     @Test("a broadcast on a channel a worker cannot use ends failed at validation, never sending", arguments: cases)
     func failsAtValidation(_ bad: BadChannel) async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let channel = try await F.channel(c, name: "c", kind: bad.kind, provider: bad.provider, settings: bad.settings)
             let id = try await F.broadcast(c, channel: channel, subject: bad.kind == "email" ? "S" : nil, contacts: [contact])
@@ -118,8 +117,7 @@ struct ChannelValidationTests {
 
     @Test("the same channel with its faults mended starts and is prepared by a worker")
     func goodChannelStarts() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let channel = try await F.channel(c, name: "c", kind: "whatsapp", provider: "whatsapp_cloud", settings: "{\(Self.wa)}")
             let id = try await F.broadcast(c, channel: channel, contacts: [contact])

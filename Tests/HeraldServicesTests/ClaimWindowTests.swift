@@ -10,8 +10,7 @@ import Testing
 struct ClaimWindowTests {
     @Test("a closed window holds the jobs until its next opening; an open one lets them go")
     func closedWindowHolds() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c, name: "windowed")
             let contacts = try await WorkerFixtures.contacts(c, count: 4)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")

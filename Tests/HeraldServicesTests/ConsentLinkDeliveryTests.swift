@@ -23,8 +23,7 @@ struct ConsentLinkDeliveryTests {
     func smsLink() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.twilioChannel(c, double: double)
             let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], body: "Sale! Opt out: {{ unsubscribe_url }}")
@@ -41,8 +40,7 @@ struct ConsentLinkDeliveryTests {
     func emailListUnsubscribe() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let settings = #"{"url":"\#(double.smtpURL)","from":"Shop <news@shop.example>"}"#
             let channel = try await c.query("""
                 INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
@@ -61,8 +59,7 @@ struct ConsentLinkDeliveryTests {
     @Test("a broadcast using {{ unsubscribe_url }} fails validation while HERALD_UNSUBSCRIBE_SECRET is missing")
     func validation() async throws {
         typealias F = SchedulerFixtures
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let channel = try await F.channel(c)
             let id = try await F.broadcast(c, channel: channel, body: "Bye: {{ unsubscribe_url }}", contacts: [contact])
@@ -77,8 +74,7 @@ struct ConsentLinkDeliveryTests {
     @Test("with both variables set, the same broadcast passes validation")
     func validationPasses() async throws {
         typealias F = SchedulerFixtures
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let channel = try await F.channel(c)
             let id = try await F.broadcast(c, channel: channel, body: "Bye: {{ unsubscribe_url }}", contacts: [contact])

@@ -10,8 +10,7 @@ import Testing
 struct ConsentMetricsTests {
     @Test("/metrics counts opt-outs by source and kind, and the messages waiting for a tier")
     func optOutsAndTierWaiting() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contacts = try await WorkerFixtures.contacts(c, count: 5)
             // Two keyword opt-outs by SMS, one the admin tool wrote, one from a provider's answer.
             try await c.execute("""

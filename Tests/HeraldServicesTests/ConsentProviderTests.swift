@@ -28,8 +28,7 @@ struct ConsentProviderTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400, message: "Attempt to send to unsubscribed recipient"))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.twilioChannel(c, double: double)
             let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
@@ -46,8 +45,7 @@ struct ConsentProviderTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.reject(recipient: "+2348031234568", on: .whatsApp, with: .error(code: 131050, status: 400))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
@@ -64,8 +62,7 @@ struct ConsentProviderTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21211, status: 400))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.twilioChannel(c, double: double)
             let bad = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad], body: "Hi")
@@ -80,8 +77,7 @@ struct ConsentProviderTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let first = try await WorkerFixtures.twilioChannel(c, double: double, name: "sms-a")
             let second = try await WorkerFixtures.twilioChannel(c, double: double, name: "sms-b")
             let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
@@ -104,8 +100,7 @@ struct ConsentProviderTests {
 
     @Test("a failed status receipt with 21610 opts the contact out; a replay inserts nothing more")
     func failedReceipt() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
             let r = try await c.query("""
                 WITH ch AS (

@@ -80,8 +80,7 @@ struct ConsentTierTests {
 
     @Test("limit 1,000, 2,500 recipients, two claimers: exactly 1,000 per rolling window, the rest wait queued, none twice")
     func rollingWindow() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (channel, broadcast) = try await Self.setUp(c, limit: 1000, recipients: 2500)
 
             let first = try await Self.drain(db, channel: channel, broadcast: broadcast)
@@ -112,8 +111,7 @@ struct ConsentTierTests {
 
     @Test("raising daily_limit wakes the waiting messages at once")
     func limitChange() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (channel, broadcast) = try await Self.setUp(c, limit: 100, recipients: 300)
             #expect(try await Self.drain(db, channel: channel, broadcast: broadcast).count == 100)
             #expect(try await Self.waiting(c) == 200)
@@ -127,8 +125,7 @@ struct ConsentTierTests {
 
     @Test("a second message to a recipient already counted in the window takes no new slot")
     func sameRecipient() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (channel, broadcast) = try await Self.setUp(c, limit: 2, recipients: 2)
             #expect(try await Self.drain(db, channel: channel, broadcast: broadcast).count == 2)
             // Another broadcast on the channel to the same two people, and one new person.
@@ -156,8 +153,7 @@ struct ConsentTierTests {
 extension ConsentTierTests {
     @Test("free-form messages (no template) are not limited by the tier")
     func freeFormNotLimited() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (channel, broadcast) = try await Self.setUp(c, limit: 5, recipients: 20)
             try await c.execute("UPDATE herald.broadcasts SET template_id = NULL, body = 'hi' WHERE id = \(broadcast)")
             #expect(try await Self.drain(db, channel: channel, broadcast: broadcast).count == 20)

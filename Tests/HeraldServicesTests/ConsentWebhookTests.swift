@@ -57,8 +57,7 @@ struct ConsentWebhookTests {
 
     /// A webhooks server with WebhookServerTests' WhatsApp and Twilio channels and unsubscribe links configured.
     static func withServer<T: Sendable>(_ body: (Harness) async throws -> T) async throws -> T {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = #"{"phone_number_id":"\#(S.phoneNumberID)","access_token_env":"WA_TOKEN","app_secret_env":"WA_SECRET","verify_token_env":"WA_VERIFY"}"#
             let tw = #"{"account_sid":"\#(S.accountSID)","auth_token_env":"TW_TOKEN","from":"+15005550006"}"#
             try await c.execute("""

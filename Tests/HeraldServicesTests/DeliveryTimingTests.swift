@@ -60,8 +60,7 @@ struct DeliveryTimingTests {
                       ("2027-03-14", ["2027-03-14 08:00", "2027-03-14 09:00", "2027-03-14 13:00", "2027-03-14 03:30", "2027-03-14 03:15", "2027-03-14 09:00"]),
                       ("2027-11-07", ["2027-11-07 08:00", "2027-11-07 09:00", "2027-11-07 14:00", "2027-11-07 03:30", "2027-11-07 03:15", "2027-11-07 09:00"])])
     func localNine(day: String, expected: [String]) async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ids = try await Self.contacts(c)
             let id = try await Self.expand(c, contacts: ids, sendAt: "\(day) 09:00")
             let runAt = try await Self.runAt(c, id)
@@ -79,8 +78,7 @@ struct DeliveryTimingTests {
 
     @Test("the broadcast's time_zone is the zone for contacts without one and the clock send_at is read on")
     func broadcastZone() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ids = try await Self.contacts(c, zones: ["Africa/Lagos", nil])
             // 09:00 in Kolkata is 03:30 UTC: the wall clock is 09:00 wherever the recipient is.
             let id = try await Self.expand(c, contacts: ids, sendAt: "2027-12-04 03:30", zone: "Asia/Kolkata")
@@ -90,8 +88,7 @@ struct DeliveryTimingTests {
 
     @Test("a 22:00-06:00 window pushes each recipient's 09:00 to their own 22:00; the job keeps its zone for the claim")
     func nightWindow() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ids = try await Self.contacts(c)
             let id = try await Self.expand(c, contacts: ids, sendAt: "2027-12-04 09:00", window: #"{"from": "22:00", "to": "06:00"}"#)
             let runAt = try await Self.runAt(c, id)
@@ -107,8 +104,7 @@ struct DeliveryTimingTests {
 
     @Test("without a window or local_send_at, jobs are due at once and carry no zone")
     func untimed() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ids = try await Self.contacts(c)
             let id = try await Self.expand(c, contacts: ids, sendAt: "2027-12-04 09:00", local: false)
             #expect(try await F.count(c, """
@@ -119,8 +115,7 @@ struct DeliveryTimingTests {
 
     @Test("an unknown contact zone falls back to the broadcast's zone, with a warning in error; nobody is skipped")
     func unknownContactZone() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ids = try await Self.contacts(c, zones: ["Mars/Olympus_Mons", "Mars/Olympus_Mons", "Africa/Lagos"])
             let channel = try await F.channel(c)
             let id = try await c.query("""
@@ -141,8 +136,7 @@ struct DeliveryTimingTests {
 
     @Test("an unknown broadcast time_zone fails validation and names it")
     func unknownBroadcastZone() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ids = try await Self.contacts(c, zones: ["Africa/Lagos"])
             let channel = try await F.channel(c)
             let id = try await c.query("""
@@ -174,8 +168,7 @@ struct DeliveryTimingTests {
 
     @Test("local_send_at: the broadcast waits for the earliest zone present in its audience, not the earliest on Earth")
     func startsAtEarliestAudienceZone() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             // Kathmandu's instant is 15 minutes from now; UTC+14's bound was long past.
             let (id, _) = try await Self.localBroadcast(c, sendAtFromNow: "6 hours")
             try await F.withScheduler(db) {
@@ -192,8 +185,7 @@ struct DeliveryTimingTests {
 
     @Test("local_send_at: it starts at the earliest zone's instant; later zones' jobs wait for their own")
     func startsWhenFirstZoneIsDue() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             // Kathmandu's instant was a minute ago; London's is in 5 h 44 min.
             let (id, ids) = try await Self.localBroadcast(c, sendAtFromNow: "5 hours 44 minutes")
             try await F.withScheduler(db) {
@@ -241,8 +233,7 @@ struct DeliveryTimingTests {
 
     @Test("a window closing mid-broadcast holds the rest until the next opening; claims do not revisit them before")
     func windowClosesMidBroadcast() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let ids = try await Self.contacts(c, zones: Array(repeating: "Africa/Lagos", count: 5))
             // 09:00-20:00 Lagos (UTC+1). Expanded at 18:50 UTC (19:50 Lagos): all five due.
             let id = try await Self.expand(c, contacts: ids, sendAt: "2020-01-06 18:50", window: #"{"from": "09:00", "to": "20:00"}"#, local: false)

@@ -29,8 +29,7 @@ struct DomainSpellingTests {
 
     @Test("each enum lists exactly the values its CHECK constraints allow")
     func enumsMatchChecks() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { (_, c) async throws in
             let kinds = Set(ChannelKind.allCases.map(\.rawValue))
             #expect(try await literals("channels_kind_check", on: c) == kinds)
             #expect(try await literals("opt_outs_kind_check", on: c) == kinds)
@@ -46,8 +45,7 @@ struct DomainSpellingTests {
 
     @Test("the registry's providers are exactly the providers the schema allows")
     func providersMatchCheck() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { (_, c) async throws in
             #expect(try await literals("channels_provider_check", on: c) == Set(ProviderRegistry.standard.names))
         }
     }

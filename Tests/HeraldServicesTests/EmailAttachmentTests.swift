@@ -43,8 +43,7 @@ struct EmailAttachmentTests {
         let files = try await FileServerDouble.start()
         let big = [UInt8](repeating: 0x41, count: Int(12.3 * 1_048_576))
         files.serve("/big.pdf", bytes: big, contentType: "application/pdf")
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/big.pdf"}]"#,
                                                    contacts: [try await F.contact(c)])
             let error = try await Self.validate(db, c, id)
@@ -58,8 +57,7 @@ struct EmailAttachmentTests {
     func overLimitWhileStreaming() async throws {
         let files = try await FileServerDouble.start()
         files.serve("/stream.bin", bytes: [UInt8](repeating: 0x42, count: 200_000), announcesLength: false)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.emailBroadcast(c, extra: #", "max_attachment_bytes": 65536"#,
                                                    media: #"[{"type": "document", "url": "\#(files.baseURL)/stream.bin"}]"#,
                                                    contacts: [try await F.contact(c)])
@@ -74,8 +72,7 @@ struct EmailAttachmentTests {
         let files = try await FileServerDouble.start()
         files.serve("/a.bin", bytes: Array(Self.binary[..<2048]))
         files.serve("/b.bin", bytes: Array(Self.binary[..<2048]))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let media = #"[{"type": "document", "url": "\#(files.baseURL)/a.bin"}, {"type": "document", "url": "\#(files.baseURL)/b.bin"}]"#
             let id = try await Self.emailBroadcast(c, extra: #", "max_attachment_bytes": 3000"#, media: media,
                                                    contacts: [try await F.contact(c)])
@@ -89,8 +86,7 @@ struct EmailAttachmentTests {
     @Test("an attachment the server does not have fails the broadcast with the HTTP status")
     func notFound() async throws {
         let files = try await FileServerDouble.start()
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/gone.pdf"}]"#,
                                                    contacts: [try await F.contact(c)])
             let error = try await Self.validate(db, c, id)
@@ -105,8 +101,7 @@ struct EmailAttachmentTests {
         let files = try await FileServerDouble.start()
         let url = "\(files.baseURL)/a.pdf"
         await files.stop()  // nothing listens on that port any more
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(url)"}]"#,
                                                    contacts: [try await F.contact(c)])
             let error = try await Self.validate(db, c, id) ?? ""
@@ -118,8 +113,7 @@ struct EmailAttachmentTests {
     func mediaEditRejected() async throws {
         let files = try await FileServerDouble.start()
         files.serve("/a.pdf", bytes: Self.pdf)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/a.pdf"}]"#,
                                                    contacts: [try await F.contact(c)])
             try await F.withScheduler(db) {
@@ -149,8 +143,7 @@ struct EmailAttachmentTests {
         files.serve("/files/catalogue.pdf", bytes: Self.pdf, contentType: "application/pdf")
         files.serve("/files/Cup%C3%B3n%20primavera.bin", bytes: Self.binary)
         let recipients = 20
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contacts = try await W.contacts(c, count: recipients)
             let media = """
                 [{"type": "document", "url": "\(files.baseURL)/files/catalogue.pdf", "filename": "Каталог весна 2026.pdf"},

@@ -40,8 +40,7 @@ struct HistoryPruneTests {
 
     @Test("an old finished broadcast loses its messages in batches and keeps its counts; recent ones keep everything")
     func prunesOldKeepsRecent() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c)
             let contacts = try await WorkerFixtures.contacts(c, count: 25)
             let old = try await Self.finishedBroadcast(c, channel: channel, contacts: contacts, daysAgo: 40, failed: 5)
@@ -67,8 +66,7 @@ struct HistoryPruneTests {
 
     @Test("a broadcast still sending, or cancelled with a job left, is never pruned; no retention prunes nothing")
     func leavesLiveWork() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c)
             let contacts = try await WorkerFixtures.contacts(c, count: 5)
             let sending = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")

@@ -45,8 +45,7 @@ struct MediaDeliveryTests {
         defer { Task { await double.stop() } }
         double.register(.init(name: "spring_sale", header: .image, bodyPlaceholders: 2,
                               buttons: [.url(dynamic: true), .phoneNumber, .quickReply, .copyCode]))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
             let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada],
@@ -70,8 +69,7 @@ struct MediaDeliveryTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.register(.init(name: "hello", header: .text(placeholders: 1), bodyPlaceholders: 1))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
             let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("hello", ["x"]),
@@ -89,8 +87,7 @@ struct MediaDeliveryTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.register(.init(name: "catalogue", header: .document, bodyPlaceholders: 1))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
             let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("catalogue", ["x"]),
@@ -107,8 +104,7 @@ struct MediaDeliveryTests {
     func freeFormImage() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
             let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], body: "New in, {{ first_name }}!",
@@ -124,8 +120,7 @@ struct MediaDeliveryTests {
     func mms() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await W.twilioChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
             let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], body: "Coupon for {{ first_name }}", media: """
@@ -174,8 +169,7 @@ struct MediaDeliveryTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.register(mismatch.atMeta)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await W.whatsAppChannel(c, double: double)
             let ada = try await Self.trickyContact(c)
             let b = try await W.sendingBroadcast(c, channel: channel, contacts: [ada], template: ("m", ["x"]),

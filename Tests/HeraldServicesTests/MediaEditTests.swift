@@ -75,8 +75,7 @@ struct MediaEditTests {
     func invalidMediaEdit() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.slowMMS(c, double: double)
             try await Self.editMidSend(db, c, double: double, id, url: "http://cdn.example/coupons/spring.png") {
                 try await F.waitUntil("the edit is rejected") { try await F.status(c, id) == "failed" }
@@ -100,8 +99,7 @@ struct MediaEditTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         let newMedia = "https://cdn.example/coupons/summer.png"
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.slowMMS(c, double: double)
             try await Self.editMidSend(db, c, double: double, id, url: newMedia) {
                 try await F.waitUntil("the edit is accepted") {

@@ -135,8 +135,7 @@ struct MediaValidationTests {
     @Test("a broadcast breaking a media, header or button rule ends failed with its error, and nothing is created",
           arguments: cases)
     func fails(_ testCase: ValidationCase) async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let id = try await testCase.setup(c, contact)
             try await F.withScheduler(db) {
@@ -151,8 +150,7 @@ struct MediaValidationTests {
 
     @Test("a free-form audio with a body starts (the body goes as a second message)")
     func audioWithBody() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let ch = try await V.whatsApp(c)
             let id = try await F.broadcast(c, channel: ch, body: "Listen, {{ first_name }}", contacts: [contact])
@@ -170,8 +168,7 @@ struct MediaValidationTests {
 
     @Test("a template with an image header, buttons and media starts")
     func validRichTemplate() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let id = try await Self.rich(c, contact: contact, header: "image", buttons: Self.buttons,
                                          media: #"[{"type": "image", "url": "https://cdn.example/{{ first_name }}.png"}]"#,

@@ -59,8 +59,7 @@ struct PreviewTests {
 
     @Test("SMS with skips, both encodings and a send window: preview's audience, skips and segments are the real send's")
     func smsPreviewEqualsReality() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await c.query("""
                 INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
                 VALUES ('sms', 'sms', 'sandbox', '{"latency_ms": 0, "failure_rate": 0, "price_per_message": 0.01, "price_per_segment": 0.005}',
@@ -119,8 +118,7 @@ struct PreviewTests {
 
     @Test("WhatsApp without a template: outside_whatsapp_window skips match the real send")
     func whatsAppPreviewEqualsReality() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await W.sandboxChannel(c, name: "wa", kind: "whatsapp")
             let recent = try await Self.contact(c, first: "Ada", phone: "+2348031234567")
             let old = try await Self.contact(c, first: "Bo", phone: "+2348031234568", inbound: "2 days")
@@ -139,8 +137,7 @@ struct PreviewTests {
 
     @Test("validation errors are listed as the scheduler would write them, for a draft, and nothing is written")
     func validationErrors() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await Self.contact(c, first: "Ada", phone: "+2348031234567")
             let id = try await F.broadcast(c, channel: channel, body: "Hi {{ shoe_size }}", status: "draft", contacts: [contact])

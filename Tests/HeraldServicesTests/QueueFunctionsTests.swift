@@ -7,8 +7,7 @@ import Testing
 struct QueueFunctionsTests {
     @Test("due counts only claimable jobs of sending broadcasts, per channel or all; the age is the oldest's")
     func dueAndAge() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let sms = try await WorkerFixtures.sandboxChannel(c, name: "sms")
             let mail = try await WorkerFixtures.sandboxChannel(c, name: "mail", kind: "email")
             let contacts = try await WorkerFixtures.contacts(c, count: 6)

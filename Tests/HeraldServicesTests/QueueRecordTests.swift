@@ -20,8 +20,7 @@ struct QueueRecordTests {
 
     @Test("a job re-claimed by another worker is neither finished nor retried by the first")
     func lostLease() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 4)
             try await receipts.claim(c, broadcast: broadcast, owner: "w1")
             // The lease on the first two expired and w2 took them.
@@ -50,8 +49,7 @@ struct QueueRecordTests {
 
     @Test("a hand-back makes the job due now without an owner and leaves its message as it was")
     func handBack() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 3)
             try await receipts.claim(c, broadcast: broadcast, owner: "w1")
             try await c.execute("UPDATE herald.jobs SET lease_owner = 'w2' WHERE message_id = \(ids[2])")
@@ -79,8 +77,7 @@ struct QueueRecordTests {
 
     @Test("a re-claim that commits while the record waits for its row lock wins")
     func concurrentReclaim() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 1)
             try await receipts.claim(c, broadcast: broadcast, owner: "w1")
             // w2 re-claims the job in an open transaction, so w1's record has to wait for the lock.
@@ -163,8 +160,7 @@ struct HOTUpdateTests {
 
     @Test("a batch of sent outcomes updates every message without touching an index; most delivered receipts too")
     func outcomesAndReceiptsAreHOT() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let receipts = WebhookReceiptTests()
             let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 300)
             try await receipts.claim(c, broadcast: broadcast, owner: "w1")

@@ -30,8 +30,7 @@ struct RateLimitTests {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             try await c.execute("UPDATE herald.channels SET rate_per_second = 50, burst = 10 WHERE id = \(channel)")
             let contacts = try await WorkerFixtures.contacts(c, count: 1600)
@@ -59,8 +58,7 @@ struct RateLimitTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.enqueue(.rateLimited(retryAfter: 2), times: 1, for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let sms = try await WorkerFixtures.twilioChannel(c, double: double)
             try await c.execute("UPDATE herald.channels SET rate_per_second = 20, burst = 1")
@@ -100,8 +98,7 @@ struct RateLimitTests {
             status: 400, headers: ["Retry-After": "8", "Content-Type": "application/json"],
             body: #"{"error":{"message":"(#131056) (Business Account, Consumer Account) pair rate limit hit","type":"OAuthException","code":131056}}"#)),
             for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 10)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: wa, contacts: contacts, template: ("promo", ["x"]))
@@ -133,8 +130,7 @@ struct RateLimitTests {
     func fairness() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
             try await c.execute("UPDATE herald.channels SET rate_per_second = 100, burst = 10")
             let contacts = try await WorkerFixtures.contacts(c, count: 300)
@@ -155,8 +151,7 @@ struct RateLimitTests {
     func lateStartShares() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
             try await c.execute("UPDATE herald.channels SET rate_per_second = 100, burst = 10")
             let contacts = try await WorkerFixtures.contacts(c, count: 600)
@@ -181,8 +176,7 @@ struct RateLimitTests {
     func rateChangeApplies() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await WorkerFixtures.whatsAppChannel(c, double: double)
             try await c.execute("UPDATE herald.channels SET rate_per_second = 10, burst = 2 WHERE id = \(wa)")
             let contacts = try await WorkerFixtures.contacts(c, count: 1000)

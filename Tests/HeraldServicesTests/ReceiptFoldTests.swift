@@ -43,8 +43,7 @@ struct ReceiptFoldTests {
 
     @Test("each receipt moves each status as the contract says (after the lease, for a message being sent); a replay moves nothing")
     func fold() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (_, ids) = try await WebhookReceiptTests.messages(c, count: Self.table.count)
             for (id, row) in zip(ids, Self.table) {
                 let (stored, leased, _, _) = row

@@ -42,8 +42,7 @@ struct ReportTests {
 
     @Test("the counters follow every kind of write: expansion, outcomes, receipts, cancellation, deletes, compaction")
     func countersFollowWrites() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c)
             let contacts = try await WorkerFixtures.contacts(c, count: 50)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "x")
@@ -73,8 +72,7 @@ struct ReportTests {
 
     @Test("report counts equal the messages' statuses under a concurrent mix of sends and receipts")
     func concurrentMix() async throws {
-        try await withTestDatabase { db in
-            let setup = try await db.connect()
+        try await withTestConnection { db, setup in
             let channel = try await WorkerFixtures.sandboxChannel(setup, kind: "whatsapp")
             let contacts = try await WorkerFixtures.contacts(setup, count: 3000)
             let b = try await WorkerFixtures.sendingBroadcast(setup, channel: channel, contacts: contacts, body: "x")
@@ -196,8 +194,7 @@ struct ReportTests {
 
     @Test("channel_report: per channel and hour, sent, delivered, read, failed, delivery rate, median time to delivered")
     func channelReport() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c, name: "promo")
             let contacts = try await WorkerFixtures.contacts(c, count: 6)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "x")
@@ -240,8 +237,7 @@ struct ReportTests {
     @Test("herald report: a table, one broadcast with shares, --json; unknown id and unreachable database fail in one line")
     func command() async throws {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c, name: "promo-sms")
             let contacts = try await WorkerFixtures.contacts(c, count: 4)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "x")

@@ -10,8 +10,7 @@ struct SchedulerExpansionTests {
 
     @Test("overlapping groups and picked contacts give one message and one job per distinct contact")
     func dedupe() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             var ids: [Int64] = []
             for _ in 0..<6 { ids.append(try await F.contact(c)) }
@@ -39,8 +38,7 @@ struct SchedulerExpansionTests {
 
     @Test("SMS: opted out, invalid or missing phone are skipped; opted out wins over invalid")
     func smsSkips() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let ok = try await F.contact(c)
             let optedOut = try await F.contact(c)
@@ -73,8 +71,7 @@ struct SchedulerExpansionTests {
 
     @Test("email: the address is the email; bad emails are skipped; an SMS opt-out does not skip an email")
     func emailSkips() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c, name: "mail", kind: "email")
             let ok = try await F.contact(c, phone: nil, email: "ada@example.com")
             let smsOptOut = try await F.contact(c, email: "bo@example.co.uk")
@@ -100,8 +97,7 @@ struct SchedulerExpansionTests {
 
     @Test("WhatsApp without a template skips contacts outside the 24-hour window; with a template it does not")
     func whatsAppWindow() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c, name: "wa", kind: "whatsapp")
             let recent = try await F.contact(c, lastInboundAgo: "1 hour")
             let old = try await F.contact(c, lastInboundAgo: "25 hours")
@@ -142,8 +138,7 @@ struct SchedulerExpansionTests {
 
     @Test("sparse contact ids cost no empty chunks")
     func sparseIDs() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let ids = try await c.query("""
                 INSERT INTO herald.contacts (id, phone) OVERRIDING SYSTEM VALUE
@@ -163,8 +158,7 @@ struct SchedulerExpansionTests {
 
     @Test("a large chunk of a broadcast newer than the statistics takes time linear in its size")
     func largeChunkWithStaleStatistics() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let g = try await SchedulerLifecycleTests.bigGroup(c, 30_000)
             try await c.execute("ANALYZE")  // as autovacuum last saw it: no broadcast, no broadcast_groups row
@@ -183,8 +177,7 @@ struct SchedulerExpansionTests {
 
     @Test("a chunk replayed with a stale cursor, or for a cancelled broadcast, inserts nothing")
     func chunkGuards() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let a = try await F.contact(c)
             let b = try await F.contact(c)

@@ -11,8 +11,7 @@ import Testing
 extension SchedulerProcessTests {
     @Test("a SIGSTOPped leader loses leadership: the standby starts the next broadcast within 15 s; the old leader then stands by")
     func stoppedLeader() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
             let a = try Self.start(db)

@@ -22,8 +22,7 @@ struct SchedulerFaultTests {
 
     @Test("send_at = 'infinity' (a row older than 0008's check): that broadcast fails with the reason, the others start, leadership holds")
     func infiniteSendAt() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             try await c.simpleQuery("ALTER TABLE herald.broadcasts DROP CONSTRAINT broadcasts_send_at_finite")
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
@@ -43,8 +42,7 @@ struct SchedulerFaultTests {
 
     @Test("template_params = '[null]' in a row older than 0008's check: that broadcast ends failed with the reason, the others start")
     func oldBadParams() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             try await c.simpleQuery("ALTER TABLE herald.broadcasts DROP CONSTRAINT broadcasts_template_params_strings")
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
@@ -63,8 +61,7 @@ struct SchedulerFaultTests {
 
     @Test("an edit that breaks a sending broadcast ends it failed with the reason; its unsent messages end failed")
     func badEdit() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             var contacts: [Int64] = []
             for _ in 0..<3 { contacts.append(try await F.contact(c)) }
@@ -84,8 +81,7 @@ struct SchedulerFaultTests {
 
     @Test("a valid edit of a paused broadcast is accepted: the stamp is cleared, the status stays the admin tool's")
     func goodEdit() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
             let id = try await F.broadcast(c, channel: channel, contacts: [contact])

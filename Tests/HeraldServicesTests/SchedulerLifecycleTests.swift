@@ -23,8 +23,7 @@ struct SchedulerLifecycleTests {
 
     @Test("without streaming, cancel racing with start: the cancel wins, nothing was claimable, messages end cancelled")
     func cancelDuringExpansion() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let g = try await Self.bigGroup(c, 20_000)
             let id = try await F.broadcast(c, channel: channel, groups: [g])
@@ -53,8 +52,7 @@ struct SchedulerLifecycleTests {
 
     @Test("a sending broadcast with no job left completes; one with jobs, a paused one, and an unexpanded one do not")
     func completes() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
             let id = try await F.broadcast(c, channel: channel, contacts: [contact])
@@ -83,8 +81,7 @@ struct SchedulerLifecycleTests {
 
     @Test("a broadcast whose whole audience is skipped starts and completes at once")
     func allSkipped() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c, phone: "not a phone")
             let id = try await F.broadcast(c, channel: channel, contacts: [contact])
@@ -97,8 +94,7 @@ struct SchedulerLifecycleTests {
 
     @Test("a cancelled broadcast's unsent messages end cancelled; one under a live lease is left to its worker")
     func cancelledSending() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             var contacts: [Int64] = []
             for _ in 0..<4 { contacts.append(try await F.contact(c)) }
@@ -124,8 +120,7 @@ struct SchedulerLifecycleTests {
 
     @Test("a leader whose connection breaks reconnects, leads again and goes on")
     func reconnects() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
             try await F.withScheduler(db) {
@@ -145,8 +140,7 @@ struct SchedulerLifecycleTests {
 
     @Test("the leader folds broadcast_report's counter deltas together")
     func compactsCounters() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             var contacts: [Int64] = []
             for i in 0..<3 { contacts.append(try await F.contact(c, phone: "+234803123456\(i)")) }

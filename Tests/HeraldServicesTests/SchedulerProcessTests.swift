@@ -43,8 +43,7 @@ struct SchedulerProcessTests {
 
     @Test("two schedulers: one acts, each broadcast is expanded once; killing the leader hands over")
     func failover() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             var contacts: [Int64] = []
             for _ in 0..<3 { contacts.append(try await F.contact(c)) }
@@ -81,8 +80,7 @@ struct SchedulerProcessTests {
 
     @Test("killed in the middle of a large expansion and restarted: one message per contact, one job per eligible one")
     func resumeAfterKill() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let total = 200_000
             let g = try await SchedulerLifecycleTests.bigGroup(c, total)

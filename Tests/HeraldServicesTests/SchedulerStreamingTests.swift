@@ -35,8 +35,7 @@ struct SchedulerStreamingTests {
 
     @Test("the first chunk's messages are sent while the rest of the audience is not expanded yet")
     func firstChunkIsClaimable() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.broadcast(c, channel: try await W.sandboxChannel(c))
             var leader = Self.leader(c)
             #expect(try await leader.startDueBroadcasts())  // validation, then the first chunk
@@ -63,8 +62,7 @@ struct SchedulerStreamingTests {
 
     @Test("a broadcast whose every job is done does not complete before its last chunk")
     func completesOnlyAfterLastChunk() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.broadcast(c, channel: try await F.channel(c))
             var leader = Self.leader(c)
             #expect(try await leader.startDueBroadcasts())
@@ -86,8 +84,7 @@ struct SchedulerStreamingTests {
 
     @Test("a new leader continues a streaming expansion from its cursor: no contact twice, none lost")
     func newLeaderResumes() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.broadcast(c, channel: try await F.channel(c))
             try await c.execute("UPDATE herald.contacts SET phone = 'bad' WHERE id % 10 = 0")  // skipped: no job
             let eligible = try await F.count(c, "SELECT count(*) FROM herald.contacts WHERE id % 10 <> 0")
@@ -111,8 +108,7 @@ struct SchedulerStreamingTests {
 
     @Test("a resumed expansion is validated again: a channel disabled meanwhile fails the broadcast and its unsent messages")
     func resumeValidatesAgain() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let id = try await Self.broadcast(c, channel: channel)
             let old = try await db.connect()
@@ -136,8 +132,7 @@ struct SchedulerStreamingTests {
 
     @Test("cancel during a streaming expansion stops its chunks, even one already on its way; unsent messages end cancelled")
     func cancelStopsChunks() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.broadcast(c, channel: try await F.channel(c))
             var leader = Self.leader(c)
             for _ in 0..<2 { #expect(try await leader.startDueBroadcasts()) }
@@ -164,8 +159,7 @@ struct SchedulerStreamingTests {
 
     @Test("broadcast_report shows the broadcast sending from its first chunk, its counts growing chunk by chunk")
     func reportGrows() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.broadcast(c, channel: try await F.channel(c))
             var leader = Self.leader(c)
             var seen: [Int] = []
@@ -184,8 +178,7 @@ struct SchedulerStreamingTests {
 
     @Test("a broadcast paused during its expansion is expanded to the end and stays paused")
     func pausedDuringExpansion() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let id = try await Self.broadcast(c, channel: try await F.channel(c))
             var leader = Self.leader(c)
             #expect(try await leader.startDueBroadcasts())
@@ -200,8 +193,7 @@ struct SchedulerStreamingTests {
 
     @Test("an edit during expansion holds the next chunk until it is validated again; later chunks use the new channel")
     func editDuringExpansion() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let before = try await F.channel(c, name: "before")
             let after = try await F.channel(c, name: "after")
             let id = try await Self.broadcast(c, channel: before)

@@ -141,8 +141,7 @@ struct SchedulerTimingTests {
 
     @Test("a broadcast due in 2 s starts within 1 s after send_at, not before")
     func dueInTwoSeconds() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
             try await F.withScheduler(db) {
@@ -163,8 +162,7 @@ struct SchedulerTimingTests {
 
     @Test("a broadcast whose send_at is past, or null, starts at once")
     func pastAndNull() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
             let past = try await F.broadcast(c, channel: channel, sendAt: "-1 hour", contacts: [contact])
@@ -183,8 +181,7 @@ struct SchedulerTimingTests {
 
     @Test("broadcasts for the same second all start; one far ahead waits")
     func sameSecondAndFarAhead() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
             try await F.withScheduler(db) {
@@ -201,8 +198,7 @@ struct SchedulerTimingTests {
 
     @Test("a draft is never touched")
     func draftUntouched() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await F.channel(c)
             let contact = try await F.contact(c)
             let draft = try await F.broadcast(c, channel: channel, status: "draft", contacts: [contact])

@@ -151,8 +151,7 @@ struct SchedulerValidationTests {
 
     @Test("a broadcast that fails validation ends failed with its error, and nothing is created", arguments: cases)
     func fails(_ testCase: ValidationCase) async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let id = try await testCase.setup(c, contact)
             try await F.withScheduler(db) {
@@ -168,8 +167,7 @@ struct SchedulerValidationTests {
 
     @Test("a valid WhatsApp template broadcast passes and starts")
     func validTemplate() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contact = try await F.contact(c)
             let ch = try await Self.whatsApp(c)
             let t = try await Self.template(c, channel: ch)

@@ -26,8 +26,7 @@ struct TemplatePauseTests {
     func pausesThenResumes(code: Int) async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 6)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
@@ -54,8 +53,7 @@ struct TemplatePauseTests {
     func otherErrors() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 2)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))

@@ -58,8 +58,7 @@ struct TemplateSyncTests {
         defer { Task { await graph.stop() } }
         graph.setTemplates(Self.fivePages)
         graph.setPageSize(2)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await Self.channel(c, graph)
             try await c.execute("""
                 INSERT INTO herald.templates (channel_id, name, language, body, status) VALUES
@@ -88,8 +87,7 @@ struct TemplateSyncTests {
         let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
         defer { Task { await graph.stop() } }
         graph.setTemplates(Self.fivePages)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await Self.channel(c, graph)
             _ = try await Self.sync(db)
             let ids = try await c.query("SELECT name, id FROM herald.templates WHERE channel_id = \(wa)")
@@ -113,8 +111,7 @@ struct TemplateSyncTests {
         let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
         defer { Task { await graph.stop() } }
         graph.setTemplates(Array(Self.fivePages.suffix(1)))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await Self.channel(c, graph)
             _ = try await Self.sync(db)
             let b = try await c.query("""
@@ -142,8 +139,7 @@ struct TemplateSyncTests {
         let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
         defer { Task { await graph.stop() } }
         graph.setTemplates(Self.fivePages)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await Self.channel(c, graph)
             var environment = Self.environment
             environment["HERALD_ALLOWED_HOSTS"] = nil
@@ -160,8 +156,7 @@ struct TemplateSyncTests {
         let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
         defer { Task { await graph.stop() } }
         graph.setTemplates(Array(Self.fivePages.prefix(1)))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let bad = try await Self.channel(c, graph, name: "a_bad", token: "WA_BAD")
             let good = try await Self.channel(c, graph, name: "b_good")
             try await Self.channel(c, graph, name: "c_no_waba", waba: nil)
@@ -184,8 +179,7 @@ struct TemplateSyncTests {
         let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
         defer { Task { await graph.stop() } }
         graph.setTemplates(Array(Self.fivePages.prefix(3)))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             try await Self.channel(c, graph, name: "a_bad", token: "WA_BAD")
             try await Self.channel(c, graph, name: "b_good")
             let all = try HeraldProcess.start(bin, ["templates", "sync"], databaseURL: db.url, environment: Self.environment)
@@ -204,8 +198,7 @@ struct TemplateSyncTests {
         let graph = try await GraphTemplatesDouble.start(wabaID: Self.waba)
         defer { Task { await graph.stop() } }
         graph.setTemplates(Array(Self.fivePages.prefix(1)))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = try await Self.channel(c, graph)
             var configuration = SchedulerConfiguration(connectionString: db.url, leadership: Leadership(retryInterval: .milliseconds(200)),
                                                        providerEnvironment: ProviderEnvironment(variables: Self.environment))

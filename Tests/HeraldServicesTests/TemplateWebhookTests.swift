@@ -38,8 +38,7 @@ struct TemplateWebhookTests {
     /// A webhooks server whose WhatsApp channel has `waba_id` and one approved template `promo`
     /// (Meta id 77); another channel of another app secret has the same template.
     static func withServer<T: Sendable>(_ body: (Harness) async throws -> T) async throws -> T {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = #"{"phone_number_id":"\#(S.phoneNumberID)","access_token_env":"WA_TOKEN","app_secret_env":"WA_SECRET","waba_id":"\#(waba)"}"#
             let channel = try await c.query("""
                 INSERT INTO herald.channels (name, kind, provider, settings) VALUES ('wa', 'whatsapp', 'whatsapp_cloud', \(wa)::jsonb)

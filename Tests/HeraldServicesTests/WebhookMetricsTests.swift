@@ -27,8 +27,7 @@ struct WebhookMetricsTests {
 
     @Test("/metrics parses as Prometheus text and moves when messages are sent: outcome counters and queue gauges")
     func movesWhenSent() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c, name: "promo-sms")
             let contacts = try await WorkerFixtures.contacts(c, count: 20)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
@@ -80,8 +79,7 @@ struct WebhookMetricsTests {
 
     @Test("the first scrape lists every channel's series at zero, its configured rate, throttle, live broadcasts and the scheduler leader")
     func channelSeriesFromTheDatabase() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let idle = try await WorkerFixtures.sandboxChannel(c, name: "idle-sms")
             _ = try await c.query("UPDATE herald.channels SET rate_per_second = 80, burst = 8 WHERE id = \(idle)")
             // A provider's slow-down: the bucket refreshes 120 s from now (migration 0004).

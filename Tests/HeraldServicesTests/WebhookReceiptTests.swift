@@ -108,8 +108,7 @@ struct WebhookReceiptTests {
 
     @Test("a replayed receipt is stored once and changes nothing, not even the row version")
     func replays() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 1)
             try await send(c, broadcast: b)
             let first = try await deliver(c, [receipt(message: ids[0], "delivered", at: Self.t1)])
@@ -139,8 +138,7 @@ struct WebhookReceiptTests {
 
     @Test("out of order: read before delivered stays read; the late delivered only fills delivered_at; late sent and failed change nothing")
     func outOfOrder() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 1)
             try await send(c, broadcast: b)
             try await deliver(c, [receipt(message: ids[0], "read", at: Self.t2)])
@@ -161,8 +159,7 @@ struct WebhookReceiptTests {
 
     @Test("receipts of one batch fold in any order: the furthest step wins, read beats failed")
     func oneBatch() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 2)
             try await send(c, broadcast: b)
             try await deliver(c, [receipt(message: ids[0], "delivered", at: Self.t2), receipt(message: ids[0], "sent", at: Self.t1),
@@ -177,8 +174,7 @@ struct WebhookReceiptTests {
 
     @Test("a failed receipt ends a sent message with its error code and text")
     func failedWithCode() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 1)
             try await send(c, broadcast: b)
             try await deliver(c, [receipt(message: ids[0], "failed", at: Self.t3, code: "131026",
@@ -200,8 +196,7 @@ struct WebhookReceiptTests {
 
     @Test("a receipt before the send is recorded waits, then applies on top of the worker's sent")
     func beforeSendRecorded() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 1)
             let id = ids[0]
             try await claim(c, broadcast: b) // a worker holds it, the provider already answered
@@ -228,8 +223,7 @@ struct WebhookReceiptTests {
 
     @Test("the send's answer was lost: Herald's id in the receipt finds the message, sets its provider id, and cancels the retry")
     func answerLost() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 1)
             let id = ids[0]
             try await claim(c, broadcast: b)
@@ -248,8 +242,7 @@ struct WebhookReceiptTests {
 
     @Test("a receipt without Herald's id, or whose id is not its message's, matches nothing; old ones are left alone")
     func unmatched() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 2)
             try await send(c, broadcast: b)
             let before = [try await row(c, ids[0]), try await row(c, ids[1])]
@@ -278,8 +271,7 @@ struct WebhookReceiptTests {
 
     @Test("after several tries, a receipt under an earlier try's provider id still applies (that try was accepted too)")
     func earlierTry() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 1)
             let id = ids[0]
             try await claim(c, broadcast: b)
@@ -297,8 +289,7 @@ struct WebhookReceiptTests {
 
     @Test("receipts that change nothing (Twilio queued, Meta deleted) are stored and marked applied")
     func noEffect() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let (b, ids) = try await Self.messages(c, count: 1)
             try await send(c, broadcast: b)
             let before = try await row(c, ids[0])
@@ -310,8 +301,7 @@ struct WebhookReceiptTests {
 
     @Test("an inbound WhatsApp message moves the sender's last_inbound_at forward only")
     func inbound() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let a = try await WorkerFixtures.contact(c, first: "A", phone: "+16505551234", lastInbound: false)
             let other = try await WorkerFixtures.contact(c, first: "B", phone: "+16505550000", lastInbound: false)
             #expect(try await store.recordInbound([("+16505551234", Self.t2), ("+19999999999", Self.t2)], on: c) == 1)

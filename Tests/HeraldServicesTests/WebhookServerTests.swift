@@ -65,8 +65,7 @@ struct WebhookServerTests {
                                         refreshOnDemandAfter: Duration? = nil,
                                         configure: (inout WebhooksConfiguration) -> Void = { _ in },
                                         _ body: (Harness) async throws -> T) async throws -> T {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let wa = #"{"phone_number_id":"\#(phoneNumberID)","access_token_env":"WA_TOKEN","app_secret_env":"WA_SECRET","verify_token_env":"WA_VERIFY"}"#
             let tw = #"{"account_sid":"\#(accountSID)","auth_token_env":"TW_TOKEN","from":"+15005550006"}"#
             try await c.execute("""

@@ -14,8 +14,7 @@ struct WorkerClockTests {
         let hung = try await ProviderDouble.start()
         defer { Task { await hung.stop() } }
         hung.latency = .seconds(120)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: hung)
             let broadcast = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: try await WorkerFixtures.contacts(c, count: 3),
                                                                       template: ("promo", ["x"]))

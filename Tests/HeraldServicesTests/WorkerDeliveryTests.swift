@@ -10,8 +10,7 @@ struct WorkerDeliveryTests {
     func whatsAppTemplate() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let ade = try await WorkerFixtures.contact(c, first: "Adéwálé", last: "Ọ̀ṣun 🎉", phone: "+2348031234567",
                                                        attributes: #"{"order":"NG-42"}"#)
@@ -51,8 +50,7 @@ struct WorkerDeliveryTests {
     func twilioSMS() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.twilioChannel(c, double: double)
             let ascii = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let emoji = try await WorkerFixtures.contact(c, first: "Ọlá 😀", phone: "+2348031234568")
@@ -83,8 +81,7 @@ struct WorkerDeliveryTests {
     func email() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.smtpChannel(c, double: double)
             let who = try await WorkerFixtures.contact(c, first: #"Tom & "Jerry" <3"#, email: "tom@example.com")
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who],
@@ -112,8 +109,7 @@ struct WorkerDeliveryTests {
         defer { Task { await double.stop() } }
         let authority = try TestCertificates.writeAuthority()
         defer { try? FileManager.default.removeItem(atPath: authority) }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.smtpChannel(c, double: double,
                                                                extra: #","require_tls":true,"ca_file":"\#(authority)""#)
             let who = try await WorkerFixtures.contact(c, first: "Ada", email: "ada@example.com")
@@ -131,8 +127,7 @@ struct WorkerDeliveryTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.reject(recipient: "+2348031234568", on: .whatsApp, with: .error(code: 131026))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let bad = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")

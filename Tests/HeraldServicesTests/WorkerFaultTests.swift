@@ -11,8 +11,7 @@ struct WorkerFaultTests {
     func quarantine() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let sandbox = try await WorkerFixtures.sandboxChannel(c)
             let secretless = try await WorkerFixtures.whatsAppChannel(c, double: double, name: "nosecret")
             try await c.execute("""
@@ -56,8 +55,7 @@ struct WorkerFaultTests {
     func deletedContact() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 5)
             // A template: no 24-hour window to hold the message back for another reason.
@@ -74,8 +72,7 @@ struct WorkerFaultTests {
 
     @Test("after a PostgreSQL restart, a lapsed lease held by another worker is not claimable for the restart grace")
     func restartGrace() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c)
             let contacts = try await WorkerFixtures.contacts(c, count: 2)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
@@ -100,8 +97,7 @@ struct WorkerFaultTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.latency = .milliseconds(1500)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 20)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))

@@ -16,8 +16,7 @@ struct WorkerHTTPSTests {
             server.stop()
             try? FileManager.default.removeItem(atPath: authority)
         }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let settings = #"{"base_url":"\#(server.baseURL)/v21.0","phone_number_id":"1055","access_token_env":"WA_TOKEN"}"#
             let channel = try await c.query("""
                 INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)

@@ -12,8 +12,7 @@ struct WorkerPipelineTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.latency = .milliseconds(500)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 3000)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
@@ -50,8 +49,7 @@ struct WorkerPipelineTests {
         defer { Task { await hung.stop(); await healthy.stop() } }
         hung.latency = .seconds(30)
         healthy.latency = .milliseconds(5)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let stuck = try await WorkerFixtures.whatsAppChannel(c, double: hung, name: "hung")
             let a = try await WorkerFixtures.whatsAppChannel(c, double: healthy, name: "a")
             let z = try await WorkerFixtures.whatsAppChannel(c, double: healthy, name: "z")
@@ -90,8 +88,7 @@ struct WorkerManyLanesTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.latency = .milliseconds(200)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let contacts = try await WorkerFixtures.contacts(c, count: 30)
             var broadcasts: [Int64] = []
             for i in 0..<40 {
@@ -121,8 +118,7 @@ struct WorkerBacklogTests {
     func claimsWaitForTheCompleter() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 500)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))

@@ -11,8 +11,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.latency = .milliseconds(2)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 600)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
@@ -46,8 +45,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.latency = .milliseconds(400)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 20)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
@@ -84,8 +82,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.latency = .milliseconds(1500)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 20)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
@@ -124,8 +121,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.enqueue([.serverError(500), .rateLimited(retryAfter: 1)], for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
@@ -149,8 +145,7 @@ struct WorkerReliabilityTests {
         double.enqueue(ProviderDouble.Fault(delay: .milliseconds(1500), action: .raw(
             status: 503, headers: ["Retry-After": "1", "Content-Type": "application/json"],
             body: #"{"error":{"code":131016,"message":"Service unavailable"}}"#)), for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
@@ -175,8 +170,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.reject(recipient: "+2348031234567", on: .whatsApp, with: .error(code: 131026))
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let bad = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let good = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
@@ -197,8 +191,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.enqueue(.delayed(by: .seconds(4)), times: 1, for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
@@ -226,8 +219,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.enqueue(.serverError(503), times: 10, for: .whatsApp)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double, extra: #","max_attempts":3"#)
             let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["x"]))
@@ -241,8 +233,7 @@ struct WorkerReliabilityTests {
 
     @Test("a paused broadcast is not sent; a cancelled one neither; a late opt-out is skipped")
     func pauseCancelOptOut() async throws {
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.sandboxChannel(c)
             let contacts = try await WorkerFixtures.contacts(c, count: 20)
             let paused = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "p")
@@ -271,8 +262,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.latency = .milliseconds(300)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 100)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
@@ -338,8 +328,7 @@ struct WorkerReliabilityTests {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
         double.latency = .milliseconds(200)
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
             let contacts = try await WorkerFixtures.contacts(c, count: 300)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))

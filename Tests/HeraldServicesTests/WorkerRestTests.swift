@@ -12,8 +12,7 @@ struct WorkerRestTests {
     func nothingDueRests() async throws {
         let double = try await ProviderDouble.start()
         defer { Task { await double.stop() } }
-        try await withTestDatabase { db in
-            let c = try await db.connect()
+        try await withTestConnection { db, c in
             let waiting = try await F.whatsAppChannel(c, double: double, name: "waiting")
             let busy = try await F.whatsAppChannel(c, double: double, name: "busy")
             let contacts = try await F.contacts(c, count: 2000)
