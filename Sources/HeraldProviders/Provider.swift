@@ -17,7 +17,7 @@ import HeraldTransport
 /// ``ProviderRegistry/standard``; the worker and the scheduler never switch on a provider's name.
 public protocol Provider: Sendable {
     /// The name in `channels.provider`.
-    var name: String { get }
+    static var name: String { get }
     /// The channel kinds it sends.
     var kinds: Set<ChannelKind> { get }
     /// Parses and checks a channel's settings and reads the secrets they name.
@@ -29,6 +29,20 @@ public protocol Provider: Sendable {
     /// - Throws: ``ChannelConfigError`` naming the setting at fault.
     func configure(_ settings: SettingsReader, kind: ChannelKind,
                    environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel
+}
+
+extension Provider {
+    /// The name in `channels.provider`.
+    public var name: String { Self.name }
+}
+
+/// The secrets a configured channel holds (tokens, passwords). Their `description` names the
+/// type and nothing else, so a credential printed by mistake never reaches a log.
+public protocol ProviderCredentials: Sendable, Equatable, CustomStringConvertible {}
+
+extension ProviderCredentials {
+    /// Redacted: secrets never reach logs.
+    public var description: String { "\(Self.self)(<redacted>)" }
 }
 
 /// A channel whose settings were checked and whose secrets were read: ready to turn messages

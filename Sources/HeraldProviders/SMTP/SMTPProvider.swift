@@ -67,7 +67,7 @@ public struct SMTPSettings: Sendable, Equatable {
 }
 
 /// The SMTP login of an `smtp` channel, read from the environment; both nil means no login.
-public struct SMTPCredentials: Sendable, Equatable, CustomStringConvertible {
+public struct SMTPCredentials: ProviderCredentials {
     public var username: String?
     public var password: String?
 
@@ -76,14 +76,11 @@ public struct SMTPCredentials: Sendable, Equatable, CustomStringConvertible {
         self.password = password
     }
 
-    /// Redacted: secrets never reach logs.
-    public var description: String { "SMTPCredentials(<redacted>)" }
 }
 
 /// The `smtp` provider.
 public struct SMTPProvider: Provider {
     public static let name = "smtp"
-    public var name: String { Self.name }
     public var kinds: Set<ChannelKind> { [.email] }
 
     public init() {}

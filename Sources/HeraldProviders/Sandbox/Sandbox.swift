@@ -45,7 +45,6 @@ public struct SandboxSettings: Sendable, Equatable {
 /// `latency_ms`, failing a `failure_rate` share permanently.
 public struct SandboxProvider: Provider {
     public static let name = "sandbox"
-    public var name: String { Self.name }
     public var kinds: Set<ChannelKind> { Set(ChannelKind.allCases) }
     /// Draws a number in `0..<1` deciding each simulated failure (seeded in tests).
     let random: @Sendable () -> Double

@@ -61,21 +61,18 @@ public struct TwilioSettings: Sendable, Equatable {
 }
 
 /// The auth token of a `twilio` channel, read from the environment.
-public struct TwilioCredentials: Sendable, Equatable, CustomStringConvertible {
+public struct TwilioCredentials: ProviderCredentials {
     public var authToken: String
 
     public init(authToken: String) {
         self.authToken = authToken
     }
 
-    /// Redacted: secrets never reach logs.
-    public var description: String { "TwilioCredentials(<redacted>)" }
 }
 
 /// The `twilio` provider.
 public struct TwilioProvider: Provider {
     public static let name = "twilio"
-    public var name: String { Self.name }
     public var kinds: Set<ChannelKind> { [.sms] }
 
     public init() {}

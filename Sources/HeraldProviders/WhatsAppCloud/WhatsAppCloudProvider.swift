@@ -53,7 +53,7 @@ public struct WhatsAppCloudSettings: Sendable, Equatable {
 }
 
 /// The access token and webhook secrets of a `whatsapp_cloud` channel, read from the environment.
-public struct WhatsAppCloudCredentials: Sendable, Equatable, CustomStringConvertible {
+public struct WhatsAppCloudCredentials: ProviderCredentials {
     public var accessToken: String
     /// Checks `X-Hub-Signature-256` on webhooks; nil when `app_secret_env` is not set.
     public var appSecret: String?
@@ -66,14 +66,11 @@ public struct WhatsAppCloudCredentials: Sendable, Equatable, CustomStringConvert
         self.verifyToken = verifyToken
     }
 
-    /// Redacted: secrets never reach logs.
-    public var description: String { "WhatsAppCloudCredentials(<redacted>)" }
 }
 
 /// The `whatsapp_cloud` provider.
 public struct WhatsAppCloudProvider: Provider {
     public static let name = "whatsapp_cloud"
-    public var name: String { Self.name }
     public var kinds: Set<ChannelKind> { [.whatsapp] }
 
     public init() {}
