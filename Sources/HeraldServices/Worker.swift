@@ -108,15 +108,19 @@ public final class Worker: Service, Sendable {
     /// Asks the worker to stop as on SIGTERM (for tests and embedding).
     public func requestStop() {
         stopping.set()
-        wakeup.signal()
+        // Closed, not signalled: a lane between its check of `stopping` and its wait must not
+        // sleep through the request.
+        wakeup.close()
     }
 
-    /// Waits for the sends in flight to end, at most ``WorkerConfiguration/shutdownGrace``.
+    /// Waits for the sends in flight to end, at most ``WorkerConfiguration/shutdownGrace``;
+    /// a cancelled worker abandons them at once.
     private func drain(_ window: InFlightWindow) async {
         let deadline = clock.now + configuration.shutdownGrace
         while window.inFlight > 0 {
-            if clock.now >= deadline {
-                logger.warning("shutdown grace period expired; abandoning in-flight sends", metadata: [
+            if clock.now >= deadline || Task.isCancelled {
+                logger.warning(Task.isCancelled ? "worker cancelled; abandoning in-flight sends"
+                                                : "shutdown grace period expired; abandoning in-flight sends", metadata: [
                     "in_flight": "\(window.inFlight)"])
                 return
             }
