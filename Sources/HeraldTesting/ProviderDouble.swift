@@ -54,6 +54,21 @@ public final class ProviderDouble: Sendable {
         smtpServer.close(promise: nil)
     }
 
+    /// Runs `body` with a double started for it and stops the double when `body` ends, also when
+    /// it throws: its ports are closed and its server tasks ended before the test goes on.
+    public static func with<T: Sendable>(configuration: Configuration = Configuration(),
+                                         _ body: (ProviderDouble) async throws -> T) async throws -> T {
+        let double = try await start(configuration: configuration)
+        do {
+            let value = try await body(double)
+            await double.stop()
+            return value
+        } catch {
+            await double.stop()
+            throw error
+        }
+    }
+
     /// Starts the HTTP and SMTP servers on free ports of 127.0.0.1.
     /// - Parameters:
     ///   - configuration: credentials the double accepts.

@@ -47,12 +47,12 @@ struct AudioMessageTests {
     /// connection, the double, the message's id and its (status, error code).
     static func deliverAudio(body: String?, faults: [ProviderDouble.Fault] = [],
                              _ check: (PostgresConnection, ProviderDouble, Int64, (String, String?)) async throws -> Void) async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        double.enqueue(faults, for: .whatsApp)
-        try await withTestConnection { db, c in
-            let (b, id) = try await audioBroadcast(c, double: double, body: body)
-            try await check(c, double, id, try await M.deliver(db, c, b))
+        try await ProviderDouble.with { double in
+            double.enqueue(faults, for: .whatsApp)
+            try await withTestConnection { db, c in
+                let (b, id) = try await audioBroadcast(c, double: double, body: body)
+                try await check(c, double, id, try await M.deliver(db, c, b))
+            }
         }
     }
 

@@ -21,38 +21,38 @@ struct ConsentLinkDeliveryTests {
 
     @Test("an SMS body's {{ unsubscribe_url }} is this message's signed link")
     func smsLink() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.twilioChannel(c, double: double)
-            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], body: "Sale! Opt out: {{ unsubscribe_url }}")
-            #expect(try await WorkerFixtures.runWorker(Self.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-            let message = try await c.query("SELECT id FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(Int64.self, at: 0)
-            let request = try #require(double.received(.twilio).first)
-            let form = try FormURLEncoded.parse(request.body)
-            let body = try #require(form.first { $0.name == "Body" }?.value)
-            #expect(body == "Sale! Opt out: " + Self.links.url(messageID: message))
+        try await ProviderDouble.with { double in
+            try await withTestConnection { db, c in
+                let channel = try await WorkerFixtures.twilioChannel(c, double: double)
+                let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], body: "Sale! Opt out: {{ unsubscribe_url }}")
+                #expect(try await WorkerFixtures.runWorker(Self.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+                let message = try await c.query("SELECT id FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(Int64.self, at: 0)
+                let request = try #require(double.received(.twilio).first)
+                let form = try FormURLEncoded.parse(request.body)
+                let body = try #require(form.first { $0.name == "Body" }?.value)
+                #expect(body == "Sale! Opt out: " + Self.links.url(messageID: message))
+            }
         }
     }
 
     @Test("an email channel without its own unsubscribe_url sends Herald's link as one-click List-Unsubscribe")
     func emailListUnsubscribe() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        try await withTestConnection { db, c in
-            let settings = #"{"url":"\#(double.smtpURL)","from":"Shop <news@shop.example>"}"#
-            let channel = try await c.query("""
-                INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
-                VALUES ('mail', 'email', 'smtp', \(settings)::jsonb, 1000, 100) RETURNING id
-                """)[0].decode(Int64.self, at: 0)
-            let who = try await WorkerFixtures.contact(c, first: "Tom", email: "tom@example.com")
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], body: "Hello", subject: "Offers")
-            #expect(try await WorkerFixtures.runWorker(Self.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-            let message = try await c.query("SELECT id FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(Int64.self, at: 0)
-            let text = try #require(double.receivedMails().first).text
-            #expect(text.contains("List-Unsubscribe: <\(Self.links.url(messageID: message))>"))
-            #expect(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"))
+        try await ProviderDouble.with { double in
+            try await withTestConnection { db, c in
+                let settings = #"{"url":"\#(double.smtpURL)","from":"Shop <news@shop.example>"}"#
+                let channel = try await c.query("""
+                    INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
+                    VALUES ('mail', 'email', 'smtp', \(settings)::jsonb, 1000, 100) RETURNING id
+                    """)[0].decode(Int64.self, at: 0)
+                let who = try await WorkerFixtures.contact(c, first: "Tom", email: "tom@example.com")
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], body: "Hello", subject: "Offers")
+                #expect(try await WorkerFixtures.runWorker(Self.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+                let message = try await c.query("SELECT id FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(Int64.self, at: 0)
+                let text = try #require(double.receivedMails().first).text
+                #expect(text.contains("List-Unsubscribe: <\(Self.links.url(messageID: message))>"))
+                #expect(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"))
+            }
         }
     }
 

@@ -25,76 +25,76 @@ struct ConsentProviderTests {
 
     @Test("Twilio 21610: the message fails with its code and its contact is opted out of SMS (source provider, the broadcast)")
     func twilio21610() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400, message: "Attempt to send to unsubscribed recipient"))
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.twilioChannel(c, double: double)
-            let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-            let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], body: "Hi {{ first_name }}")
-            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-            #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", "21610"))
-            #expect(try await Self.optOuts(c, stopped) == ["provider:sms:\(b)"])
-            #expect(try await Self.optOuts(c, good) == [])
+        try await ProviderDouble.with { double in
+            double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400, message: "Attempt to send to unsubscribed recipient"))
+            try await withTestConnection { db, c in
+                let channel = try await WorkerFixtures.twilioChannel(c, double: double)
+                let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+                let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], body: "Hi {{ first_name }}")
+                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+                #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", "21610"))
+                #expect(try await Self.optOuts(c, stopped) == ["provider:sms:\(b)"])
+                #expect(try await Self.optOuts(c, good) == [])
+            }
         }
     }
 
     @Test("Meta 131050: the message fails with its code and its contact is opted out of WhatsApp (source provider, the broadcast)")
     func meta131050() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        double.reject(recipient: "+2348031234568", on: .whatsApp, with: .error(code: 131050, status: 400))
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-            let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-            let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], template: ("promo", ["x"]))
-            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-            #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", "131050"))
-            #expect(try await Self.optOuts(c, stopped) == ["provider:whatsapp:\(b)"])
-            #expect(try await Self.optOuts(c, good) == [])
+        try await ProviderDouble.with { double in
+            double.reject(recipient: "+2348031234568", on: .whatsApp, with: .error(code: 131050, status: 400))
+            try await withTestConnection { db, c in
+                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+                let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+                let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], template: ("promo", ["x"]))
+                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+                #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", "131050"))
+                #expect(try await Self.optOuts(c, stopped) == ["provider:whatsapp:\(b)"])
+                #expect(try await Self.optOuts(c, good) == [])
+            }
         }
     }
 
     @Test("another permanent error opts nobody out")
     func otherCodes() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21211, status: 400))
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.twilioChannel(c, double: double)
-            let bad = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad], body: "Hi")
-            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-            #expect(try await Self.failure(c, broadcast: b, contact: bad) == ("failed", "21211"))
-            #expect(try await Self.optOuts(c, bad) == [])
+        try await ProviderDouble.with { double in
+            double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21211, status: 400))
+            try await withTestConnection { db, c in
+                let channel = try await WorkerFixtures.twilioChannel(c, double: double)
+                let bad = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad], body: "Hi")
+                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+                #expect(try await Self.failure(c, broadcast: b, contact: bad) == ("failed", "21211"))
+                #expect(try await Self.optOuts(c, bad) == [])
+            }
         }
     }
 
     @Test("an opt-out arriving mid-broadcast skips that contact's later messages of the kind in every running broadcast")
     func acrossBroadcasts() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400))
-        try await withTestConnection { db, c in
-            let first = try await WorkerFixtures.twilioChannel(c, double: double, name: "sms-a")
-            let second = try await WorkerFixtures.twilioChannel(c, double: double, name: "sms-b")
-            let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-            let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-            let a = try await WorkerFixtures.sendingBroadcast(c, channel: first, contacts: [good, stopped], body: "A")
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: second, contacts: [good, stopped], body: "B")
-            // Both are `sending`; the first channel's worker meets 21610 before anyone sends the second.
-            var config = WorkerFixtures.configuration(db)
-            config.channels = ["sms-a"]
-            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: a)))
-            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["queued": 2])
-            config.channels = ["sms-b"]
-            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b)))
-            let r = try await c.query("SELECT status, skip_reason FROM herald.messages WHERE broadcast_id = \(b) AND contact_id = \(stopped)")[0]
-            #expect(try r.decode(String.self, at: 0) == "skipped")
-            #expect(try r.decode(String?.self, at: 1) == "opted_out")
-            #expect(double.received(.twilio).count == 3, "the second broadcast sent only to Ada")
+        try await ProviderDouble.with { double in
+            double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400))
+            try await withTestConnection { db, c in
+                let first = try await WorkerFixtures.twilioChannel(c, double: double, name: "sms-a")
+                let second = try await WorkerFixtures.twilioChannel(c, double: double, name: "sms-b")
+                let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+                let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+                let a = try await WorkerFixtures.sendingBroadcast(c, channel: first, contacts: [good, stopped], body: "A")
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: second, contacts: [good, stopped], body: "B")
+                // Both are `sending`; the first channel's worker meets 21610 before anyone sends the second.
+                var config = WorkerFixtures.configuration(db)
+                config.channels = ["sms-a"]
+                #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: a)))
+                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["queued": 2])
+                config.channels = ["sms-b"]
+                #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b)))
+                let r = try await c.query("SELECT status, skip_reason FROM herald.messages WHERE broadcast_id = \(b) AND contact_id = \(stopped)")[0]
+                #expect(try r.decode(String.self, at: 0) == "skipped")
+                #expect(try r.decode(String?.self, at: 1) == "opted_out")
+                #expect(double.received(.twilio).count == 3, "the second broadcast sent only to Ada")
+            }
         }
     }
 

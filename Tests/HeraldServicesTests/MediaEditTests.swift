@@ -73,45 +73,45 @@ struct MediaEditTests {
 
     @Test("an http media URL written into a sending broadcast fails it with the rule named; nothing goes out with it, nothing more is sent")
     func invalidMediaEdit() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        try await withTestConnection { db, c in
-            let id = try await Self.slowMMS(c, double: double)
-            try await Self.editMidSend(db, c, double: double, id, url: "http://cdn.example/coupons/spring.png") {
-                try await F.waitUntil("the edit is rejected") { try await F.status(c, id) == "failed" }
+        try await ProviderDouble.with { double in
+            try await withTestConnection { db, c in
+                let id = try await Self.slowMMS(c, double: double)
+                try await Self.editMidSend(db, c, double: double, id, url: "http://cdn.example/coupons/spring.png") {
+                    try await F.waitUntil("the edit is rejected") { try await F.status(c, id) == "failed" }
+                }
+                #expect(try await F.error(c, id)
+                        == "edit rejected: media[0].url must be an https URL (plain http only to a host in HERALD_ALLOWED_HOSTS)")
+                let requests = double.received(.twilio)
+                #expect(requests.allSatisfy { $0.formValues("MediaUrl") == [Self.firstMedia] }, "only the validated media went out")
+                let sent = try await F.count(c, "SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id) AND status = 'sent'")
+                let failed = try await F.count(c, """
+                    SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id) AND status = 'failed'
+                      AND error LIKE 'broadcast failed: edit rejected%'
+                    """)
+                #expect(requests.count == sent, "every request is a sent message: none after the broadcast failed")
+                #expect(sent + failed == 10 && failed > 0, "sent \(sent), failed \(failed)")
             }
-            #expect(try await F.error(c, id)
-                    == "edit rejected: media[0].url must be an https URL (plain http only to a host in HERALD_ALLOWED_HOSTS)")
-            let requests = double.received(.twilio)
-            #expect(requests.allSatisfy { $0.formValues("MediaUrl") == [Self.firstMedia] }, "only the validated media went out")
-            let sent = try await F.count(c, "SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id) AND status = 'sent'")
-            let failed = try await F.count(c, """
-                SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id) AND status = 'failed'
-                  AND error LIKE 'broadcast failed: edit rejected%'
-                """)
-            #expect(requests.count == sent, "every request is a sent message: none after the broadcast failed")
-            #expect(sent + failed == 10 && failed > 0, "sent \(sent), failed \(failed)")
         }
     }
 
     @Test("a valid media edit of a sending broadcast is accepted: it keeps sending, the rest go with the new media")
     func validMediaEdit() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        let newMedia = "https://cdn.example/coupons/summer.png"
-        try await withTestConnection { db, c in
-            let id = try await Self.slowMMS(c, double: double)
-            try await Self.editMidSend(db, c, double: double, id, url: newMedia) {
-                try await F.waitUntil("the edit is accepted") {
-                    try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND definition_changed_at IS NULL") == 1
+        try await ProviderDouble.with { double in
+            let newMedia = "https://cdn.example/coupons/summer.png"
+            try await withTestConnection { db, c in
+                let id = try await Self.slowMMS(c, double: double)
+                try await Self.editMidSend(db, c, double: double, id, url: newMedia) {
+                    try await F.waitUntil("the edit is accepted") {
+                        try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND definition_changed_at IS NULL") == 1
+                    }
+                    #expect(try await F.status(c, id) == "sending")
                 }
-                #expect(try await F.status(c, id) == "sending")
+                let requests = double.received(.twilio)
+                #expect(requests.count == 10)
+                #expect(requests.last?.formValues("MediaUrl") == [newMedia])
+                #expect(requests.allSatisfy { [[Self.firstMedia], [newMedia]].contains($0.formValues("MediaUrl")) })
+                #expect(try await F.count(c, "SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id) AND status = 'sent'") == 10)
             }
-            let requests = double.received(.twilio)
-            #expect(requests.count == 10)
-            #expect(requests.last?.formValues("MediaUrl") == [newMedia])
-            #expect(requests.allSatisfy { [[Self.firstMedia], [newMedia]].contains($0.formValues("MediaUrl")) })
-            #expect(try await F.count(c, "SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id) AND status = 'sent'") == 10)
         }
     }
 }

@@ -9,64 +9,64 @@ import Testing
 struct WorkerFaultTests {
     @Test("a broadcast with template_params [null], and one with a missing secret, end failed with the reason; the rest is sent")
     func quarantine() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        try await withTestConnection { db, c in
-            let sandbox = try await WorkerFixtures.sandboxChannel(c)
-            let secretless = try await WorkerFixtures.whatsAppChannel(c, double: double, name: "nosecret")
-            try await c.execute("""
-                UPDATE herald.channels SET settings = jsonb_set(settings, '{access_token_env}', '"HERALD_TEST_UNSET_TOKEN"')
-                WHERE id = \(secretless)
-                """)
-            let contacts = try await WorkerFixtures.contacts(c, count: 20)
-            let good = try await WorkerFixtures.sendingBroadcast(c, channel: sandbox, contacts: contacts, body: "hi")
-            let poison = try await WorkerFixtures.sendingBroadcast(c, channel: sandbox, contacts: contacts, body: "hi")
-            // A row written before migration 0012's write-time checks: drop the check that would
-            // refuse it today, as the database of an upgraded installation may hold such rows.
-            try await c.execute("ALTER TABLE herald.broadcasts DROP CONSTRAINT broadcasts_template_params_strings")
-            try await c.execute("UPDATE herald.broadcasts SET template_params = '[null]' WHERE id = \(poison)")
-            // ... and not an edit waiting for the scheduler (the edit trigger stamped it).
-            try await c.execute("UPDATE herald.broadcasts SET definition_changed_at = NULL WHERE id = \(poison)")
-            let unprepared = try await WorkerFixtures.sendingBroadcast(c, channel: secretless, contacts: contacts, template: ("promo", ["x"]))
-            let failedBoth: @Sendable () async throws -> Bool = {
-                let c = try await db.connect()
-                defer { Task { await c.close() } }
-                return try await c.query("""
-                    SELECT count(*) FROM herald.broadcasts WHERE id IN (\(poison), \(unprepared)) AND status = 'failed'
-                    """)[0].decode(Int.self, at: 0) == 2
+        try await ProviderDouble.with { double in
+            try await withTestConnection { db, c in
+                let sandbox = try await WorkerFixtures.sandboxChannel(c)
+                let secretless = try await WorkerFixtures.whatsAppChannel(c, double: double, name: "nosecret")
+                try await c.execute("""
+                    UPDATE herald.channels SET settings = jsonb_set(settings, '{access_token_env}', '"HERALD_TEST_UNSET_TOKEN"')
+                    WHERE id = \(secretless)
+                    """)
+                let contacts = try await WorkerFixtures.contacts(c, count: 20)
+                let good = try await WorkerFixtures.sendingBroadcast(c, channel: sandbox, contacts: contacts, body: "hi")
+                let poison = try await WorkerFixtures.sendingBroadcast(c, channel: sandbox, contacts: contacts, body: "hi")
+                // A row written before migration 0012's write-time checks: drop the check that would
+                // refuse it today, as the database of an upgraded installation may hold such rows.
+                try await c.execute("ALTER TABLE herald.broadcasts DROP CONSTRAINT broadcasts_template_params_strings")
+                try await c.execute("UPDATE herald.broadcasts SET template_params = '[null]' WHERE id = \(poison)")
+                // ... and not an edit waiting for the scheduler (the edit trigger stamped it).
+                try await c.execute("UPDATE herald.broadcasts SET definition_changed_at = NULL WHERE id = \(poison)")
+                let unprepared = try await WorkerFixtures.sendingBroadcast(c, channel: secretless, contacts: contacts, template: ("promo", ["x"]))
+                let failedBoth: @Sendable () async throws -> Bool = {
+                    let c = try await db.connect()
+                    defer { Task { await c.close() } }
+                    return try await c.query("""
+                        SELECT count(*) FROM herald.broadcasts WHERE id IN (\(poison), \(unprepared)) AND status = 'failed'
+                        """)[0].decode(Int.self, at: 0) == 2
+                }
+                let goodDone = WorkerFixtures.allDone(db, broadcast: good)
+                let reached = try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), timeout: .seconds(10)) {
+                    let sent = try await goodDone()
+                    let failed = try await failedBoth()
+                    return sent && failed
+                }
+                #expect(reached)
+                #expect(try await WorkerFixtures.statuses(c, broadcast: good) == ["sent": 20])
+                let poisonError = try await c.query("SELECT error FROM herald.broadcasts WHERE id = \(poison)")[0].decode(String?.self, at: 0)
+                #expect(poisonError?.contains("template_params[0] is null") == true, "\(poisonError ?? "no error")")
+                let secretError = try await c.query("SELECT error FROM herald.broadcasts WHERE id = \(unprepared)")[0].decode(String?.self, at: 0)
+                #expect(secretError?.contains("HERALD_TEST_UNSET_TOKEN") == true, "\(secretError ?? "no error")")
+                #expect(double.requestCount == 0)
             }
-            let goodDone = WorkerFixtures.allDone(db, broadcast: good)
-            let reached = try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), timeout: .seconds(10)) {
-                let sent = try await goodDone()
-                let failed = try await failedBoth()
-                return sent && failed
-            }
-            #expect(reached)
-            #expect(try await WorkerFixtures.statuses(c, broadcast: good) == ["sent": 20])
-            let poisonError = try await c.query("SELECT error FROM herald.broadcasts WHERE id = \(poison)")[0].decode(String?.self, at: 0)
-            #expect(poisonError?.contains("template_params[0] is null") == true, "\(poisonError ?? "no error")")
-            let secretError = try await c.query("SELECT error FROM herald.broadcasts WHERE id = \(unprepared)")[0].decode(String?.self, at: 0)
-            #expect(secretError?.contains("HERALD_TEST_UNSET_TOKEN") == true, "\(secretError ?? "no error")")
-            #expect(double.requestCount == 0)
         }
     }
 
     @Test("a contact deleted after expansion is not messaged: skipped with contact_deleted, the rest sent")
     func deletedContact() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-            let contacts = try await WorkerFixtures.contacts(c, count: 5)
-            // A template: no 24-hour window to hold the message back for another reason.
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-            // Deleted with its opt-outs and memberships (an erasure request); its message stays.
-            try await c.execute("DELETE FROM herald.contacts WHERE id = \(contacts[2])")
-            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 4, "skipped": 1])
-            let reason = try await c.query("SELECT skip_reason FROM herald.messages WHERE broadcast_id = \(b) AND contact_id = \(contacts[2])")[0]
-            #expect(try reason.decode(String?.self, at: 0) == "contact_deleted")
-            #expect(double.requestCount == 4)
+        try await ProviderDouble.with { double in
+            try await withTestConnection { db, c in
+                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+                let contacts = try await WorkerFixtures.contacts(c, count: 5)
+                // A template: no 24-hour window to hold the message back for another reason.
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+                // Deleted with its opt-outs and memberships (an erasure request); its message stays.
+                try await c.execute("DELETE FROM herald.contacts WHERE id = \(contacts[2])")
+                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 4, "skipped": 1])
+                let reason = try await c.query("SELECT skip_reason FROM herald.messages WHERE broadcast_id = \(b) AND contact_id = \(contacts[2])")[0]
+                #expect(try reason.decode(String?.self, at: 0) == "contact_deleted")
+                #expect(double.requestCount == 4)
+            }
         }
     }
 
@@ -94,33 +94,33 @@ struct WorkerFaultTests {
 
     @Test("outcomes of sends made while the database refuses writes are kept past the lease and written later; nothing goes twice")
     func outcomesOutliveOutage() async throws {
-        let double = try await ProviderDouble.start()
-        defer { Task { await double.stop() } }
-        double.latency = .milliseconds(1500)
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-            let contacts = try await WorkerFixtures.contacts(c, count: 20)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-            var config = WorkerFixtures.configuration(db)
-            config.lease = .seconds(5)
-            // 4 s, well above the double's 1.5 s: with 2 s, answers delayed by a loaded machine
-            // timed out and were retried as ambiguous, which the double counts as a second send.
-            config.requestTimeout = .seconds(4)
-            // No restart here, so the restart grace must not be what keeps the jobs from being
-            // claimed again (and the test's server is young enough for a grace to apply).
-            config.restartGrace = .zero
-            let allDone = WorkerFixtures.allDone(db, broadcast: b)
-            // While the table is away, "is it done?" cannot be answered: not yet.
-            async let done = WorkerFixtures.runWorker(config, timeout: .seconds(40)) { (try? await allDone()) ?? false }
-            #expect(await double.waitForRequests(20, timeout: .seconds(10)))
-            // The queue table is unreachable while the answers arrive and for longer than the lease.
-            try await c.execute("ALTER TABLE herald.jobs RENAME TO jobs_unreachable")
-            try await Task.sleep(for: .seconds(7))
-            try await c.execute("ALTER TABLE herald.jobs_unreachable RENAME TO jobs")
-            #expect(try await done)
-            #expect(double.received(.whatsApp).count == 20, "a message went out again after the outage")
-            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
-            #expect(try await WorkerFixtures.recordedAttempts(c, broadcast: b) == 20)
+        try await ProviderDouble.with { double in
+            double.latency = .milliseconds(1500)
+            try await withTestConnection { db, c in
+                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
+                let contacts = try await WorkerFixtures.contacts(c, count: 20)
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+                var config = WorkerFixtures.configuration(db)
+                config.lease = .seconds(5)
+                // 4 s, well above the double's 1.5 s: with 2 s, answers delayed by a loaded machine
+                // timed out and were retried as ambiguous, which the double counts as a second send.
+                config.requestTimeout = .seconds(4)
+                // No restart here, so the restart grace must not be what keeps the jobs from being
+                // claimed again (and the test's server is young enough for a grace to apply).
+                config.restartGrace = .zero
+                let allDone = WorkerFixtures.allDone(db, broadcast: b)
+                // While the table is away, "is it done?" cannot be answered: not yet.
+                async let done = WorkerFixtures.runWorker(config, timeout: .seconds(40)) { (try? await allDone()) ?? false }
+                #expect(await double.waitForRequests(20, timeout: .seconds(10)))
+                // The queue table is unreachable while the answers arrive and for longer than the lease.
+                try await c.execute("ALTER TABLE herald.jobs RENAME TO jobs_unreachable")
+                try await Task.sleep(for: .seconds(7))
+                try await c.execute("ALTER TABLE herald.jobs_unreachable RENAME TO jobs")
+                #expect(try await done)
+                #expect(double.received(.whatsApp).count == 20, "a message went out again after the outage")
+                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
+                #expect(try await WorkerFixtures.recordedAttempts(c, broadcast: b) == 20)
+            }
         }
     }
 }
