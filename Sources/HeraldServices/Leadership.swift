@@ -1,3 +1,4 @@
+import HeraldCore
 import HeraldPostgres
 import HeraldStore
 import Logging
@@ -38,9 +39,10 @@ public struct Leadership: Sendable {
     }
 
     /// Returns once `store`'s session holds the lock.
+    /// - Parameter clock: what the waits between tries run on (the scheduler's clock).
     /// - Throws: `CancellationError` when the task is cancelled; ``PostgresError`` when the session
     ///   breaks (reconnect and call again).
-    public func acquire(on store: SchedulerStore, logger: Logger) async throws {
+    public func acquire(on store: SchedulerStore, logger: Logger, clock: any HeraldClock = ContinuousClock()) async throws {
         var announced = false
         while true {
             if try await store.tryLeadership(key: key) { return }
@@ -48,7 +50,7 @@ public struct Leadership: Sendable {
                 logger.debug("another scheduler is leading; standing by")
                 announced = true
             }
-            try await Task.sleep(for: retryInterval)
+            try await clock.sleep(for: retryInterval)
         }
     }
 }

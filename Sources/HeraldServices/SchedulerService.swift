@@ -116,7 +116,7 @@ public struct SchedulerService: Service {
     /// One database session: stand by until leader, then lead until the session breaks.
     private func session(on connection: PostgresConnection, resetFailures: () -> Void) async throws {
         let store = SchedulerStore(connection)
-        try await configuration.leadership.acquire(on: store, logger: logger)
+        try await configuration.leadership.acquire(on: store, logger: logger, clock: clock)
         resetFailures()
         let pid = await connection.backendPID
         logger.info("scheduler leadership acquired", metadata: ["db.pid": "\(pid)"])
