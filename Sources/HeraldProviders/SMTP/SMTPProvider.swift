@@ -75,7 +75,6 @@ public struct SMTPCredentials: ProviderCredentials {
         self.username = username
         self.password = password
     }
-
 }
 
 /// The `smtp` provider.

@@ -67,7 +67,6 @@ public struct TwilioCredentials: ProviderCredentials {
     public init(authToken: String) {
         self.authToken = authToken
     }
-
 }
 
 /// The `twilio` provider.

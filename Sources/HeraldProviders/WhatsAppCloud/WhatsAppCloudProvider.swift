@@ -65,7 +65,6 @@ public struct WhatsAppCloudCredentials: ProviderCredentials {
         self.appSecret = appSecret
         self.verifyToken = verifyToken
     }
-
 }
 
 /// The `whatsapp_cloud` provider.
