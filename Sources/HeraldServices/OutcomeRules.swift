@@ -54,7 +54,7 @@ struct OutcomeRules: Sendable {
             var rng = random.generator
             var delay = backoff.delay(afterAttempt: attempt, using: &rng)
             if let retryAfter, retryAfter > delay { delay = retryAfter }
-            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+            let seconds = delay.inSeconds
             return .retry(at: now.addingTimeInterval(seconds), errorCode: code, error: message, failureKind: kind)
         }
     }

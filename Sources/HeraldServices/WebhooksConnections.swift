@@ -79,8 +79,7 @@ struct DeadlineHTTP1Channel: ServerChildChannel {
     let readTimeout: TimeAmount
 
     static func builder(readTimeout: Duration) -> HTTPServerBuilder {
-        let nanoseconds = readTimeout.components.seconds * 1_000_000_000 + readTimeout.components.attoseconds / 1_000_000_000
-        let timeout = TimeAmount.nanoseconds(nanoseconds)
+        let timeout = TimeAmount(readTimeout)
         return HTTPServerBuilder { responder in
             DeadlineHTTP1Channel(inner: HTTP1Channel(responder: responder,
                                                      configuration: .init(additionalChannelHandlers: [RequestEndObserver()],

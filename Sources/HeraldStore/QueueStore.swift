@@ -146,8 +146,8 @@ public struct QueueStore: Sendable {
     public func claim(on connection: PostgresConnection, broadcastID: Int64, channelID: Int64, kind: String, limit: Int,
                       scanLimit: Int? = nil, lease: Duration, restartGrace: Duration = .seconds(60), owner: String,
                       attributeKeys: [String]) async throws -> Claim {
-        let leaseSeconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
-        let graceSeconds = Double(restartGrace.components.seconds) + Double(restartGrace.components.attoseconds) / 1e18
+        let leaseSeconds = lease.inSeconds
+        let graceSeconds = restartGrace.inSeconds
         let scan = max(limit, scanLimit ?? limit)
         // Prepared: parsed and planned once per connection. The batch size is part of the text,
         // so the plan is made for it (see `due`).
@@ -228,8 +228,7 @@ public struct QueueStore: Sendable {
 
     /// Pauses a channel for every worker for `duration` (the provider asked us to slow down).
     public func throttle(channelID: Int64, for duration: Duration, on connection: PostgresConnection) async throws {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        try await connection.execute("SELECT herald.throttle_channel(\(channelID), \(seconds))")
+        try await connection.execute("SELECT herald.throttle_channel(\(channelID), \(duration.inSeconds))")
     }
 
     /// Records many outcomes in one statement (one round trip), for jobs `owner` still holds.

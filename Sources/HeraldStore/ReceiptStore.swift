@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 
 /// A receipt as received from a provider, ready to store (already authenticated and parsed).
@@ -158,16 +159,12 @@ public struct ReceiptStore: Sendable {
         try await run(ids: nil, after: after, window: window, olderThan: olderThan, limit: limit, on: connection)
     }
 
-    private static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
-
     /// One statement for both passes. `ids` nil selects by age instead; libpq's unnamed statements
     /// are planned with their parameter values, so the branch not taken folds away and each pass
     /// gets its own index (primary key, or `delivery_receipts_unapplied`).
     private func run(ids: [Int64]?, after: Int64, window: Duration, olderThan: Duration, limit: Int,
                      on connection: PostgresConnection) async throws -> ReceiptApplication {
-        let windowSeconds = Self.seconds(window), olderSeconds = Self.seconds(olderThan)
+        let windowSeconds = window.inSeconds, olderSeconds = olderThan.inSeconds
         let query: PostgresQuery = """
             WITH pending AS MATERIALIZED (
                 SELECT r.id, r.provider_message_id, r.callback_message_id,
@@ -313,7 +310,7 @@ public struct ReceiptStore: Sendable {
     /// - Returns: the number deleted; `limit` means there may be more.
     @discardableResult
     public func deleteUnmatched(olderThan: Duration, limit: Int = 10_000, on connection: PostgresConnection) async throws -> Int {
-        let seconds = Self.seconds(olderThan)
+        let seconds = olderThan.inSeconds
         return try await connection.execute("""
             DELETE FROM herald.delivery_receipts
             WHERE id IN (SELECT id FROM herald.delivery_receipts

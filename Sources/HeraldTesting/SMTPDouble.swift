@@ -261,9 +261,7 @@ final class SMTPServerHandler: ChannelInboundHandler {
         }
         if delay > .zero {
             waiting = true
-            let (seconds, attoseconds) = delay.components
-            let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+            context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) { [self] in
                 waiting = false
                 if case .closed = phase { return }
                 answer()
