@@ -42,7 +42,7 @@ struct OutcomeRules: Sendable {
             return .failed(errorCode: code, error: message, failureKind: nil)
         case .retry(let code, let message, let retryAfter, let ambiguous, _):
             let attempt = job.attempts + 1
-            let kind = (ambiguous ? FailureKind.ambiguous : .notSent).rawValue
+            let kind: FailureKind = ambiguous ? .ambiguous : .notSent
             let policy = broadcast.channel.policy
             if ambiguous && !policy.retryAmbiguous,
                case .permanent(_, let why) = outcome.applying(retryAmbiguous: false) {

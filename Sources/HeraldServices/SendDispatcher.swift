@@ -55,7 +55,7 @@ final class SendDispatcher: Sendable {
         for job in jobs {
             switch broadcast.outgoing(for: job) {
             case .failure(.skip(let reason)):
-                decided.append(JobOutcome(messageID: job.messageID, result: .skipped(reason: reason.rawValue)))
+                decided.append(JobOutcome(messageID: job.messageID, result: .skipped(reason: reason)))
             case .failure(.fail(let why)):
                 decided.append(JobOutcome(messageID: job.messageID, result: .failed(errorCode: nil, error: why, failureKind: nil)))
             case .success(let (message, segments)):

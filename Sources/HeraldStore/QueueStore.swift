@@ -231,6 +231,14 @@ public struct QueueStore: Sendable {
         try await connection.execute("SELECT herald.throttle_channel(\(channelID), \(duration.inSeconds))")
     }
 
+    /// How ``record(_:owner:on:)``'s statement spells each kind of outcome; the kinds that end a
+    /// message are its `messages.status` as well.
+    private enum RecordedOutcome: String {
+        case sent, failed, skipped, cancelled, retry
+        case partSent = "part_sent"
+        case handBack = "hand_back"
+    }
+
     /// Records many outcomes in one statement (one round trip), for jobs `owner` still holds.
     ///
     /// Finished jobs leave the queue (DELETE); retries go back with `run_at` = the retry time and
@@ -242,45 +250,33 @@ public struct QueueStore: Sendable {
     @discardableResult
     public func record(_ outcomes: [JobOutcome], owner: String, on connection: PostgresConnection) async throws -> Int {
         guard !outcomes.isEmpty else { return 0 }
-        var ids: [Int64] = [], kinds: [String] = [], providerIDs: [String?] = [], codes: [String?] = []
-        var errors: [String?] = [], failureKinds: [String?] = [], retryAt: [Date?] = [], skipReasons: [String?] = []
+        var ids: [Int64] = [], kinds: [RecordedOutcome] = [], providerIDs: [String?] = [], codes: [String?] = []
+        var errors: [String?] = [], failureKinds: [FailureKind?] = [], retryAt: [Date?] = [], skipReasons: [SkipReason?] = []
         var segments: [Int?] = [], attempts: [Int] = []
         for o in outcomes {
-            ids.append(o.messageID)
-            segments.append(o.segments)
-            attempts.append(o.isAttempt ? 1 : 0)
+            var providerID: String?, code: String?, error: String?, failureKind: FailureKind?, at: Date?, skip: SkipReason?
+            let kind: RecordedOutcome
             switch o.result {
-            case .sent(let pid):
-                kinds.append("sent"); providerIDs.append(pid); codes.append(nil); errors.append(nil)
-                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
-            case .partSent(let pid):
-                kinds.append("part_sent"); providerIDs.append(pid); codes.append(nil); errors.append(nil)
-                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
-            case .retry(let at, let code, let error, let fk):
-                kinds.append("retry"); providerIDs.append(nil); codes.append(code); errors.append(error)
-                failureKinds.append(fk); retryAt.append(at); skipReasons.append(nil)
-            case .failed(let code, let error, let fk):
-                kinds.append("failed"); providerIDs.append(nil); codes.append(code); errors.append(error)
-                failureKinds.append(fk); retryAt.append(nil); skipReasons.append(nil)
-            case .skipped(let reason):
-                kinds.append("skipped"); providerIDs.append(nil); codes.append(nil); errors.append(nil)
-                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(reason)
-            case .cancelled:
-                kinds.append("cancelled"); providerIDs.append(nil); codes.append(nil); errors.append(nil)
-                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
-            case .handBack:
-                kinds.append("hand_back"); providerIDs.append(nil); codes.append(nil); errors.append(nil)
-                failureKinds.append(nil); retryAt.append(nil); skipReasons.append(nil)
+            case .sent(let pid): kind = .sent; providerID = pid
+            case .partSent(let pid): kind = .partSent; providerID = pid
+            case .retry(let retryAt, let c, let e, let fk): kind = .retry; code = c; error = e; failureKind = fk; at = retryAt
+            case .failed(let c, let e, let fk): kind = .failed; code = c; error = e; failureKind = fk
+            case .skipped(let reason): kind = .skipped; skip = reason
+            case .cancelled: kind = .cancelled
+            case .handBack: kind = .handBack
             }
+            ids.append(o.messageID); kinds.append(kind); providerIDs.append(providerID); codes.append(code)
+            errors.append(error); failureKinds.append(failureKind); retryAt.append(at); skipReasons.append(skip)
+            segments.append(o.segments); attempts.append(o.isAttempt ? 1 : 0)
         }
         // Prepared (parsed and planned once per connection). The generic plan cannot know the
         // batch's size, so every join is driven by `o` through a primary key: a CTE is never the
         // inner side of a join (that would be quadratic in the batch size).
         let rows = try await connection.preparedQuery("""
             WITH o AS (
-                SELECT * FROM unnest(\(ids)::bigint[], \(kinds)::text[], \(providerIDs)::text[], \(codes)::text[],
-                                     \(errors)::text[], \(failureKinds)::text[], \(retryAt)::timestamptz[],
-                                     \(skipReasons)::text[], \(segments)::int[], \(attempts)::int[])
+                SELECT * FROM unnest(\(ids)::bigint[], \(kinds.map(\.rawValue))::text[], \(providerIDs)::text[], \(codes)::text[],
+                                     \(errors)::text[], \(failureKinds.map { $0?.rawValue })::text[], \(retryAt)::timestamptz[],
+                                     \(skipReasons.map { $0?.rawValue })::text[], \(segments)::int[], \(attempts)::int[])
                     AS o(message_id, outcome, provider_message_id, error_code, error, failure_kind, retry_at,
                          skip_reason, segments, attempt)
             ), finished AS (

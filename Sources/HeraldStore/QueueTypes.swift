@@ -61,11 +61,11 @@ public struct JobOutcome: Sendable, Equatable {
         /// and no attempt is counted.
         case partSent(providerMessageID: String)
         /// Try again at `at`; `failureKind` says whether the provider may have received it.
-        case retry(at: Date, errorCode: String?, error: String, failureKind: String?)
+        case retry(at: Date, errorCode: String?, error: String, failureKind: FailureKind?)
         /// Failed for good.
-        case failed(errorCode: String?, error: String, failureKind: String?)
+        case failed(errorCode: String?, error: String, failureKind: FailureKind?)
         /// Not sent: ineligible when its turn came.
-        case skipped(reason: String)
+        case skipped(reason: SkipReason)
         /// Not sent: its broadcast was cancelled.
         case cancelled
         /// Not attempted (never handed to the provider: the batch ran out of time to start it

@@ -29,9 +29,9 @@ struct QueueRecordTests {
             let retryAt = Date().addingTimeInterval(120)
             let applied = try await queue.record([
                 JobOutcome(messageID: ids[0], result: .sent(providerMessageID: "wamid.a")),
-                JobOutcome(messageID: ids[1], result: .retry(at: retryAt, errorCode: "500", error: "boom", failureKind: "not_sent")),
+                JobOutcome(messageID: ids[1], result: .retry(at: retryAt, errorCode: "500", error: "boom", failureKind: .notSent)),
                 JobOutcome(messageID: ids[2], result: .sent(providerMessageID: "wamid.c")),
-                JobOutcome(messageID: ids[3], result: .retry(at: retryAt, errorCode: "500", error: "boom", failureKind: "not_sent")),
+                JobOutcome(messageID: ids[3], result: .retry(at: retryAt, errorCode: "500", error: "boom", failureKind: .notSent)),
             ], owner: "w1", on: c)
 
             #expect(applied == 2)

@@ -101,9 +101,9 @@ struct ReportTests {
                             let outcomes = ids.map { id, claims -> JobOutcome in
                                 switch claims < 3 ? id % 20 : 4 {
                                 case 0: JobOutcome(messageID: id, result: .failed(errorCode: "131026", error: "undeliverable", failureKind: nil))
-                                case 1: JobOutcome(messageID: id, result: .skipped(reason: "opted_out"))
+                                case 1: JobOutcome(messageID: id, result: .skipped(reason: .optedOut))
                                 case 2, 3: JobOutcome(messageID: id, result: .retry(at: Date().addingTimeInterval(0.05), errorCode: nil,
-                                                                                   error: "timeout", failureKind: "ambiguous"))
+                                                                                   error: "timeout", failureKind: .ambiguous))
                                 default: JobOutcome(messageID: id, result: .sent(providerMessageID: "p\(id)"))
                                 }
                             }

@@ -43,7 +43,7 @@ struct WebhookReceiptTests {
     @discardableResult
     func timedOut(_ c: PostgresConnection, _ id: Int64, retryAt: Date) async throws -> Int {
         try await queue.record([JobOutcome(messageID: id, result: .retry(at: retryAt, errorCode: nil, error: "timeout",
-                                                                       failureKind: "ambiguous"))], owner: "w1", on: c)
+                                                                       failureKind: .ambiguous))], owner: "w1", on: c)
     }
 
     func receipt(_ pid: String, _ effect: String?, status: String? = nil, at: Date? = nil, callback: Int64? = nil,
