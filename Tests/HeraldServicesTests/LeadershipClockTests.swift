@@ -22,8 +22,9 @@ struct LeadershipClockTests {
                 acquired.set()
             }
             try #require(await clock.waitForSleep(lasting: .seconds(5)), "the standby did not wait for its next try")
-            // The lock is free now, but the standby's clock has not moved: no try yet.
-            await leader.close()
+            // The lock is free now (unlocked by the statement, not by a session ending, which the
+            // server finishes on its own time), but the standby's clock has not moved: no try yet.
+            #expect(try await leader.query("SELECT pg_advisory_unlock(\(leadership.key))")[0].decode(Bool.self, at: 0))
             clock.advance(by: .seconds(4))
             #expect(clock.sleeperCount == 1 && !acquired.isSet, "it tried again before its retry interval")
             clock.advance(by: .seconds(1))
