@@ -234,8 +234,15 @@ struct LeaderState {
                 try await store.fail(id, error: SchedulerValidation.emptyAudience)
                 return false
             }
-            // Email attachments (issue 18): fetched once, before the first message exists.
-            if let error = try await AttachmentFetch.prepare(definition, store: store, environment: configuration.providerEnvironment) {
+            // Email attachments (issue 18): fetched once, before the first message exists. Once a
+            // chunk is expanded (an expansion resumed by a new leader, or re-planned after an
+            // accepted edit) the stored files stay, and media that differ from them are an edit
+            // of a started broadcast, rejected as `revalidateEdits` would, never fetched anew.
+            let attachmentProblem = broadcast.expansionCursor == nil
+                ? try await AttachmentFetch.prepare(definition, store: store, environment: configuration.providerEnvironment)
+                : try await AttachmentFetch.checkEdit(definition, store: store, environment: configuration.providerEnvironment)
+                    .map { "edit rejected: \($0)" }
+            if let error = attachmentProblem {
                 if try await store.fail(id, error: error) {
                     logger.debug("broadcast failed: attachment", metadata: ["broadcast.id": "\(id)", "error": "\(error)"])
                 }
