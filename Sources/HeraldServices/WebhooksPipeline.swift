@@ -43,8 +43,8 @@ final class ReceiptPipeline: Service, Sendable {
     private let store = ReceiptStore()
     private let queue = Mutex(Queue())
     private let toApply = Mutex<[Int64]>([])
-    private let writersBell = Doorbell()
-    private let applierBell = Doorbell()
+    private let writersBell = Wakeup()
+    private let applierBell = Wakeup()
     private let writersLeft: Atomic<Int>
     private let stopping = Atomic<Bool>(false)
 
@@ -68,7 +68,7 @@ final class ReceiptPipeline: Service, Sendable {
                 q.waiting.append(Waiting(receipts: receipts, continuation: c))
                 return true
             }
-            if accepted { writersBell.ring() } else { c.resume(throwing: Closed()) }
+            if accepted { writersBell.signal() } else { c.resume(throwing: Closed()) }
         }
     }
 
@@ -78,7 +78,7 @@ final class ReceiptPipeline: Service, Sendable {
                 for _ in 0..<max(1, configuration.writers) {
                     group.addTask {
                         await self.writer()
-                        if self.writersLeft.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { self.applierBell.ring() }
+                        if self.writersLeft.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { self.applierBell.signal() }
                     }
                 }
                 group.addTask { await self.applier() }
@@ -93,8 +93,8 @@ final class ReceiptPipeline: Service, Sendable {
     func stop() {
         queue.withLock { $0.stopping = true }
         stopping.store(true, ordering: .releasing)
-        writersBell.ring()
-        applierBell.ring()
+        writersBell.signal()
+        applierBell.signal()
     }
 
     private var isStopping: Bool { stopping.load(ordering: .acquiring) }
@@ -109,7 +109,7 @@ final class ReceiptPipeline: Service, Sendable {
                 batch.append(q.waiting.removeFirst())
                 count += first.receipts.count
             }
-            if !q.waiting.isEmpty { writersBell.ring() } // more for another writer
+            if !q.waiting.isEmpty { writersBell.signal() } // more for another writer
             return (batch, q.stopping && batch.isEmpty)
         }
     }
@@ -159,7 +159,7 @@ final class ReceiptPipeline: Service, Sendable {
     private func handOver(_ ids: [Int64]) {
         guard !ids.isEmpty else { return }
         toApply.withLock { $0.append(contentsOf: ids) }
-        applierBell.ring()
+        applierBell.signal()
     }
 
     // MARK: Applier
