@@ -215,11 +215,6 @@ public final class HeraldMetrics: Sendable {
 
     // MARK: Queue gauges
 
-    /// Sets the queue gauges from a fresh sample (channels without jobs drop to 0).
-    public func setQueue(_ depths: [QueueDepth]) {
-        setQueueGauges(depths.map { ($0.channel, Double($0.depth), Double($0.due), $0.oldestDueAgeSeconds) })
-    }
-
     private func setQueueGauges(_ rows: [(channel: String, depth: Double, due: Double, oldest: Double)]) {
         let now = Set(rows.map(\.channel))
         let gone = queueChannels.withLock { seen -> Set<String> in

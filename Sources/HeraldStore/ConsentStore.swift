@@ -21,16 +21,6 @@ public struct ConsentStore: Sendable {
             """)[0].decode(Int.self, "changed")
     }
 
-    /// Inserts provider opt-outs (source `provider`) for the given failed messages whose error
-    /// code is their kind's opt-out code (Twilio 21610, Meta 131050). The worker's and the
-    /// applier's statements call the same function themselves; this is for tests and tools.
-    @discardableResult
-    public func recordProviderOptOuts(messageIDs: [Int64], errorCodes: [String?], on connection: PostgresConnection) async throws -> Int {
-        try await connection.query("""
-            SELECT herald.record_provider_opt_outs(\(messageIDs)::bigint[], \(errorCodes)::text[]) AS inserted
-            """)[0].decode(Int.self, "inserted")
-    }
-
     /// The unsubscribe link of `messageID` was used: opts its contact out of the channel's kind.
     /// - Returns: nil when the message does not exist, else whether a row was inserted.
     public func recordLinkOptOut(messageID: Int64, on connection: PostgresConnection) async throws -> Bool? {
@@ -52,14 +42,6 @@ public struct ConsentStore: Sendable {
             out[try r.decode(Int64.self, "broadcast_id")] = try r.decode(Int.self, "waiting")
         }
         return out
-    }
-
-    /// The tier step of a claim, on its own (the claim statement calls `herald.tier_admit` in
-    /// one CTE): of the locked jobs `messageIDs`, those that may be sent now; the rest are put
-    /// off until the window frees.
-    public func tierAdmit(channelID: Int64, messageIDs: [Int64], on connection: PostgresConnection) async throws -> [Int64] {
-        try await connection.query("SELECT herald.tier_admit(\(channelID), \(messageIDs)::bigint[]) AS message_id")
-            .map { try $0.decode(Int64.self, "message_id") }
     }
 }
 

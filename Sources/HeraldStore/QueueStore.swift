@@ -338,23 +338,4 @@ public struct QueueStore: Sendable {
     public func release(owner: String, on connection: PostgresConnection) async throws -> Int {
         try await connection.execute("UPDATE herald.jobs SET run_at = now(), lease_owner = NULL WHERE lease_owner = \(owner)")
     }
-
-    /// Hands back specific jobs (a batch this worker claimed but will not send).
-    @discardableResult
-    public func release(_ messageIDs: [Int64], owner: String, on connection: PostgresConnection) async throws -> Int {
-        try await connection.execute("""
-            UPDATE herald.jobs SET run_at = now(), lease_owner = NULL
-            WHERE message_id = ANY(\(messageIDs)::bigint[]) AND lease_owner = \(owner)
-            """)
-    }
-
-    /// The earliest `run_at` of any job of a `sending` broadcast in the future, so an idle worker
-    /// knows when retries fall due.
-    public func nextRunAt(on connection: PostgresConnection, broadcastIDs: [Int64]) async throws -> Date? {
-        guard !broadcastIDs.isEmpty else { return nil }
-        let rows = try await connection.query("""
-            SELECT min(run_at) AS next_run_at FROM herald.jobs WHERE broadcast_id = ANY(\(broadcastIDs)::bigint[])
-            """)
-        return try rows[0].decode(Date?.self, "next_run_at")
-    }
 }

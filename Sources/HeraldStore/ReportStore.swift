@@ -92,17 +92,6 @@ public struct DemoReportRow: Sendable, Codable, Equatable {
     public var isFinal: Bool { ["completed", "failed", "cancelled"].contains(status) }
 }
 
-/// Queue figures of one channel at one moment, for the `herald_queue_*` gauges.
-public struct QueueDepth: Sendable, Equatable {
-    public var channel: String
-    /// Jobs still to do: due, backed off, or held by a worker.
-    public var depth: Int
-    /// Jobs due now and not held.
-    public var due: Int
-    /// Age in seconds of the oldest due job (0 when none is due).
-    public var oldestDueAgeSeconds: Double
-}
-
 /// The report queries: what `herald report` prints, and what `/metrics` samples.
 public struct ReportStore: Sendable {
     public init() {}
@@ -170,28 +159,6 @@ public struct ReportStore: Sendable {
             GROUP BY 1 ORDER BY 2 DESC, 1
             """)
         return try rows.map { (try $0.decode(String.self, "reason"), try $0.decode(Int64.self, "messages")) }
-    }
-
-    /// Queue depth and the age of the oldest due job, per channel that has jobs.
-    ///
-    /// The jobs table holds only work still to do (finished jobs are deleted), so this is a scan of
-    /// the backlog, not of history.
-    public func queueDepths(on connection: PostgresConnection) async throws -> [QueueDepth] {
-        try await connection.query("""
-            SELECT c.name AS channel, q.depth, q.due, q.oldest
-            FROM (
-                SELECT j.channel_id, count(*) AS depth,
-                       count(*) FILTER (WHERE j.run_at <= now()) AS due,
-                       coalesce(extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.run_at <= now())), 0)::float8 AS oldest
-                FROM herald.jobs j
-                GROUP BY j.channel_id
-            ) q
-            JOIN herald.channels c ON c.id = q.channel_id
-            ORDER BY c.name
-            """).map { r in
-            QueueDepth(channel: try r.decode(String.self, "channel"), depth: try r.decode(Int.self, "depth"),
-                       due: try r.decode(Int.self, "due"), oldestDueAgeSeconds: try r.decode(Double.self, "oldest"))
-        }
     }
 
     /// Folds `broadcast_counts` deltas (see migration 0005); safe to run anywhere, any time.

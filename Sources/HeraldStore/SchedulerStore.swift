@@ -207,12 +207,6 @@ public struct SchedulerStore: Sendable {
         return try rows[0].decode(Int.self, "jobs_ended")
     }
 
-    /// The clean-up of cancelled broadcasts alone was ``endUnsent(limit:)``'s first job; kept for
-    /// callers of the old name.
-    public func cancelUnsent(limit: Int = 10_000) async throws -> Int {
-        try await endUnsent(limit: limit)
-    }
-
     // MARK: Leadership
 
     /// Tries to take the session-level advisory lock that makes this session the acting scheduler.

@@ -138,23 +138,9 @@ public final class ProviderDouble: Sendable {
     /// SMTP connections accepted so far.
     public var smtpConnectionCount: Int { state.withLock { $0.smtpConnectionsAccepted } }
 
-    /// Forgets received requests and mails (not the scripted faults).
-    public func clearReceived() {
-        state.withLock {
-            $0.requests.removeAll()
-            $0.mails.removeAll()
-            $0.httpConnections.removeAll()
-        }
-    }
-
     /// Waits until at least `count` HTTP requests have arrived; false when `timeout` passes first.
     public func waitForRequests(_ count: Int, timeout: Duration = .seconds(10)) async -> Bool {
         await poll(timeout: timeout) { self.requestCount >= count }
-    }
-
-    /// Waits until at least `count` mails were received; false when `timeout` passes first.
-    public func waitForMails(_ count: Int, timeout: Duration = .seconds(10)) async -> Bool {
-        await poll(timeout: timeout) { self.receivedMails().count >= count }
     }
 
     private func poll(timeout: Duration, _ condition: () -> Bool) async -> Bool {

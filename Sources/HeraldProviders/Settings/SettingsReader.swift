@@ -141,9 +141,4 @@ public struct SettingsReader: Sendable {
         guard let variable = try string(key) else { return nil }
         return try environment.secret(variable, setting: key)
     }
-
-    /// Like ``secret(_:in:)``, for a setting that must be set.
-    public func requiredSecret(_ key: String, in environment: ProviderEnvironment) throws(ChannelConfigError) -> String {
-        try environment.secret(try requiredString(key), setting: key)
-    }
 }
