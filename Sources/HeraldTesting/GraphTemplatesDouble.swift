@@ -102,6 +102,13 @@ public final class GraphTemplatesDouble: Sendable {
         return GraphTemplatesDouble(wabaID: wabaID, accessToken: accessToken, port: port, shared: shared, server: task)
     }
 
+    /// Runs `body` with a double started for it and stops the double when `body` ends, also when
+    /// it throws.
+    public static func with<T: Sendable>(wabaID: String = "102290129340398",
+                                         _ body: (GraphTemplatesDouble) async throws -> T) async throws -> T {
+        try await scoped(try await start(wabaID: wabaID), cleanUp: { await $0.stop() }, body)
+    }
+
     /// Stops the server. Idempotent.
     public func stop() async {
         let task = server.withLock { task -> Task<Void, any Error>? in

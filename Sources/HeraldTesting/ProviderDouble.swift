@@ -58,15 +58,7 @@ public final class ProviderDouble: Sendable {
     /// it throws: its ports are closed and its server tasks ended before the test goes on.
     public static func with<T: Sendable>(configuration: Configuration = Configuration(),
                                          _ body: (ProviderDouble) async throws -> T) async throws -> T {
-        let double = try await start(configuration: configuration)
-        do {
-            let value = try await body(double)
-            await double.stop()
-            return value
-        } catch {
-            await double.stop()
-            throw error
-        }
+        try await scoped(try await start(configuration: configuration), cleanUp: { await $0.stop() }, body)
     }
 
     /// Starts the HTTP and SMTP servers on free ports of 127.0.0.1.

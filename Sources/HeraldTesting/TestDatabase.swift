@@ -62,29 +62,13 @@ public struct TestDatabase: Sendable {
 
 /// Runs `body` with a fresh migrated database, dropping it afterwards (also when `body` throws).
 public func withTestDatabase<T: Sendable>(migrated: Bool = true, _ body: (TestDatabase) async throws -> T) async throws -> T {
-    let db = try await TestDatabase.create(migrated: migrated)
-    do {
-        let value = try await body(db)
-        await db.drop()
-        return value
-    } catch {
-        await db.drop()
-        throw error
-    }
+    try await scoped(try await TestDatabase.create(migrated: migrated), cleanUp: { await $0.drop() }, body)
 }
 
 /// Runs `body` with a fresh migrated database and one connection to it, the opening most tests
 /// share; closes the connection and drops the database afterwards (also when `body` throws).
 public func withTestConnection<T: Sendable>(_ body: (TestDatabase, PostgresConnection) async throws -> T) async throws -> T {
     try await withTestDatabase { db in
-        let connection = try await db.connect()
-        do {
-            let value = try await body(db, connection)
-            await connection.close()
-            return value
-        } catch {
-            await connection.close()
-            throw error
-        }
+        try await scoped(try await db.connect(), cleanUp: { await $0.close() }) { try await body(db, $0) }
     }
 }

@@ -44,39 +44,40 @@ struct WorkerPipelineTests {
 
     @Test("a provider that stops answering on one channel does not slow two healthy channels limited to 30/s")
     func hungChannelIsolated() async throws {
-        let hung = try await ProviderDouble.start()
-        let healthy = try await ProviderDouble.start()
-        defer { Task { await hung.stop(); await healthy.stop() } }
-        hung.latency = .seconds(30)
-        healthy.latency = .milliseconds(5)
-        try await withTestConnection { db, c in
-            let stuck = try await WorkerFixtures.whatsAppChannel(c, double: hung, name: "hung")
-            let a = try await WorkerFixtures.whatsAppChannel(c, double: healthy, name: "a")
-            let z = try await WorkerFixtures.whatsAppChannel(c, double: healthy, name: "z")
-            try await c.execute("UPDATE herald.channels SET rate_per_second = 30, burst = 5 WHERE id IN (\(a), \(z))")
-            let many = try await WorkerFixtures.contacts(c, count: 2000)
-            _ = try await WorkerFixtures.sendingBroadcast(c, channel: stuck, contacts: many, template: ("promo", ["x"]))
-            let few = Array(many.prefix(60))
-            let ba = try await WorkerFixtures.sendingBroadcast(c, channel: a, contacts: few, template: ("promo_a", ["x"]))
-            let bz = try await WorkerFixtures.sendingBroadcast(c, channel: z, contacts: few, template: ("promo_z", ["x"]))
-            var config = WorkerFixtures.configuration(db)
-            config.maxInFlight = 300
-            config.maxInFlightPerChannel = 150
-            config.requestTimeout = .seconds(20)
-            config.shutdownGrace = .seconds(1)
-            let doneA = WorkerFixtures.allDone(db, broadcast: ba), doneZ = WorkerFixtures.allDone(db, broadcast: bz)
-            let clock = ContinuousClock()
-            let start = clock.now
-            // 60 messages at 30/s with a burst of 5: about 2 s each, side by side.
-            let finished = try await WorkerFixtures.runWorker(config, timeout: .seconds(8)) {
-                let a = try await doneA()
-                let z = try await doneZ()
-                return a && z
+        try await ProviderDouble.with { hung in
+            try await ProviderDouble.with { healthy in
+                hung.latency = .seconds(30)
+                healthy.latency = .milliseconds(5)
+                try await withTestConnection { db, c in
+                    let stuck = try await WorkerFixtures.whatsAppChannel(c, double: hung, name: "hung")
+                    let a = try await WorkerFixtures.whatsAppChannel(c, double: healthy, name: "a")
+                    let z = try await WorkerFixtures.whatsAppChannel(c, double: healthy, name: "z")
+                    try await c.execute("UPDATE herald.channels SET rate_per_second = 30, burst = 5 WHERE id IN (\(a), \(z))")
+                    let many = try await WorkerFixtures.contacts(c, count: 2000)
+                    _ = try await WorkerFixtures.sendingBroadcast(c, channel: stuck, contacts: many, template: ("promo", ["x"]))
+                    let few = Array(many.prefix(60))
+                    let ba = try await WorkerFixtures.sendingBroadcast(c, channel: a, contacts: few, template: ("promo_a", ["x"]))
+                    let bz = try await WorkerFixtures.sendingBroadcast(c, channel: z, contacts: few, template: ("promo_z", ["x"]))
+                    var config = WorkerFixtures.configuration(db)
+                    config.maxInFlight = 300
+                    config.maxInFlightPerChannel = 150
+                    config.requestTimeout = .seconds(20)
+                    config.shutdownGrace = .seconds(1)
+                    let doneA = WorkerFixtures.allDone(db, broadcast: ba), doneZ = WorkerFixtures.allDone(db, broadcast: bz)
+                    let clock = ContinuousClock()
+                    let start = clock.now
+                    // 60 messages at 30/s with a burst of 5: about 2 s each, side by side.
+                    let finished = try await WorkerFixtures.runWorker(config, timeout: .seconds(8)) {
+                        let a = try await doneA()
+                        let z = try await doneZ()
+                        return a && z
+                    }
+                    #expect(finished, "the healthy channels did not finish within 8 s")
+                    #expect(clock.now - start < .seconds(8))
+                    let hungGotItsShare = await hung.waitForRequests(150, timeout: .seconds(1))
+                    #expect(hungGotItsShare, "the hung channel had its share of sends")
+                }
             }
-            #expect(finished, "the healthy channels did not finish within 8 s")
-            #expect(clock.now - start < .seconds(8))
-            let hungGotItsShare = await hung.waitForRequests(150, timeout: .seconds(1))
-            #expect(hungGotItsShare, "the hung channel had its share of sends")
         }
     }
 }
