@@ -135,17 +135,7 @@ struct MediaValidationTests {
     @Test("a broadcast breaking a media, header or button rule ends failed with its error, and nothing is created",
           arguments: cases)
     func fails(_ testCase: ValidationCase) async throws {
-        try await withTestConnection { db, c in
-            let contact = try await F.contact(c)
-            let id = try await testCase.setup(c, contact)
-            try await F.withScheduler(db) {
-                try await F.waitUntil("it fails", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
-            }
-            #expect(try await F.status(c, id) == "failed")
-            #expect(try await F.error(c, id) == testCase.error)
-            #expect(try await F.count(c, "SELECT count(*) FROM herald.messages") == 0)
-            #expect(try await F.count(c, "SELECT count(*) FROM herald.jobs") == 0)
-        }
+        try await testCase.expectFailsValidation()
     }
 
     @Test("a free-form audio with a body starts (the body goes as a second message)")

@@ -11,6 +11,23 @@ struct ValidationCase: Sendable, CustomTestStringConvertible {
     /// gets one valid contact in its audience unless the case is about the audience.
     var setup: @Sendable (PostgresConnection, _ contact: Int64) async throws -> Int64
     var testDescription: String { name }
+
+    /// Writes the case's broadcast, runs a scheduler until it leaves `scheduled`, and expects it
+    /// `failed` with the case's error and finished, with no message and no job created.
+    func expectFailsValidation() async throws {
+        typealias F = SchedulerFixtures
+        try await withTestConnection { db, c in
+            let id = try await setup(c, try await F.contact(c))
+            try await F.withScheduler(db) {
+                try await F.waitUntil("it fails", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
+            }
+            #expect(try await F.status(c, id) == "failed")
+            #expect(try await F.error(c, id) == error)
+            #expect(try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND finished_at IS NOT NULL") == 1)
+            #expect(try await F.count(c, "SELECT count(*) FROM herald.messages") == 0)
+            #expect(try await F.count(c, "SELECT count(*) FROM herald.jobs") == 0)
+        }
+    }
 }
 
 @Suite("Scheduler: validation")
@@ -151,18 +168,7 @@ struct SchedulerValidationTests {
 
     @Test("a broadcast that fails validation ends failed with its error, and nothing is created", arguments: cases)
     func fails(_ testCase: ValidationCase) async throws {
-        try await withTestConnection { db, c in
-            let contact = try await F.contact(c)
-            let id = try await testCase.setup(c, contact)
-            try await F.withScheduler(db) {
-                try await F.waitUntil("it fails", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
-            }
-            #expect(try await F.status(c, id) == "failed")
-            #expect(try await F.error(c, id) == testCase.error)
-            #expect(try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND finished_at IS NOT NULL") == 1)
-            #expect(try await F.count(c, "SELECT count(*) FROM herald.messages") == 0)
-            #expect(try await F.count(c, "SELECT count(*) FROM herald.jobs") == 0)
-        }
+        try await testCase.expectFailsValidation()
     }
 
     @Test("a valid WhatsApp template broadcast passes and starts")

@@ -94,33 +94,28 @@ struct WorkerFaultTests {
 
     @Test("outcomes of sends made while the database refuses writes are kept past the lease and written later; nothing goes twice")
     func outcomesOutliveOutage() async throws {
-        try await ProviderDouble.with { double in
-            double.latency = .milliseconds(1500)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 20)
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-                var config = WorkerFixtures.configuration(db)
-                config.lease = .seconds(5)
-                // 4 s, well above the double's 1.5 s: with 2 s, answers delayed by a loaded machine
-                // timed out and were retried as ambiguous, which the double counts as a second send.
-                config.requestTimeout = .seconds(4)
-                // No restart here, so the restart grace must not be what keeps the jobs from being
-                // claimed again (and the test's server is young enough for a grace to apply).
-                config.restartGrace = .zero
-                let allDone = WorkerFixtures.allDone(db, broadcast: b)
-                // While the table is away, "is it done?" cannot be answered: not yet.
-                async let done = WorkerFixtures.runWorker(config, timeout: .seconds(40)) { (try? await allDone()) ?? false }
-                #expect(await double.waitForRequests(20, timeout: .seconds(10)))
-                // The queue table is unreachable while the answers arrive and for longer than the lease.
-                try await c.execute("ALTER TABLE herald.jobs RENAME TO jobs_unreachable")
-                try await Task.sleep(for: .seconds(7))
-                try await c.execute("ALTER TABLE herald.jobs_unreachable RENAME TO jobs")
-                #expect(try await done)
-                #expect(double.received(.whatsApp).count == 20, "a message went out again after the outage")
-                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
-                #expect(try await WorkerFixtures.recordedAttempts(c, broadcast: b) == 20)
-            }
+        try await WorkerFixtures.withPromo(to: 20, latency: .milliseconds(1500)) { s async throws in
+            let (double, db, c, b) = (s.double, s.db, s.c, s.broadcast)
+            var config = WorkerFixtures.configuration(db)
+            config.lease = .seconds(5)
+            // 4 s, well above the double's 1.5 s: with 2 s, answers delayed by a loaded machine
+            // timed out and were retried as ambiguous, which the double counts as a second send.
+            config.requestTimeout = .seconds(4)
+            // No restart here, so the restart grace must not be what keeps the jobs from being
+            // claimed again (and the test's server is young enough for a grace to apply).
+            config.restartGrace = .zero
+            let allDone = WorkerFixtures.allDone(db, broadcast: b)
+            // While the table is away, "is it done?" cannot be answered: not yet.
+            async let done = WorkerFixtures.runWorker(config, timeout: .seconds(40)) { (try? await allDone()) ?? false }
+            #expect(await double.waitForRequests(20, timeout: .seconds(10)))
+            // The queue table is unreachable while the answers arrive and for longer than the lease.
+            try await c.execute("ALTER TABLE herald.jobs RENAME TO jobs_unreachable")
+            try await Task.sleep(for: .seconds(7))
+            try await c.execute("ALTER TABLE herald.jobs_unreachable RENAME TO jobs")
+            #expect(try await done)
+            #expect(double.received(.whatsApp).count == 20, "a message went out again after the outage")
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
+            #expect(try await WorkerFixtures.recordedAttempts(c, broadcast: b) == 20)
         }
     }
 }

@@ -47,6 +47,31 @@ enum WorkerFixtures {
     }
 
     /// Inserts `count` contacts with phone numbers and emails; returns their ids.
+    /// What most worker tests start from: a WhatsApp channel on a provider double, contacts, and
+    /// a `sending` template broadcast ("promo") to them, in a database of the test's own.
+    struct PromoScene: Sendable {
+        let double: ProviderDouble
+        let db: TestDatabase
+        let c: PostgresConnection
+        let channel: Int64
+        let contacts: [Int64]
+        let broadcast: Int64
+    }
+
+    /// Runs `body` with a ``PromoScene`` of `count` contacts whose provider answers after
+    /// `latency`; the double and the database are gone when it returns.
+    static func withPromo(to count: Int, latency: Duration = .zero, _ body: (PromoScene) async throws -> Void) async throws {
+        try await ProviderDouble.with { double in
+            double.latency = latency
+            try await withTestConnection { db, c in
+                let channel = try await whatsAppChannel(c, double: double)
+                let contacts = try await contacts(c, count: count)
+                let broadcast = try await sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+                try await body(PromoScene(double: double, db: db, c: c, channel: channel, contacts: contacts, broadcast: broadcast))
+            }
+        }
+    }
+
     static func contacts(_ c: PostgresConnection, count: Int) async throws -> [Int64] {
         try await c.query("""
             INSERT INTO herald.contacts (first_name, last_name, phone, email, last_inbound_at)

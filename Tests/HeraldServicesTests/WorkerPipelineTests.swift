@@ -9,36 +9,31 @@ import Testing
 struct WorkerPipelineTests {
     @Test("pausing a broadcast with hundreds in flight stops new sends within 1 s; nothing is sent twice or kept leased")
     func pauseStopsSendsWithinASecond() async throws {
-        try await ProviderDouble.with { double in
-            double.latency = .milliseconds(500)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 3000)
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-                var config = WorkerFixtures.configuration(db)
-                config.maxInFlight = 400
-                config.requestTimeout = .seconds(5)
-                let stop = StopFlag()
-                async let run = WorkerFixtures.runWorker(config, timeout: .seconds(30)) { stop.isSet }
-                #expect(await double.waitForRequests(500, timeout: .seconds(15)))
-                try await c.execute("UPDATE herald.broadcasts SET status = 'paused' WHERE id = \(b)")
-                // The claim in progress at the pause and its sends may still go: give them the second.
-                // Real time on purpose: what is pinned is "no send starts later than 1 s after the
-                // pause", measured over the 2 s after it.
-                try await Task.sleep(for: .seconds(1))
-                let atOneSecond = double.requestCount
-                try await Task.sleep(for: .seconds(2))
-                #expect(double.requestCount == atOneSecond, "sends started more than 1 s after the pause")
-                stop.set()
-                _ = try await run
-                let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
-                #expect(Set(sent).count == sent.count, "a message went out twice")
-                let statuses = try await WorkerFixtures.statuses(c, broadcast: b)
-                #expect(statuses["sent", default: 0] == sent.count)
-                #expect(statuses["sent", default: 0] + statuses["queued", default: 0] == 3000)
-                let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL")[0].decode(Int.self, at: 0)
-                #expect(held == 0, "jobs still leased after the worker stopped")
-            }
+        try await WorkerFixtures.withPromo(to: 3000, latency: .milliseconds(500)) { s async throws in
+            let (double, db, c, b) = (s.double, s.db, s.c, s.broadcast)
+            var config = WorkerFixtures.configuration(db)
+            config.maxInFlight = 400
+            config.requestTimeout = .seconds(5)
+            let stop = StopFlag()
+            async let run = WorkerFixtures.runWorker(config, timeout: .seconds(30)) { stop.isSet }
+            #expect(await double.waitForRequests(500, timeout: .seconds(15)))
+            try await c.execute("UPDATE herald.broadcasts SET status = 'paused' WHERE id = \(b)")
+            // The claim in progress at the pause and its sends may still go: give them the second.
+            // Real time on purpose: what is pinned is "no send starts later than 1 s after the
+            // pause", measured over the 2 s after it.
+            try await Task.sleep(for: .seconds(1))
+            let atOneSecond = double.requestCount
+            try await Task.sleep(for: .seconds(2))
+            #expect(double.requestCount == atOneSecond, "sends started more than 1 s after the pause")
+            stop.set()
+            _ = try await run
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(Set(sent).count == sent.count, "a message went out twice")
+            let statuses = try await WorkerFixtures.statuses(c, broadcast: b)
+            #expect(statuses["sent", default: 0] == sent.count)
+            #expect(statuses["sent", default: 0] + statuses["queued", default: 0] == 3000)
+            let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL")[0].decode(Int.self, at: 0)
+            #expect(held == 0, "jobs still leased after the worker stopped")
         }
     }
 
@@ -117,31 +112,27 @@ struct WorkerManyLanesTests {
 struct WorkerBacklogTests {
     @Test("while outcomes cannot be written, the worker stops claiming after a window's worth; then sends the rest once")
     func claimsWaitForTheCompleter() async throws {
-        try await ProviderDouble.with { double in
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 500)
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-                var config = WorkerFixtures.configuration(db)
-                config.maxInFlight = 50
-                config.batchSize = 10
-                // Outcomes update messages: a lock that lets reads (the claims) through but no
-                // writes holds every outcome back, as a primary too busy to keep up would.
-                let locker = try await db.connect()
-                try await locker.execute("BEGIN")
-                try await locker.execute("LOCK TABLE herald.messages IN EXCLUSIVE MODE")
-                let done = WorkerFixtures.allDone(db, broadcast: b)
-                async let run = WorkerFixtures.runWorker(config, timeout: .seconds(30)) { try await done() }
-                #expect(await double.waitForRequests(50, timeout: .seconds(10)))
-                // Answered but unwritten: at most a window (50) of them, plus a window in flight and
-                // a batch per lane. Without the bound all 500 go out meanwhile.
-                let ranAway = await double.waitForRequests(50 + 50 + 4 * 10 + 1, timeout: .seconds(3))
-                #expect(!ranAway, "\(double.requestCount) requests while no outcome could be written")
-                try await locker.execute("ROLLBACK")
-                #expect(try await run)
-                let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
-                #expect(sent.count == 500 && Set(sent).count == 500)
-            }
+        try await WorkerFixtures.withPromo(to: 500) { s async throws in
+            let (double, db, b) = (s.double, s.db, s.broadcast)
+            var config = WorkerFixtures.configuration(db)
+            config.maxInFlight = 50
+            config.batchSize = 10
+            // Outcomes update messages: a lock that lets reads (the claims) through but no
+            // writes holds every outcome back, as a primary too busy to keep up would.
+            let locker = try await db.connect()
+            try await locker.execute("BEGIN")
+            try await locker.execute("LOCK TABLE herald.messages IN EXCLUSIVE MODE")
+            let done = WorkerFixtures.allDone(db, broadcast: b)
+            async let run = WorkerFixtures.runWorker(config, timeout: .seconds(30)) { try await done() }
+            #expect(await double.waitForRequests(50, timeout: .seconds(10)))
+            // Answered but unwritten: at most a window (50) of them, plus a window in flight and
+            // a batch per lane. Without the bound all 500 go out meanwhile.
+            let ranAway = await double.waitForRequests(50 + 50 + 4 * 10 + 1, timeout: .seconds(3))
+            #expect(!ranAway, "\(double.requestCount) requests while no outcome could be written")
+            try await locker.execute("ROLLBACK")
+            #expect(try await run)
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(sent.count == 500 && Set(sent).count == 500)
         }
     }
 }

@@ -42,77 +42,67 @@ struct WorkerReliabilityTests {
 
     @Test("a provider too slow for the lease: sends that could outlive it are handed back unstarted; each job goes out once")
     func slowProviderLeaseSafety() async throws {
-        try await ProviderDouble.with { double in
-            double.latency = .milliseconds(400)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 20)
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-                // One transfer at a time and 400 ms each: a claimed batch of 20 would need 8 s, far
-                // beyond its 5 s lease, and the other worker takes over expired leases at once. Sends
-                // may start only in the first 2 s of a claim (lease − request timeout − 1 s).
-                func configuration(_ id: String) -> WorkerConfiguration {
-                    var config = WorkerFixtures.configuration(db, id: id)
-                    config.batchSize = 20
-                    config.lanes = 1
-                    config.maxInFlight = 1
-                    config.lease = .seconds(5)
-                    config.requestTimeout = .seconds(2)
-                    return config
-                }
-                async let one = WorkerFixtures.runWorker(configuration("slow-one"), until: WorkerFixtures.allDone(db, broadcast: b))
-                async let two = WorkerFixtures.runWorker(configuration("slow-two"), until: WorkerFixtures.allDone(db, broadcast: b))
-                #expect(try await one)
-                #expect(try await two)
-                let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
-                #expect(Set(sent).count == 20)
-                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
-                // Every request the provider saw is an attempt recorded under a valid lease: a send
-                // made after its lease had passed to the other worker could not be recorded (and a
-                // handed-back job counted as an attempt would tip the sum the other way). A send
-                // that timed out under load is a recorded attempt, retried by design.
-                let attempts = try await WorkerFixtures.recordedAttempts(c, broadcast: b)
-                #expect(sent.count == attempts, "no send outside its lease: \(sent.count) requests, \(attempts) recorded attempts")
+        try await WorkerFixtures.withPromo(to: 20, latency: .milliseconds(400)) { s async throws in
+            let (double, db, c, b) = (s.double, s.db, s.c, s.broadcast)
+            // One transfer at a time and 400 ms each: a claimed batch of 20 would need 8 s, far
+            // beyond its 5 s lease, and the other worker takes over expired leases at once. Sends
+            // may start only in the first 2 s of a claim (lease − request timeout − 1 s).
+            func configuration(_ id: String) -> WorkerConfiguration {
+                var config = WorkerFixtures.configuration(db, id: id)
+                config.batchSize = 20
+                config.lanes = 1
+                config.maxInFlight = 1
+                config.lease = .seconds(5)
+                config.requestTimeout = .seconds(2)
+                return config
             }
+            async let one = WorkerFixtures.runWorker(configuration("slow-one"), until: WorkerFixtures.allDone(db, broadcast: b))
+            async let two = WorkerFixtures.runWorker(configuration("slow-two"), until: WorkerFixtures.allDone(db, broadcast: b))
+            #expect(try await one)
+            #expect(try await two)
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(Set(sent).count == 20)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
+            // Every request the provider saw is an attempt recorded under a valid lease: a send
+            // made after its lease had passed to the other worker could not be recorded (and a
+            // handed-back job counted as an attempt would tip the sum the other way). A send
+            // that timed out under load is a recorded attempt, retried by design.
+            let attempts = try await WorkerFixtures.recordedAttempts(c, broadcast: b)
+            #expect(sent.count == attempts, "no send outside its lease: \(sent.count) requests, \(attempts) recorded attempts")
         }
     }
 
     @Test("the worker's database connections dropped while a batch is out: its outcomes are still recorded, nothing goes twice")
     func recordSurvivesDroppedConnections() async throws {
-        try await ProviderDouble.with { double in
-            double.latency = .milliseconds(1500)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 20)
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-                var config = WorkerFixtures.configuration(db)
-                // The record has the rest of the lease to reach the database again; 20 s leaves a
-                // busy machine (the parallel test pass) time to reconnect, where 6 s did not.
-                config.lease = .seconds(20)
-                config.requestTimeout = .seconds(4)
-                // One lane: no other lane's idle claim finds the dropped connections first, so the
-                // record is what meets them.
-                config.lanes = 1
-                async let done = WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b))
-                #expect(await double.waitForRequests(20, timeout: .seconds(10)))
-                // Every connection the worker has goes away while its sends are in flight (a database
-                // restart or failover looks like this to it). Only this test's database: the other
-                // tests' workers share the server and the application name.
-                let dropped = try await c.query("""
-                    SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                    WHERE application_name = 'herald-worker' AND datname = current_database()
-                    """)[0].decode(Int.self, at: 0)
-                #expect(dropped > 0)
-                #expect(try await done)
-                let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
-                #expect(Set(sent).count == 20)
-                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
-                // Without the record's retry the batch's outcomes are lost, its lease runs out and all
-                // 20 go out again (40 requests, 20 recorded attempts). A send that timed out under
-                // load is a recorded attempt, retried by design, and keeps the two equal.
-                let attempts = try await WorkerFixtures.recordedAttempts(c, broadcast: b)
-                #expect(sent.count == attempts, "the outcomes were recorded, nothing sent again: \(sent.count) requests, \(attempts) recorded attempts")
-            }
+        try await WorkerFixtures.withPromo(to: 20, latency: .milliseconds(1500)) { s async throws in
+            let (double, db, c, b) = (s.double, s.db, s.c, s.broadcast)
+            var config = WorkerFixtures.configuration(db)
+            // The record has the rest of the lease to reach the database again; 20 s leaves a
+            // busy machine (the parallel test pass) time to reconnect, where 6 s did not.
+            config.lease = .seconds(20)
+            config.requestTimeout = .seconds(4)
+            // One lane: no other lane's idle claim finds the dropped connections first, so the
+            // record is what meets them.
+            config.lanes = 1
+            async let done = WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b))
+            #expect(await double.waitForRequests(20, timeout: .seconds(10)))
+            // Every connection the worker has goes away while its sends are in flight (a database
+            // restart or failover looks like this to it). Only this test's database: the other
+            // tests' workers share the server and the application name.
+            let dropped = try await c.query("""
+                SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                WHERE application_name = 'herald-worker' AND datname = current_database()
+                """)[0].decode(Int.self, at: 0)
+            #expect(dropped > 0)
+            #expect(try await done)
+            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            #expect(Set(sent).count == 20)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
+            // Without the record's retry the batch's outcomes are lost, its lease runs out and all
+            // 20 go out again (40 requests, 20 recorded attempts). A send that timed out under
+            // load is a recorded attempt, retried by design, and keeps the two equal.
+            let attempts = try await WorkerFixtures.recordedAttempts(c, broadcast: b)
+            #expect(sent.count == attempts, "the outcomes were recorded, nothing sent again: \(sent.count) requests, \(attempts) recorded attempts")
         }
     }
 
@@ -325,24 +315,19 @@ struct WorkerReliabilityTests {
     @Test("SIGTERM: exit 0 with nothing left claimed")
     func sigterm() async throws {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
-        try await ProviderDouble.with { double in
-            double.latency = .milliseconds(200)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 300)
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-                let worker = try HeraldProcess.start(bin, ["worker", "--batch-size", "50", "--log-level", "error"],
-                                                     databaseURL: db.url, environment: WorkerFixtures.environment)
-                #expect(await double.waitForRequests(1, timeout: .seconds(20)))
-                worker.signal(SIGTERM)
-                #expect(await worker.wait() == 0, "stderr: \(worker.stderr)")
-                let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL")[0].decode(Int.self, at: 0)
-                #expect(held == 0)
-                let s = try await WorkerFixtures.statuses(c, broadcast: b)
-                #expect(s["sending"] == nil)
-                #expect((s["sent"] ?? 0) + (s["queued"] ?? 0) == 300)
-                #expect((s["sent"] ?? 0) == double.received(.whatsApp).count, "every request that reached the provider is recorded")
-            }
+        try await WorkerFixtures.withPromo(to: 300, latency: .milliseconds(200)) { s async throws in
+            let (double, db, c, b) = (s.double, s.db, s.c, s.broadcast)
+            let worker = try HeraldProcess.start(bin, ["worker", "--batch-size", "50", "--log-level", "error"],
+                                                 databaseURL: db.url, environment: WorkerFixtures.environment)
+            #expect(await double.waitForRequests(1, timeout: .seconds(20)))
+            worker.signal(SIGTERM)
+            #expect(await worker.wait() == 0, "stderr: \(worker.stderr)")
+            let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL")[0].decode(Int.self, at: 0)
+            #expect(held == 0)
+            let s = try await WorkerFixtures.statuses(c, broadcast: b)
+            #expect(s["sending"] == nil)
+            #expect((s["sent"] ?? 0) + (s["queued"] ?? 0) == 300)
+            #expect((s["sent"] ?? 0) == double.received(.whatsApp).count, "every request that reached the provider is recorded")
         }
     }
 }
