@@ -1,19 +1,5 @@
 import HeraldCore
-import Synchronization
 import Testing
-
-/// A tiny deterministic generator (SplitMix64) so jitter is reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct BackoffTests {
     @Test("delays stay in [d/2, d] with d = min(cap, base * 2^(attempt-1))", arguments: [
@@ -80,11 +66,7 @@ struct SplitMix64: RandomNumberGenerator {
         // would ask again forever.
         var ones = RandomSource { .max }.generator
         #expect(Backoff().delay(afterAttempt: 3, using: &ones) == .seconds(4))
-        let draws = { @Sendable () -> RandomSource in
-            let state = Mutex(SplitMix64(seed: 42))
-            return RandomSource { state.withLock { $0.next() } }
-        }
-        var a = draws().generator, b = draws().generator
+        var a = RandomSource.seeded(42).generator, b = RandomSource.seeded(42).generator
         let first = (1...8).map { Backoff().delay(afterAttempt: $0, using: &a) }
         let second = (1...8).map { Backoff().delay(afterAttempt: $0, using: &b) }
         #expect(first == second)

@@ -17,13 +17,13 @@ import Testing
                          "Mon", "Wed", "Sunday", "Jan", "Feb", "Oct", "Dec", "GMT", "UTC", "PST", "nan", "inf",
                          "Infinity", "1e400", "0x10", "١٢", "\u{0}", "\t", "🙂"]
 
-    static func junk(_ rng: inout SeededGenerator) -> String {
+    static func junk(_ rng: inout SplitMix64) -> String {
         let count = Int.random(in: 0...8, using: &rng)
         return (0..<count).map { _ in pieces.randomElement(using: &rng)! }.joined()
     }
 
     /// An HTTP-date in one of the three forms, with any field possibly absurd.
-    static func date(_ rng: inout SeededGenerator) -> String {
+    static func date(_ rng: inout SplitMix64) -> String {
         let years = ["1970", "2015", "94", "9999", "10000", "292277026596", "99999999999999999999", "-5", "0"]
         let days = ["01", "21", "31", "32", "0", "999999999999999999999"]
         let times = ["07:28:00", "23:59:60", "24:00:00", "99:99:99", "9999999999999999999:00:00", "1:2"]
@@ -35,7 +35,7 @@ import Testing
         }
     }
 
-    static func retryAfterValue(_ rng: inout SeededGenerator) -> String {
+    static func retryAfterValue(_ rng: inout SplitMix64) -> String {
         switch Int.random(in: 0..<4, using: &rng) {
         case 0: return String(UInt64.random(in: 0...UInt64.max, using: &rng) >> UInt64.random(in: 0...63, using: &rng))
         case 1: return date(&rng)
@@ -51,7 +51,7 @@ import Testing
 
     @Test("Retry-After: seeded random values never trap and stay within 0...maximum")
     func retryAfter() {
-        var rng = SeededGenerator(state: 0xFA17_0001)
+        var rng = SplitMix64(seed: 0xFA17_0001)
         let nows = [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 1_445_412_420), Date(),
                     Date(timeIntervalSince1970: -1e12), Date(timeIntervalSince1970: .nan), .distantFuture]
         for _ in 0..<Self.iterations {
@@ -75,7 +75,7 @@ import Testing
 
     @Test("HTTP-dates: seeded random dates never trap; results stay within 1970...9999")
     func httpDates() {
-        var rng = SeededGenerator(state: 0xFA17_0002)
+        var rng = SplitMix64(seed: 0xFA17_0002)
         for _ in 0..<Self.iterations {
             let text = Bool.random(using: &rng) ? Self.date(&rng) : Self.junk(&rng)
             if let seconds = HTTPDate.parse(text) {
@@ -88,7 +88,7 @@ import Testing
     }
 
     /// A provider error document with random (often absurd) codes and flags.
-    static func errorBody(_ rng: inout SeededGenerator, whatsApp: Bool) -> [UInt8] {
+    static func errorBody(_ rng: inout SplitMix64, whatsApp: Bool) -> [UInt8] {
         let codes = ["130429", "131056", "20429", "14107", "131000", "1e400", "-1", "9223372036854775808",
                      "1.5", "\"131056\"", "null", "1e308", "-0", "131047", "80007", "4", "2"]
         let code = codes.randomElement(using: &rng)!
@@ -106,7 +106,7 @@ import Testing
 
     @Test("provider answers: WhatsApp Cloud and Twilio classify random answers without trapping; waits bounded")
     func providerAnswers() {
-        var rng = SeededGenerator(state: 0xFA17_0003)
+        var rng = SplitMix64(seed: 0xFA17_0003)
         let statuses = [200, 201, 400, 401, 408, 429, 500, 502, 503, 504, 0, -1, 999, Int.max, Int.min]
         for i in 0..<Self.iterations {
             let whatsApp = i % 2 == 0
@@ -124,7 +124,7 @@ import Testing
 
     @Test("channel settings: random values for every known setting are accepted or refused, never trapped on")
     func settings() {
-        var rng = SeededGenerator(state: 0xFA17_0004)
+        var rng = SplitMix64(seed: 0xFA17_0004)
         let keys = ["base_url", "phone_number_id", "access_token_env", "app_secret_env", "account_sid", "auth_token_env",
                     "from", "messaging_service_sid", "url", "username_env", "password_env", "require_tls", "latency_ms",
                     "failure_rate", "max_attempts", "retry_ambiguous", "unsubscribe_url", "status_callback_url", "ca_file",

@@ -1,5 +1,6 @@
 import Synchronization
 import Foundation
+import HeraldCore
 import HeraldTransport
 import Testing
 @testable import HeraldProviders
@@ -66,17 +67,6 @@ import Testing
     }
 }
 
-/// A deterministic generator for tests (SplitMix64).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct SandboxTests {
     let message = OutgoingMessage(messageID: 5, to: "+1", content: .sms(body: "x"))
@@ -118,7 +108,7 @@ struct SeededGenerator: RandomNumberGenerator {
 
 /// A seeded source of numbers in `0..<1` that a `@Sendable` closure can hold.
 final class SeededRandom: Sendable {
-    private let generator: Mutex<SeededGenerator>
-    init(state: UInt64) { generator = Mutex(SeededGenerator(state: state)) }
+    private let generator: Mutex<SplitMix64>
+    init(state: UInt64) { generator = Mutex(SplitMix64(seed: state)) }
     func next() -> Double { generator.withLock { Double.random(in: 0..<1, using: &$0) } }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 
 /// How a `sandbox` channel's simulated delivery receipts identify themselves to `herald webhooks`:
 /// as a WhatsApp Cloud API number would (its settings `phone_number_id` and `app_secret_env`).
@@ -79,10 +80,7 @@ public struct SandboxReceipts: Sendable, Equatable {
 
     /// A number in `0..<1`, uniformly distributed over the ids (SplitMix64 of the seed and the id).
     static func uniform(seed: UInt64, messageID: Int64) -> Double {
-        var z = seed &+ UInt64(bitPattern: messageID) &* 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
+        let z = SplitMix64.mix(seed &+ UInt64(bitPattern: messageID) &* SplitMix64.increment)
         return Double(z >> 11) / Double(UInt64(1) << 53)
     }
 
