@@ -37,10 +37,35 @@ struct DemoTests {
     }
 
     /// Starts `herald demo` without DATABASE_URL or PG* variables: it must make its own database.
-    static func startPrivate(_ arguments: [String]) throws -> HeraldProcess {
+    static func startPrivate(_ arguments: [String], postgresBin: String? = nil) throws -> HeraldProcess {
         var env = ProcessInfo.processInfo.environment
         for key in env.keys where key == "DATABASE_URL" || key.hasPrefix("PG") { env[key] = nil }
+        if let postgresBin { env["HERALD_POSTGRES_BIN"] = postgresBin }
         return try HeraldProcess.start(try binary(), ["demo"] + arguments, exactEnvironment: env)
+    }
+
+    /// A `HERALD_POSTGRES_BIN` whose `initdb` waits (at most 60 s) for a file named `gate` in
+    /// the returned folder before it runs the real one, and whose `pg_ctl` is the real one: a
+    /// demo started with it stays in "PostgreSQL starts" until the test opens the gate.
+    static func gatedPostgresBin() throws -> String {
+        let root = "/usr/lib/postgresql"
+        let versions = try FileManager.default.contentsOfDirectory(atPath: root)
+            .sorted { $0.compare($1, options: .numeric) == .orderedDescending }
+        let real = try #require(versions.map { "\(root)/\($0)/bin" }.first {
+            FileManager.default.isExecutableFile(atPath: "\($0)/initdb")
+        }, "no PostgreSQL server binaries under \(root)")
+        let dir = NSTemporaryDirectory() + "herald-gated-pg-\(UInt32.random(in: 0 ... .max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o755])
+        let initdb = """
+            #!/bin/sh
+            i=0
+            while [ ! -e '\(dir)/gate' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+            exec '\(real)/initdb' "$@"
+            """
+        FileManager.default.createFile(atPath: dir + "/initdb", contents: Data(initdb.utf8), attributes: [.posixPermissions: 0o755])
+        try FileManager.default.createSymbolicLink(atPath: dir + "/pg_ctl", withDestinationPath: real + "/pg_ctl")
+        return dir
     }
 
     static let small = ["--contacts", "300", "--workers", "2", "--json", "--timeout", "120"]
@@ -124,7 +149,11 @@ struct DemoTests {
 
     @Test("SIGINT while PostgreSQL starts, and SIGKILL while sending: nothing left behind either way")
     func killed() async throws {
-        let early = try Self.startPrivate(Self.small)
+        // initdb waits for a gate the test never opens: the signal lands while PostgreSQL
+        // starts, however slowly the test gets to send it.
+        let gated = try Self.gatedPostgresBin()
+        defer { try? FileManager.default.removeItem(atPath: gated) }
+        let early = try Self.startPrivate(Self.small, postgresBin: gated)
         try await Self.waitUntil("the cluster is being made") { Self.directory(in: early.stderr) != nil }
         early.signal(SIGINT)
         let status = await early.wait()
