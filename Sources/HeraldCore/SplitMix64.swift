@@ -37,8 +37,8 @@ extension RandomSource {
     }
 }
 
-/// A shared SplitMix64 state behind a lock (HeraldCore has no dependency for a `Mutex` wrapper
-/// beyond the standard library's `Synchronization`).
+/// A SplitMix64 state behind a lock, in a class because the closure a ``RandomSource`` keeps
+/// cannot capture a (non-copyable) `Mutex` itself.
 private final class SeededState: Sendable {
     private let state: Mutex<SplitMix64>
     init(seed: UInt64) { state = Mutex(SplitMix64(seed: seed)) }

@@ -44,9 +44,10 @@ struct DemoTests {
         return try HeraldProcess.start(try binary(), ["demo"] + arguments, exactEnvironment: env)
     }
 
-    /// A `HERALD_POSTGRES_BIN` whose `initdb` waits (at most 60 s) for a file named `gate` in
-    /// the returned folder before it runs the real one, and whose `pg_ctl` is the real one: a
-    /// demo started with it stays in "PostgreSQL starts" until the test opens the gate.
+    /// A `HERALD_POSTGRES_BIN` whose `initdb` blocks opening the FIFO `gate` in the returned
+    /// folder (no polling: `open` waits for a writer) and whose `pg_ctl` is the real one: a demo
+    /// started with it stays in "PostgreSQL starts" until it is signalled. ``openGate(_:)``
+    /// releases a wrapper still blocked, which then exits without running initdb.
     static func gatedPostgresBin() throws -> String {
         let root = "/usr/lib/postgresql"
         let versions = try FileManager.default.contentsOfDirectory(atPath: root)
@@ -57,15 +58,26 @@ struct DemoTests {
         let dir = NSTemporaryDirectory() + "herald-gated-pg-\(UInt32.random(in: 0 ... .max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
+        guard mkfifo(dir + "/gate", 0o666) == 0 else {
+            throw TimedOut(what: "mkfifo \(dir)/gate: \(String(cString: strerror(errno)))")
+        }
+        _ = chmod(dir + "/gate", 0o666)  // the wrapper runs as `postgres` when the tests run as root
+        // `read` meets end-of-file when the gate is opened and closed without data: exit, never initdb.
         let initdb = """
             #!/bin/sh
-            i=0
-            while [ ! -e '\(dir)/gate' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+            read -r line < '\(dir)/gate' || exit 1
             exec '\(real)/initdb' "$@"
             """
         FileManager.default.createFile(atPath: dir + "/initdb", contents: Data(initdb.utf8), attributes: [.posixPermissions: 0o755])
         try FileManager.default.createSymbolicLink(atPath: dir + "/pg_ctl", withDestinationPath: real + "/pg_ctl")
         return dir
+    }
+
+    /// Opens and closes the gate's writing end, so a wrapper still blocked on it ends (when
+    /// none waits, the non-blocking open fails with ENXIO and nothing happens).
+    static func openGate(_ dir: String) {
+        let fd = open(dir + "/gate", O_WRONLY | O_NONBLOCK)
+        if fd >= 0 { close(fd) }
     }
 
     static let small = ["--contacts", "300", "--workers", "2", "--json", "--timeout", "120"]
@@ -152,7 +164,10 @@ struct DemoTests {
         // initdb waits for a gate the test never opens: the signal lands while PostgreSQL
         // starts, however slowly the test gets to send it.
         let gated = try Self.gatedPostgresBin()
-        defer { try? FileManager.default.removeItem(atPath: gated) }
+        defer {
+            Self.openGate(gated)
+            try? FileManager.default.removeItem(atPath: gated)
+        }
         let early = try Self.startPrivate(Self.small, postgresBin: gated)
         try await Self.waitUntil("the cluster is being made") { Self.directory(in: early.stderr) != nil }
         early.signal(SIGINT)

@@ -268,10 +268,9 @@ struct WorkerReliabilityTests {
                 // lapsed leases would wait for the grace after a restart (WorkerFaultTests pins that).
                 let rescuer = try HeraldProcess.start(bin, ["worker", "--restart-grace-seconds", "0", "--log-level", "error"],
                                                       databaseURL: db.url, environment: env)
-                let deadline = ContinuousClock.now + .seconds(30)
-                while ContinuousClock.now < deadline, try await !WorkerFixtures.allDone(db, broadcast: b)() {
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                let done = WorkerFixtures.allDone(db, broadcast: b)
+                #expect(try await eventually(within: .seconds(30), every: .milliseconds(100)) { try await done() },
+                        "the rescuer did not finish the killed worker's jobs")
                 rescuer.signal(SIGTERM)
                 #expect(await rescuer.wait() == 0)
                 #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 100])
