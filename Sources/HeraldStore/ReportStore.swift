@@ -1,15 +1,17 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 
-/// One row of `herald.broadcast_report` (the contract's columns).
+/// One row of `herald.broadcast_report` (the contract's columns). Encoded like the view: every
+/// column, NULL ones as `null`.
 public struct BroadcastReport: Sendable, Equatable, Codable {
     public var broadcastID: Int64
     public var name: String
     public var channel: String
     public var status: String
-    public var sendAt: Date?
-    public var startedAt: Date?
-    public var finishedAt: Date?
+    @EncodedAsNull public var sendAt: Date? = nil
+    @EncodedAsNull public var startedAt: Date? = nil
+    @EncodedAsNull public var finishedAt: Date? = nil
     public var recipients: Int
     public var queued: Int
     public var sending: Int
@@ -23,22 +25,6 @@ public struct BroadcastReport: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case broadcastID = "broadcast_id", name, channel, status, sendAt = "send_at", startedAt = "started_at"
         case finishedAt = "finished_at", recipients, queued, sending, sent, delivered, read, failed, skipped, cancelled
-    }
-
-    /// Like the view: every column, NULL ones as `null`.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(broadcastID, forKey: .broadcastID)
-        try c.encode(name, forKey: .name)
-        try c.encode(channel, forKey: .channel)
-        try c.encode(status, forKey: .status)
-        try c.encode(sendAt, forKey: .sendAt)
-        try c.encode(startedAt, forKey: .startedAt)
-        try c.encode(finishedAt, forKey: .finishedAt)
-        for (key, value) in [(CodingKeys.recipients, recipients), (.queued, queued), (.sending, sending), (.sent, sent),
-                             (.delivered, delivered), (.read, read), (.failed, failed), (.skipped, skipped), (.cancelled, cancelled)] {
-            try c.encode(value, forKey: key)
-        }
     }
 }
 
