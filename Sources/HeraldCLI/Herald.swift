@@ -23,6 +23,24 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
     exit(code)
 }
 
+/// Connects to `DATABASE_URL` (or libpq's PG* variables), or fails with one line when the database
+/// cannot be reached at all: the first thing every command that needs the database does.
+func connectOrFail(applicationName: String = "herald", logger: Logger) async -> PostgresConnection {
+    do {
+        return try await PostgresConnection.connect(PostgresConnection.environmentConnectionString,
+                                                    applicationName: applicationName, logger: logger)
+    } catch {
+        fail("cannot connect to the database: \(error)")
+    }
+}
+
+/// A logger that prints nothing below `critical`: for one-shot commands whose output is the report.
+func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = .critical
+    return logger
+}
+
 /// Shared options: logging.
 struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")

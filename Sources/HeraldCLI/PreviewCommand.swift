@@ -25,15 +25,7 @@ struct Preview: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var logger = Logger(label: "herald.preview")
-        logger.logLevel = .critical
-        let connection: PostgresConnection
-        do {
-            connection = try await PostgresConnection.connect(PostgresConnection.environmentConnectionString,
-                                                              applicationName: "herald-preview", logger: logger)
-        } catch {
-            fail("cannot connect to the database: \(error)")
-        }
+        let connection = await connectOrFail(applicationName: "herald-preview", logger: quietLogger("herald.preview"))
         let preview: BroadcastPreview?
         do {
             preview = try await PreviewService.preview(id, samples: samples, on: connection)

@@ -24,15 +24,7 @@ struct Report: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var logger = Logger(label: "herald.report")
-        logger.logLevel = .critical
-        let connection: PostgresConnection
-        do {
-            connection = try await PostgresConnection.connect(PostgresConnection.environmentConnectionString,
-                                                              applicationName: "herald-report", logger: logger)
-        } catch {
-            fail("cannot connect to the database: \(error)")
-        }
+        let connection = await connectOrFail(applicationName: "herald-report", logger: quietLogger("herald.report"))
         let store = ReportStore()
         do {
             if let id {

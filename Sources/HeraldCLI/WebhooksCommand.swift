@@ -36,12 +36,7 @@ struct Webhooks: AsyncParsableCommand {
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = makeLogger("herald.webhooks", common)
-        do {
-            let probe = try await PostgresConnection.connect(PostgresConnection.environmentConnectionString, logger: logger)
-            await probe.close()
-        } catch {
-            fail("cannot connect to the database: \(error)")
-        }
+        await connectOrFail(logger: logger).close()
         let metrics = HeraldMetrics()
         // Libraries that report through swift-metrics land in the same registry as Herald's own.
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))

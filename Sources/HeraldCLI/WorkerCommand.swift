@@ -72,12 +72,7 @@ struct Worker: AsyncParsableCommand {
             fail("HERALD_PROVIDER_CA_FILE names \(file), which cannot be read: set it to a PEM file of certificate authorities, or unset it for the system's")
         }
         // Fail fast, with one line, when the database cannot be reached at all.
-        do {
-            let probe = try await PostgresConnection.connect(PostgresConnection.environmentConnectionString, logger: logger)
-            await probe.close()
-        } catch {
-            fail("cannot connect to the database: \(error)")
-        }
+        await connectOrFail(logger: logger).close()
         config.batchSize = batchSize
         config.lanes = lanes
         config.lease = .seconds(leaseSeconds)
