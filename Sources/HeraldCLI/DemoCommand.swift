@@ -178,8 +178,7 @@ struct Demo: AsyncParsableCommand {
                 database: cluster == nil ? "DATABASE_URL" : "private", outcome: "\(progress.outcome)",
                 contacts: seeded.contacts, workers: workers, elapsedSeconds: elapsed.inSeconds,
                 broadcasts: rows, skipReasons: Dictionary(reasons.map { ($0.reason, $0.count) }, uniquingKeysWith: +),
-                receipts: DemoJSONReport.Receipts(delivered: tally.delivered, read: tally.read, failed: tally.failed,
-                                                  refused: tally.refused, seed: receiptSeed))
+                receipts: tally, receiptSeed: receiptSeed)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
@@ -267,21 +266,14 @@ struct DemoJSONReport: Encodable {
     var elapsedSeconds: Double
     var broadcasts: [DemoReportRow]
     var skipReasons: [String: Int64]
-    var receipts: Receipts
-
     /// The sandbox's receipts that `herald webhooks` accepted, and the notifications it refused.
-    struct Receipts: Encodable {
-        var delivered: Int
-        var read: Int
-        var failed: Int
-        var refused: Int
-        var seed: UInt64
-    }
+    var receipts: SandboxReceiptEmitter.Tally
+    /// `--receipt-seed`: with the message ids, it decided every receipt.
+    var receiptSeed: UInt64
 
     enum CodingKeys: String, CodingKey {
         case database, outcome, contacts, workers, broadcasts, receipts
-        case elapsedSeconds = "elapsed_seconds"
-        case skipReasons = "skip_reasons"
+        case elapsedSeconds = "elapsed_seconds", skipReasons = "skip_reasons", receiptSeed = "receipt_seed"
     }
 }
 

@@ -53,7 +53,7 @@ public final class SandboxReceiptEmitter: Service, Sendable {
     }
 
     /// Receipts `herald webhooks` accepted (200), by status, and notifications it refused.
-    public struct Tally: Sendable, Equatable {
+    public struct Tally: Sendable, Equatable, Encodable {
         public var delivered = 0
         public var read = 0
         public var failed = 0
