@@ -49,13 +49,9 @@ import Synchronization
 public final class HeraldMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
-    private struct Key: Hashable {
-        var name: String
-        var labels: [String]
-    }
-    private let counters = Mutex<[Key: Prometheus.Counter]>([:])
-    private let histograms = Mutex<[Key: ValueHistogram]>([:])
-    private let gauges = Mutex<[Key: Gauge]>([:])
+    private let counters = SeriesCache<Prometheus.Counter>()
+    private let histograms = SeriesCache<ValueHistogram>()
+    private let gauges = SeriesCache<Gauge>()
     /// Channels whose queue gauges were set last time, so vanished ones drop to 0.
     private let queueChannels = Mutex<Set<String>>([])
     /// Channels (name, provider) whose series exist.
@@ -278,28 +274,16 @@ public final class HeraldMetrics: Sendable {
     // MARK: Series
 
     private func counter(_ name: String, _ help: String, _ labels: [String: String]) -> Prometheus.Counter {
-        let sorted = labels.sorted { $0.key < $1.key }
-        let key = Key(name: name, labels: sorted.flatMap { [$0.key, $0.value] })
-        return counters.withLock { cache in
-            if let c = cache[key] { return c }
-            let c = registry.makeCounter(
-                descriptor: MetricNameDescriptor(namespace: "herald", metricName: name, unitName: "total", helpText: help),
-                labels: sorted.map { ($0.key, $0.value) })
-            cache[key] = c
-            return c
+        let sorted = labels.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        return counters.series(name, sorted) {
+            registry.makeCounter(descriptor: Self.descriptor(name, unit: "total", help), labels: sorted)
         }
     }
 
     private func histogram(_ name: String, _ help: String, _ labels: [String: String], buckets: [Double]) -> ValueHistogram {
-        let sorted = labels.sorted { $0.key < $1.key }
-        let key = Key(name: name, labels: sorted.flatMap { [$0.key, $0.value] })
-        return histograms.withLock { cache in
-            if let h = cache[key] { return h }
-            let h = registry.makeValueHistogram(
-                descriptor: MetricNameDescriptor(namespace: "herald", metricName: name, unitName: "", helpText: help),
-                labels: sorted.map { ($0.key, $0.value) }, buckets: buckets)
-            cache[key] = h
-            return h
+        let sorted = labels.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        return histograms.series(name, sorted) {
+            registry.makeValueHistogram(descriptor: Self.descriptor(name, unit: "", help), labels: sorted, buckets: buckets)
         }
     }
 
@@ -309,14 +293,32 @@ public final class HeraldMetrics: Sendable {
     }
 
     private func plainGauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
+        gauges.series(name, labels) {
+            registry.makeGauge(descriptor: Self.descriptor(name, unit: "", help), labels: labels)
+        }
+    }
+
+    private static func descriptor(_ name: String, unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "herald", metricName: name, unitName: unit, helpText: help)
+    }
+}
+
+/// The series of one metric type, made once per name and labels and kept: the registry hands out
+/// a new object on every call, and the hot paths ask for the same series thousands of times.
+private final class SeriesCache<Series: Sendable>: Sendable {
+    private struct Key: Hashable {
+        var name: String
+        var labels: [String]
+    }
+    private let cache = Mutex<[Key: Series]>([:])
+
+    func series(_ name: String, _ labels: [(String, String)], make: () -> Series) -> Series {
         let key = Key(name: name, labels: labels.flatMap { [$0.0, $0.1] })
-        return gauges.withLock { cache in
-            if let g = cache[key] { return g }
-            let g = registry.makeGauge(
-                descriptor: MetricNameDescriptor(namespace: "herald", metricName: name, unitName: "", helpText: help),
-                labels: labels)
-            cache[key] = g
-            return g
+        return cache.withLock { cache in
+            if let series = cache[key] { return series }
+            let series = make()
+            cache[key] = series
+            return series
         }
     }
 }
