@@ -145,39 +145,23 @@ enum WebhookJSON: Sendable, Equatable {
             guard index < bytes.count else { throw error("unexpected end") }
             switch bytes[index] {
             case UInt8(ascii: "{"):
-                index += 1
                 var members: [Member] = []
-                skipWhitespace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
-                while true {
-                    skipWhitespace()
-                    guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
-                    let key = try string()
-                    skipWhitespace()
-                    guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
-                    index += 1
-                    skipWhitespace()
-                    members.append(Member(key: key, value: try value(depth: depth + 1)))
-                    skipWhitespace()
-                    guard index < bytes.count else { throw error("unexpected end") }
-                    if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                    if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
-                    throw error("expected ',' or '}'")
+                try elements(closing: UInt8(ascii: "}")) { (p: inout Parser) throws(WebhookParseError) in
+                    guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\"") else { throw p.error("expected a member name") }
+                    let key = try p.string()
+                    p.skipWhitespace()
+                    guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: ":") else { throw p.error("expected ':'") }
+                    p.index += 1
+                    p.skipWhitespace()
+                    members.append(Member(key: key, value: try p.value(depth: depth + 1)))
                 }
+                return .object(members)
             case UInt8(ascii: "["):
-                index += 1
                 var items: [WebhookJSON] = []
-                skipWhitespace()
-                if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
-                while true {
-                    skipWhitespace()
-                    items.append(try value(depth: depth + 1))
-                    skipWhitespace()
-                    guard index < bytes.count else { throw error("unexpected end") }
-                    if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                    if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
-                    throw error("expected ',' or ']'")
+                try elements(closing: UInt8(ascii: "]")) { (p: inout Parser) throws(WebhookParseError) in
+                    items.append(try p.value(depth: depth + 1))
                 }
+                return .array(items)
             case UInt8(ascii: "\""):
                 return .string(try string())
             case UInt8(ascii: "t"):
@@ -191,6 +175,23 @@ enum WebhookJSON: Sendable, Equatable {
                 return .null
             default:
                 return .number(try number())
+            }
+        }
+
+        /// The elements of an object or array, from its opening bracket to `closing`: `element`
+        /// reads one (at a non-space byte), a comma goes on to the next.
+        mutating func elements(closing: UInt8, _ element: (inout Parser) throws(WebhookParseError) -> Void) throws(WebhookParseError) {
+            index += 1
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == closing { index += 1; return }
+            while true {
+                skipWhitespace()
+                try element(&self)
+                skipWhitespace()
+                guard index < bytes.count else { throw error("unexpected end") }
+                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                if bytes[index] == closing { index += 1; return }
+                throw error("expected ',' or '\(Character(Unicode.Scalar(closing)))'")
             }
         }
 
