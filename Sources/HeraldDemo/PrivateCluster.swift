@@ -28,19 +28,18 @@ import Synchronization
 public final class PrivateCluster: Sendable {
     /// Why the cluster could not be made or started. ``description`` is one line for the operator.
     public struct Error: Swift.Error, Sendable, CustomStringConvertible {
-        public struct Code: Hashable, Sendable, CustomStringConvertible {
-            let raw: String
+        public enum Code: String, Sendable, CustomStringConvertible {
             /// No PostgreSQL server binaries were found.
-            public static let notInstalled = Code(raw: "not installed")
+            case notInstalled = "not installed"
             /// Running as root, but there is no `postgres` OS user (or no `runuser`) to run as.
-            public static let noServerUser = Code(raw: "no server user")
+            case noServerUser = "no server user"
             /// The temporary directory could not be made or prepared.
-            public static let directory = Code(raw: "directory")
+            case directory = "directory"
             /// `initdb` failed.
-            public static let initdbFailed = Code(raw: "initdb failed")
+            case initdbFailed = "initdb failed"
             /// `pg_ctl start` failed on every port tried.
-            public static let startFailed = Code(raw: "start failed")
-            public var description: String { raw }
+            case startFailed = "start failed"
+            public var description: String { rawValue }
         }
         public var code: Code
         public var message: String

@@ -35,14 +35,6 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
     public var detail: String?
     public var hint: String?
 
-    public init(code: Code, sqlState: String? = nil, message: String, detail: String? = nil, hint: String? = nil) {
-        self.code = code
-        self.sqlState = sqlState
-        self.message = message
-        self.detail = detail
-        self.hint = hint
-    }
-
     public var description: String {
         var s = "\(code)"
         if let sqlState { s += " \(sqlState)" }

@@ -60,13 +60,6 @@ public struct PostgresSessionSettings: Sendable, Equatable {
         /// Milliseconds.
         public var userTimeoutMilliseconds: Int
 
-        public init(idle: Int, interval: Int, count: Int, userTimeoutMilliseconds: Int) {
-            self.idle = idle
-            self.interval = interval
-            self.count = count
-            self.userTimeoutMilliseconds = userTimeoutMilliseconds
-        }
-
         /// A dead peer noticed within idle + interval × count = 11 s.
         public static let `default` = TCPKeepalives(idle: 5, interval: 2, count: 3, userTimeoutMilliseconds: 10_000)
     }

@@ -8,12 +8,6 @@ public struct InboundText: Sendable, Equatable {
     public var phone: String
     public var body: String
 
-    public init(account: String, phone: String, body: String) {
-        self.account = account
-        self.phone = phone
-        self.body = body
-    }
-
     /// The text messages (`messages[]` of type `text`: `text.body`) of a WhatsApp notification
     /// whose signature was already checked. Other message types (buttons, media…) carry no
     /// keyword. Parse failures give no texts: the receipts' handler has refused such bodies.

@@ -7,11 +7,6 @@ public struct SMTPMail: Sendable, Equatable {
     /// The `Message-ID` without angle brackets (`herald.42.9f1c…@example.com`): the provider
     /// message id recorded when the server accepts the mail.
     public var messageID: String
-
-    public init(envelope: SMTPEnvelope, messageID: String) {
-        self.envelope = envelope
-        self.messageID = messageID
-    }
 }
 
 /// Mail over SMTP: the RFC 5322 message and the classification of the server's answer.

@@ -8,11 +8,6 @@ public struct SandboxReceiptIdentity: Sendable, Equatable {
     public var phoneNumberID: String
     /// The environment variable holding the secret that signs them (`X-Hub-Signature-256`).
     public var appSecretEnv: String
-
-    public init(phoneNumberID: String, appSecretEnv: String) {
-        self.phoneNumberID = phoneNumberID
-        self.appSecretEnv = appSecretEnv
-    }
 }
 
 /// The sandbox's delivery receipts: what becomes of each message the sandbox accepted, and the
