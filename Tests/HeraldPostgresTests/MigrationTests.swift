@@ -51,7 +51,7 @@ struct MigrationTests {
     func brokenMigration() async throws {
         try await withTestDatabase(migrated: false) { db in
             let conn = try await db.connect()
-            let broken = Migrations.all + [Migrations.Migration(version: 99, name: "0099_broken.sql",
+            let broken = Migrations.all + [Migrations.Migration(name: "0099_broken.sql",
                 sql: "CREATE TABLE herald.half_done (id int); SELECT * FROM herald.no_such_table;")]
             let error = await #expect(throws: MigrationError.self) { try await Migrator(migrations: broken).migrate(on: conn) }
             #expect(error?.file == "0099_broken.sql")

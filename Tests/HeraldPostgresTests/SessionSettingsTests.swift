@@ -50,7 +50,7 @@ struct SessionSettingsTests {
         try await withTestConnection { db, blocker in
             try await blocker.simpleQuery("BEGIN; LOCK TABLE herald.broadcasts IN ACCESS SHARE MODE")
             let c = try await db.connect()
-            let waiting = Migrations.all + [Migrations.Migration(version: 99, name: "0099_wants_lock.sql",
+            let waiting = Migrations.all + [Migrations.Migration(name: "0099_wants_lock.sql",
                 sql: "ALTER TABLE herald.broadcasts ADD COLUMN waits_for_lock int")]
             let started = ContinuousClock.now
             let error = await #expect(throws: MigrationError.self) { try await Migrator(migrations: waiting).migrate(on: c) }
