@@ -7,6 +7,13 @@ let herald: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+/// Package products several targets use.
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let serviceLifecycle: Target.Dependency = .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let metrics: [Target.Dependency] = [
+    .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
+]
+
 let package = Package(
     name: "Herald",
     platforms: [.macOS(.v14)],
@@ -34,10 +41,10 @@ let package = Package(
 
         // Herald-agnostic I/O layers.
         .target(name: "HeraldPostgres", dependencies: [
-            "CLibPQ", .product(name: "Logging", package: "swift-log"),
+            "CLibPQ", logging,
         ], swiftSettings: herald),
         .target(name: "HeraldTransport", dependencies: [
-            "CCurl", "HeraldCore", .product(name: "Logging", package: "swift-log"),
+            "CCurl", "HeraldCore", logging,
         ], swiftSettings: herald),
 
         // Pure logic: no I/O.
@@ -52,34 +59,25 @@ let package = Package(
         .target(name: "HeraldStore", dependencies: ["HeraldPostgres", "HeraldCore", "HeraldSQL"], swiftSettings: herald),
         .target(name: "HeraldServices", dependencies: [
             "HeraldStore", "HeraldProviders", "HeraldCore", "HeraldPostgres", "HeraldTransport",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-        ], swiftSettings: herald),
+            logging, serviceLifecycle, .product(name: "Hummingbird", package: "hummingbird"),
+        ] + metrics, swiftSettings: herald),
         // `herald demo`: a private PostgreSQL, progress on the terminal, the final report.
         // Also the sandbox's receipt emitter, which posts signed receipts to `herald webhooks`.
         .target(name: "HeraldDemo", dependencies: [
             "HeraldStore", "HeraldPostgres", "HeraldCore", "HeraldProviders", "HeraldTransport",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            logging, serviceLifecycle,
         ], swiftSettings: herald),
         .executableTarget(name: "HeraldCLI", dependencies: [
             "HeraldServices", "HeraldDemo", "HeraldStore", "HeraldPostgres", "HeraldCore", "HeraldSQL",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-        ], swiftSettings: herald),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"), logging, serviceLifecycle,
+        ] + metrics, swiftSettings: herald),
 
         // Test support: a provider double speaking Meta's, Twilio's and SMTP's wire formats, and a
         // throwaway database per test.
         .target(name: "HeraldTesting", dependencies: [
             "HeraldPostgres", "HeraldCore",
             .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Logging", package: "swift-log"),
+            logging,
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),

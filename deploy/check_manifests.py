@@ -102,15 +102,21 @@ for name, doc in documents:
 
 migrations = "\n".join(p.read_text() for p in (root / "sql" / "migrations").glob("*.sql"))
 
+def keda_spec(where: str, doc: dict, spec_fields: dict) -> dict:
+    """Checks a KEDA object's apiVersion, metadata and spec fields; returns its spec."""
+    if doc.get("apiVersion") != "keda.sh/v1alpha1":
+        problem(where, "apiVersion must be keda.sh/v1alpha1")
+    check_fields(f"{where} metadata", doc.get("metadata"), METADATA)
+    spec = doc.get("spec") or {}
+    check_fields(f"{where} spec", spec, spec_fields)
+    return spec
+
+
 for name, doc in documents:
     kind = doc.get("kind")
     where = f"{name} {kind}/{doc.get('metadata', {}).get('name')}"
     if kind == "ScaledObject":
-        if doc.get("apiVersion") != "keda.sh/v1alpha1":
-            problem(where, "apiVersion must be keda.sh/v1alpha1")
-        check_fields(f"{where} metadata", doc.get("metadata"), METADATA)
-        spec = doc.get("spec") or {}
-        check_fields(f"{where} spec", spec, SCALED_OBJECT_SPEC)
+        spec = keda_spec(where, doc, SCALED_OBJECT_SPEC)
         target = spec.get("scaleTargetRef", {}).get("name")
         if target not in by_kind.get("Deployment", {}):
             problem(where, f"scaleTargetRef {target!r} is no Deployment here")
@@ -143,11 +149,7 @@ for name, doc in documents:
             if auth is not None and auth not in by_kind.get("TriggerAuthentication", {}):
                 problem(at, f"authenticationRef {auth!r} is no TriggerAuthentication here")
     elif kind == "TriggerAuthentication":
-        if doc.get("apiVersion") != "keda.sh/v1alpha1":
-            problem(where, "apiVersion must be keda.sh/v1alpha1")
-        check_fields(f"{where} metadata", doc.get("metadata"), METADATA)
-        spec = doc.get("spec") or {}
-        check_fields(f"{where} spec", spec, TRIGGER_AUTH_SPEC)
+        spec = keda_spec(where, doc, TRIGGER_AUTH_SPEC)
         for ref in spec.get("secretTargetRef", []):
             if ref.get("parameter") not in POSTGRESQL_AUTH_PARAMETERS:
                 problem(where, f"parameter {ref.get('parameter')!r} is not one the postgresql scaler reads")
