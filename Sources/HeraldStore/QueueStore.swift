@@ -250,6 +250,13 @@ public struct QueueStore: Sendable {
     @discardableResult
     public func record(_ outcomes: [JobOutcome], owner: String, on connection: PostgresConnection) async throws -> Int {
         guard !outcomes.isEmpty else { return 0 }
+        let rows = try await connection.preparedQuery(Self.recordStatement(outcomes, owner: owner))
+        return try rows[0].decode(Int.self, "recorded")
+    }
+
+    /// The statement ``record(_:owner:on:)`` runs, with its parameters: public so that its plan
+    /// can be examined (`EXPLAIN`), which a test of its cost does.
+    public static func recordStatement(_ outcomes: [JobOutcome], owner: String) -> PostgresQuery {
         var ids: [Int64] = [], kinds: [RecordedOutcome] = [], providerIDs: [String?] = [], codes: [String?] = []
         var errors: [String?] = [], failureKinds: [FailureKind?] = [], retryAt: [Date?] = [], skipReasons: [SkipReason?] = []
         var segments: [Int?] = [], attempts: [Int] = []
@@ -269,12 +276,16 @@ public struct QueueStore: Sendable {
             errors.append(error); failureKinds.append(failureKind); retryAt.append(at); skipReasons.append(skip)
             segments.append(o.segments); attempts.append(o.isAttempt ? 1 : 0)
         }
-        // Prepared (parsed and planned once per connection). The generic plan cannot know the
-        // batch's size, so every join is driven by `o` through a primary key: a CTE is never the
-        // inner side of a join (that would be quadratic in the batch size).
-        let rows = try await connection.preparedQuery("""
+        // Prepared (parsed and planned once per connection). Every join must be driven by the
+        // outcomes through a primary key, whatever the planner believes: a plan that scans
+        // `jobs` and probes the outcomes per row is quadratic in the batch. So the lease check
+        // compares two columns (`j.lease_owner = o.owner`), a join condition the planner cannot
+        // mistake for a filter that leaves one row of `jobs` (with `j.lease_owner = $owner` it
+        // did, and probed 1,565 outcomes for each of 3,270 jobs: BENCHMARKS.md); the job
+        // statements hand their outcomes on (`RETURNING o.*`), and each later step reads only those.
+        return """
             WITH o AS (
-                SELECT * FROM unnest(\(ids)::bigint[], \(kinds.map(\.rawValue))::text[], \(providerIDs)::text[], \(codes)::text[],
+                SELECT *, \(owner)::text AS owner FROM unnest(\(ids)::bigint[], \(kinds.map(\.rawValue))::text[], \(providerIDs)::text[], \(codes)::text[],
                                      \(errors)::text[], \(failureKinds.map { $0?.rawValue })::text[], \(retryAt)::timestamptz[],
                                      \(skipReasons.map { $0?.rawValue })::text[], \(segments)::int[], \(attempts)::int[])
                     AS o(message_id, outcome, provider_message_id, error_code, error, failure_kind, retry_at,
@@ -285,8 +296,8 @@ public struct QueueStore: Sendable {
                 -- waiting for its lock, so no separate FOR UPDATE pass is needed (that pass cost
                 -- one more tuple lock and WAL record per job).
                 DELETE FROM herald.jobs j USING o
-                WHERE j.message_id = o.message_id AND o.outcome NOT IN ('retry', 'hand_back', 'part_sent') AND j.lease_owner = \(owner)
-                RETURNING j.message_id
+                WHERE j.message_id = o.message_id AND o.outcome NOT IN ('retry', 'hand_back', 'part_sent') AND j.lease_owner = o.owner
+                RETURNING o.*
             ), retried AS (
                 -- A part sent (migration 0017): the next part is due at once, ahead of the broadcast's
                 -- due jobs (just before the oldest, by jobs_claim), so it follows within a claim or
@@ -296,14 +307,17 @@ public struct QueueStore: Sendable {
                                   ELSE least(now(), (SELECT min(q.run_at) FROM herald.jobs q WHERE q.broadcast_id = j.broadcast_id))
                                        - interval '1 millisecond' END
                 FROM o
-                WHERE j.message_id = o.message_id AND o.outcome IN ('retry', 'part_sent') AND j.lease_owner = \(owner)
-                RETURNING j.message_id
+                WHERE j.message_id = o.message_id AND o.outcome IN ('retry', 'part_sent') AND j.lease_owner = o.owner
+                RETURNING o.*
             ), handed_back AS (
                 -- Never attempted: due again now, the message untouched.
                 UPDATE herald.jobs j SET run_at = now(), lease_owner = NULL
                 FROM o
-                WHERE j.message_id = o.message_id AND o.outcome = 'hand_back' AND j.lease_owner = \(owner)
+                WHERE j.message_id = o.message_id AND o.outcome = 'hand_back' AND j.lease_owner = o.owner
                 RETURNING j.message_id
+            ), held AS (
+                -- The outcomes whose job this worker still held: only those move their message.
+                SELECT * FROM finished UNION ALL SELECT * FROM retried
             ), applied AS (
                 UPDATE herald.messages m SET
                     status = CASE WHEN o.outcome IN ('retry', 'part_sent') THEN m.status ELSE o.outcome END,
@@ -320,17 +334,16 @@ public struct QueueStore: Sendable {
                     segments = coalesce(o.segments, m.segments),
                     sent_at = CASE WHEN o.outcome = 'sent' THEN now() ELSE m.sent_at END,
                     failed_at = CASE WHEN o.outcome = 'failed' THEN now() ELSE m.failed_at END
-                FROM o
+                FROM held o
                 WHERE m.id = o.message_id AND m.status = 'queued'
-                  AND (m.id IN (SELECT message_id FROM finished) OR m.id IN (SELECT message_id FROM retried))
-                RETURNING m.id
+                RETURNING m.id, o.outcome, o.error_code
             ), provider_opt_outs AS MATERIALIZED ( -- consent (issue 19): Twilio 21610 / Meta 131050 opt the contact out in this statement
-                SELECT herald.record_provider_opt_outs(array_agg(o.message_id), array_agg(o.error_code)) AS inserted FROM o WHERE o.outcome = 'failed' AND o.message_id IN (SELECT id FROM applied)
+                SELECT herald.record_provider_opt_outs(array_agg(a.id), array_agg(a.error_code)) AS inserted
+                FROM applied a WHERE a.outcome = 'failed'
             )
             SELECT (SELECT count(*) FROM applied) + (SELECT count(*) FROM handed_back) AS recorded,
                    (SELECT inserted FROM provider_opt_outs) AS provider_opt_outs -- consent (issue 19)
-            """)
-        return try rows[0].decode(Int.self, "recorded")
+            """
     }
 
     /// Hands back every job `owner` still holds (graceful shutdown): they become claimable now.
