@@ -1,39 +1,6 @@
 import CCurl
 import Foundation
 
-/// A file fetched by ``MediaDownload``.
-public struct DownloadedMedia: Sendable, Equatable {
-    public var bytes: [UInt8]
-    /// The answer's `Content-Type` as sent (parameters included), nil when it had none.
-    public var contentType: String?
-
-    public init(bytes: [UInt8], contentType: String? = nil) {
-        self.bytes = bytes
-        self.contentType = contentType
-    }
-}
-
-/// Why ``MediaDownload`` gave up; `description` is a phrase to follow a URL
-/// (`"is more than 10 MiB"`, `"answered HTTP 404"`).
-public struct MediaDownloadError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Code: Sendable, Equatable {
-        /// The file is larger than the limit; `size` when the server said how large.
-        case tooLarge(size: Int64?)
-        /// The server answered with a status other than 2xx.
-        case httpStatus(Int)
-        /// No answer: DNS, connection, TLS, timeout.
-        case unreachable
-    }
-
-    public var code: Code
-    public var description: String
-
-    public init(_ code: Code, _ description: String) {
-        self.code = code
-        self.description = description
-    }
-}
-
 /// Fetches one file over http(s) with a size limit enforced while it downloads.
 ///
 /// For the few files of a broadcast (email attachments), fetched once when the broadcast starts:
@@ -160,5 +127,38 @@ public enum MediaDownload {
         }
         let mib = Double(bytes) / Double(1 << 20)
         return mib == mib.rounded() ? "\(Int(mib)) MiB" : String(format: "%.1f MiB", mib)
+    }
+}
+
+/// A file fetched by ``MediaDownload``.
+public struct DownloadedMedia: Sendable, Equatable {
+    public var bytes: [UInt8]
+    /// The answer's `Content-Type` as sent (parameters included), nil when it had none.
+    public var contentType: String?
+
+    public init(bytes: [UInt8], contentType: String? = nil) {
+        self.bytes = bytes
+        self.contentType = contentType
+    }
+}
+
+/// Why ``MediaDownload`` gave up; `description` is a phrase to follow a URL
+/// (`"is more than 10 MiB"`, `"answered HTTP 404"`).
+public struct MediaDownloadError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// The file is larger than the limit; `size` when the server said how large.
+        case tooLarge(size: Int64?)
+        /// The server answered with a status other than 2xx.
+        case httpStatus(Int)
+        /// No answer: DNS, connection, TLS, timeout.
+        case unreachable
+    }
+
+    public var code: Code
+    public var description: String
+
+    public init(_ code: Code, _ description: String) {
+        self.code = code
+        self.description = description
     }
 }
