@@ -11,13 +11,13 @@ public typealias WorkerHTTPVersion = HTTPVersionPreference
 /// with no flags.
 ///
 /// Sizing follows Little's law: messages per second = sends in flight / provider latency. At
-/// 200 ms, 10,000 msg/s needs 2,000 sends in flight, so ``maxInFlight`` is in the thousands;
+/// 200 ms, 20,000 msg/s needs 4,000 sends in flight, so ``maxInFlight`` is in the thousands;
 /// the number of claiming lanes does not bound throughput any more (a lane never waits for a
-/// provider), it only bounds how many claims are in progress at once. A wider window than that
-/// costs more than it brings: over HTTP/1.1 every send in flight is a connection, and libcurl's
-/// cost per transfer grows with them (`scripts/bench-latency`, BENCHMARKS.md "Slow providers":
-/// 2,048 against 6,144 sent 1,000 slow channels 1.5x faster, with half the PostgreSQL CPU per
-/// message and under half the RSS).
+/// provider), it only bounds how many claims are in progress at once. The default, 4,096, is
+/// the widest window whose peak RSS stays under 150 MB at 1,000 slow channels over plain HTTP
+/// (127–132 MB; 6,144 reached 158 MB for no more msg/s): over HTTP/1.1 every send in flight is
+/// a connection, and libcurl's memory and CPU per transfer grow with them
+/// (`scripts/bench-latency`, BENCHMARKS.md "A wider window").
 public struct WorkerConfiguration: Sendable {
     /// `DATABASE_URL`, or nil for libpq's `PG*` variables.
     public var databaseURL: String?
@@ -43,11 +43,11 @@ public struct WorkerConfiguration: Sendable {
     /// `HERALD_PUBLIC_URL`: Twilio status callbacks point at `{publicURL}/webhooks/twilio`.
     public var publicURL: String?
     /// Sends claimed and not yet answered, over all channels (the transport's window).
-    public var maxInFlight: Int = 2048
+    public var maxInFlight: Int = 4096
     /// Sends in flight of one channel at most: a provider that stops answering holds at most
     /// this many slots until its requests time out, and the other channels keep the rest (a
     /// quarter of the default window).
-    public var maxInFlightPerChannel: Int = 1536
+    public var maxInFlightPerChannel: Int = 3072
     /// Fallback poll when no notification arrives (retries falling due, lost notifications).
     public var idlePoll: Duration = .seconds(1)
     /// Whole-transfer timeout of one provider request.
