@@ -91,14 +91,7 @@ public final class FileServerDouble: Sendable {
 
     /// Stops the server. Idempotent.
     public func stop() async {
-        let running = task.withLock { t -> Task<Void, any Error>? in
-            defer { t = nil }
-            return t
-        }
-        if let running {
-            running.cancel()
-            _ = await running.result
-        }
+        await LocalHTTPServer.stop(task)
     }
 
     /// The state, shared by the responder and the double before the double exists.

@@ -111,12 +111,7 @@ public final class GraphTemplatesDouble: Sendable {
 
     /// Stops the server. Idempotent.
     public func stop() async {
-        let task = server.withLock { task -> Task<Void, any Error>? in
-            defer { task = nil }
-            return task
-        }
-        task?.cancel()
-        _ = await task?.result
+        await LocalHTTPServer.stop(server)
     }
 
     /// From now on, the account lists exactly these templates, in this order.

@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import Synchronization
 
 /// Starts the HTTP servers of the doubles: a responder on a free port of 127.0.0.1.
 enum LocalHTTPServer {
@@ -28,5 +29,17 @@ enum LocalHTTPServer {
             throw DoubleStartError(message: "\(name) did not start")
         }
         return (port, task)
+    }
+
+    /// Stops a server that ``start(_:logger:name:)`` started: takes its task out of `slot` (so a
+    /// second stop finds none, which makes the doubles' `stop()` idempotent), cancels it and
+    /// waits until it has ended.
+    static func stop(_ slot: borrowing Mutex<Task<Void, any Error>?>) async {
+        let task = slot.withLock { task -> Task<Void, any Error>? in
+            defer { task = nil }
+            return task
+        }
+        task?.cancel()
+        _ = await task?.result
     }
 }

@@ -90,14 +90,7 @@ public final class ProviderDouble: Sendable {
 
     /// Stops both servers and closes open connections. Idempotent.
     public func stop() async {
-        let task = http.withLock { task -> Task<Void, any Error>? in
-            defer { task = nil }
-            return task
-        }
-        if let task {
-            task.cancel()
-            _ = await task.result
-        }
+        await LocalHTTPServer.stop(http)
         try? await smtpServer.close()
         for child in state.withLock({ $0.smtpChannels.values }) {
             try? await child.close()

@@ -10,10 +10,7 @@ import Testing
 struct ClaimPlanTests {
     @Test("claims of a broadcast among thousands of queued jobs scan no table of jobs, messages or contacts")
     func claimUsesIndexes() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c, name: "indexed")
-            let contacts = try await WorkerFixtures.contacts(c, count: 3000)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+        try await WorkerFixtures.withSandboxBroadcast(to: 3000, channel: "indexed") { db, c, channel, contacts, b in
             _ = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi again")
             try await c.execute("ANALYZE herald.jobs")
             try await c.execute("ANALYZE herald.messages")

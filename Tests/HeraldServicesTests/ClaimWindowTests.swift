@@ -10,10 +10,7 @@ import Testing
 struct ClaimWindowTests {
     @Test("a closed window holds the jobs until its next opening; an open one lets them go")
     func closedWindowHolds() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c, name: "windowed")
-            let contacts = try await WorkerFixtures.contacts(c, count: 4)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+        try await WorkerFixtures.withSandboxBroadcast(to: 4, channel: "windowed") { db, c, channel, contacts, b in
             // A window of one hour that opens two hours from now (UTC), as if it had closed after
             // expansion; the jobs carry the zone, as expansion writes it for windowed broadcasts.
             try await c.execute("""

@@ -21,18 +21,15 @@ struct ConsentLinkDeliveryTests {
 
     @Test("an SMS body's {{ unsubscribe_url }} is this message's signed link")
     func smsLink() async throws {
-        try await ProviderDouble.with { double in
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.twilioChannel(c, double: double)
-                let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], body: "Sale! Opt out: {{ unsubscribe_url }}")
-                #expect(try await WorkerFixtures.runWorker(Self.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-                let message = try await c.query("SELECT id FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(Int64.self, at: 0)
-                let request = try #require(double.received(.twilio).first)
-                let form = try FormURLEncoded.parse(request.body)
-                let body = try #require(form.first { $0.name == "Body" }?.value)
-                #expect(body == "Sale! Opt out: " + Self.links.url(messageID: message))
-            }
+        try await WorkerFixtures.withChannel(.twilio) { double, db, c, channel in
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], body: "Sale! Opt out: {{ unsubscribe_url }}")
+            #expect(try await WorkerFixtures.runWorker(Self.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let message = try await c.query("SELECT id FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(Int64.self, at: 0)
+            let request = try #require(double.received(.twilio).first)
+            let form = try FormURLEncoded.parse(request.body)
+            let body = try #require(form.first { $0.name == "Body" }?.value)
+            #expect(body == "Sale! Opt out: " + Self.links.url(messageID: message))
         }
     }
 
@@ -59,9 +56,7 @@ struct ConsentLinkDeliveryTests {
     @Test("a broadcast using {{ unsubscribe_url }} fails validation while HERALD_UNSUBSCRIBE_SECRET is missing")
     func validation() async throws {
         typealias F = SchedulerFixtures
-        try await withTestConnection { db, c in
-            let contact = try await F.contact(c)
-            let channel = try await F.channel(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             let id = try await F.broadcast(c, channel: channel, body: "Bye: {{ unsubscribe_url }}", contacts: [contact])
             try await F.withScheduler(db) {
                 try await F.waitUntil("it fails", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
@@ -74,9 +69,7 @@ struct ConsentLinkDeliveryTests {
     @Test("with both variables set, the same broadcast passes validation")
     func validationPasses() async throws {
         typealias F = SchedulerFixtures
-        try await withTestConnection { db, c in
-            let contact = try await F.contact(c)
-            let channel = try await F.channel(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             let id = try await F.broadcast(c, channel: channel, body: "Bye: {{ unsubscribe_url }}", contacts: [contact])
             var variables = F.providerEnvironment.variables
             variables["HERALD_UNSUBSCRIBE_SECRET"] = Self.secret

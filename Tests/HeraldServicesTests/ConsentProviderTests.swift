@@ -23,52 +23,44 @@ struct ConsentProviderTests {
         return (try r.decode(String.self, at: 0), try r.decode(String?.self, at: 1))
     }
 
+    /// Runs a worker on a broadcast over a `kind` channel (a body on SMS, a template on WhatsApp)
+    /// to Ada and to Bola, whose sends the provider answers with `fault`; expects Bola's message
+    /// failed with `code` and Bola opted out of `channelKind` by the provider, for this broadcast,
+    /// and Ada not opted out.
+    static func expectProviderOptOut(_ kind: WorkerFixtures.DoubleChannel, _ fault: ProviderDouble.Fault,
+                                     code: String, channelKind: String) async throws {
+        try await WorkerFixtures.withChannel(kind, rejecting: "+2348031234568", with: fault) { double, db, c, channel in
+            let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let b = kind == .twilio
+                ? try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], body: "Hi {{ first_name }}")
+                : try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], template: ("promo", ["x"]))
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", code))
+            #expect(try await Self.optOuts(c, stopped) == ["provider:\(channelKind):\(b)"])
+            #expect(try await Self.optOuts(c, good) == [])
+        }
+    }
+
     @Test("Twilio 21610: the message fails with its code and its contact is opted out of SMS (source provider, the broadcast)")
     func twilio21610() async throws {
-        try await ProviderDouble.with { double in
-            double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21610, status: 400, message: "Attempt to send to unsubscribed recipient"))
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.twilioChannel(c, double: double)
-                let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-                let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], body: "Hi {{ first_name }}")
-                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-                #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", "21610"))
-                #expect(try await Self.optOuts(c, stopped) == ["provider:sms:\(b)"])
-                #expect(try await Self.optOuts(c, good) == [])
-            }
-        }
+        try await Self.expectProviderOptOut(.twilio, .error(code: 21610, status: 400, message: "Attempt to send to unsubscribed recipient"),
+                                            code: "21610", channelKind: "sms")
     }
 
     @Test("Meta 131050: the message fails with its code and its contact is opted out of WhatsApp (source provider, the broadcast)")
     func meta131050() async throws {
-        try await ProviderDouble.with { double in
-            double.reject(recipient: "+2348031234568", on: .whatsApp, with: .error(code: 131050, status: 400))
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let good = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-                let stopped = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [good, stopped], template: ("promo", ["x"]))
-                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-                #expect(try await Self.failure(c, broadcast: b, contact: stopped) == ("failed", "131050"))
-                #expect(try await Self.optOuts(c, stopped) == ["provider:whatsapp:\(b)"])
-                #expect(try await Self.optOuts(c, good) == [])
-            }
-        }
+        try await Self.expectProviderOptOut(.whatsApp, .error(code: 131050, status: 400), code: "131050", channelKind: "whatsapp")
     }
 
     @Test("another permanent error opts nobody out")
     func otherCodes() async throws {
-        try await ProviderDouble.with { double in
-            double.reject(recipient: "+2348031234568", on: .twilio, with: .error(code: 21211, status: 400))
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.twilioChannel(c, double: double)
-                let bad = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad], body: "Hi")
-                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-                #expect(try await Self.failure(c, broadcast: b, contact: bad) == ("failed", "21211"))
-                #expect(try await Self.optOuts(c, bad) == [])
-            }
+        try await WorkerFixtures.withChannel(.twilio, rejecting: "+2348031234568", with: .error(code: 21211, status: 400)) { double, db, c, channel in
+            let bad = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad], body: "Hi")
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            #expect(try await Self.failure(c, broadcast: b, contact: bad) == ("failed", "21211"))
+            #expect(try await Self.optOuts(c, bad) == [])
         }
     }
 

@@ -38,18 +38,23 @@ struct EmailAttachmentTests {
         return try await F.error(c, id)
     }
 
+    /// In a database of its own, writes an ``emailBroadcast(_:smtpURL:extra:media:contacts:html:)``
+    /// of `media` to one contact and returns the error ``validate(_:_:_:)`` finds.
+    static func validationError(extra: String = "", media: String) async throws -> String? {
+        try await withTestConnection { db, c in
+            let id = try await emailBroadcast(c, extra: extra, media: media, contacts: [try await F.contact(c)])
+            return try await validate(db, c, id)
+        }
+    }
+
     @Test("an attachment over max_attachment_bytes fails the broadcast with its size and the limit")
     func overLimit() async throws {
         let files = try await FileServerDouble.start()
         let big = [UInt8](repeating: 0x41, count: Int(12.3 * 1_048_576))
         files.serve("/big.pdf", bytes: big, contentType: "application/pdf")
-        try await withTestConnection { db, c in
-            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/big.pdf"}]"#,
-                                                   contacts: [try await F.contact(c)])
-            let error = try await Self.validate(db, c, id)
-            #expect(error
-                    == "media[0]: attachment \(files.baseURL)/big.pdf is 12.3 MiB; max_attachment_bytes is 10 MiB")
-        }
+        let error = try await Self.validationError(media: #"[{"type": "document", "url": "\#(files.baseURL)/big.pdf"}]"#)
+        #expect(error
+                == "media[0]: attachment \(files.baseURL)/big.pdf is 12.3 MiB; max_attachment_bytes is 10 MiB")
         await files.stop()
     }
 
@@ -57,13 +62,8 @@ struct EmailAttachmentTests {
     func overLimitWhileStreaming() async throws {
         let files = try await FileServerDouble.start()
         files.serve("/stream.bin", bytes: [UInt8](repeating: 0x42, count: 200_000), announcesLength: false)
-        try await withTestConnection { db, c in
-            let id = try await Self.emailBroadcast(c, extra: #", "max_attachment_bytes": 65536"#,
-                                                   media: #"[{"type": "document", "url": "\#(files.baseURL)/stream.bin"}]"#,
-                                                   contacts: [try await F.contact(c)])
-            let error = try await Self.validate(db, c, id)
-            #expect(error == "media[0]: attachment \(files.baseURL)/stream.bin is more than 64 KiB; max_attachment_bytes is 64 KiB")
-        }
+        let error = try await Self.validationError(extra: #", "max_attachment_bytes": 65536"#, media: #"[{"type": "document", "url": "\#(files.baseURL)/stream.bin"}]"#)
+        #expect(error == "media[0]: attachment \(files.baseURL)/stream.bin is more than 64 KiB; max_attachment_bytes is 64 KiB")
         await files.stop()
     }
 
@@ -72,27 +72,19 @@ struct EmailAttachmentTests {
         let files = try await FileServerDouble.start()
         files.serve("/a.bin", bytes: Array(Self.binary[..<2048]))
         files.serve("/b.bin", bytes: Array(Self.binary[..<2048]))
-        try await withTestConnection { db, c in
-            let media = #"[{"type": "document", "url": "\#(files.baseURL)/a.bin"}, {"type": "document", "url": "\#(files.baseURL)/b.bin"}]"#
-            let id = try await Self.emailBroadcast(c, extra: #", "max_attachment_bytes": 3000"#, media: media,
-                                                   contacts: [try await F.contact(c)])
-            let error = try await Self.validate(db, c, id)
-            #expect(error
-                    == "media[1]: attachment \(files.baseURL)/b.bin does not fit in the 952 bytes left after the items before it; max_attachment_bytes is 3000 bytes for all attachments together")
-        }
+        let media = #"[{"type": "document", "url": "\#(files.baseURL)/a.bin"}, {"type": "document", "url": "\#(files.baseURL)/b.bin"}]"#
+        let error = try await Self.validationError(extra: #", "max_attachment_bytes": 3000"#, media: media)
+        #expect(error
+                == "media[1]: attachment \(files.baseURL)/b.bin does not fit in the 952 bytes left after the items before it; max_attachment_bytes is 3000 bytes for all attachments together")
         await files.stop()
     }
 
     @Test("an attachment the server does not have fails the broadcast with the HTTP status")
     func notFound() async throws {
         let files = try await FileServerDouble.start()
-        try await withTestConnection { db, c in
-            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/gone.pdf"}]"#,
-                                                   contacts: [try await F.contact(c)])
-            let error = try await Self.validate(db, c, id)
-            #expect(error
-                    == "media[0]: attachment \(files.baseURL)/gone.pdf could not be fetched: the server answered HTTP 404")
-        }
+        let error = try await Self.validationError(media: #"[{"type": "document", "url": "\#(files.baseURL)/gone.pdf"}]"#)
+        #expect(error
+                == "media[0]: attachment \(files.baseURL)/gone.pdf could not be fetched: the server answered HTTP 404")
         await files.stop()
     }
 
@@ -101,12 +93,8 @@ struct EmailAttachmentTests {
         let files = try await FileServerDouble.start()
         let url = "\(files.baseURL)/a.pdf"
         await files.stop()  // nothing listens on that port any more
-        try await withTestConnection { db, c in
-            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(url)"}]"#,
-                                                   contacts: [try await F.contact(c)])
-            let error = try await Self.validate(db, c, id) ?? ""
-            #expect(error.hasPrefix("media[0]: attachment \(url) could not be fetched: "), "\(error)")
-        }
+        let error = try await Self.validationError(media: #"[{"type": "document", "url": "\#(url)"}]"#) ?? ""
+        #expect(error.hasPrefix("media[0]: attachment \(url) could not be fetched: "), "\(error)")
     }
 
     @Test("an edit of a started email broadcast that changes its media is rejected; one that keeps it is accepted")

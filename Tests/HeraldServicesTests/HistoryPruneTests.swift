@@ -66,10 +66,7 @@ struct HistoryPruneTests {
 
     @Test("a broadcast still sending, or cancelled with a job left, is never pruned; no retention prunes nothing")
     func leavesLiveWork() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c)
-            let contacts = try await WorkerFixtures.contacts(c, count: 5)
-            let sending = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+        try await WorkerFixtures.withSandboxBroadcast(to: 5) { db, c, channel, contacts, sending in
             try await c.execute("UPDATE herald.broadcasts SET created_at = now() - interval '90 days' WHERE id = \(sending)")
             let cancelled = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
             try await c.execute("""

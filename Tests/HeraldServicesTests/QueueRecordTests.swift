@@ -20,9 +20,7 @@ struct QueueRecordTests {
 
     @Test("a job re-claimed by another worker is neither finished nor retried by the first")
     func lostLease() async throws {
-        try await withTestConnection { db, c in
-            let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 4)
-            try await receipts.claim(c, broadcast: broadcast, owner: "w1")
+        try await WebhookReceiptTests.withClaimedMessages(count: 4) { db, c, broadcast, ids in
             // The lease on the first two expired and w2 took them.
             try await c.execute("UPDATE herald.jobs SET lease_owner = 'w2' WHERE message_id = ANY(\(Array(ids[0..<2]))::bigint[])")
 
@@ -49,9 +47,7 @@ struct QueueRecordTests {
 
     @Test("a hand-back makes the job due now without an owner and leaves its message as it was")
     func handBack() async throws {
-        try await withTestConnection { db, c in
-            let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 3)
-            try await receipts.claim(c, broadcast: broadcast, owner: "w1")
+        try await WebhookReceiptTests.withClaimedMessages(count: 3) { db, c, broadcast, ids in
             try await c.execute("UPDATE herald.jobs SET lease_owner = 'w2' WHERE message_id = \(ids[2])")
 
             let applied = try await queue.record([
@@ -77,9 +73,7 @@ struct QueueRecordTests {
 
     @Test("a re-claim that commits while the record waits for its row lock wins")
     func concurrentReclaim() async throws {
-        try await withTestConnection { db, c in
-            let (broadcast, ids) = try await WebhookReceiptTests.messages(c, count: 1)
-            try await receipts.claim(c, broadcast: broadcast, owner: "w1")
+        try await WebhookReceiptTests.withClaimedMessages(count: 1) { db, c, broadcast, ids in
             // w2 re-claims the job in an open transaction, so w1's record has to wait for the lock.
             let other = try await db.connect()
             try await other.simpleQuery("BEGIN")

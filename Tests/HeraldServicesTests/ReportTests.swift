@@ -42,10 +42,7 @@ struct ReportTests {
 
     @Test("the counters follow every kind of write: expansion, outcomes, receipts, cancellation, deletes, compaction")
     func countersFollowWrites() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c)
-            let contacts = try await WorkerFixtures.contacts(c, count: 50)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "x")
+        try await WorkerFixtures.withSandboxBroadcast(to: 50, body: "x") { db, c, channel, contacts, b in
             var (report, counted) = try await Self.compare(c, broadcast: b)
             #expect(report == counted)
             #expect(report[0] == 50 && report[1] == 50)
@@ -72,10 +69,7 @@ struct ReportTests {
 
     @Test("report counts equal the messages' statuses under a concurrent mix of sends and receipts")
     func concurrentMix() async throws {
-        try await withTestConnection { db, setup in
-            let channel = try await WorkerFixtures.sandboxChannel(setup, kind: "whatsapp")
-            let contacts = try await WorkerFixtures.contacts(setup, count: 3000)
-            let b = try await WorkerFixtures.sendingBroadcast(setup, channel: channel, contacts: contacts, body: "x")
+        try await WorkerFixtures.withSandboxBroadcast(to: 3000, kind: "whatsapp", body: "x") { db, setup, channel, contacts, b in
             let state = MixState()
 
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -194,10 +188,7 @@ struct ReportTests {
 
     @Test("channel_report: per channel and hour, sent, delivered, read, failed, delivery rate, median time to delivered")
     func channelReport() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c, name: "promo")
-            let contacts = try await WorkerFixtures.contacts(c, count: 6)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "x")
+        try await WorkerFixtures.withSandboxBroadcast(to: 6, channel: "promo", body: "x") { db, c, channel, contacts, b in
             try await c.execute("DELETE FROM herald.jobs")
             // Six messages sent at 10:15: delivered after 10 s, 20 s and 30 s (one of them also read),
             // one read without a delivered receipt after 40 s, one still sent, one failed after sending;
@@ -237,10 +228,7 @@ struct ReportTests {
     @Test("herald report: a table, one broadcast with shares, --json; unknown id and unreachable database fail in one line")
     func command() async throws {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c, name: "promo-sms")
-            let contacts = try await WorkerFixtures.contacts(c, count: 4)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "x")
+        try await WorkerFixtures.withSandboxBroadcast(to: 4, channel: "promo-sms", body: "x") { db, c, channel, contacts, b in
             try await c.execute("""
                 WITH d AS (DELETE FROM herald.jobs WHERE message_id IN (SELECT id FROM herald.messages WHERE broadcast_id = \(b) ORDER BY id LIMIT 3) RETURNING message_id)
                 UPDATE herald.messages SET status = 'delivered' WHERE id IN (SELECT message_id FROM d)

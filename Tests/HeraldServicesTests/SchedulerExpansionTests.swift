@@ -10,10 +10,7 @@ struct SchedulerExpansionTests {
 
     @Test("overlapping groups and picked contacts give one message and one job per distinct contact")
     func dedupe() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            var ids: [Int64] = []
-            for _ in 0..<6 { ids.append(try await F.contact(c)) }
+        try await F.withChannel(contacts: 6) { db, c, channel, ids in
             let a = try await F.group(c, "a", members: [ids[0], ids[1], ids[2]])
             let b = try await F.group(c, "b", members: [ids[1], ids[2], ids[3]])
             // ids[5] is in no group and not picked.
@@ -38,9 +35,7 @@ struct SchedulerExpansionTests {
 
     @Test("SMS: opted out, invalid or missing phone are skipped; opted out wins over invalid")
     func smsSkips() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            let ok = try await F.contact(c)
+        try await F.withChannelAndContact { db, c, channel, ok in
             let optedOut = try await F.contact(c)
             let optedOutAndInvalid = try await F.contact(c, phone: "0803 123 4567")
             let invalid = try await F.contact(c, phone: "08031234567")

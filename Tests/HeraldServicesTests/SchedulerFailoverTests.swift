@@ -11,9 +11,7 @@ import Testing
 extension SchedulerProcessTests {
     @Test("a SIGSTOPped leader loses leadership: the standby starts the next broadcast within 15 s; the old leader then stands by")
     func stoppedLeader() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            let contact = try await F.contact(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             let a = try Self.start(db)
             try await F.waitUntil("one leads", timeout: .seconds(10)) { Self.isLeader(a) }
             let b = try Self.start(db)

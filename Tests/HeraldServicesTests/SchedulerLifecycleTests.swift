@@ -52,9 +52,7 @@ struct SchedulerLifecycleTests {
 
     @Test("a sending broadcast with no job left completes; one with jobs, a paused one, and an unexpanded one do not")
     func completes() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            let contact = try await F.contact(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             let id = try await F.broadcast(c, channel: channel, contacts: [contact])
             let paused = try await F.broadcast(c, channel: channel, status: "draft", contacts: [contact])
             let unexpanded = try await F.broadcast(c, channel: channel, status: "draft", contacts: [contact])
@@ -94,13 +92,8 @@ struct SchedulerLifecycleTests {
 
     @Test("a cancelled broadcast's unsent messages end cancelled; one under a live lease is left to its worker")
     func cancelledSending() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            var contacts: [Int64] = []
-            for _ in 0..<4 { contacts.append(try await F.contact(c)) }
-            let id = try await F.broadcast(c, channel: channel, contacts: contacts)
-            try await F.withScheduler(db) {
-                try await F.waitUntil("it starts") { try await F.status(c, id) == "sending" }
+        try await F.withChannel(contacts: 4) { db, c, channel, contacts in
+            let cancelled = try await F.whileSending(db, c, channel: channel, contacts: contacts) { id in
                 // A worker sent one, holds one under a live lease, and one lease has expired.
                 let ids = try await c.query("SELECT id FROM herald.messages WHERE broadcast_id = \(id) ORDER BY id").map { try $0.decode(Int64.self, at: 0) }
                 try await c.execute("UPDATE herald.messages SET status = 'sent' WHERE id = \(ids[0])")
@@ -114,15 +107,13 @@ struct SchedulerLifecycleTests {
                 #expect(m == ["sent", "queued", "cancelled", "cancelled"])
                 #expect(try await F.count(c, "SELECT count(*) FROM herald.jobs WHERE message_id = \(ids[1])") == 1)
             }
-            #expect(try await F.status(c, id) == "cancelled")
+            #expect(try await F.status(c, cancelled) == "cancelled")
         }
     }
 
     @Test("a leader whose connection breaks reconnects, leads again and goes on")
     func reconnects() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            let contact = try await F.contact(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             try await F.withScheduler(db) {
                 let first = try await F.broadcast(c, channel: channel, contacts: [contact])
                 try await F.waitUntil("the first starts") { try await F.status(c, first) == "sending" }

@@ -43,10 +43,7 @@ struct SchedulerProcessTests {
 
     @Test("two schedulers: one acts, each broadcast is expanded once; killing the leader hands over")
     func failover() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            var contacts: [Int64] = []
-            for _ in 0..<3 { contacts.append(try await F.contact(c)) }
+        try await F.withChannel(contacts: 3) { db, c, channel, contacts in
             let g = try await F.group(c, "g", members: contacts)
             let a = try Self.start(db)
             let b = try Self.start(db)

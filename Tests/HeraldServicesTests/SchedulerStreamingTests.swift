@@ -29,6 +29,18 @@ struct SchedulerStreamingTests {
         return try await F.broadcast(c, channel: channel, groups: [g])
     }
 
+    /// Runs `body` in a database of its own with a ``broadcast(_:channel:)`` on a new SMS channel
+    /// and a ``leader(_:)`` on the same connection that has not started it yet.
+    static func withBroadcastAndLeader(
+        _ body: (TestDatabase, PostgresConnection, _ broadcast: Int64, _ leader: inout LeaderState) async throws -> Void
+    ) async throws {
+        try await withTestConnection { db, c in
+            let id = try await broadcast(c, channel: try await F.channel(c))
+            var leader = leader(c)
+            try await body(db, c, id, &leader)
+        }
+    }
+
     static func count(_ c: PostgresConnection, _ id: Int64, status: String) async throws -> Int {
         try await F.count(c, "SELECT count(*) FROM herald.messages WHERE broadcast_id = \(id) AND status = \(status)")
     }
@@ -62,9 +74,7 @@ struct SchedulerStreamingTests {
 
     @Test("a broadcast whose every job is done does not complete before its last chunk")
     func completesOnlyAfterLastChunk() async throws {
-        try await withTestConnection { db, c in
-            let id = try await Self.broadcast(c, channel: try await F.channel(c))
-            var leader = Self.leader(c)
+        try await Self.withBroadcastAndLeader { db, c, id, leader in
             #expect(try await leader.startDueBroadcasts())
             // A worker sends the first chunk: no job of the broadcast is left.
             try await c.execute("UPDATE herald.messages SET status = 'sent', sent_at = now() WHERE broadcast_id = \(id)")
@@ -132,9 +142,7 @@ struct SchedulerStreamingTests {
 
     @Test("cancel during a streaming expansion stops its chunks, even one already on its way; unsent messages end cancelled")
     func cancelStopsChunks() async throws {
-        try await withTestConnection { db, c in
-            let id = try await Self.broadcast(c, channel: try await F.channel(c))
-            var leader = Self.leader(c)
+        try await Self.withBroadcastAndLeader { db, c, id, leader in
             for _ in 0..<2 { #expect(try await leader.startDueBroadcasts()) }
             let onItsWay = try await SchedulerStore(c).dueBroadcasts()  // read before the cancel
             // A worker sent one message; then the admin tool cancels.
@@ -159,9 +167,7 @@ struct SchedulerStreamingTests {
 
     @Test("broadcast_report shows the broadcast sending from its first chunk, its counts growing chunk by chunk")
     func reportGrows() async throws {
-        try await withTestConnection { db, c in
-            let id = try await Self.broadcast(c, channel: try await F.channel(c))
-            var leader = Self.leader(c)
+        try await Self.withBroadcastAndLeader { db, c, id, leader in
             var seen: [Int] = []
             while try await leader.startDueBroadcasts() {
                 let row = try await c.query("""
@@ -178,9 +184,7 @@ struct SchedulerStreamingTests {
 
     @Test("a broadcast paused during its expansion is expanded to the end and stays paused")
     func pausedDuringExpansion() async throws {
-        try await withTestConnection { db, c in
-            let id = try await Self.broadcast(c, channel: try await F.channel(c))
-            var leader = Self.leader(c)
+        try await Self.withBroadcastAndLeader { db, c, id, leader in
             #expect(try await leader.startDueBroadcasts())
             #expect(try await c.execute("UPDATE herald.broadcasts SET status = 'paused' WHERE id = \(id) AND status = 'sending'") == 1)
             while try await leader.startDueBroadcasts() {}

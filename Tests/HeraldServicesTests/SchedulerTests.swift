@@ -74,6 +74,42 @@ enum SchedulerFixtures {
             """)[0].decode(Int64.self, at: 0)
     }
 
+    /// Inserts `count` contacts, each the default of ``contact(_:phone:email:lastInboundAgo:)``.
+    static func contacts(_ c: PostgresConnection, count: Int) async throws -> [Int64] {
+        var ids: [Int64] = []
+        for _ in 0..<count { ids.append(try await contact(c)) }
+        return ids
+    }
+
+    /// Runs `body` in a database of its own holding an SMS sandbox channel (``channel(_:name:kind:provider:settings:enabled:)``)
+    /// and `count` default contacts: the opening most scheduler tests share.
+    static func withChannel(contacts count: Int,
+                            _ body: (TestDatabase, PostgresConnection, _ channel: Int64, _ contacts: [Int64]) async throws -> Void) async throws {
+        try await withTestConnection { db, c in
+            let channel = try await channel(c)
+            try await body(db, c, channel, try await contacts(c, count: count))
+        }
+    }
+
+    /// ``withChannel(contacts:_:)`` with one contact, passed on its own.
+    static func withChannelAndContact(_ body: (TestDatabase, PostgresConnection, _ channel: Int64, _ contact: Int64) async throws -> Void) async throws {
+        try await withChannel(contacts: 1) { db, c, channel, contacts in try await body(db, c, channel, contacts[0]) }
+    }
+
+    /// Writes a broadcast to `contacts` on `channel` and runs a scheduler (``withScheduler(_:chunk:claimable:environment:maintenanceInterval:_:)``);
+    /// `body` runs, with the broadcast's id, once the scheduler has started it (`sending`).
+    /// Returns the id, for checks after the scheduler has stopped.
+    @discardableResult
+    static func whileSending(_ db: TestDatabase, _ c: PostgresConnection, channel: Int64, contacts: [Int64],
+                             _ body: @escaping @Sendable (_ broadcast: Int64) async throws -> Void) async throws -> Int64 {
+        let id = try await broadcast(c, channel: channel, contacts: contacts)
+        try await withScheduler(db) {
+            try await waitUntil("it sends") { try await status(c, id) == "sending" }
+            try await body(id)
+        }
+        return id
+    }
+
     static func group(_ c: PostgresConnection, _ name: String, members: [Int64]) async throws -> Int64 {
         let id = try await c.query("INSERT INTO herald.groups (name) VALUES (\(name)) RETURNING id")[0].decode(Int64.self, at: 0)
         try await c.execute("INSERT INTO herald.group_members (group_id, contact_id) SELECT \(id), unnest(\(members)::bigint[])")
@@ -141,9 +177,7 @@ struct SchedulerTimingTests {
 
     @Test("a broadcast due in 2 s starts within 1 s after send_at, not before")
     func dueInTwoSeconds() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            let contact = try await F.contact(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             try await F.withScheduler(db) {
                 let id = try await F.broadcast(c, channel: channel, sendAt: "2 seconds", contacts: [contact])
                 try await Task.sleep(for: .milliseconds(1500))
@@ -162,9 +196,7 @@ struct SchedulerTimingTests {
 
     @Test("a broadcast whose send_at is past, or null, starts at once")
     func pastAndNull() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            let contact = try await F.contact(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             let past = try await F.broadcast(c, channel: channel, sendAt: "-1 hour", contacts: [contact])
             // Maintenance only every 60 s: a start within seconds is the insert's notification
             // waking the scheduler, not its periodic pass (and a loaded machine has room).
@@ -181,9 +213,7 @@ struct SchedulerTimingTests {
 
     @Test("broadcasts for the same second all start; one far ahead waits")
     func sameSecondAndFarAhead() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            let contact = try await F.contact(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             try await F.withScheduler(db) {
                 var ids: [Int64] = []
                 for _ in 0..<5 { ids.append(try await F.broadcast(c, channel: channel, sendAt: "1 second", contacts: [contact])) }
@@ -198,9 +228,7 @@ struct SchedulerTimingTests {
 
     @Test("a draft is never touched")
     func draftUntouched() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await F.channel(c)
-            let contact = try await F.contact(c)
+        try await F.withChannelAndContact { db, c, channel, contact in
             let draft = try await F.broadcast(c, channel: channel, status: "draft", contacts: [contact])
             let invalidDraft = try await F.broadcast(c, channel: channel, body: nil, status: "draft", contacts: [contact])
             try await F.withScheduler(db) {

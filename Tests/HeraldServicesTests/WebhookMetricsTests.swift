@@ -27,10 +27,7 @@ struct WebhookMetricsTests {
 
     @Test("/metrics parses as Prometheus text and moves when messages are sent: outcome counters and queue gauges")
     func movesWhenSent() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c, name: "promo-sms")
-            let contacts = try await WorkerFixtures.contacts(c, count: 20)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+        try await WorkerFixtures.withSandboxBroadcast(to: 20, channel: "promo-sms") { db, c, channel, contacts, b in
             let metrics = HeraldMetrics()
             try await Self.withMetricsServer(metrics, databaseURL: db.url) { base, transport in
                 let before = try await Self.scrape(base, transport)

@@ -13,11 +13,21 @@ struct WebhookReceiptTests {
 
     /// A sending broadcast of `count` queued messages (with jobs); returns the message ids.
     static func messages(_ c: PostgresConnection, count: Int) async throws -> (broadcast: Int64, ids: [Int64]) {
-        let channel = try await WorkerFixtures.sandboxChannel(c, kind: "whatsapp")
-        let contacts = try await WorkerFixtures.contacts(c, count: count)
-        let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+        let b = try await WorkerFixtures.sandboxBroadcast(c, to: count, kind: "whatsapp").broadcast
         let ids = try await c.query("SELECT id FROM herald.messages WHERE broadcast_id = \(b) ORDER BY id").map { try $0.decode(Int64.self, at: 0) }
         return (b, ids)
+    }
+
+    /// Runs `body` in a database of its own holding ``messages(_:count:)``, whose jobs worker `w1`
+    /// has claimed (``claim(_:broadcast:owner:)``): the state in which a worker's outcomes and
+    /// the provider's receipts meet.
+    static func withClaimedMessages(count: Int,
+                                    _ body: (TestDatabase, PostgresConnection, _ broadcast: Int64, _ ids: [Int64]) async throws -> Void) async throws {
+        try await withTestConnection { db, c in
+            let (b, ids) = try await messages(c, count: count)
+            _ = try await WebhookReceiptTests().claim(c, broadcast: b, owner: "w1")
+            try await body(db, c, b, ids)
+        }
     }
 
     /// Claims every job of the broadcast as worker `owner` (a live lease), as the worker's claim does.
@@ -223,10 +233,8 @@ struct WebhookReceiptTests {
 
     @Test("the send's answer was lost: Herald's id in the receipt finds the message, sets its provider id, and cancels the retry")
     func answerLost() async throws {
-        try await withTestConnection { db, c in
-            let (b, ids) = try await Self.messages(c, count: 1)
+        try await Self.withClaimedMessages(count: 1) { db, c, b, ids in
             let id = ids[0]
-            try await claim(c, broadcast: b)
             #expect(try await timedOut(c, id, retryAt: Date().addingTimeInterval(60)) == 1)
             try await deliver(c, [receipt("wamid.lost", "sent", at: Self.t1, callback: id)])
             let r = try await row(c, id)
@@ -271,10 +279,8 @@ struct WebhookReceiptTests {
 
     @Test("after several tries, a receipt under an earlier try's provider id still applies (that try was accepted too)")
     func earlierTry() async throws {
-        try await withTestConnection { db, c in
-            let (b, ids) = try await Self.messages(c, count: 1)
+        try await Self.withClaimedMessages(count: 1) { db, c, b, ids in
             let id = ids[0]
-            try await claim(c, broadcast: b)
             // The first try timed out after the request went out; the second was accepted.
             #expect(try await timedOut(c, id, retryAt: Date()) == 1)
             #expect(try await claim(c, broadcast: b) == [id])

@@ -53,29 +53,23 @@ struct WorkerFaultTests {
 
     @Test("a contact deleted after expansion is not messaged: skipped with contact_deleted, the rest sent")
     func deletedContact() async throws {
-        try await ProviderDouble.with { double in
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 5)
-                // A template: no 24-hour window to hold the message back for another reason.
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
-                // Deleted with its opt-outs and memberships (an erasure request); its message stays.
-                try await c.execute("DELETE FROM herald.contacts WHERE id = \(contacts[2])")
-                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 4, "skipped": 1])
-                let reason = try await c.query("SELECT skip_reason FROM herald.messages WHERE broadcast_id = \(b) AND contact_id = \(contacts[2])")[0]
-                #expect(try reason.decode(String?.self, at: 0) == "contact_deleted")
-                #expect(double.requestCount == 4)
-            }
+        try await WorkerFixtures.withChannel(.whatsApp) { double, db, c, channel in
+            let contacts = try await WorkerFixtures.contacts(c, count: 5)
+            // A template: no 24-hour window to hold the message back for another reason.
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+            // Deleted with its opt-outs and memberships (an erasure request); its message stays.
+            try await c.execute("DELETE FROM herald.contacts WHERE id = \(contacts[2])")
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 4, "skipped": 1])
+            let reason = try await c.query("SELECT skip_reason FROM herald.messages WHERE broadcast_id = \(b) AND contact_id = \(contacts[2])")[0]
+            #expect(try reason.decode(String?.self, at: 0) == "contact_deleted")
+            #expect(double.requestCount == 4)
         }
     }
 
     @Test("after a PostgreSQL restart, a lapsed lease held by another worker is not claimable for the restart grace")
     func restartGrace() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c)
-            let contacts = try await WorkerFixtures.contacts(c, count: 2)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+        try await WorkerFixtures.withSandboxBroadcast(to: 2) { db, c, channel, contacts, b in
             let held = try await c.query("""
                 UPDATE herald.jobs SET lease_owner = 'a-worker-cut-off-by-the-restart', run_at = now() - interval '1 minute'
                 WHERE message_id = (SELECT min(message_id) FROM herald.jobs WHERE broadcast_id = \(b)) RETURNING message_id
@@ -96,11 +90,9 @@ struct WorkerFaultTests {
     func outcomesOutliveOutage() async throws {
         try await WorkerFixtures.withPromo(to: 20, latency: .milliseconds(1500)) { s async throws in
             let (double, db, c, b) = (s.double, s.db, s.c, s.broadcast)
-            var config = WorkerFixtures.configuration(db)
-            config.lease = .seconds(5)
-            // 4 s, well above the double's 1.5 s: with 2 s, answers delayed by a loaded machine
-            // timed out and were retried as ambiguous, which the double counts as a second send.
-            config.requestTimeout = .seconds(4)
+            // A request timeout of 4 s, well above the double's 1.5 s: with 2 s, answers delayed by a
+            // loaded machine timed out and were retried as ambiguous, which the double counts as a second send.
+            var config = WorkerFixtures.configuration(db, lease: .seconds(5), requestTimeout: .seconds(4))
             // No restart here, so the restart grace must not be what keeps the jobs from being
             // claimed again (and the test's server is young enough for a grace to apply).
             config.restartGrace = .zero

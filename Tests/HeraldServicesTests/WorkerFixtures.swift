@@ -46,7 +46,6 @@ enum WorkerFixtures {
             """)[0].decode(Int64.self, at: 0)
     }
 
-    /// Inserts `count` contacts with phone numbers and emails; returns their ids.
     /// What most worker tests start from: a WhatsApp channel on a provider double, contacts, and
     /// a `sending` template broadcast ("promo") to them, in a database of the test's own.
     struct PromoScene: Sendable {
@@ -56,6 +55,41 @@ enum WorkerFixtures {
         let channel: Int64
         let contacts: [Int64]
         let broadcast: Int64
+    }
+
+    /// The kind of channel ``withChannel(_:extra:configure:body:)`` writes on its provider double.
+    enum DoubleChannel {
+        case whatsApp, twilio, smtp
+    }
+
+    /// Runs `body` with a provider double, a database of its own, and a channel of `kind` on the
+    /// double (named as its builder's default; `extra` goes into a WhatsApp channel's settings).
+    /// With `rejecting`, the double answers every send to that recipient on the channel's
+    /// endpoint with `fault`. `configure` sets the double up further (faults, latency, templates)
+    /// before anything is written;
+    /// `rate` and `burst`, when given, replace the channel's (1000/s, 100) as an admin's edit would.
+    /// The double and the database are gone when it returns.
+    static func withChannel(_ kind: DoubleChannel, extra: String = "", rate: Int? = nil, burst: Int? = nil,
+                            rejecting recipient: String? = nil, with fault: ProviderDouble.Fault? = nil,
+                            configure: (ProviderDouble) -> Void = { _ in },
+                            body: (ProviderDouble, TestDatabase, PostgresConnection, _ channel: Int64) async throws -> Void) async throws {
+        try await ProviderDouble.with { double in
+            if let recipient {
+                double.reject(recipient: recipient, on: kind == .twilio ? .twilio : .whatsApp, with: fault)
+            }
+            configure(double)
+            try await withTestConnection { db, c in
+                let channel = switch kind {
+                case .whatsApp: try await whatsAppChannel(c, double: double, extra: extra)
+                case .twilio: try await twilioChannel(c, double: double)
+                case .smtp: try await smtpChannel(c, double: double)
+                }
+                if let rate, let burst {
+                    try await c.execute("UPDATE herald.channels SET rate_per_second = \(rate), burst = \(burst) WHERE id = \(channel)")
+                }
+                try await body(double, db, c, channel)
+            }
+        }
     }
 
     /// Runs `body` with a ``PromoScene`` of `count` contacts whose provider answers after
@@ -72,6 +106,35 @@ enum WorkerFixtures {
         }
     }
 
+    /// A sandbox channel, contacts, and a `sending` broadcast to all of them: what the tests of
+    /// the queue, the reports and the worker's bookkeeping start from when no provider is involved.
+    struct SandboxScene: Sendable {
+        let channel: Int64
+        let contacts: [Int64]
+        let broadcast: Int64
+    }
+
+    /// Writes a ``SandboxScene``: a sandbox channel named `channel` of `kind`, `count` contacts,
+    /// and a broadcast of `body` to them, expanded and `sending`.
+    static func sandboxBroadcast(_ c: PostgresConnection, to count: Int, channel name: String = "sandbox",
+                                 kind: String = "sms", body: String = "hi") async throws -> SandboxScene {
+        let channel = try await sandboxChannel(c, name: name, kind: kind)
+        let contacts = try await contacts(c, count: count)
+        let broadcast = try await sendingBroadcast(c, channel: channel, contacts: contacts, body: body)
+        return SandboxScene(channel: channel, contacts: contacts, broadcast: broadcast)
+    }
+
+    /// Runs `body` in a database of its own holding a ``SandboxScene`` (see ``sandboxBroadcast``),
+    /// with the scene's channel, contacts and broadcast as its last three arguments.
+    static func withSandboxBroadcast(to count: Int, channel name: String = "sandbox", kind: String = "sms", body text: String = "hi",
+                                     _ body: (TestDatabase, PostgresConnection, Int64, [Int64], Int64) async throws -> Void) async throws {
+        try await withTestConnection { db, c in
+            let s = try await sandboxBroadcast(c, to: count, channel: name, kind: kind, body: text)
+            try await body(db, c, s.channel, s.contacts, s.broadcast)
+        }
+    }
+
+    /// Inserts `count` contacts with phone numbers and emails; returns their ids.
     static func contacts(_ c: PostgresConnection, count: Int) async throws -> [Int64] {
         try await c.query("""
             INSERT INTO herald.contacts (first_name, last_name, phone, email, last_inbound_at)
@@ -135,14 +198,18 @@ enum WorkerFixtures {
         return out
     }
 
-    static func configuration(_ db: TestDatabase, id: String = WorkerConfiguration.defaultWorkerID()) -> WorkerConfiguration {
+    /// A worker's configuration for tests: quick polls and backoff, and by default a lease and a
+    /// request timeout long enough that a busy machine does not end either; tests of leases and
+    /// timeouts pass their own.
+    static func configuration(_ db: TestDatabase, id: String = WorkerConfiguration.defaultWorkerID(),
+                              lease: Duration = .seconds(30), requestTimeout: Duration = .seconds(10)) -> WorkerConfiguration {
         var config = WorkerConfiguration(databaseURL: db.url, workerID: id, environment: environment)
         config.idlePoll = .milliseconds(100)
         config.backoff = .init(base: .milliseconds(50), cap: .milliseconds(200))
-        // Long enough that a request never times out because the machine is busy (a timed-out
-        // send is retried as ambiguous and reaches the double twice); tests of timeouts set their own.
-        config.requestTimeout = .seconds(10)
-        config.lease = .seconds(30)
+        // 10 s by default: a request never times out because the machine is busy (a timed-out
+        // send is retried as ambiguous and reaches the double twice).
+        config.requestTimeout = requestTimeout
+        config.lease = lease
         return config
     }
 

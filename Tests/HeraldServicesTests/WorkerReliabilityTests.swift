@@ -6,37 +6,45 @@ import Testing
 
 @Suite("Worker: exactly once, retries, failures, pause, cancel, opt-out, crash and shutdown")
 struct WorkerReliabilityTests {
+    /// Expects the WhatsApp double to have seen each of the broadcast's `count` messages (Herald's
+    /// id in `biz_opaque_callback_data`), all of them `sent`, and as many requests as attempts
+    /// recorded; `because` starts the message of that last check.
+    static func expectEachSentOnce(_ count: Int, _ double: ProviderDouble, _ c: PostgresConnection, broadcast b: Int64,
+                                   else because: String) async throws {
+        let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+        #expect(Set(sent).count == count)
+        #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": count])
+        let attempts = try await WorkerFixtures.recordedAttempts(c, broadcast: b)
+        #expect(sent.count == attempts, "\(because): \(sent.count) requests, \(attempts) recorded attempts")
+    }
+
     @Test("two workers on one queue send every job exactly once")
     func twoWorkersExactlyOnce() async throws {
-        try await ProviderDouble.with { double in
-            double.latency = .milliseconds(2)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 600)
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
-                // A generous request timeout: this test is about claims, and under the parallel test
-                // load a 2-second timeout made a few sends ambiguous, retried by design (at least once).
-                var one = WorkerFixtures.configuration(db, id: "worker-one")
-                one.batchSize = 50
-                one.requestTimeout = .seconds(30)
-                var two = WorkerFixtures.configuration(db, id: "worker-two")
-                two.batchSize = 50
-                two.requestTimeout = .seconds(30)
-                async let a = WorkerFixtures.runWorker(one, until: WorkerFixtures.allDone(db, broadcast: b))
-                async let z = WorkerFixtures.runWorker(two, until: WorkerFixtures.allDone(db, broadcast: b))
-                #expect(try await a)
-                #expect(try await z)
-                let requests = double.received(.whatsApp)
-                let opaque = requests.compactMap { $0.json?["biz_opaque_callback_data"]?.string }
-                let retried = try await c.query("""
-                    SELECT count(*) FILTER (WHERE attempts > 1), coalesce(string_agg(DISTINCT error, '; '), '')
-                    FROM herald.messages WHERE broadcast_id = \(b)
-                    """)[0]
-                let retriedCount = try retried.decode(Int.self, at: 0), retriedErrors = try retried.decode(String.self, at: 1)
-                #expect(requests.count == 600, "retried: \(retriedCount) (\(retriedErrors))")
-                #expect(Set(opaque).count == 600)
-                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 600])
-            }
+        try await WorkerFixtures.withChannel(.whatsApp, configure: { double in double.latency = .milliseconds(2) }) { double, db, c, channel in
+            let contacts = try await WorkerFixtures.contacts(c, count: 600)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
+            // A generous request timeout: this test is about claims, and under the parallel test
+            // load a 2-second timeout made a few sends ambiguous, retried by design (at least once).
+            var one = WorkerFixtures.configuration(db, id: "worker-one")
+            one.batchSize = 50
+            one.requestTimeout = .seconds(30)
+            var two = WorkerFixtures.configuration(db, id: "worker-two")
+            two.batchSize = 50
+            two.requestTimeout = .seconds(30)
+            async let a = WorkerFixtures.runWorker(one, until: WorkerFixtures.allDone(db, broadcast: b))
+            async let z = WorkerFixtures.runWorker(two, until: WorkerFixtures.allDone(db, broadcast: b))
+            #expect(try await a)
+            #expect(try await z)
+            let requests = double.received(.whatsApp)
+            let opaque = requests.compactMap { $0.json?["biz_opaque_callback_data"]?.string }
+            let retried = try await c.query("""
+                SELECT count(*) FILTER (WHERE attempts > 1), coalesce(string_agg(DISTINCT error, '; '), '')
+                FROM herald.messages WHERE broadcast_id = \(b)
+                """)[0]
+            let retriedCount = try retried.decode(Int.self, at: 0), retriedErrors = try retried.decode(String.self, at: 1)
+            #expect(requests.count == 600, "retried: \(retriedCount) (\(retriedErrors))")
+            #expect(Set(opaque).count == 600)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 600])
         }
     }
 
@@ -60,15 +68,11 @@ struct WorkerReliabilityTests {
             async let two = WorkerFixtures.runWorker(configuration("slow-two"), until: WorkerFixtures.allDone(db, broadcast: b))
             #expect(try await one)
             #expect(try await two)
-            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
-            #expect(Set(sent).count == 20)
-            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
             // Every request the provider saw is an attempt recorded under a valid lease: a send
             // made after its lease had passed to the other worker could not be recorded (and a
             // handed-back job counted as an attempt would tip the sum the other way). A send
             // that timed out under load is a recorded attempt, retried by design.
-            let attempts = try await WorkerFixtures.recordedAttempts(c, broadcast: b)
-            #expect(sent.count == attempts, "no send outside its lease: \(sent.count) requests, \(attempts) recorded attempts")
+            try await Self.expectEachSentOnce(20, double, c, broadcast: b, else: "no send outside its lease")
         }
     }
 
@@ -76,11 +80,9 @@ struct WorkerReliabilityTests {
     func recordSurvivesDroppedConnections() async throws {
         try await WorkerFixtures.withPromo(to: 20, latency: .milliseconds(1500)) { s async throws in
             let (double, db, c, b) = (s.double, s.db, s.c, s.broadcast)
-            var config = WorkerFixtures.configuration(db)
             // The record has the rest of the lease to reach the database again; 20 s leaves a
             // busy machine (the parallel test pass) time to reconnect, where 6 s did not.
-            config.lease = .seconds(20)
-            config.requestTimeout = .seconds(4)
+            var config = WorkerFixtures.configuration(db, lease: .seconds(20), requestTimeout: .seconds(4))
             // One lane: no other lane's idle claim finds the dropped connections first, so the
             // record is what meets them.
             config.lanes = 1
@@ -95,138 +97,115 @@ struct WorkerReliabilityTests {
                 """)[0].decode(Int.self, at: 0)
             #expect(dropped > 0)
             #expect(try await done)
-            let sent = double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string }
-            #expect(Set(sent).count == 20)
-            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 20])
             // Without the record's retry the batch's outcomes are lost, its lease runs out and all
             // 20 go out again (40 requests, 20 recorded attempts). A send that timed out under
             // load is a recorded attempt, retried by design, and keeps the two equal.
-            let attempts = try await WorkerFixtures.recordedAttempts(c, broadcast: b)
-            #expect(sent.count == attempts, "the outcomes were recorded, nothing sent again: \(sent.count) requests, \(attempts) recorded attempts")
+            try await Self.expectEachSentOnce(20, double, c, broadcast: b, else: "the outcomes were recorded, nothing sent again")
         }
     }
 
     @Test("a first-attempt 500 and a 429 with Retry-After end sent with more than one attempt")
     func transientFailuresRetry() async throws {
-        try await ProviderDouble.with { double in
-            double.enqueue([.serverError(500), .rateLimited(retryAfter: 1)], for: .whatsApp)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
-                let start = ContinuousClock.now
-                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-                let elapsed = ContinuousClock.now - start
-                let row = try await c.query("SELECT status, attempts, error_code FROM herald.messages WHERE broadcast_id = \(b)")[0]
-                #expect(try row.decode(String.self, at: 0) == "sent")
-                #expect(try row.decode(Int.self, at: 1) == 3)
-                #expect(double.received(.whatsApp).map { $0.responseStatus } == [500, 429, 200])
-                #expect(elapsed >= .seconds(1), "Retry-After: 1 was honoured")
-            }
+        try await WorkerFixtures.withChannel(.whatsApp, configure: { double in double.enqueue([.serverError(500), .rateLimited(retryAfter: 1)], for: .whatsApp) }) { double, db, c, channel in
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
+            let start = ContinuousClock.now
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let elapsed = ContinuousClock.now - start
+            let row = try await c.query("SELECT status, attempts, error_code FROM herald.messages WHERE broadcast_id = \(b)")[0]
+            #expect(try row.decode(String.self, at: 0) == "sent")
+            #expect(try row.decode(Int.self, at: 1) == 3)
+            #expect(double.received(.whatsApp).map { $0.responseStatus } == [500, 429, 200])
+            #expect(elapsed >= .seconds(1), "Retry-After: 1 was honoured")
         }
     }
 
     @Test("a retry is timed from the answer, not from when the batch went out")
     func retryCountsFromTheAnswer() async throws {
-        try await ProviderDouble.with { double in
+        try await WorkerFixtures.withChannel(.whatsApp) { double in
             // A slow 503 asking for one second: the retry is due one second after the answer
             // (2.5 s after the first request), not one second after the send (already past).
             double.enqueue(ProviderDouble.Fault(delay: .milliseconds(1500), action: .raw(
                 status: 503, headers: ["Retry-After": "1", "Content-Type": "application/json"],
                 body: #"{"error":{"code":131016,"message":"Service unavailable"}}"#)), for: .whatsApp)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
-                // Far above the 1.5 s answer: under the parallel suite's load a 2 s timeout sometimes
-                // fired first, and the timeout's own quick retry is not what this test is about.
-                var config = WorkerFixtures.configuration(db)
-                config.requestTimeout = .seconds(10)
-                #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b)))
-                let requests = double.received(.whatsApp)
-                #expect(requests.map { $0.responseStatus } == [503, 200])
-                let error = try await c.query("SELECT error FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(String?.self, at: 0)
-                #expect(error?.contains("131016") == true || error?.contains("503") == true || error?.contains("unavailable") == true,
-                        "the retry came from the 503, not from a timeout: \(error ?? "nil")")
-                if requests.count == 2 {
-                    #expect(requests[1].receivedAt - requests[0].receivedAt >= .milliseconds(2500))
-                }
+        } body: { double, db, c, channel in
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
+            // Far above the 1.5 s answer: under the parallel suite's load a 2 s timeout sometimes
+            // fired first, and the timeout's own quick retry is not what this test is about.
+            var config = WorkerFixtures.configuration(db)
+            config.requestTimeout = .seconds(10)
+            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b)))
+            let requests = double.received(.whatsApp)
+            #expect(requests.map { $0.responseStatus } == [503, 200])
+            let error = try await c.query("SELECT error FROM herald.messages WHERE broadcast_id = \(b)")[0].decode(String?.self, at: 0)
+            #expect(error?.contains("131016") == true || error?.contains("503") == true || error?.contains("unavailable") == true,
+                    "the retry came from the 503, not from a timeout: \(error ?? "nil")")
+            if requests.count == 2 {
+                #expect(requests[1].receivedAt - requests[0].receivedAt >= .milliseconds(2500))
             }
         }
     }
 
     @Test("a permanent rejection ends failed at once with the provider's code")
     func permanentFailure() async throws {
-        try await ProviderDouble.with { double in
-            double.reject(recipient: "+2348031234567", on: .whatsApp, with: .error(code: 131026))
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let bad = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-                let good = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad, good], template: ("promo", ["{{ first_name }}"]))
-                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-                let row = try await c.query("SELECT status, attempts, error_code, error, failed_at IS NOT NULL FROM herald.message_status WHERE contact_id = \(bad)")[0]
-                #expect(try row.decode(String.self, at: 0) == "failed")
-                #expect(try row.decode(Int.self, at: 1) == 1)
-                #expect(try row.decode(String.self, at: 2) == "131026")
-                #expect(try row.decode(String.self, at: 3).isEmpty == false)
-                #expect(try row.decode(Bool.self, at: 4))
-                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["failed": 1, "sent": 1])
-            }
+        try await WorkerFixtures.withChannel(.whatsApp, rejecting: "+2348031234567", with: .error(code: 131026)) { double, db, c, channel in
+            let bad = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let good = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [bad, good], template: ("promo", ["{{ first_name }}"]))
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let row = try await c.query("SELECT status, attempts, error_code, error, failed_at IS NOT NULL FROM herald.message_status WHERE contact_id = \(bad)")[0]
+            #expect(try row.decode(String.self, at: 0) == "failed")
+            #expect(try row.decode(Int.self, at: 1) == 1)
+            #expect(try row.decode(String.self, at: 2) == "131026")
+            #expect(try row.decode(String.self, at: 3).isEmpty == false)
+            #expect(try row.decode(Bool.self, at: 4))
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["failed": 1, "sent": 1])
         }
     }
 
     @Test("a timeout is retried (ambiguous) and recorded as such; with retry_ambiguous false it fails")
     func timeouts() async throws {
-        try await ProviderDouble.with { double in
-            double.enqueue(.delayed(by: .seconds(4)), times: 1, for: .whatsApp)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
-                var config = WorkerFixtures.configuration(db)
-                config.requestTimeout = .milliseconds(500)
-                #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b)))
-                let row = try await c.query("SELECT status, attempts, failure_kind FROM herald.messages WHERE broadcast_id = \(b)")[0]
-                #expect(try row.decode(String.self, at: 0) == "sent")
-                #expect(try row.decode(Int.self, at: 1) == 2)
-                #expect(try row.decode(String?.self, at: 2) == "ambiguous")
+        try await WorkerFixtures.withChannel(.whatsApp, configure: { double in double.enqueue(.delayed(by: .seconds(4)), times: 1, for: .whatsApp) }) { double, db, c, channel in
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["{{ first_name }}"]))
+            var config = WorkerFixtures.configuration(db)
+            config.requestTimeout = .milliseconds(500)
+            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b)))
+            let row = try await c.query("SELECT status, attempts, failure_kind FROM herald.messages WHERE broadcast_id = \(b)")[0]
+            #expect(try row.decode(String.self, at: 0) == "sent")
+            #expect(try row.decode(Int.self, at: 1) == 2)
+            #expect(try row.decode(String?.self, at: 2) == "ambiguous")
 
-                double.enqueue(.delayed(by: .seconds(4)), times: 1, for: .whatsApp)
-                let strict = try await WorkerFixtures.whatsAppChannel(c, double: double, name: "strict", extra: #","retry_ambiguous":false"#)
-                let b2 = try await WorkerFixtures.sendingBroadcast(c, channel: strict, contacts: [who], template: ("promo2", ["x"]))
-                #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b2)))
-                let row2 = try await c.query("SELECT status, attempts, failure_kind FROM herald.messages WHERE broadcast_id = \(b2)")[0]
-                #expect(try row2.decode(String.self, at: 0) == "failed")
-                #expect(try row2.decode(Int.self, at: 1) == 1)
-                #expect(try row2.decode(String?.self, at: 2) == "ambiguous")
-            }
+            double.enqueue(.delayed(by: .seconds(4)), times: 1, for: .whatsApp)
+            let strict = try await WorkerFixtures.whatsAppChannel(c, double: double, name: "strict", extra: #","retry_ambiguous":false"#)
+            let b2 = try await WorkerFixtures.sendingBroadcast(c, channel: strict, contacts: [who], template: ("promo2", ["x"]))
+            #expect(try await WorkerFixtures.runWorker(config, until: WorkerFixtures.allDone(db, broadcast: b2)))
+            let row2 = try await c.query("SELECT status, attempts, failure_kind FROM herald.messages WHERE broadcast_id = \(b2)")[0]
+            #expect(try row2.decode(String.self, at: 0) == "failed")
+            #expect(try row2.decode(Int.self, at: 1) == 1)
+            #expect(try row2.decode(String?.self, at: 2) == "ambiguous")
         }
     }
 
     @Test("retries stop at the channel's max_attempts, then failed")
     func maxAttempts() async throws {
-        try await ProviderDouble.with { double in
+        try await WorkerFixtures.withChannel(.whatsApp, extra: #","max_attempts":3"#) { double in
             double.enqueue(.serverError(503), times: 10, for: .whatsApp)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double, extra: #","max_attempts":3"#)
-                let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["x"]))
-                #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
-                let row = try await c.query("SELECT status, attempts, error FROM herald.messages WHERE broadcast_id = \(b)")[0]
-                #expect(try row.decode(String.self, at: 0) == "failed")
-                #expect(try row.decode(Int.self, at: 1) == 3)
-                #expect(try row.decode(String.self, at: 2).contains("gave up after 3 attempts"))
-            }
+        } body: { double, db, c, channel in
+            let who = try await WorkerFixtures.contact(c, first: "Ada", phone: "+2348031234567")
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: [who], template: ("promo", ["x"]))
+            #expect(try await WorkerFixtures.runWorker(WorkerFixtures.configuration(db), until: WorkerFixtures.allDone(db, broadcast: b)))
+            let row = try await c.query("SELECT status, attempts, error FROM herald.messages WHERE broadcast_id = \(b)")[0]
+            #expect(try row.decode(String.self, at: 0) == "failed")
+            #expect(try row.decode(Int.self, at: 1) == 3)
+            #expect(try row.decode(String.self, at: 2).contains("gave up after 3 attempts"))
         }
     }
 
     @Test("a paused broadcast is not sent; a cancelled one neither; a late opt-out is skipped")
     func pauseCancelOptOut() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c)
-            let contacts = try await WorkerFixtures.contacts(c, count: 20)
-            let paused = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "p")
+        try await WorkerFixtures.withSandboxBroadcast(to: 20, body: "p") { db, c, channel, contacts, paused in
             let cancelled = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "c")
             let live = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "l")
             try await c.execute("UPDATE herald.broadcasts SET status = 'paused' WHERE id = \(paused)")
@@ -249,34 +228,30 @@ struct WorkerReliabilityTests {
     @Test("a worker killed with SIGKILL mid-batch: another sends its jobs after the lease; none lost")
     func killedWorker() async throws {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
-        try await ProviderDouble.with { double in
-            double.latency = .milliseconds(300)
-            try await withTestConnection { db, c in
-                let channel = try await WorkerFixtures.whatsAppChannel(c, double: double)
-                let contacts = try await WorkerFixtures.contacts(c, count: 100)
-                let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
-                let env = WorkerFixtures.environment
-                let victim = try HeraldProcess.start(bin, ["worker", "--lease-seconds", "5", "--request-timeout", "2", "--batch-size", "40", "--log-level", "error"],
-                                                     databaseURL: db.url, environment: env)
-                #expect(await double.waitForRequests(1, timeout: .seconds(20)))
-                victim.signal(SIGKILL)
-                _ = await victim.wait()
-                let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL AND run_at > now()")[0].decode(Int.self, at: 0)
-                #expect(held > 0, "the killed worker held claims")
-                double.latency = .zero
-                // The test's PostgreSQL started moments ago: without `--restart-grace-seconds 0` the
-                // lapsed leases would wait for the grace after a restart (WorkerFaultTests pins that).
-                let rescuer = try HeraldProcess.start(bin, ["worker", "--restart-grace-seconds", "0", "--log-level", "error"],
-                                                      databaseURL: db.url, environment: env)
-                let done = WorkerFixtures.allDone(db, broadcast: b)
-                #expect(try await eventually(within: .seconds(30), every: .milliseconds(100)) { try await done() },
-                        "the rescuer did not finish the killed worker's jobs")
-                rescuer.signal(SIGTERM)
-                #expect(await rescuer.wait() == 0)
-                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 100])
-                let distinct = Set(double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string })
-                #expect(distinct.count == 100)
-            }
+        try await WorkerFixtures.withChannel(.whatsApp, configure: { double in double.latency = .milliseconds(300) }) { double, db, c, channel in
+            let contacts = try await WorkerFixtures.contacts(c, count: 100)
+            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["{{ first_name }}"]))
+            let env = WorkerFixtures.environment
+            let victim = try HeraldProcess.start(bin, ["worker", "--lease-seconds", "5", "--request-timeout", "2", "--batch-size", "40", "--log-level", "error"],
+                                                 databaseURL: db.url, environment: env)
+            #expect(await double.waitForRequests(1, timeout: .seconds(20)))
+            victim.signal(SIGKILL)
+            _ = await victim.wait()
+            let held = try await c.query("SELECT count(*) FROM herald.jobs WHERE lease_owner IS NOT NULL AND run_at > now()")[0].decode(Int.self, at: 0)
+            #expect(held > 0, "the killed worker held claims")
+            double.latency = .zero
+            // The test's PostgreSQL started moments ago: without `--restart-grace-seconds 0` the
+            // lapsed leases would wait for the grace after a restart (WorkerFaultTests pins that).
+            let rescuer = try HeraldProcess.start(bin, ["worker", "--restart-grace-seconds", "0", "--log-level", "error"],
+                                                  databaseURL: db.url, environment: env)
+            let done = WorkerFixtures.allDone(db, broadcast: b)
+            #expect(try await eventually(within: .seconds(30), every: .milliseconds(100)) { try await done() },
+                    "the rescuer did not finish the killed worker's jobs")
+            rescuer.signal(SIGTERM)
+            #expect(await rescuer.wait() == 0)
+            #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 100])
+            let distinct = Set(double.received(.whatsApp).compactMap { $0.json?["biz_opaque_callback_data"]?.string })
+            #expect(distinct.count == 100)
         }
     }
 
