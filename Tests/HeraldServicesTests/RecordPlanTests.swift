@@ -12,10 +12,7 @@ import Testing
 struct RecordPlanTests {
     @Test("with statistics that say the worker holds no job, 1,500 outcomes of a short queue are joined through the key, never by a loop over the batch")
     func noLoopOverTheBatch() async throws {
-        try await withTestConnection { db, c in
-            let channel = try await WorkerFixtures.sandboxChannel(c, name: "recorded")
-            let contacts = try await WorkerFixtures.contacts(c, count: 30000)
-            let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi")
+        try await WorkerFixtures.withSandboxBroadcast(to: 30000, channel: "recorded") { db, c, channel, _, b in
             // A queue that was long and is short now (the tail of a broadcast): the table keeps
             // its pages, and statistics taken while no job was leased make
             // `lease_owner = 'w1'` look like one row.
