@@ -7,20 +7,21 @@ import Testing
 struct ConnectionTests {
     var adminURL: String { ProcessInfo.processInfo.environment["HERALD_TEST_DATABASE_URL"] ?? "" }
 
+    /// The error connecting to `connectionString` fails with (an issue is recorded when it connects).
+    static func connectError(_ connectionString: String) async -> PostgresError? {
+        await #expect(throws: PostgresError.self) { _ = try await PostgresConnection.connect(connectionString) }
+    }
+
     @Test("a bad DATABASE_URL is one clear error")
     func badURL() async throws {
-        let error = await #expect(throws: PostgresError.self) {
-            _ = try await PostgresConnection.connect("postgresql://localhost/db?no_such_option=1")
-        }
+        let error = await Self.connectError("postgresql://localhost/db?no_such_option=1")
         #expect(error?.code == .invalidConnectionString)
         #expect(error?.description.contains("\n") == false)
     }
 
     @Test("an unknown host fails to connect with libpq's reason")
     func badHost() async throws {
-        let error = await #expect(throws: PostgresError.self) {
-            _ = try await PostgresConnection.connect("host=no-such-host.invalid connect_timeout=3")
-        }
+        let error = await Self.connectError("host=no-such-host.invalid connect_timeout=3")
         #expect(error?.code == .connectionFailed)
         #expect(error?.message.contains("no-such-host.invalid") == true)
     }
@@ -29,7 +30,7 @@ struct ConnectionTests {
     func wrongPassword() async throws {
         let url = adminURL.replacingOccurrences(of: "postgres:herald@", with: "postgres:wrong@")
         try #require(url != adminURL, "expects scripts/test's URL with the password herald")
-        let error = await #expect(throws: PostgresError.self) { _ = try await PostgresConnection.connect(url) }
+        let error = await Self.connectError(url)
         #expect(error?.code == .connectionFailed)
         #expect(error?.message.contains("password authentication failed") == true)
     }

@@ -5,11 +5,18 @@ import Testing
 
 @Suite("LISTEN/NOTIFY wakes waiters from the socket")
 struct NotificationTests {
-    @Test("a waiter wakes within 100 ms of a NOTIFY from another connection")
-    func wakesQuickly() async throws {
+    /// A database of the test's own and a connection listening on `herald_test`.
+    static func withListener(_ body: (TestDatabase, PostgresConnection) async throws -> Void) async throws {
         try await withTestDatabase(migrated: false) { db in
             let listener = try await db.connect()
             try await listener.listen("herald_test")
+            try await body(db, listener)
+        }
+    }
+
+    @Test("a waiter wakes within 100 ms of a NOTIFY from another connection")
+    func wakesQuickly() async throws {
+        try await Self.withListener { db, listener in
             let sender = try await db.connect()
             let clock = ContinuousClock()
             // The whole suite runs in parallel on two cores, so one trial can lose the CPU for a
@@ -31,9 +38,7 @@ struct NotificationTests {
 
     @Test("a cancelled waiter returns promptly")
     func cancellation() async throws {
-        try await withTestDatabase(migrated: false) { db in
-            let listener = try await db.connect()
-            try await listener.listen("herald_test")
+        try await Self.withListener { db, listener in
             let clock = ContinuousClock()
             let start = clock.now
             let task = Task { try await listener.waitForNotifications(timeout: .seconds(30)) }
@@ -49,9 +54,7 @@ struct NotificationTests {
 
     @Test("a timeout returns no notifications, and the blocked thread leaves other tasks alone")
     func timeout() async throws {
-        try await withTestDatabase(migrated: false) { db in
-            let listener = try await db.connect()
-            try await listener.listen("herald_test")
+        try await Self.withListener { db, listener in
             let other = try await db.connect()
             async let waited = listener.waitForNotifications(timeout: .milliseconds(500))
             // While the listener's thread sleeps in poll(2), another connection keeps working.

@@ -17,6 +17,17 @@ struct TemplateSyncTests {
     static let logger = Logger(label: "test.templates") { _ in SwiftLogNoOpLogHandler() }
 
     @discardableResult
+    /// A Graph double listing `templates`, and in a database of the test's own one `wa` channel on it.
+    static func withChannel(listing templates: [GraphTemplatesDouble.Template],
+                            _ body: (GraphTemplatesDouble, TestDatabase, PostgresConnection, Int64) async throws -> Void) async throws {
+        try await GraphTemplatesDouble.with(wabaID: waba) { graph in
+            graph.setTemplates(templates)
+            try await withTestConnection { db, c in
+                try await body(graph, db, c, try await channel(c, graph))
+            }
+        }
+    }
+
     static func channel(_ c: PostgresConnection, _ graph: GraphTemplatesDouble, name: String = "wa", token: String = "WA_TOKEN",
                         waba: String? = TemplateSyncTests.waba) async throws -> Int64 {
         let wabaSetting = waba.map { #","waba_id":"\#($0)""# } ?? ""
@@ -84,70 +95,58 @@ struct TemplateSyncTests {
 
     @Test("a second sync: a status change and a rename in language update the same rows, never duplicate; nothing changed, nothing counted")
     func resync() async throws {
-        try await GraphTemplatesDouble.with(wabaID: Self.waba) { graph in
-            graph.setTemplates(Self.fivePages)
-            try await withTestConnection { db, c in
-                let wa = try await Self.channel(c, graph)
-                _ = try await Self.sync(db)
-                let ids = try await c.query("SELECT name, id FROM herald.templates WHERE channel_id = \(wa)")
-                    .reduce(into: [String: Int64]()) { $0[try $1.decode(String.self, at: 0)] = try $1.decode(Int64.self, at: 1) }
-                #expect(try await Self.sync(db).map(\.line) == ["wa: 5 template(s) at Meta: 0 inserted, 0 updated, 0 disabled"])
-                var changed = Self.fivePages
-                changed[4].status = "PAUSED"     // promo
-                changed[1].language = "pt_PT"    // welcome, same Meta id 12
-                graph.setTemplates(changed)
-                #expect(try await Self.sync(db).map(\.line) == ["wa: 5 template(s) at Meta: 0 inserted, 2 updated, 0 disabled"])
-                let after = try await c.query("SELECT name, id, language, status FROM herald.templates WHERE channel_id = \(wa) ORDER BY name")
-                    .map { "\(try $0.decode(String.self, at: 0))|\(try $0.decode(Int64.self, at: 1))|\(try $0.decode(String.self, at: 2))|\(try $0.decode(String.self, at: 3))" }
-                #expect(after.count == 5)
-                #expect(after.contains("promo|\(try #require(ids["promo"]))|en_US|paused"))
-                #expect(after.contains("welcome|\(try #require(ids["welcome"]))|pt_PT|pending"))
-            }
+        try await Self.withChannel(listing: Self.fivePages) { graph, db, c, wa in
+            _ = try await Self.sync(db)
+            let ids = try await c.query("SELECT name, id FROM herald.templates WHERE channel_id = \(wa)")
+                .reduce(into: [String: Int64]()) { $0[try $1.decode(String.self, at: 0)] = try $1.decode(Int64.self, at: 1) }
+            #expect(try await Self.sync(db).map(\.line) == ["wa: 5 template(s) at Meta: 0 inserted, 0 updated, 0 disabled"])
+            var changed = Self.fivePages
+            changed[4].status = "PAUSED"     // promo
+            changed[1].language = "pt_PT"    // welcome, same Meta id 12
+            graph.setTemplates(changed)
+            #expect(try await Self.sync(db).map(\.line) == ["wa: 5 template(s) at Meta: 0 inserted, 2 updated, 0 disabled"])
+            let after = try await c.query("SELECT name, id, language, status FROM herald.templates WHERE channel_id = \(wa) ORDER BY name")
+                .map { "\(try $0.decode(String.self, at: 0))|\(try $0.decode(Int64.self, at: 1))|\(try $0.decode(String.self, at: 2))|\(try $0.decode(String.self, at: 3))" }
+            #expect(after.count == 5)
+            #expect(after.contains("promo|\(try #require(ids["promo"]))|en_US|paused"))
+            #expect(after.contains("welcome|\(try #require(ids["welcome"]))|pt_PT|pending"))
         }
     }
 
     @Test("a sync that finds a template newly paused pauses its running broadcast once; a later sync leaves the admin tool's resume alone")
     func syncPausesBroadcast() async throws {
-        try await GraphTemplatesDouble.with(wabaID: Self.waba) { graph in
-            graph.setTemplates(Array(Self.fivePages.suffix(1)))
-            try await withTestConnection { db, c in
-                let wa = try await Self.channel(c, graph)
-                _ = try await Self.sync(db)
-                let b = try await c.query("""
-                    INSERT INTO herald.broadcasts (name, channel_id, template_id, template_params, status, started_at, expanded_at)
-                    SELECT 'b', \(wa), id, '["x"]', 'sending', now(), now() FROM herald.templates WHERE name = 'promo' RETURNING id
-                    """)[0].decode(Int64.self, at: 0)
-                func status() async throws -> String {
-                    try await c.query("SELECT status FROM herald.broadcasts WHERE id = \(b)")[0].decode(String.self, at: 0)
-                }
-                var paused = Array(Self.fivePages.suffix(1))
-                paused[0].status = "PAUSED"
-                graph.setTemplates(paused)
-                _ = try await Self.sync(db)
-                #expect(try await status() == "paused")
-                try await c.execute("UPDATE herald.broadcasts SET status = 'sending' WHERE id = \(b)")
-                paused[0].body = "Edited {{1}}" // the row changes, its status does not
-                graph.setTemplates(paused)
-                #expect(try await Self.sync(db).map(\.line) == ["wa: 1 template(s) at Meta: 0 inserted, 1 updated, 0 disabled"])
-                #expect(try await status() == "sending")
+        try await Self.withChannel(listing: Array(Self.fivePages.suffix(1))) { graph, db, c, wa in
+            _ = try await Self.sync(db)
+            let b = try await c.query("""
+                INSERT INTO herald.broadcasts (name, channel_id, template_id, template_params, status, started_at, expanded_at)
+                SELECT 'b', \(wa), id, '["x"]', 'sending', now(), now() FROM herald.templates WHERE name = 'promo' RETURNING id
+                """)[0].decode(Int64.self, at: 0)
+            func status() async throws -> String {
+                try await c.query("SELECT status FROM herald.broadcasts WHERE id = \(b)")[0].decode(String.self, at: 0)
             }
+            var paused = Array(Self.fivePages.suffix(1))
+            paused[0].status = "PAUSED"
+            graph.setTemplates(paused)
+            _ = try await Self.sync(db)
+            #expect(try await status() == "paused")
+            try await c.execute("UPDATE herald.broadcasts SET status = 'sending' WHERE id = \(b)")
+            paused[0].body = "Edited {{1}}" // the row changes, its status does not
+            graph.setTemplates(paused)
+            #expect(try await Self.sync(db).map(\.line) == ["wa: 1 template(s) at Meta: 0 inserted, 1 updated, 0 disabled"])
+            #expect(try await status() == "sending")
         }
     }
 
     @Test("a base_url whose host is not allowed is refused before the token leaves; nothing reaches the host")
     func hostNotAllowed() async throws {
-        try await GraphTemplatesDouble.with(wabaID: Self.waba) { graph in
-            graph.setTemplates(Self.fivePages)
-            try await withTestConnection { db, c in
-                let wa = try await Self.channel(c, graph)
-                var environment = Self.environment
-                environment["HERALD_ALLOWED_HOSTS"] = nil
-                let results = try await Self.sync(db, environment: environment)
-                #expect(results.count == 1)
-                #expect(results.first?.line.hasPrefix("wa: host not allowed: 127.0.0.1") == true, "\(results.map(\.line))")
-                #expect(graph.received().isEmpty)
-                #expect(try await Self.rows(c, channel: wa).isEmpty)
-            }
+        try await Self.withChannel(listing: Self.fivePages) { graph, db, c, wa in
+            var environment = Self.environment
+            environment["HERALD_ALLOWED_HOSTS"] = nil
+            let results = try await Self.sync(db, environment: environment)
+            #expect(results.count == 1)
+            #expect(results.first?.line.hasPrefix("wa: host not allowed: 127.0.0.1") == true, "\(results.map(\.line))")
+            #expect(graph.received().isEmpty)
+            #expect(try await Self.rows(c, channel: wa).isEmpty)
         }
     }
 
@@ -195,30 +194,26 @@ struct TemplateSyncTests {
 
     @Test("the scheduler's leader syncs at once and again every interval")
     func leaderSyncs() async throws {
-        try await GraphTemplatesDouble.with(wabaID: Self.waba) { graph in
-            graph.setTemplates(Array(Self.fivePages.prefix(1)))
-            try await withTestConnection { db, c in
-                let wa = try await Self.channel(c, graph)
-                var configuration = SchedulerConfiguration(connectionString: db.url, leadership: Leadership(retryInterval: .milliseconds(200)),
-                                                           providerEnvironment: ProviderEnvironment(variables: Self.environment))
-                configuration.templateSync = TemplateSyncSchedule(
-                    interval: .milliseconds(300),
-                    sync: TemplateSync(environment: ProviderEnvironment(variables: Self.environment), logger: Self.logger),
-                    connectionString: db.url)
-                let service = SchedulerService(configuration: configuration, logger: Self.logger)
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await service.run() }
-                    try await SchedulerFixtures.waitUntil("the first sync inserted the template") {
-                        try await Self.rows(c, channel: wa).count == 1
-                    }
-                    var next = Array(Self.fivePages.prefix(1))
-                    next[0].status = "PAUSED"
-                    graph.setTemplates(next)
-                    try await SchedulerFixtures.waitUntil("a later sync paused it") {
-                        try await c.query("SELECT status FROM herald.templates WHERE channel_id = \(wa)")[0].decode(String.self, at: 0) == "paused"
-                    }
-                    group.cancelAll()
+        try await Self.withChannel(listing: Array(Self.fivePages.prefix(1))) { graph, db, c, wa in
+            var configuration = SchedulerConfiguration(connectionString: db.url, leadership: Leadership(retryInterval: .milliseconds(200)),
+                                                       providerEnvironment: ProviderEnvironment(variables: Self.environment))
+            configuration.templateSync = TemplateSyncSchedule(
+                interval: .milliseconds(300),
+                sync: TemplateSync(environment: ProviderEnvironment(variables: Self.environment), logger: Self.logger),
+                connectionString: db.url)
+            let service = SchedulerService(configuration: configuration, logger: Self.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                try await SchedulerFixtures.waitUntil("the first sync inserted the template") {
+                    try await Self.rows(c, channel: wa).count == 1
                 }
+                var next = Array(Self.fivePages.prefix(1))
+                next[0].status = "PAUSED"
+                graph.setTemplates(next)
+                try await SchedulerFixtures.waitUntil("a later sync paused it") {
+                    try await c.query("SELECT status FROM herald.templates WHERE channel_id = \(wa)")[0].decode(String.self, at: 0) == "paused"
+                }
+                group.cancelAll()
             }
         }
     }

@@ -7,6 +7,12 @@ import Testing
 /// by a real-time guard that cancels it).
 @Suite("Wakeup: signals are not lost between a check and a wait")
 struct WakeupTests {
+    /// A Wakeup whose timeouts pass only when the test advances its clock.
+    static func onManualClock() -> (ManualClock, Wakeup) {
+        let clock = ManualClock()
+        return (clock, Wakeup(clock: clock))
+    }
+
     /// Whether `wait` returns within `limit` of real time; cancels it when it does not.
     static func returns(within limit: Duration = .seconds(10), _ wait: @escaping @Sendable () async -> Void) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
@@ -20,8 +26,7 @@ struct WakeupTests {
 
     @Test("a signal that finds nobody waiting is kept: the next wait returns at once")
     func keptSignal() async {
-        let clock = ManualClock()
-        let wakeup = Wakeup(clock: clock)
+        let (clock, wakeup) = Self.onManualClock()
         wakeup.signal()
         #expect(await Self.returns { await wakeup.wait(timeout: .seconds(1)) })
         #expect(clock.sleeps(lasting: .seconds(1)) == 0, "it did not even start a timeout")
@@ -29,8 +34,7 @@ struct WakeupTests {
 
     @Test("a kept signal serves one wait: the one after sleeps until its timeout passes")
     func keptSignalIsConsumed() async {
-        let clock = ManualClock()
-        let wakeup = Wakeup(clock: clock)
+        let (clock, wakeup) = Self.onManualClock()
         wakeup.signal()
         wakeup.signal()
         await wakeup.wait(timeout: .seconds(1))
@@ -42,8 +46,7 @@ struct WakeupTests {
 
     @Test("a signal wakes the tasks waiting now and is not kept for later ones")
     func signalWakesCurrentWaiters() async {
-        let clock = ManualClock()
-        let wakeup = Wakeup(clock: clock)
+        let (clock, wakeup) = Self.onManualClock()
         let first = Task { await wakeup.wait(timeout: .seconds(5)) }
         let second = Task { await wakeup.wait(timeout: .seconds(5)) }
         #expect(await clock.waitForSleep(lasting: .seconds(5), after: 1), "both wait")
@@ -59,8 +62,7 @@ struct WakeupTests {
 
     @Test("close wakes every waiter, and every later wait returns at once")
     func close() async {
-        let clock = ManualClock()
-        let wakeup = Wakeup(clock: clock)
+        let (_, wakeup) = Self.onManualClock()
         let waiting = Task { await wakeup.wait(timeout: .seconds(5)) }
         #expect(await waitUntil { wakeup.waiterCount == 1 })
         wakeup.close()
@@ -72,8 +74,7 @@ struct WakeupTests {
 
     @Test("a cancelled wait returns at once and leaves no waiter behind")
     func cancelled() async {
-        let clock = ManualClock()
-        let wakeup = Wakeup(clock: clock)
+        let (_, wakeup) = Self.onManualClock()
         let waiting = Task { await wakeup.wait(timeout: .seconds(5)) }
         #expect(await waitUntil { wakeup.waiterCount == 1 })
         waiting.cancel()
