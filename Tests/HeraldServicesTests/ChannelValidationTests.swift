@@ -122,9 +122,7 @@ struct ChannelValidationTests {
             let channel = try await F.channel(c, name: "c", kind: "whatsapp", provider: "whatsapp_cloud", settings: "{\(Self.wa)}")
             let id = try await F.broadcast(c, channel: channel, contacts: [contact])
             try await c.execute("UPDATE herald.contacts SET last_inbound_at = now() WHERE id = \(contact)")
-            try await F.withScheduler(db, environment: Self.environment) {
-                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
-            }
+            try await F.runSchedulerUntilStarted(db, c, id, environment: Self.environment)
             #expect(try await F.status(c, id) == "sending")
         }
         let info = ActiveBroadcast(id: 1, channelID: 1, channelName: "c", kind: "whatsapp", provider: "whatsapp_cloud",

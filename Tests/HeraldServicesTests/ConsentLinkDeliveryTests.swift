@@ -74,9 +74,7 @@ struct ConsentLinkDeliveryTests {
             var variables = F.providerEnvironment.variables
             variables["HERALD_UNSUBSCRIBE_SECRET"] = Self.secret
             let environment = ProviderEnvironment(variables: variables, publicURL: Self.publicURL)
-            try await F.withScheduler(db, environment: environment) {
-                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
-            }
+            try await F.runSchedulerUntilStarted(db, c, id, environment: environment)
             #expect(try await F.status(c, id) == "sending")
         }
     }

@@ -66,14 +66,7 @@ struct ConsentWebhookTests {
                 """)
             var environment = S.environment
             environment["HERALD_UNSUBSCRIBE_SECRET"] = secret
-            var config = WebhooksConfiguration(databaseURL: db.url, environment: environment)
-            config.host = "127.0.0.1"
-            config.port = 0
-            config.publicURL = S.publicURL
-            config.channelRefresh = .milliseconds(200)
-            let logger = warningsOnlyLogger("test.consent")
-            let server = WebhooksServer(configuration: config, logger: logger)
-            return try await withRunningServer(server, boundPort: { server.boundPort }, logger: logger) { base, transport in
+            return try await S.withWebhooks(db, environment: environment, label: "test.consent") { base, transport, _ in
                 try await body(Harness(base: base, c: c, transport: transport))
             }
         }

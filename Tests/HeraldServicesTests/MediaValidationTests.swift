@@ -145,9 +145,7 @@ struct MediaValidationTests {
             let ch = try await V.whatsApp(c)
             let id = try await F.broadcast(c, channel: ch, body: "Listen, {{ first_name }}", contacts: [contact])
             try await Self.setMedia(c, id, media: #"[{"type": "audio", "url": "https://cdn.example/a.ogg"}]"#)
-            try await F.withScheduler(db) {
-                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
-            }
+            try await F.runSchedulerUntilStarted(db, c, id)
             #expect(try await F.error(c, id) == nil)
             // The contact is outside the 24-hour window: its message is made (skipped), so the
             // broadcast may already have completed.
@@ -163,9 +161,7 @@ struct MediaValidationTests {
             let id = try await Self.rich(c, contact: contact, header: "image", buttons: Self.buttons,
                                          media: #"[{"type": "image", "url": "https://cdn.example/{{ first_name }}.png"}]"#,
                                          buttonParams: #"["{{ contact_id }}", "stop"]"#)
-            try await F.withScheduler(db) {
-                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
-            }
+            try await F.runSchedulerUntilStarted(db, c, id)
             #expect(try await F.error(c, id) == nil)
             #expect(try await F.status(c, id) == "sending")
         }

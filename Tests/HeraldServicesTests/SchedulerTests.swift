@@ -42,6 +42,14 @@ enum SchedulerFixtures {
         }
     }
 
+    /// Runs a scheduler until broadcast `id` leaves `scheduled` (validated and started, or failed).
+    static func runSchedulerUntilStarted(_ db: TestDatabase, _ c: PostgresConnection, _ id: Int64,
+                                         environment: ProviderEnvironment = providerEnvironment) async throws {
+        try await withScheduler(db, environment: environment) {
+            try await waitUntil("it starts", timeout: .seconds(30)) { try await status(c, id) != "scheduled" }
+        }
+    }
+
     /// Polls `condition` every 20 ms until it holds; fails the test after `timeout`.
     static func waitUntil(_ what: String, timeout: Duration = .seconds(20),
                           _ condition: () async throws -> Bool) async throws {

@@ -179,9 +179,7 @@ struct SchedulerValidationTests {
             let t = try await Self.template(c, channel: ch)
             let id = try await F.broadcast(c, channel: ch, body: nil, template: t,
                                            templateParams: #"["{{ first_name | default: \"there\" }}", "X1"]"#, contacts: [contact])
-            try await F.withScheduler(db) {
-                try await F.waitUntil("it starts", timeout: .seconds(30)) { try await F.status(c, id) != "scheduled" }
-            }
+            try await F.runSchedulerUntilStarted(db, c, id)
             #expect(try await F.status(c, id) == "sending")
             #expect(try await F.error(c, id) == nil)
             #expect(try await F.jobCount(c, id) == 1)

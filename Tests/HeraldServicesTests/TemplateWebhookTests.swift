@@ -48,14 +48,7 @@ struct TemplateWebhookTests {
                 INSERT INTO herald.templates (channel_id, name, language, body, status, meta_template_id)
                 VALUES (\(channel), 'promo', 'en_US', 'Hi {{1}}', 'approved', '77'), (\(channel), 'other', 'en_US', 'Yo', 'approved', '78')
                 """)
-            var config = WebhooksConfiguration(databaseURL: db.url, environment: S.environment)
-            config.host = "127.0.0.1"
-            config.port = 0
-            config.publicURL = S.publicURL
-            config.channelRefresh = .milliseconds(200)
-            let logger = warningsOnlyLogger("test.templates.webhook")
-            let server = WebhooksServer(configuration: config, logger: logger)
-            return try await withRunningServer(server, boundPort: { server.boundPort }, logger: logger) { base, transport in
+            return try await S.withWebhooks(db, environment: S.environment, label: "test.templates.webhook") { base, transport, _ in
                 try await body(Harness(base: base, c: c, transport: transport, channel: channel))
             }
         }

@@ -59,6 +59,27 @@ struct WebhookServerTests {
         }
     }
 
+    /// `herald webhooks` for the test database `db` on a free port of 127.0.0.1, as the webhook
+    /// suites run it (``publicURL``, channels re-read every 200 ms); `configure` sets the rest.
+    static func withWebhooks<T: Sendable>(_ db: TestDatabase, environment: [String: String], label: String,
+                                          transportWindow: Int = 8,
+                                          configure: (inout WebhooksConfiguration) -> Void = { _ in },
+                                          _ body: (_ base: String, _ transport: CurlTransport, _ server: WebhooksServer) async throws -> T)
+        async throws -> T {
+        var config = WebhooksConfiguration(databaseURL: db.url, environment: environment)
+        config.host = "127.0.0.1"
+        config.port = 0
+        config.publicURL = publicURL
+        config.channelRefresh = .milliseconds(200)
+        configure(&config)
+        let logger = warningsOnlyLogger(label)
+        let server = WebhooksServer(configuration: config, logger: logger)
+        return try await withRunningServer(server, boundPort: { server.boundPort }, logger: logger,
+                                           transportWindow: transportWindow) { base, transport in
+            try await body(base, transport, server)
+        }
+    }
+
     /// Runs a webhooks server on a free port with a WhatsApp and a Twilio channel.
     static func withServer<T: Sendable>(environment: [String: String] = environment,
                                         readTimeout: Duration? = nil,
@@ -72,19 +93,13 @@ struct WebhookServerTests {
                 INSERT INTO herald.channels (name, kind, provider, settings) VALUES
                     ('wa', 'whatsapp', 'whatsapp_cloud', \(wa)::jsonb), ('sms', 'sms', 'twilio', \(tw)::jsonb)
                 """)
-            var config = WebhooksConfiguration(databaseURL: db.url, environment: environment)
-            config.host = "127.0.0.1"
-            config.port = 0
-            config.publicURL = publicURL
-            config.retryInterval = .milliseconds(100)
-            config.channelRefresh = .milliseconds(200)
-            config.queueSampleInterval = .zero
-            if let readTimeout { config.readTimeout = readTimeout }
-            if let refreshOnDemandAfter { config.refreshOnDemandAfter = refreshOnDemandAfter }
-            configure(&config)
-            let logger = warningsOnlyLogger("test.webhooks")
-            let server = WebhooksServer(configuration: config, logger: logger)
-            return try await withRunningServer(server, boundPort: { server.boundPort }, logger: logger, transportWindow: 32) { base, transport in
+            return try await withWebhooks(db, environment: environment, label: "test.webhooks", transportWindow: 32, configure: { config in
+                config.retryInterval = .milliseconds(100)
+                config.queueSampleInterval = .zero
+                if let readTimeout { config.readTimeout = readTimeout }
+                if let refreshOnDemandAfter { config.refreshOnDemandAfter = refreshOnDemandAfter }
+                configure(&config)
+            }) { base, transport, server in
                 try await body(Harness(base: base, db: db, c: c, transport: transport, server: server))
             }
         }
