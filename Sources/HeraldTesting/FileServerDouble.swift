@@ -46,6 +46,11 @@ public final class FileServerDouble: Sendable {
     }
 
     /// Starts the server.
+    /// Runs `body` with a started server, and stops it when `body` returns or throws.
+    public static func with<T: Sendable>(_ body: (FileServerDouble) async throws -> T) async throws -> T {
+        try await scoped(try await start(), cleanUp: { await $0.stop() }, body)
+    }
+
     public static func start() async throws -> FileServerDouble {
         let box = SharedState()
         var logger = Logger(label: "herald.file-server-double")

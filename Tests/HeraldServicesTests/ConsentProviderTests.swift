@@ -94,17 +94,8 @@ struct ConsentProviderTests {
     func failedReceipt() async throws {
         try await withTestConnection { db, c in
             let contact = try await WorkerFixtures.contact(c, first: "Bola", phone: "+2348031234568")
-            let r = try await c.query("""
-                WITH ch AS (
-                    INSERT INTO herald.channels (name, kind, provider, settings) VALUES ('sms', 'sms', 'twilio', '{}') RETURNING id
-                ), b AS (
-                    INSERT INTO herald.broadcasts (name, channel_id, status) SELECT 'b', id, 'sending' FROM ch RETURNING id, channel_id
-                )
-                INSERT INTO herald.messages (broadcast_id, contact_id, channel_id, address, status, sent_at, provider_message_id)
-                SELECT b.id, \(contact), b.channel_id, '+2348031234568', 'sent', now(), 'SM1' FROM b
-                RETURNING id, broadcast_id, channel_id
-                """)[0]
-            let message = try r.decode(Int64.self, at: 0), broadcast = try r.decode(Int64.self, at: 1), channel = try r.decode(Int64.self, at: 2)
+            let (message, broadcast, channel) = try await WorkerFixtures.sentMessage(
+                c, to: contact, address: "+2348031234568", channel: "sms", kind: "sms", provider: "twilio", providerMessageID: "SM1")
             let receipt = NewReceipt(provider: "twilio", providerMessageID: "SM1", status: "undelivered", effect: "failed",
                                      errorCode: "21610", error: "unsubscribed", callbackMessageID: message, channelID: channel)
             for _ in 0..<2 {

@@ -141,17 +141,9 @@ struct ConsentWebhookTests {
     /// A sent email message to a new contact; returns (message, contact, broadcast).
     static func emailMessage(_ c: PostgresConnection) async throws -> (Int64, Int64, Int64) {
         let contact = try await WorkerFixtures.contact(c, first: "Ada", email: "ada@example.com")
-        let r = try await c.query("""
-            WITH ch AS (
-                INSERT INTO herald.channels (name, kind, provider, settings) VALUES ('mail', 'email', 'sandbox', '{}') RETURNING id
-            ), b AS (
-                INSERT INTO herald.broadcasts (name, channel_id, status) SELECT 'news', id, 'sending' FROM ch RETURNING id, channel_id
-            )
-            INSERT INTO herald.messages (broadcast_id, contact_id, channel_id, address, status, sent_at)
-            SELECT b.id, \(contact), b.channel_id, 'ada@example.com', 'sent', now() FROM b
-            RETURNING id, broadcast_id
-            """)[0]
-        return (try r.decode(Int64.self, at: 0), contact, try r.decode(Int64.self, at: 1))
+        let (message, broadcast, _) = try await WorkerFixtures.sentMessage(
+            c, to: contact, address: "ada@example.com", channel: "mail", kind: "email", provider: "sandbox")
+        return (message, contact, broadcast)
     }
 
     @Test("the link's GET is a small page with one button and writes nothing; POST opts out (source, broadcast, kind); a replay is harmless")

@@ -49,43 +49,43 @@ struct EmailAttachmentTests {
 
     @Test("an attachment over max_attachment_bytes fails the broadcast with its size and the limit")
     func overLimit() async throws {
-        let files = try await FileServerDouble.start()
-        let big = [UInt8](repeating: 0x41, count: Int(12.3 * 1_048_576))
-        files.serve("/big.pdf", bytes: big, contentType: "application/pdf")
-        let error = try await Self.validationError(media: #"[{"type": "document", "url": "\#(files.baseURL)/big.pdf"}]"#)
-        #expect(error
-                == "media[0]: attachment \(files.baseURL)/big.pdf is 12.3 MiB; max_attachment_bytes is 10 MiB")
-        await files.stop()
+        try await FileServerDouble.with { files in
+            let big = [UInt8](repeating: 0x41, count: Int(12.3 * 1_048_576))
+            files.serve("/big.pdf", bytes: big, contentType: "application/pdf")
+            let error = try await Self.validationError(media: #"[{"type": "document", "url": "\#(files.baseURL)/big.pdf"}]"#)
+            #expect(error
+                    == "media[0]: attachment \(files.baseURL)/big.pdf is 12.3 MiB; max_attachment_bytes is 10 MiB")
+        }
     }
 
     @Test("an attachment of unannounced size is stopped while it downloads, past the limit")
     func overLimitWhileStreaming() async throws {
-        let files = try await FileServerDouble.start()
-        files.serve("/stream.bin", bytes: [UInt8](repeating: 0x42, count: 200_000), announcesLength: false)
-        let error = try await Self.validationError(extra: #", "max_attachment_bytes": 65536"#, media: #"[{"type": "document", "url": "\#(files.baseURL)/stream.bin"}]"#)
-        #expect(error == "media[0]: attachment \(files.baseURL)/stream.bin is more than 64 KiB; max_attachment_bytes is 64 KiB")
-        await files.stop()
+        try await FileServerDouble.with { files in
+            files.serve("/stream.bin", bytes: [UInt8](repeating: 0x42, count: 200_000), announcesLength: false)
+            let error = try await Self.validationError(extra: #", "max_attachment_bytes": 65536"#, media: #"[{"type": "document", "url": "\#(files.baseURL)/stream.bin"}]"#)
+            #expect(error == "media[0]: attachment \(files.baseURL)/stream.bin is more than 64 KiB; max_attachment_bytes is 64 KiB")
+        }
     }
 
     @Test("attachments over max_attachment_bytes together fail the broadcast at the item that overflows")
     func overLimitTogether() async throws {
-        let files = try await FileServerDouble.start()
-        files.serve("/a.bin", bytes: Array(Self.binary[..<2048]))
-        files.serve("/b.bin", bytes: Array(Self.binary[..<2048]))
-        let media = #"[{"type": "document", "url": "\#(files.baseURL)/a.bin"}, {"type": "document", "url": "\#(files.baseURL)/b.bin"}]"#
-        let error = try await Self.validationError(extra: #", "max_attachment_bytes": 3000"#, media: media)
-        #expect(error
-                == "media[1]: attachment \(files.baseURL)/b.bin does not fit in the 952 bytes left after the items before it; max_attachment_bytes is 3000 bytes for all attachments together")
-        await files.stop()
+        try await FileServerDouble.with { files in
+            files.serve("/a.bin", bytes: Array(Self.binary[..<2048]))
+            files.serve("/b.bin", bytes: Array(Self.binary[..<2048]))
+            let media = #"[{"type": "document", "url": "\#(files.baseURL)/a.bin"}, {"type": "document", "url": "\#(files.baseURL)/b.bin"}]"#
+            let error = try await Self.validationError(extra: #", "max_attachment_bytes": 3000"#, media: media)
+            #expect(error
+                    == "media[1]: attachment \(files.baseURL)/b.bin does not fit in the 952 bytes left after the items before it; max_attachment_bytes is 3000 bytes for all attachments together")
+        }
     }
 
     @Test("an attachment the server does not have fails the broadcast with the HTTP status")
     func notFound() async throws {
-        let files = try await FileServerDouble.start()
-        let error = try await Self.validationError(media: #"[{"type": "document", "url": "\#(files.baseURL)/gone.pdf"}]"#)
-        #expect(error
-                == "media[0]: attachment \(files.baseURL)/gone.pdf could not be fetched: the server answered HTTP 404")
-        await files.stop()
+        try await FileServerDouble.with { files in
+            let error = try await Self.validationError(media: #"[{"type": "document", "url": "\#(files.baseURL)/gone.pdf"}]"#)
+            #expect(error
+                    == "media[0]: attachment \(files.baseURL)/gone.pdf could not be fetched: the server answered HTTP 404")
+        }
     }
 
     @Test("an unreachable attachment host fails the broadcast with the URL and curl's reason")
@@ -99,64 +99,64 @@ struct EmailAttachmentTests {
 
     @Test("an edit of a started email broadcast that changes its media is rejected; one that keeps it is accepted")
     func mediaEditRejected() async throws {
-        let files = try await FileServerDouble.start()
-        files.serve("/a.pdf", bytes: Self.pdf)
-        try await withTestConnection { db, c in
-            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/a.pdf"}]"#,
-                                                   contacts: [try await F.contact(c)])
-            try await F.withScheduler(db) {
-                try await F.waitUntil("it sends") { try await F.status(c, id) == "sending" }
-                try await c.execute("UPDATE herald.broadcasts SET body = 'Hello {{ first_name }}' WHERE id = \(id)")
-                try await F.waitUntil("the body edit is accepted") {
-                    try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND definition_changed_at IS NULL") == 1
+        try await FileServerDouble.with { files in
+            files.serve("/a.pdf", bytes: Self.pdf)
+            try await withTestConnection { db, c in
+                let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/a.pdf"}]"#,
+                                                       contacts: [try await F.contact(c)])
+                try await F.withScheduler(db) {
+                    try await F.waitUntil("it sends") { try await F.status(c, id) == "sending" }
+                    try await c.execute("UPDATE herald.broadcasts SET body = 'Hello {{ first_name }}' WHERE id = \(id)")
+                    try await F.waitUntil("the body edit is accepted") {
+                        try await F.count(c, "SELECT count(*) FROM herald.broadcasts WHERE id = \(id) AND definition_changed_at IS NULL") == 1
+                    }
+                    #expect(try await F.status(c, id) == "sending")
+                    try await c.execute("""
+                        UPDATE herald.broadcasts SET body = 'Hi again',
+                               media = '[{"type": "document", "url": "https://cdn.example/b.pdf"}]' WHERE id = \(id)
+                        """)
+                    try await F.waitUntil("the media edit is rejected") { try await F.status(c, id) == "failed" }
                 }
-                #expect(try await F.status(c, id) == "sending")
-                try await c.execute("""
-                    UPDATE herald.broadcasts SET body = 'Hi again',
-                           media = '[{"type": "document", "url": "https://cdn.example/b.pdf"}]' WHERE id = \(id)
-                    """)
-                try await F.waitUntil("the media edit is rejected") { try await F.status(c, id) == "failed" }
+                let error = try await F.error(c, id)
+                #expect(error == "edit rejected: the media of an email broadcast cannot change once it has started (its attachments were fetched then): cancel it and schedule a new one")
+                #expect(files.fetchCount("/a.pdf") == 1)
             }
-            let error = try await F.error(c, id)
-            #expect(error == "edit rejected: the media of an email broadcast cannot change once it has started (its attachments were fetched then): cancel it and schedule a new one")
-            #expect(files.fetchCount("/a.pdf") == 1)
         }
-        await files.stop()
     }
 
     @Test("a media edit that reaches a broadcast still being expanded is rejected; the new file is never fetched")
     func mediaEditMidExpansion() async throws {
-        let files = try await FileServerDouble.start()
-        files.serve("/a.pdf", bytes: Self.pdf)
-        files.serve("/b.pdf", bytes: Self.pdf)
-        try await withTestConnection { _, c in
-            let g = try await SchedulerLifecycleTests.bigGroup(c, 250)
-            let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/a.pdf"}]"#,
-                                                   contacts: [])
-            try await c.execute("INSERT INTO herald.broadcast_groups (broadcast_id, group_id) VALUES (\(id), \(g))")
-            // The leader pass by pass: a first chunk of 10 contact ids, then chunks of 100.
-            var leader = SchedulerStreamingTests.leader(c)
-            #expect(try await leader.startDueBroadcasts())
-            #expect(try await F.status(c, id) == "sending")
-            #expect(try await F.expanded(c, id) == false)
-            try await c.execute("""
-                UPDATE herald.broadcasts SET media = jsonb_build_array(jsonb_build_object('type', 'document', 'url', \(files.baseURL + "/b.pdf")::text))
-                WHERE id = \(id)
-                """)
-            // The race seen in CI: the leader listed the due broadcasts just before the edit
-            // committed (a stamped edit is not due), then read the edited definition to plan the
-            // next chunk again (as after an accepted edit of another column). Played here by
-            // hiding the stamp from the due list and dropping the plan.
-            try await c.execute("UPDATE herald.broadcasts SET definition_changed_at = NULL WHERE id = \(id)")
-            leader.plans[id] = nil
-            _ = try await leader.startDueBroadcasts()
-            #expect(try await F.status(c, id) == "failed")
-            #expect(try await F.error(c, id)
-                    == "edit rejected: the media of an email broadcast cannot change once it has started (its attachments were fetched then): cancel it and schedule a new one")
-            #expect(files.fetchCount("/a.pdf") == 1)
-            #expect(files.fetchCount("/b.pdf") == 0, "the edited media was fetched")
+        try await FileServerDouble.with { files in
+            files.serve("/a.pdf", bytes: Self.pdf)
+            files.serve("/b.pdf", bytes: Self.pdf)
+            try await withTestConnection { _, c in
+                let g = try await SchedulerLifecycleTests.bigGroup(c, 250)
+                let id = try await Self.emailBroadcast(c, media: #"[{"type": "document", "url": "\#(files.baseURL)/a.pdf"}]"#,
+                                                       contacts: [])
+                try await c.execute("INSERT INTO herald.broadcast_groups (broadcast_id, group_id) VALUES (\(id), \(g))")
+                // The leader pass by pass: a first chunk of 10 contact ids, then chunks of 100.
+                var leader = SchedulerStreamingTests.leader(c)
+                #expect(try await leader.startDueBroadcasts())
+                #expect(try await F.status(c, id) == "sending")
+                #expect(try await F.expanded(c, id) == false)
+                try await c.execute("""
+                    UPDATE herald.broadcasts SET media = jsonb_build_array(jsonb_build_object('type', 'document', 'url', \(files.baseURL + "/b.pdf")::text))
+                    WHERE id = \(id)
+                    """)
+                // The race seen in CI: the leader listed the due broadcasts just before the edit
+                // committed (a stamped edit is not due), then read the edited definition to plan the
+                // next chunk again (as after an accepted edit of another column). Played here by
+                // hiding the stamp from the due list and dropping the plan.
+                try await c.execute("UPDATE herald.broadcasts SET definition_changed_at = NULL WHERE id = \(id)")
+                leader.plans[id] = nil
+                _ = try await leader.startDueBroadcasts()
+                #expect(try await F.status(c, id) == "failed")
+                #expect(try await F.error(c, id)
+                        == "edit rejected: the media of an email broadcast cannot change once it has started (its attachments were fetched then): cancel it and schedule a new one")
+                #expect(files.fetchCount("/a.pdf") == 1)
+                #expect(files.fetchCount("/b.pdf") == 0, "the edited media was fetched")
+            }
         }
-        await files.stop()
     }
 
     @Test("two attachments reach every recipient through scheduler and worker, each file fetched once")

@@ -190,6 +190,24 @@ enum WorkerFixtures {
     }
 
     /// Statuses of a broadcast's messages, by the contract's view.
+    /// A message already `sent` to `contact` at `address`, in a `sending` broadcast of a new
+    /// channel of `kind` on `provider` (settings `{}`: nothing sends it); what receipts and
+    /// opt-outs start from. Returns (message, broadcast, channel).
+    static func sentMessage(_ c: PostgresConnection, to contact: Int64, address: String, channel: String, kind: String,
+                            provider: String, providerMessageID: String? = nil) async throws -> (Int64, Int64, Int64) {
+        let r = try await c.query("""
+            WITH ch AS (
+                INSERT INTO herald.channels (name, kind, provider, settings) VALUES (\(channel), \(kind), \(provider), '{}') RETURNING id
+            ), b AS (
+                INSERT INTO herald.broadcasts (name, channel_id, status) SELECT 'b', id, 'sending' FROM ch RETURNING id, channel_id
+            )
+            INSERT INTO herald.messages (broadcast_id, contact_id, channel_id, address, status, sent_at, provider_message_id)
+            SELECT b.id, \(contact), b.channel_id, \(address), 'sent', now(), \(providerMessageID) FROM b
+            RETURNING id, broadcast_id, channel_id
+            """)[0]
+        return (try r.decode(Int64.self, at: 0), try r.decode(Int64.self, at: 1), try r.decode(Int64.self, at: 2))
+    }
+
     static func statuses(_ c: PostgresConnection, broadcast: Int64) async throws -> [String: Int] {
         var out: [String: Int] = [:]
         for r in try await c.query("SELECT status, count(*) FROM herald.message_status WHERE broadcast_id = \(broadcast) GROUP BY status") {
