@@ -50,13 +50,13 @@ public enum PreviewService {
         if let error = SchedulerValidation.check(definition, environment: environment) ?? DeliveryTimingValidation.check(definition.timing) {
             preview.errors.append(error)
         }
-        guard let channel = definition.channel else { return preview }
+        // An unknown kind is among the errors already (and the schema's CHECK forbids it).
+        guard let channel = definition.channel, let kind = ChannelKind(rawValue: channel.kind) else { return preview }
         let settings = (try? JSONSerialization.jsonObject(with: Data(channel.settings.utf8))) as? [String: Any] ?? [:]
         preview.timing.ratePerSecond = try await store.ratePerSecond(channelID: channel.id)
         preview.timing.dailyLimit = (settings["daily_limit"] as? NSNumber)?.intValue
 
-        let eligibility = SchedulerStore.Eligibility(kind: channel.kind,
-                                                     requiresWhatsAppWindow: channel.kind == "whatsapp" && definition.templateID == nil)
+        let eligibility = SchedulerStore.Eligibility(kind: kind, hasTemplate: definition.templateID != nil)
         let renderer = PreviewRenderer(definition)
         var sms = BroadcastPreview.SMS(segments: 0, gsm7Messages: 0, gsm7Segments: 0, ucs2Messages: 0, ucs2Segments: 0)
         var zoneCounts: [String: Int] = [:]

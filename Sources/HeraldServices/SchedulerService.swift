@@ -248,9 +248,9 @@ struct LeaderState {
                 }
                 return false
             }
-            let channel = definition.channel!  // checked by validation
-            plans[id] = Plan(channelID: channel.id, eligibility: .init(
-                kind: channel.kind, requiresWhatsAppWindow: channel.kind == "whatsapp" && definition.templateID == nil))
+            let channel = definition.channel!  // checked by validation, its kind too
+            plans[id] = Plan(channelID: channel.id, eligibility: .init(kind: ChannelKind(rawValue: channel.kind)!,
+                                                                    hasTemplate: definition.templateID != nil))
         }
         guard let plan = plans[id] else { return false }
         guard let low = try await store.nextAudienceContact(of: id, after: broadcast.expansionCursor) else {

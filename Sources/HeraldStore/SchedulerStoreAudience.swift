@@ -1,3 +1,4 @@
+import HeraldCore
 import HeraldPostgres
 
 /// The audience of one chunk and its eligibility, as SQL: the one definition that expansion
@@ -25,7 +26,7 @@ extension SchedulerStore {
         ), opted_out AS (
             SELECT DISTINCT o.contact_id
             FROM herald.opt_outs o
-            WHERE o.channel_kind = \(eligibility.kind) AND o.contact_id BETWEEN \(low) AND \(high)
+            WHERE o.channel_kind = \(eligibility.kind.rawValue) AND o.contact_id BETWEEN \(low) AND \(high)
         )
         """
     }
@@ -35,7 +36,7 @@ extension SchedulerStore {
     static func audienceJoinsSQL(_ eligibility: Eligibility) -> String {
         """
         JOIN herald.contacts c ON c.id = au.contact_id
-        CROSS JOIN LATERAL (SELECT \(eligibility.kind == "email" ? "c.email" : "c.phone") AS address) a
+        CROSS JOIN LATERAL (SELECT \(eligibility.kind == .email ? "c.email" : "c.phone") AS address) a
         LEFT JOIN opted_out o ON o.contact_id = c.id
         """
     }

@@ -53,18 +53,24 @@ extension SchedulerStore {
         }
     }
 
-    /// The eligibility rules of one channel kind.
+    /// Who of an audience may receive a broadcast: the rules of its channel's kind.
     public struct Eligibility: Sendable, Equatable {
-        /// `whatsapp`, `sms` or `email`: which opt-outs apply and which address is used
-        /// (`email` for email, `phone` otherwise).
-        public var kind: String
+        /// Which opt-outs apply and which address is used (`email` for email, `phone` otherwise).
+        public var kind: ChannelKind
         /// True for a WhatsApp broadcast without a template: contacts who have not written within
         /// 24 hours are skipped with `outside_whatsapp_window`.
         public var requiresWhatsAppWindow: Bool
 
-        public init(kind: String, requiresWhatsAppWindow: Bool) {
+        public init(kind: ChannelKind, requiresWhatsAppWindow: Bool) {
             self.kind = kind
             self.requiresWhatsAppWindow = requiresWhatsAppWindow
+        }
+
+        /// The rules of a broadcast on a channel of `kind`, with or without a template: only a
+        /// WhatsApp template may start a conversation, so free-form WhatsApp needs the window.
+        /// Expansion and `herald preview` both take their rules from here.
+        public init(kind: ChannelKind, hasTemplate: Bool) {
+            self.init(kind: kind, requiresWhatsAppWindow: kind == .whatsapp && !hasTemplate)
         }
     }
 
@@ -177,7 +183,7 @@ extension SchedulerStore {
     /// The skip-reason expression over `c` (contacts), `a.address` and `o` (opt-outs of the
     /// kind), shared by expansion and `herald preview` so both apply the same rules.
     static func skipReasonSQL(_ eligibility: Eligibility) -> String {
-        let pattern = eligibility.kind == "email" ? emailPattern : phonePattern
+        let pattern = eligibility.kind == .email ? emailPattern : phonePattern
         return """
             CASE WHEN o.contact_id IS NOT NULL THEN 'opted_out'
                  WHEN a.address IS NULL OR a.address !~ \(pattern) THEN 'invalid_address'

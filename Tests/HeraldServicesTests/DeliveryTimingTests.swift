@@ -37,7 +37,7 @@ struct DeliveryTimingTests {
             """)[0].decode(Int64.self, at: 0)
         try await c.execute("INSERT INTO herald.broadcast_contacts SELECT \(id), unnest(\(contacts)::bigint[])")
         let store = SchedulerStore(c)
-        let result = try await store.expandChunk(of: id, channelID: channel, eligibility: .init(kind: "sms", requiresWhatsAppWindow: false),
+        let result = try await store.expandChunk(of: id, channelID: channel, eligibility: .init(kind: .sms, hasTemplate: false),
                                                  previousCursor: nil, low: contacts.min()!, high: contacts.max()!)
         #expect(result.jobs == contacts.count)
         return id

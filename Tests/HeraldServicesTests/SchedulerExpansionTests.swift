@@ -158,7 +158,7 @@ struct SchedulerExpansionTests {
             let g = try await SchedulerLifecycleTests.bigGroup(c, 30_000)
             try await c.execute("ANALYZE")  // as autovacuum last saw it: no broadcast, no broadcast_groups row
             let id = try await F.broadcast(c, channel: channel, groups: [g])
-            let rules = SchedulerStore.Eligibility(kind: "sms", requiresWhatsAppWindow: false)
+            let rules = SchedulerStore.Eligibility(kind: .sms, hasTemplate: false)
             let clock = ContinuousClock()
             let started = clock.now
             let result = try await SchedulerStore(c).expandChunk(of: id, channelID: channel, eligibility: rules,
@@ -178,7 +178,7 @@ struct SchedulerExpansionTests {
             let b = try await F.contact(c)
             let id = try await F.broadcast(c, channel: channel, contacts: [a, b])
             let store = SchedulerStore(c)
-            let rules = SchedulerStore.Eligibility(kind: "sms", requiresWhatsAppWindow: false)
+            let rules = SchedulerStore.Eligibility(kind: .sms, hasTemplate: false)
             let first = try await store.expandChunk(of: id, channelID: channel, eligibility: rules, previousCursor: nil, low: a, high: a)
             #expect(first == .init(advanced: true, messages: 1, jobs: 1))
             let replay = try await store.expandChunk(of: id, channelID: channel, eligibility: rules, previousCursor: nil, low: a, high: b)
