@@ -150,7 +150,7 @@ final class ChannelClaimer: Sendable {
         let claim: QueueStore.Claim
         do {
             claim = try await pool.withConnection {
-                try await self.store.claim(on: $0, broadcastID: info.id, channelID: info.channelID, kind: info.kind,
+                try await self.store.claim(on: $0, broadcastID: info.id, channelID: info.channelID, kind: broadcast.kind,
                                            limit: room, scanLimit: self.configuration.batchSize,
                                            lease: self.configuration.lease, restartGrace: self.configuration.restartGrace,
                                            owner: self.configuration.workerID, attributeKeys: broadcast.attributeKeys)

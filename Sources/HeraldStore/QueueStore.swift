@@ -143,7 +143,7 @@ public struct QueueStore: Sendable {
     ///   - limit: tokens asked for (at most this many jobs).
     ///   - scanLimit: the largest `limit` this worker uses; part of the statement's text, so
     ///     one prepared plan serves every claim.
-    public func claim(on connection: PostgresConnection, broadcastID: Int64, channelID: Int64, kind: String, limit: Int,
+    public func claim(on connection: PostgresConnection, broadcastID: Int64, channelID: Int64, kind: ChannelKind, limit: Int,
                       scanLimit: Int? = nil, lease: Duration, restartGrace: Duration = .seconds(60), owner: String,
                       attributeKeys: [String]) async throws -> Claim {
         let leaseSeconds = lease.inSeconds
@@ -195,7 +195,7 @@ public struct QueueStore: Sendable {
                    m.id AS message_id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
                    ARRAY(SELECT c.attributes ->> k FROM unnest(\(attributeKeys)::text[]) AS k) AS attrs,
                    coalesce(c.last_inbound_at > now() - interval '24 hours', false) AS inside_service_window,
-                   EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind)) AS opted_out,
+                   EXISTS (SELECT 1 FROM herald.opt_outs o WHERE o.contact_id = m.contact_id AND o.channel_kind = \(kind.rawValue)) AS opted_out,
                    coalesce(m.part_provider_message_ids, '{}') AS sent_parts,
                    c.id IS NULL AS contact_deleted
             FROM t

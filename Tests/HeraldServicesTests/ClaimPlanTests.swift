@@ -19,7 +19,7 @@ struct ClaimPlanTests {
             let store = QueueStore()
             var claimed = 0
             for _ in 0..<10 {  // past the 5 custom plans: the generic plan of the prepared statement counts too
-                let claim = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 20,
+                let claim = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: .sms, limit: 20,
                                                   scanLimit: 200, lease: .seconds(30), owner: "w1", attributeKeys: [])
                 claimed += claim.jobs.count
             }

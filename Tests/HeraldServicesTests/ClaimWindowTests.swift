@@ -21,7 +21,7 @@ struct ClaimWindowTests {
                 """)
             try await c.execute("UPDATE herald.jobs SET time_zone = 'UTC' WHERE broadcast_id = \(b)")
             let store = QueueStore()
-            let held = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 10,
+            let held = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: .sms, limit: 10,
                                              lease: .seconds(30), owner: "w1", attributeKeys: [])
             #expect(held.jobs.isEmpty)
             let waits = try await c.query("""
@@ -32,7 +32,7 @@ struct ClaimWindowTests {
             #expect(try waits.decode(Int.self, at: 0) == 4, "every job waits for the opening, two hours from now")
             #expect(try waits.decode(Int.self, at: 1) == 0, "none is leased")
             // A second claim does not look at them before then.
-            let again = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 10,
+            let again = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: .sms, limit: 10,
                                               lease: .seconds(30), owner: "w1", attributeKeys: [])
             #expect(again.jobs.isEmpty)
 
@@ -44,7 +44,7 @@ struct ClaimWindowTests {
                 WHERE id = \(b)
                 """)
             try await c.execute("UPDATE herald.jobs SET run_at = now() WHERE broadcast_id = \(b)")
-            let open = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 10,
+            let open = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: .sms, limit: 10,
                                              lease: .seconds(30), owner: "w1", attributeKeys: [])
             #expect(open.jobs.count == 4)
         }

@@ -45,7 +45,7 @@ struct ConsentTierTests {
                     let store = QueueStore()
                     var sent: [Int64] = []
                     while true {
-                        let claim = try await store.claim(on: c, broadcastID: broadcast, channelID: channel, kind: "whatsapp", limit: 100,
+                        let claim = try await store.claim(on: c, broadcastID: broadcast, channelID: channel, kind: .whatsapp, limit: 100,
                                                           lease: .seconds(60), owner: "w\(worker)", attributeKeys: [])
                         if claim.jobs.isEmpty {
                             let due = try await c.query("""

@@ -21,7 +21,7 @@ struct RecordPlanTests {
             let store = QueueStore()
             var claimed: [ClaimedJob] = []
             while claimed.count < 3000 {
-                let claim = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 200,
+                let claim = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: .sms, limit: 200,
                                                   scanLimit: 200, lease: .seconds(60), owner: "w1", attributeKeys: [])
                 claimed += claim.jobs
             }

@@ -76,11 +76,11 @@ struct WorkerFaultTests {
                 """)[0].decode(Int64.self, at: 0)
             let store = QueueStore()
             // The cluster started less than a day ago: a day's grace keeps the lapsed lease.
-            let first = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 10,
+            let first = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: .sms, limit: 10,
                                               lease: .seconds(30), restartGrace: .seconds(86_400), owner: "w", attributeKeys: [])
             #expect(first.jobs.count == 1)
             #expect(!first.jobs.map(\.messageID).contains(held))
-            let second = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: "sms", limit: 10,
+            let second = try await store.claim(on: c, broadcastID: b, channelID: channel, kind: .sms, limit: 10,
                                                lease: .seconds(30), restartGrace: .zero, owner: "w", attributeKeys: [])
             #expect(second.jobs.map(\.messageID) == [held])
         }
