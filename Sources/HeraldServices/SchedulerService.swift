@@ -248,9 +248,14 @@ struct LeaderState {
                 }
                 return false
             }
-            let channel = definition.channel!  // checked by validation, its kind too
-            plans[id] = Plan(channelID: channel.id, eligibility: .init(kind: ChannelKind(rawValue: channel.kind)!,
-                                                                    hasTemplate: definition.templateID != nil))
+            let channel = definition.channel!  // checked by validation
+            guard let kind = ChannelKind(rawValue: channel.kind) else {
+                // Validation names an unknown kind and the schema's CHECK forbids one; should a row
+                // slip past both, it fails its own broadcast instead of stopping the scheduler.
+                try await store.fail(id, error: "channel \"\(channel.name)\": unknown kind \"\(channel.kind)\"")
+                return false
+            }
+            plans[id] = Plan(channelID: channel.id, eligibility: .init(kind: kind, hasTemplate: definition.templateID != nil))
         }
         guard let plan = plans[id] else { return false }
         guard let low = try await store.nextAudienceContact(of: id, after: broadcast.expansionCursor) else {

@@ -15,9 +15,9 @@ public typealias WorkerHTTPVersion = HTTPVersionPreference
 /// the number of claiming lanes does not bound throughput any more (a lane never waits for a
 /// provider), it only bounds how many claims are in progress at once. The default, 4,096, is
 /// the widest window whose peak RSS stays under 150 MB at 1,000 slow channels over plain HTTP
-/// (127–132 MB; 6,144 reached 158 MB for no more msg/s): over HTTP/1.1 every send in flight is
+/// (127–138 MB; 6,144 reached 158 MB for no more msg/s): over HTTP/1.1 every send in flight is
 /// a connection, and libcurl's memory and CPU per transfer grow with them
-/// (`scripts/bench-latency`, BENCHMARKS.md "A wider window").
+/// (`scripts/bench-latency`; BENCHMARKS.md, "Slow providers", the "Latest" figures).
 public struct WorkerConfiguration: Sendable {
     /// `DATABASE_URL`, or nil for libpq's `PG*` variables.
     public var databaseURL: String?
