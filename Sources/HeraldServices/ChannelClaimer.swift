@@ -139,10 +139,23 @@ final class ChannelClaimer: Sendable {
         return restingUntil.map { .held(until: $0) } ?? .idle
     }
 
+    /// How many due jobs a claim of `room` looks at (see ``QueueStore/claim``): a whole batch
+    /// where closed send windows may hide due jobs, else `room` rounded up to a power of two, so
+    /// that a connection prepares at most a handful of variants of the statement.
+    static func scanLimit(_ room: Int, batchSize: Int, hasSendWindow: Bool) -> Int {
+        if hasSendWindow { return max(room, batchSize) }
+        var scan = 1
+        while scan < room { scan <<= 1 }
+        return scan
+    }
+
     /// Claims one batch of a broadcast and hands it to the dispatcher.
     private func claim(_ broadcast: PreparedBroadcast, pool: PostgresPool) async throws -> Turn {
         let info = broadcast.info
-        let room = window.reserve(configuration.batchSize, channel: info.channelID, channelLimit: broadcast.inFlightLimit)
+        // The bucket never grants more than the channel's burst: asking for more would reserve
+        // window slots, and lock due jobs, that the claim cannot use.
+        let wanted = min(configuration.batchSize, info.burst)
+        let room = window.reserve(wanted, channel: info.channelID, channelLimit: broadcast.inFlightLimit)
         guard room > 0 else { return .held(until: clock.now + .milliseconds(20)) }
         // Read before the claim, so the lease (counted from the database's clock during the
         // claim) ends no earlier than `claimedAt + lease` on this clock.
@@ -151,7 +164,7 @@ final class ChannelClaimer: Sendable {
         do {
             claim = try await pool.withConnection {
                 try await self.store.claim(on: $0, broadcastID: info.id, channelID: info.channelID, kind: broadcast.kind,
-                                           limit: room, scanLimit: self.configuration.batchSize,
+                                           limit: room, scanLimit: Self.scanLimit(room, batchSize: self.configuration.batchSize, hasSendWindow: info.hasSendWindow),
                                            lease: self.configuration.lease, restartGrace: self.configuration.restartGrace,
                                            owner: self.configuration.workerID, attributeKeys: broadcast.attributeKeys)
             }

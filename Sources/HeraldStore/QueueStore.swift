@@ -31,7 +31,8 @@ public struct QueueStore: Sendable {
                    b.template_params::text AS template_params,
                    t.header_format, t.header_text, t.buttons::text AS template_buttons,
                    b.template_header_params::text AS template_header_params,
-                   b.template_button_params::text AS template_button_params, b.media::text AS media
+                   b.template_button_params::text AS template_button_params, b.media::text AS media,
+                   b.send_window IS NOT NULL AS has_send_window
             FROM herald.broadcasts b
             JOIN herald.channels c ON c.id = b.channel_id
             LEFT JOIN herald.templates t ON t.id = b.template_id
@@ -65,7 +66,8 @@ public struct QueueStore: Sendable {
                     templateButtons: try r.decode(String?.self, "template_buttons"),
                     templateHeaderParams: try r.decode(String?.self, "template_header_params"),
                     templateButtonParams: try r.decode(String?.self, "template_button_params"),
-                    media: try r.decode(String?.self, "media")))
+                    media: try r.decode(String?.self, "media"),
+                    hasSendWindow: try r.decode(Bool.self, "has_send_window")))
             } catch let problem as RowProblem {
                 unreadable.append(UnreadableBroadcast(id: id, reason: problem.description))
             } catch {
@@ -141,8 +143,11 @@ public struct QueueStore: Sendable {
     /// without a restart (a network partition), where the lease still bounds the wait.
     /// - Parameters:
     ///   - limit: tokens asked for (at most this many jobs).
-    ///   - scanLimit: the largest `limit` this worker uses; part of the statement's text, so
-    ///     one prepared plan serves every claim.
+    ///   - scanLimit: how many due jobs the statement locks and looks at, at least `limit`.
+    ///     Part of the statement's text (one prepared plan per value, so callers keep to a few
+    ///     values). More than `limit` only pays for a broadcast with a send window, whose due
+    ///     jobs may turn out closed and be moved to their next opening; every row scanned is
+    ///     locked, so a scan far above what the bucket grants costs the database for nothing.
     public func claim(on connection: PostgresConnection, broadcastID: Int64, channelID: Int64, kind: ChannelKind, limit: Int,
                       scanLimit: Int? = nil, lease: Duration, restartGrace: Duration = .seconds(60), owner: String,
                       attributeKeys: [String]) async throws -> Claim {

@@ -28,6 +28,9 @@ public struct ActiveBroadcast: Sendable, Equatable {
     public var templateHeaderParams: String? = nil
     public var templateButtonParams: String? = nil
     public var media: String? = nil
+    /// Whether the broadcast has a `send_window`: only then may a claim find due jobs whose
+    /// recipient's window has closed, and scan past them (see ``QueueStore/claim``).
+    public var hasSendWindow = false
 }
 
 /// One claimed job with the contact data needed to render and address its message.

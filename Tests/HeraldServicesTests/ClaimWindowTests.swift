@@ -1,5 +1,6 @@
 import Foundation
 import HeraldPostgres
+@testable import HeraldServices
 import HeraldStore
 import HeraldTesting
 import Testing
@@ -48,5 +49,25 @@ struct ClaimWindowTests {
                                              lease: .seconds(30), owner: "w1", attributeKeys: [])
             #expect(open.jobs.count == 4)
         }
+    }
+
+    @Test("only a broadcast with a send window scans past what a claim asks for: the others lock no more due jobs than a power of two above it")
+    func scanLimits() async throws {
+        try await WorkerFixtures.withSandboxBroadcast(to: 1, channel: "scan") { db, c, channel, contacts, b in
+            let store = QueueStore()
+            let plain = try #require(try await store.activeBroadcasts(on: c, channels: nil).broadcasts.first { $0.id == b })
+            #expect(!plain.hasSendWindow)
+            try await c.execute("""
+                UPDATE herald.broadcasts SET time_zone = 'UTC', send_window = '{"from": "09:00", "to": "17:00"}' WHERE id = \(b)
+                """)
+            // As the scheduler's re-validation of the edit would.
+            try await c.execute("UPDATE herald.broadcasts SET definition_changed_at = NULL WHERE id = \(b)")
+            let windowed = try #require(try await store.activeBroadcasts(on: c, channels: nil).broadcasts.first { $0.id == b })
+            #expect(windowed.hasSendWindow)
+        }
+        #expect([1, 2, 3, 14, 20, 32, 33, 200].map { ChannelClaimer.scanLimit($0, batchSize: 200, hasSendWindow: false) }
+                == [1, 2, 4, 16, 32, 32, 64, 256])
+        #expect(ChannelClaimer.scanLimit(14, batchSize: 200, hasSendWindow: true) == 200)
+        #expect(ChannelClaimer.scanLimit(300, batchSize: 200, hasSendWindow: true) == 300)
     }
 }
