@@ -114,8 +114,19 @@ final class CurlEngine: @unchecked Sendable {
         }
     }
 
+    /// Transfers handed to this engine and not yet ended (queued or in flight): what the
+    /// transport balances its engines by. Counted when submitted, not on the engine's thread,
+    /// so that submissions between two of its passes see each other.
+    var outstanding: Int { unfinished.value.load(ordering: .relaxed) }
+    private let unfinished = Counter()
+
     /// Queues transfers and returns at once; `submission` hears about each as it ends.
-    func submit(_ requests: [TransportRequest], submission: TransferSubmission, checkCancellation: Bool = false) -> TransportTicket {
+    func submit(_ requests: [TransportRequest], submission caller: TransferSubmission, checkCancellation: Bool = false) -> TransportTicket {
+        unfinished.value.add(requests.count, ordering: .relaxed)
+        let submission = TransferSubmission(deadline: caller.deadline) { [unfinished] index, outcome in
+            unfinished.value.subtract(1, ordering: .relaxed)
+            caller.onCompletion(index, outcome)
+        }
         let count = UInt64(requests.count)
         let firstID = shared.withLock { state -> UInt64 in
             defer { state.nextID &+= count }
@@ -370,4 +381,9 @@ final class CurlEngine: @unchecked Sendable {
         idleHandles.removeAll()
         curl_multi_cleanup(multi)
     }
+}
+
+/// A counter shared with the closures that end transfers.
+private final class Counter: Sendable {
+    let value = Atomic<Int>(0)
 }

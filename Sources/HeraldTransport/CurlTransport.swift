@@ -4,12 +4,13 @@ import HeraldCore
 import Logging
 import Synchronization
 
-/// Asynchronous HTTP and SMTP over libcurl: one dedicated thread drives a `CURLM` multi handle,
-/// callers `await` their transfers.
+/// Asynchronous HTTP and SMTP over libcurl: dedicated threads each drive a `CURLM` multi handle
+/// (one per 1,024 transfers of the window, see ``shards(maxInFlight:)``), callers `await` their
+/// transfers or hear about each as it ends.
 ///
-/// Callers on any thread enqueue a transfer and wake the thread with `curl_multi_wakeup`; the
-/// thread starts at most `maxInFlight` transfers at a time (the rest wait, in order), and resumes
-/// each caller's continuation when its transfer ends. Easy handles are reused and connections
+/// Callers on any thread enqueue a transfer and wake a thread with `curl_multi_wakeup`; the
+/// threads start at most `maxInFlight` transfers at a time between them (the rest wait, in
+/// order), and resume each caller's continuation when its transfer ends. Easy handles are reused and connections
 /// kept alive in the multi handle's connection cache, so steady traffic to one provider runs over
 /// a few warm connections.
 ///
@@ -31,7 +32,27 @@ public final class CurlTransport: Sendable {
         public var connectionsOpened: Int
     }
 
-    private let engine: CurlEngine
+    /// Independent engines, each with its own thread, multi handle and connection cache; a
+    /// submission goes whole to the one with the fewest transfers outstanding.
+    ///
+    /// Why more than one: libcurl 7.88 (Debian 12's) spends time proportional to *all* the
+    /// transfers and connections of a multi handle on each event: every `curl_multi_perform`
+    /// walks every transfer, every new transfer walks the host's connections for one to reuse,
+    /// and every `curl_multi_remove_handle` walks the whole connection cache (for a
+    /// connect-only connection Herald never makes). With thousands of slow requests in flight
+    /// that made the transport thread most of the worker's CPU (BENCHMARKS.md, "Slow
+    /// providers"). Shards of at most ``transfersPerShard`` divide each of those walks.
+    private let engines: [CurlEngine]
+
+    /// In-flight transfers per engine at most; a transport with a larger window gets more
+    /// engines (at most ``maxShards``).
+    static let transfersPerShard = 1024
+    static let maxShards = 8
+
+    /// How many engines a window of `maxInFlight` transfers is split over.
+    static func shards(maxInFlight: Int) -> Int {
+        min(maxShards, max(1, (maxInFlight + transfersPerShard - 1) / transfersPerShard))
+    }
 
     /// Starts the transport's thread.
     /// - Parameters:
@@ -48,13 +69,29 @@ public final class CurlTransport: Sendable {
     public init(maxInFlight: Int = 128, httpVersion: HTTPVersionPreference = .automatic, authorityFile: String? = nil,
                 clock: any HeraldClock = ContinuousClock(), logger: Logger) {
         _ = CurlGlobal.initialized
-        engine = CurlEngine(maxInFlight: max(1, maxInFlight), httpVersion: httpVersion, authorityFile: authorityFile,
-                            clock: clock, logger: logger)
-        engine.start()
+        let window = max(1, maxInFlight)
+        let count = Self.shards(maxInFlight: window)
+        engines = (0..<count).map { shard in
+            // The window split as evenly as it goes: the shards' limits add up to `maxInFlight`.
+            CurlEngine(maxInFlight: window / count + (shard < window % count ? 1 : 0), httpVersion: httpVersion,
+                       authorityFile: authorityFile, clock: clock, logger: logger)
+        }
+        for engine in engines { engine.start() }
     }
 
     deinit {
-        engine.shutdown()
+        for engine in engines { engine.shutdown() }
+    }
+
+    /// The engine with the fewest transfers outstanding, and its index.
+    private func leastLoaded() -> (CurlEngine, Int) {
+        guard engines.count > 1 else { return (engines[0], 0) }
+        var best = 0, bestLoad = Int.max
+        for (index, engine) in engines.enumerated() {
+            let load = engine.outstanding
+            if load < bestLoad { (best, bestLoad) = (index, load) }
+        }
+        return (engines[best], best)
     }
 
     /// Performs one HTTP request and returns the complete response, whatever its status.
@@ -67,7 +104,7 @@ public final class CurlTransport: Sendable {
     ///   cancelled or shut down while in flight). Task cancellation aborts the transfer and throws
     ///   an error whose ``TransportError/isCancelled`` is true.
     public func execute(_ request: HTTPRequest) async throws(TransportError) -> HTTPResponse {
-        try await engine.perform([.http(request)])[0].result.get()
+        try await leastLoaded().0.perform([.http(request)])[0].result.get()
     }
 
     /// Hands one mail to an SMTP server (`smtp://` with opportunistic STARTTLS, or `smtps://`).
@@ -77,7 +114,7 @@ public final class CurlTransport: Sendable {
     ///   server refused (4xx: try later; 5xx: permanent), including a failed login (535);
     ///   otherwise `.notSent` / `.ambiguous` as for ``execute(_:)``.
     public func send(_ mail: SMTPEnvelope) async throws(TransportError) {
-        _ = try await engine.perform([.smtp(mail)])[0].result.get()
+        _ = try await leastLoaded().0.perform([.smtp(mail)])[0].result.get()
     }
 
     /// Performs a whole batch of transfers at once and returns when every one has ended, each
@@ -96,7 +133,7 @@ public final class CurlTransport: Sendable {
     ///   go on until they end or time out. The worker sets it so that every send that starts
     ///   can time out before the claim's lease runs out.
     public func perform(_ requests: [TransportRequest], startingBy deadline: ContinuousClock.Instant? = nil) async -> [TransportOutcome] {
-        await engine.perform(requests, deadline: deadline)
+        await leastLoaded().0.perform(requests, deadline: deadline)
     }
 
     /// Hands transfers to the transport and returns at once; `onCompletion(index, outcome)` is
@@ -115,7 +152,10 @@ public final class CurlTransport: Sendable {
     @discardableResult
     public func submit(_ requests: [TransportRequest], startingBy deadline: ContinuousClock.Instant? = nil,
                        onCompletion: @escaping @Sendable (_ index: Int, _ outcome: TransportOutcome) -> Void) -> TransportTicket {
-        engine.submit(requests, submission: TransferSubmission(deadline: deadline, onCompletion: onCompletion))
+        let (engine, shard) = leastLoaded()
+        var ticket = engine.submit(requests, submission: TransferSubmission(deadline: deadline, onCompletion: onCompletion))
+        ticket.shard = shard
+        return ticket
     }
 
     /// Takes back the transfers of a submission that are still queued (waiting for a free slot):
@@ -123,18 +163,24 @@ public final class CurlTransport: Sendable {
     /// never reaches the server. Transfers already under way go on. The worker withdraws a
     /// broadcast's queued sends when it is paused or cancelled.
     public func withdrawQueued(_ ticket: TransportTicket) {
-        engine.withdrawQueued(ticket)
+        engines[ticket.shard].withdrawQueued(ticket)
     }
 
     /// Aborts every transfer of a submission that has not ended: queued ones complete as not
     /// started, those in flight as `.ambiguous` (both with ``TransportError/isCancelled``).
     public func cancel(_ ticket: TransportTicket) {
-        engine.cancel(ticket)
+        engines[ticket.shard].cancel(ticket)
     }
 
     /// Queued transfers (waiting for a free slot) and transfers in flight, as of the transport
     /// thread's last pass.
-    public var load: (queued: Int, inFlight: Int) { engine.load }
+    public var load: (queued: Int, inFlight: Int) {
+        engines.reduce(into: (queued: 0, inFlight: 0)) { sum, engine in
+            let load = engine.load
+            sum.queued += load.queued
+            sum.inFlight += load.inFlight
+        }
+    }
 
     /// Fails every queued and in-flight transfer (``TransportError/isShutdown``), stops and joins
     /// the thread. Idempotent; later calls to ``execute(_:)`` and ``send(_:)`` throw at once.
@@ -142,10 +188,16 @@ public final class CurlTransport: Sendable {
     /// - Important: Blocks the calling thread until the transport's thread has exited (normally
     ///   well under a millisecond per in-flight transfer).
     public func shutdown() {
-        engine.shutdown()
+        for engine in engines { engine.shutdown() }
     }
 
     /// Counters since the transport started.
-    public var statistics: Statistics { engine.statistics }
+    public var statistics: Statistics {
+        engines.reduce(into: Statistics(transfersCompleted: 0, connectionsOpened: 0)) { sum, engine in
+            let statistics = engine.statistics
+            sum.transfersCompleted += statistics.transfersCompleted
+            sum.connectionsOpened += statistics.connectionsOpened
+        }
+    }
 }
 

@@ -4,6 +4,8 @@
 public struct TransportTicket: Sendable, Hashable {
     /// The transport's ids of the submission's transfers, in request order.
     let ids: Range<UInt64>
+    /// Which of the transport's engines holds them (see ``CurlTransport``'s shards).
+    var shard = 0
 
     /// How many transfers the submission had.
     public var count: Int { ids.count }

@@ -1,6 +1,6 @@
 import Foundation
 import HeraldTesting
-import HeraldTransport
+@testable import HeraldTransport
 import Logging
 import Synchronization
 import Testing
@@ -58,6 +58,37 @@ struct CurlTransportStreamingTests {
                 #expect(error.curlCode == TransportError.withdrawnCode)
             }
             #expect(double.received(.whatsApp).count == before + 1)
+        }
+    }
+
+    @Test("a wide window is split over engines of at most 1,024 transfers, up to 8")
+    func shardCounts() {
+        #expect([1, 128, 1024, 1025, 2048, 4096, 8192, 100_000].map { CurlTransport.shards(maxInFlight: $0) }
+                == [1, 1, 1, 2, 2, 4, 8, 8])
+    }
+
+    @Test("submissions spread over the engines run side by side, and a cancel reaches the engine that holds its ticket")
+    func shardsRouteTickets() async throws {
+        // 2 engines. Each numbers its transfers from 1, so a cancel sent to the wrong engine
+        // would abort the other submission's transfer instead.
+        try await withTransport(maxInFlight: 2048) { double, transport in
+            double.latency = .milliseconds(800)
+            let kept = Outcomes(), cancelled = Outcomes()
+            let before = double.received(.whatsApp).count
+            transport.submit([.http(whatsAppRequest(double))]) { kept.add($0, $1) }
+            let ticket = transport.submit([.http(whatsAppRequest(double))]) { cancelled.add($0, $1) }
+            #expect(ticket.shard == 1, "the second submission goes to the engine with nothing outstanding")
+            #expect(await double.waitForRequests(before + 2), "both are under way at once")
+            transport.cancel(ticket)
+            #expect(await cancelled.wait(count: 1))
+            #expect(cancelled.all[0]?.result.failure?.isCancelled == true)
+            // The first engine still has its transfer out: the next submission goes to the second.
+            let third = transport.submit([.http(whatsAppRequest(double))]) { kept.add(1, $1) }
+            #expect(third.shard == 1)
+            #expect(await kept.wait(count: 2))
+            let statuses = try (0...1).map { try kept.all[$0]?.result.get().status }
+            #expect(statuses == [200, 200], "the first engine's transfer was not touched by the cancel")
+            #expect(transport.statistics.transfersCompleted == 2, "both engines' counters are summed (the cancelled one is not counted)")
         }
     }
 }
