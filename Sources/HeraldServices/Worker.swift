@@ -13,7 +13,7 @@ import ServiceLifecycle
 /// Three stages, one type each:
 /// - ``ChannelClaimer`` lanes go round the channels and claim what each channel's tokens and the
 ///   ``InFlightWindow`` allow, without waiting for any answer;
-/// - ``SendDispatcher`` renders a batch and submits it to the transport (libcurl, one thread);
+/// - ``SendDispatcher`` renders a batch and submits it to the transport (libcurl, a thread per 1,024 sends);
 /// - ``OutcomeCompleter`` gets each answer as it arrives and writes many outcomes per statement,
 ///   guarded by `lease_owner`.
 ///
