@@ -6,18 +6,18 @@ import HeraldTransport
 /// The HTTP version the worker's transport speaks (HeraldTransport's ``HTTPVersionPreference``).
 public typealias WorkerHTTPVersion = HTTPVersionPreference
 
-/// How a ``Worker`` runs. Every field has a default that reaches the targets of `scripts/bench`
-/// (many slow channels at their full rate, one unlimited channel at the zero-latency ceiling)
-/// with no flags.
+/// How a ``Worker`` runs. Every field has a default chosen with `scripts/bench-latency` (many
+/// slow channels at their rate, one unlimited channel at and away from zero latency), so that a
+/// worker started with no flags does as well as the measured alternatives.
 ///
 /// Sizing follows Little's law: messages per second = sends in flight / provider latency. At
 /// 200 ms, 20,000 msg/s needs 4,000 sends in flight, so ``maxInFlight`` is in the thousands;
 /// the number of claiming lanes does not bound throughput any more (a lane never waits for a
 /// provider), it only bounds how many claims are in progress at once. The default, 4,096, is
 /// the widest window whose peak RSS stays under 150 MB at 1,000 slow channels over plain HTTP
-/// (127–138 MB; 6,144 reached 158 MB for no more msg/s): over HTTP/1.1 every send in flight is
-/// a connection, and libcurl's memory and CPU per transfer grow with them
-/// (`scripts/bench-latency`; BENCHMARKS.md, "Slow providers", the "Latest" figures).
+/// (123–134 MB over the transport's four engines; 6,144 reached 158 MB on one engine for no
+/// more msg/s): over HTTP/1.1 every send in flight is a connection, and libcurl's memory per
+/// transfer grows with them (`scripts/bench-latency`; BENCHMARKS.md, "Slow providers").
 public struct WorkerConfiguration: Sendable {
     /// `DATABASE_URL`, or nil for libpq's `PG*` variables.
     public var databaseURL: String?
