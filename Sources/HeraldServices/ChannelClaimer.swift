@@ -160,11 +160,12 @@ final class ChannelClaimer: Sendable {
         // Read before the claim, so the lease (counted from the database's clock during the
         // claim) ends no earlier than `claimedAt + lease` on this clock.
         let claimedAt = clock.now
+        let scan = Self.scanLimit(room, batchSize: configuration.batchSize, hasSendWindow: info.hasSendWindow)
         let claim: QueueStore.Claim
         do {
             claim = try await pool.withConnection {
                 try await self.store.claim(on: $0, broadcastID: info.id, channelID: info.channelID, kind: broadcast.kind,
-                                           limit: room, scanLimit: Self.scanLimit(room, batchSize: self.configuration.batchSize, hasSendWindow: info.hasSendWindow),
+                                           limit: room, scanLimit: scan,
                                            lease: self.configuration.lease, restartGrace: self.configuration.restartGrace,
                                            owner: self.configuration.workerID, attributeKeys: broadcast.attributeKeys)
             }

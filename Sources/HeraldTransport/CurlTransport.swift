@@ -10,9 +10,9 @@ import Synchronization
 ///
 /// Callers on any thread enqueue a transfer and wake a thread with `curl_multi_wakeup`; the
 /// threads start at most `maxInFlight` transfers at a time between them (the rest wait, in
-/// order), and resume each caller's continuation when its transfer ends. Easy handles are reused and connections
-/// kept alive in the multi handle's connection cache, so steady traffic to one provider runs over
-/// a few warm connections.
+/// order), and resume each caller's continuation when its transfer ends. Easy handles are reused
+/// and connections kept alive in each multi handle's connection cache, so steady traffic to one
+/// provider runs over warm connections.
 ///
 /// ```swift
 /// let transport = CurlTransport(logger: logger)
@@ -40,7 +40,7 @@ public final class CurlTransport: Sendable {
     /// walks every transfer, every new transfer walks the host's connections for one to reuse,
     /// and every `curl_multi_remove_handle` walks the whole connection cache (for a
     /// connect-only connection Herald never makes). With thousands of slow requests in flight
-    /// that made the transport thread most of the worker's CPU (BENCHMARKS.md, "Slow
+    /// that made the transport thread more than half of the worker's CPU (BENCHMARKS.md, "Slow
     /// providers"). Shards of at most ``transfersPerShard`` divide each of those walks.
     private let engines: [CurlEngine]
 
@@ -54,7 +54,7 @@ public final class CurlTransport: Sendable {
         min(maxShards, max(1, (maxInFlight + transfersPerShard - 1) / transfersPerShard))
     }
 
-    /// Starts the transport's thread.
+    /// Starts the transport's threads.
     /// - Parameters:
     ///   - maxInFlight: Most transfers handed to libcurl at once; the rest queue up in order.
     ///   - logger: Used for debug-level messages about failed transfers; nothing above debug.
