@@ -35,8 +35,14 @@ struct RateLimitTests {
                 try HeraldProcess.start(bin, ["worker", "--log-level", "error"], databaseURL: db.url, environment: WorkerFixtures.environment)
             }
             #expect(await double.waitForRequests(1, timeout: .seconds(20)))
-            // The rate is measured over 20 s of real sending: this sleep is the measurement window.
-            try await Task.sleep(for: .seconds(21))
+            // The rate is measured over the first 20 s of real sending: wait until the double has
+            // seen a request at least that long after the first.
+            let measured = try await eventually(within: .seconds(60), every: .milliseconds(200)) {
+                let instants = double.received(.whatsApp).map(\.receivedAt)
+                guard let first = instants.min(), let last = instants.max() else { return false }
+                return last - first >= .seconds(20)
+            }
+            #expect(measured, "the workers sent for less than 20 s")
             for w in workers { w.signal(SIGTERM) }
             for w in workers { #expect(await w.wait() == 0) }
             let instants = double.received(.whatsApp).map(\.receivedAt)
