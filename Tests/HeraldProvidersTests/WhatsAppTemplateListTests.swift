@@ -1,5 +1,5 @@
 import Foundation
-import HeraldCore
+@testable import HeraldCore
 import HeraldTransport
 import Testing
 @testable import HeraldProviders

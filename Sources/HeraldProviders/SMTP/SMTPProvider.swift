@@ -12,7 +12,7 @@ public struct SMTPSettings: Sendable, Equatable {
     /// `password_env`: the environment variable holding the password.
     public var passwordEnv: String?
     /// `require_tls` (default false): with `smtp://`, refuse to send unless STARTTLS succeeds.
-    public var requireTLS: Bool
+    public var requireTLS = false
     /// `ca_file`: a PEM file of certificate authorities to verify the server with, for a relay
     /// whose certificate a private CA signed; by default the system's trust store is used.
     public var caFile: String?
@@ -21,27 +21,14 @@ public struct SMTPSettings: Sendable, Equatable {
     public var unsubscribeURL: String?
     /// `max_attachment_bytes`: the most a broadcast's attachments may weigh together, before
     /// encoding (default 10 MiB, at most 25 MiB, a common relay limit once base64 adds its third).
-    public var maxAttachmentBytes: Int
-    public var policy: DeliveryPolicy
+    public var maxAttachmentBytes = SMTPSettings.defaultMaxAttachmentBytes
+    public var policy = DeliveryPolicy()
 
     /// The default ``maxAttachmentBytes``: 10 MiB.
     public static let defaultMaxAttachmentBytes = 10 << 20
+}
 
-    public init(url: String, from: String, usernameEnv: String? = nil, passwordEnv: String? = nil,
-                requireTLS: Bool = false, caFile: String? = nil, unsubscribeURL: String? = nil,
-                maxAttachmentBytes: Int = SMTPSettings.defaultMaxAttachmentBytes,
-                policy: DeliveryPolicy = DeliveryPolicy()) {
-        self.url = url
-        self.from = from
-        self.usernameEnv = usernameEnv
-        self.passwordEnv = passwordEnv
-        self.requireTLS = requireTLS
-        self.caFile = caFile
-        self.unsubscribeURL = unsubscribeURL
-        self.maxAttachmentBytes = maxAttachmentBytes
-        self.policy = policy
-    }
-
+extension SMTPSettings {
     /// Reads the settings.
     public init(_ settings: SettingsReader) throws(ChannelConfigError) {
         let url = try settings.requiredString("url")
@@ -70,19 +57,12 @@ public struct SMTPSettings: Sendable, Equatable {
 public struct SMTPCredentials: ProviderCredentials {
     public var username: String?
     public var password: String?
-
-    public init(username: String? = nil, password: String? = nil) {
-        self.username = username
-        self.password = password
-    }
 }
 
 /// The `smtp` provider.
 public struct SMTPProvider: Provider {
     public static let name = "smtp"
     public var kinds: Set<ChannelKind> { [.email] }
-
-    public init() {}
 
     public func configure(_ settings: SettingsReader, kind: ChannelKind,
                           environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel {

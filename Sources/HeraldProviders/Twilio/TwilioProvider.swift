@@ -4,7 +4,7 @@ import HeraldCore
 /// Settings of a `twilio` channel (Twilio Programmable Messaging, SMS), without its secret.
 public struct TwilioSettings: Sendable, Equatable {
     /// API root without a trailing slash; default ``defaultBaseURL``.
-    public var baseURL: String
+    public var baseURL: String = TwilioSettings.defaultBaseURL
     /// `account_sid` (`AC…`): the account, the basic-auth user, and how webhooks find the channel.
     public var accountSID: String
     /// `auth_token_env`: the environment variable holding the auth token.
@@ -16,22 +16,12 @@ public struct TwilioSettings: Sendable, Equatable {
     /// `status_callback_url`: where Twilio posts status callbacks. When nil, callers build it
     /// from `HERALD_PUBLIC_URL` (see ``statusCallback(publicURL:)``).
     public var statusCallback: String?
-    public var policy: DeliveryPolicy
+    public var policy = DeliveryPolicy()
 
     public static let defaultBaseURL = "https://api.twilio.com"
+}
 
-    public init(baseURL: String = TwilioSettings.defaultBaseURL, accountSID: String, authTokenEnv: String,
-                from: String? = nil, messagingServiceSID: String? = nil, statusCallback: String? = nil,
-                policy: DeliveryPolicy = DeliveryPolicy()) {
-        self.baseURL = baseURL
-        self.accountSID = accountSID
-        self.authTokenEnv = authTokenEnv
-        self.from = from
-        self.messagingServiceSID = messagingServiceSID
-        self.statusCallback = statusCallback
-        self.policy = policy
-    }
-
+extension TwilioSettings {
     /// Reads the settings (no secret: webhooks read these to find the channel).
     public init(_ settings: SettingsReader) throws(ChannelConfigError) {
         let from = try settings.string("from")
@@ -63,18 +53,12 @@ public struct TwilioSettings: Sendable, Equatable {
 /// The auth token of a `twilio` channel, read from the environment.
 public struct TwilioCredentials: ProviderCredentials {
     public var authToken: String
-
-    public init(authToken: String) {
-        self.authToken = authToken
-    }
 }
 
 /// The `twilio` provider.
 public struct TwilioProvider: Provider {
     public static let name = "twilio"
     public var kinds: Set<ChannelKind> { [.sms] }
-
-    public init() {}
 
     public func configure(_ settings: SettingsReader, kind: ChannelKind,
                           environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel {
@@ -94,7 +78,6 @@ public struct TwilioChannel: ConfiguredChannel, CustomStringConvertible {
     let publicURL: String?
     let timeout: Duration
 
-    static let providerName = "twilio"
     public var policy: DeliveryPolicy { settings.policy }
 
     public func request(for message: OutgoingMessage) throws(MessageBuildError) -> ProviderRequest {
@@ -103,7 +86,7 @@ public struct TwilioChannel: ConfiguredChannel, CustomStringConvertible {
     }
 
     public func classify(_ answer: ProviderAnswer, for request: ProviderRequest, now: Date) -> DeliveryOutcome {
-        answer.httpOutcome(provider: Self.providerName, now: now) { Twilio.classify($0, now: $1) }
+        answer.httpOutcome(provider: TwilioProvider.name, now: now) { Twilio.classify($0, now: $1) }
     }
 
     public var description: String { "TwilioChannel(\(settings.accountSID), <redacted>)" }

@@ -4,7 +4,7 @@ import HeraldCore
 /// Settings of a `whatsapp_cloud` channel (Meta's WhatsApp Cloud API), without its secrets.
 public struct WhatsAppCloudSettings: Sendable, Equatable {
     /// Graph API root without a trailing slash; default ``defaultBaseURL``.
-    public var baseURL: String
+    public var baseURL: String = WhatsAppCloudSettings.defaultBaseURL
     /// `phone_number_id`: the sending number's id at Meta (also how webhooks find the channel).
     public var phoneNumberID: String
     /// `access_token_env`: the environment variable holding the system-user access token.
@@ -16,22 +16,12 @@ public struct WhatsAppCloudSettings: Sendable, Equatable {
     /// `waba_id`: the WhatsApp Business Account, whose templates Herald keeps in step
     /// (``WhatsAppTemplateList``); nil when not set.
     public var wabaID: String?
-    public var policy: DeliveryPolicy
+    public var policy = DeliveryPolicy()
 
     public static let defaultBaseURL = "https://graph.facebook.com/v21.0"
+}
 
-    public init(baseURL: String = WhatsAppCloudSettings.defaultBaseURL, phoneNumberID: String,
-                accessTokenEnv: String, appSecretEnv: String? = nil, verifyTokenEnv: String? = nil,
-                wabaID: String? = nil, policy: DeliveryPolicy = DeliveryPolicy()) {
-        self.baseURL = baseURL
-        self.phoneNumberID = phoneNumberID
-        self.accessTokenEnv = accessTokenEnv
-        self.appSecretEnv = appSecretEnv
-        self.verifyTokenEnv = verifyTokenEnv
-        self.wabaID = wabaID
-        self.policy = policy
-    }
-
+extension WhatsAppCloudSettings {
     /// Reads the settings (no secrets: webhooks read these without a token).
     public init(_ settings: SettingsReader) throws(ChannelConfigError) {
         let phoneNumberID = try settings.requiredString("phone_number_id")
@@ -59,20 +49,12 @@ public struct WhatsAppCloudCredentials: ProviderCredentials {
     public var appSecret: String?
     /// Answers Meta's subscription handshake; nil when `verify_token_env` is not set.
     public var verifyToken: String?
-
-    public init(accessToken: String, appSecret: String? = nil, verifyToken: String? = nil) {
-        self.accessToken = accessToken
-        self.appSecret = appSecret
-        self.verifyToken = verifyToken
-    }
 }
 
 /// The `whatsapp_cloud` provider.
 public struct WhatsAppCloudProvider: Provider {
     public static let name = "whatsapp_cloud"
     public var kinds: Set<ChannelKind> { [.whatsapp] }
-
-    public init() {}
 
     public func configure(_ settings: SettingsReader, kind: ChannelKind,
                           environment: ProviderEnvironment) throws(ChannelConfigError) -> any ConfiguredChannel {
@@ -93,7 +75,6 @@ public struct WhatsAppCloudChannel: ConfiguredChannel, CustomStringConvertible {
     let credentials: WhatsAppCloudCredentials
     let timeout: Duration
 
-    static let providerName = "whatsapp_cloud"
     public var policy: DeliveryPolicy { settings.policy }
 
     public func request(for message: OutgoingMessage) throws(MessageBuildError) -> ProviderRequest {
@@ -108,7 +89,7 @@ public struct WhatsAppCloudChannel: ConfiguredChannel, CustomStringConvertible {
     }
 
     public func classify(_ answer: ProviderAnswer, for request: ProviderRequest, now: Date) -> DeliveryOutcome {
-        answer.httpOutcome(provider: Self.providerName, now: now) { WhatsAppCloud.classify($0, now: $1) }
+        answer.httpOutcome(provider: WhatsAppCloudProvider.name, now: now) { WhatsAppCloud.classify($0, now: $1) }
     }
 
     public var description: String { "WhatsAppCloudChannel(\(settings.phoneNumberID), <redacted>)" }

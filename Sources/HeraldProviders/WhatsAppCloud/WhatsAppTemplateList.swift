@@ -25,45 +25,6 @@ extension TemplateStatus {
     }
 }
 
-/// One message template as Meta lists it, in the shape of a `templates` row.
-public struct MetaTemplate: Sendable, Equatable {
-    /// Meta's template id (`meta_template_id`).
-    public var id: String
-    public var name: String
-    public var language: String
-    public var status: TemplateStatus
-    /// `marketing`, `utility` or `authentication`; nil for a category Herald does not know.
-    public var category: String?
-    /// The BODY component's text (empty when Meta lists none).
-    public var body: String
-    /// `none`, `text`, `image`, `video` or `document` (a LOCATION header is listed as `none`:
-    /// the schema has no such format, and a broadcast cannot fill it).
-    public var headerFormat: String
-    public var headerText: String?
-    /// The BUTTONS component as `templates.buttons` holds it: a JSON array of
-    /// `{"type": …, "text": …}` with `url` / `phone_number` when given, types lowercased
-    /// (`url`, `quick_reply`, `phone_number`, `copy_code`, or one Herald cannot send, which
-    /// validation then names); nil when there are no buttons.
-    public var buttonsJSON: String?
-    /// `rejected_reason` unless it is `NONE`.
-    public var reason: String?
-
-    public init(id: String, name: String, language: String, status: TemplateStatus, category: String? = nil,
-                body: String = "", headerFormat: String = "none", headerText: String? = nil,
-                buttonsJSON: String? = nil, reason: String? = nil) {
-        self.id = id
-        self.name = name
-        self.language = language
-        self.status = status
-        self.category = category
-        self.body = body
-        self.headerFormat = headerFormat
-        self.headerText = headerText
-        self.buttonsJSON = buttonsJSON
-        self.reason = reason
-    }
-}
-
 /// Meta refused or garbled a template list request; ``description`` is one line for ops
 /// (Meta's own error message when it gave one).
 public struct TemplateListError: Error, Sendable, Equatable, CustomStringConvertible {
