@@ -76,7 +76,7 @@ enum AttachmentFetch {
         do {
             // Validation passed just before: these fail only if the rows changed meanwhile.
             let configured = try BroadcastProblem.configure(channel: channel.name, provider: channel.provider, kind: channel.kind,
-                                                            settingsJSON: channel.settings, registry: .standard,
+                                                            settingsJSON: channel.settingsJSON, registry: .standard,
                                                             environment: environment)
             let limit = (configured as? SMTPChannel)?.settings.maxAttachmentBytes ?? SMTPSettings.defaultMaxAttachmentBytes
             let content = try RichContent.make(kind: .email, template: nil, headerParams: nil, buttonParams: nil,

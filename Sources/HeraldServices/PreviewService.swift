@@ -52,7 +52,7 @@ public enum PreviewService {
         }
         // An unknown kind is among the errors already (and the schema's CHECK forbids it).
         guard let channel = definition.channel, let kind = ChannelKind(rawValue: channel.kind) else { return preview }
-        let settings = (try? JSONSerialization.jsonObject(with: Data(channel.settings.utf8))) as? [String: Any] ?? [:]
+        let settings = (try? JSONSerialization.jsonObject(with: Data(channel.settingsJSON.utf8))) as? [String: Any] ?? [:]
         preview.timing.ratePerSecond = try await store.ratePerSecond(channelID: channel.id)
         preview.timing.dailyLimit = (settings["daily_limit"] as? NSNumber)?.intValue
 

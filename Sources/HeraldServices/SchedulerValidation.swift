@@ -61,7 +61,7 @@ public enum SchedulerValidation {
         guard let channel = b.channel else { throw BroadcastProblem("channel \(b.channelID) does not exist") }
         guard channel.enabled else { throw BroadcastProblem("channel \(quoted(channel.name)) is disabled") }
         let configured = try BroadcastProblem.configure(channel: channel.name, provider: channel.provider, kind: channel.kind,
-                                                        settingsJSON: channel.settings, registry: registry,
+                                                        settingsJSON: channel.settingsJSON, registry: registry,
                                                         environment: environment)
 
         var params: [String] = []

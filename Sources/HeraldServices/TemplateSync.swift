@@ -128,7 +128,7 @@ public struct TemplateSync: Sendable {
         return results
     }
 
-    private func sync(_ channel: TemplateStore.Channel, _ configured: WhatsAppCloudChannel, connection: PostgresConnection,
+    private func sync(_ channel: ChannelRow, _ configured: WhatsAppCloudChannel, connection: PostgresConnection,
                       transport: CurlTransport) async -> Result<ChannelResult.Summary, ChannelResult.Failure> {
         var templates: [MetaTemplate] = [], skipped: [String] = []
         var seen = Set<String>()
@@ -159,17 +159,12 @@ public struct TemplateSync: Sendable {
         if after != nil {
             return .failure(.init(description: "more than \(Self.maxPages) pages of templates; the list was not applied"))
         }
-        let rows = templates.map { t in
-            TemplateStore.Row(name: t.name, language: t.language, body: t.body, status: t.status, category: t.category,
-                              headerFormat: t.headerFormat, headerText: t.headerText, buttonsJSON: t.buttonsJSON,
-                              metaTemplateID: t.id.isEmpty ? nil : t.id, statusReason: t.reason)
-        }
         do {
-            let counts = try await store.sync(channelID: channel.id, templates: rows, on: connection)
-            logger.debug("templates synced", metadata: ["channel": "\(channel.name)", "listed": "\(rows.count)",
+            let counts = try await store.sync(channelID: channel.id, templates: templates, on: connection)
+            logger.debug("templates synced", metadata: ["channel": "\(channel.name)", "listed": "\(templates.count)",
                                                         "inserted": "\(counts.inserted)", "updated": "\(counts.updated)",
                                                         "disabled": "\(counts.disabled)"])
-            return .success(.init(listed: rows.count, counts: counts, skipped: skipped))
+            return .success(.init(listed: templates.count, counts: counts, skipped: skipped))
         } catch {
             return .failure(.init(description: "cannot write its templates: \(error)"))
         }

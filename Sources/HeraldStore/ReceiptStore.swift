@@ -44,35 +44,18 @@ public struct NewReceipt: Sendable, Equatable {
     }
 }
 
-/// A channel that receives webhooks: how `herald webhooks` finds the secret that signs a request.
-public struct WebhookChannel: Sendable, Equatable {
-    public var id: Int64
-    public var name: String
-    public var kind: String
-    public var provider: String
-    /// `channels.settings` as JSON text.
-    public var settingsJSON: String
-}
-
 /// What one pass of ``ReceiptStore/apply(ids:on:)`` or ``ReceiptStore/applyPending(after:olderThan:window:limit:on:)`` did.
 public struct ReceiptApplication: Sendable, Equatable {
     /// Unapplied receipts looked at.
-    public var examined: Int
+    public var examined = 0
     /// Receipts matched to their message and processed (now `applied_at` is set).
-    public var applied: Int
+    public var applied = 0
     /// Messages whose row changed (status, timestamps, provider id).
-    public var messagesChanged: Int
+    public var messagesChanged = 0
     /// The highest receipt id examined (the retry pass's cursor).
     public var lastID: Int64?
     /// Receipts left for a later pass: message unknown yet, or held by a worker right now.
     public var pending: Int { examined - applied }
-
-    public init(examined: Int = 0, applied: Int = 0, messagesChanged: Int = 0, lastID: Int64? = nil) {
-        self.examined = examined
-        self.applied = applied
-        self.messagesChanged = messagesChanged
-        self.lastID = lastID
-    }
 }
 
 /// Every SQL statement of delivery receipts: store them raw, apply them to messages in batches,
@@ -321,14 +304,10 @@ public struct ReceiptStore: Sendable {
 
     /// The enabled and disabled channels whose provider sends webhooks (`whatsapp_cloud`, `twilio`,
     /// and `sandbox`, whose simulated receipts are signed when its settings say how).
-    public func webhookChannels(on connection: PostgresConnection) async throws -> [WebhookChannel] {
+    public func webhookChannels(on connection: PostgresConnection) async throws -> [ChannelRow] {
         try await connection.query("""
-            SELECT id, name, kind, provider, settings::text AS settings FROM herald.channels
+            SELECT id, name, kind, provider, settings::text AS settings, enabled FROM herald.channels
             WHERE provider IN ('whatsapp_cloud', 'twilio', 'sandbox') ORDER BY id
-            """).map { r in
-            WebhookChannel(id: try r.decode(Int64.self, "id"), name: try r.decode(String.self, "name"),
-                           kind: try r.decode(String.self, "kind"), provider: try r.decode(String.self, "provider"),
-                           settingsJSON: try r.decode(String.self, "settings"))
-        }
+            """).map { try ChannelRow($0) }
     }
 }

@@ -17,7 +17,7 @@ extension SchedulerStore {
         /// `template_params` as JSON text, nil when the column is null.
         public var templateParams: String?
         /// Nil when the channel row does not exist.
-        public var channel: Channel?
+        public var channel: ChannelRow?
         /// Nil when there is no `template_id` or the template row does not exist.
         public var template: Template?
         /// Rows of `broadcast_groups` and `broadcast_contacts`.
@@ -51,16 +51,6 @@ extension SchedulerStore {
         public var templateButtonParams: String? = nil
         public var media: String? = nil
 
-        public struct Channel: Sendable {
-            public var id: Int64
-            public var name: String
-            public var kind: String
-            public var provider: String
-            /// `settings` as JSON text.
-            public var settings: String
-            public var enabled: Bool
-        }
-
         public struct Template: Sendable {
             public var id: Int64
             public var channelID: Int64
@@ -85,8 +75,8 @@ extension SchedulerStore {
         let rows = try await connection.query("""
             SELECT b.id, b.name, b.channel_id, b.subject, b.body, b.html_body, b.template_id,
                    b.template_params::text AS template_params,
-                   c.id AS found_channel_id, c.name AS channel_name, c.kind AS channel_kind, c.provider AS channel_provider,
-                   c.settings::text AS channel_settings, c.enabled AS channel_enabled,
+                   c.id AS c_id, c.name AS c_name, c.kind AS c_kind, c.provider AS c_provider,
+                   c.settings::text AS c_settings, c.enabled AS c_enabled,
                    t.id AS found_template_id, t.channel_id AS template_channel_id, t.name AS template_name,
                    t.language AS template_language, t.status AS template_status, t.body AS template_body,
                    (SELECT count(*) FROM herald.broadcast_groups bg WHERE bg.broadcast_id = b.id) AS group_count,
@@ -104,12 +94,7 @@ extension SchedulerStore {
             WHERE b.id = \(id) AND (\(statuses)::text[] IS NULL OR b.status = ANY(\(statuses)::text[]))
             """)
         guard let row = rows.first else { return nil }
-        var channel: BroadcastDefinition.Channel?
-        if let channelID = try row.decode(Int64?.self, "found_channel_id") {
-            channel = .init(id: channelID, name: try row.decode(String.self, "channel_name"), kind: try row.decode(String.self, "channel_kind"),
-                            provider: try row.decode(String.self, "channel_provider"), settings: try row.decode(String.self, "channel_settings"),
-                            enabled: try row.decode(Bool.self, "channel_enabled"))
-        }
+        let channel = try row.decode(Int64?.self, "c_id") == nil ? nil : try ChannelRow(row, prefix: "c_")
         var template: BroadcastDefinition.Template?
         if let templateID = try row.decode(Int64?.self, "found_template_id") {
             template = .init(id: templateID, channelID: try row.decode(Int64.self, "template_channel_id"),

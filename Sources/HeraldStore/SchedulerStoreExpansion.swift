@@ -40,17 +40,9 @@ extension SchedulerStore {
         public var jobs: Int
         /// Eligible contacts of the chunk whose `time_zone` PostgreSQL does not know: they got
         /// the broadcast's zone instead.
-        public var unknownZoneContacts: Int
+        public var unknownZoneContacts = 0
         /// One such unknown zone name, nil when there is none.
         public var unknownZoneExample: String?
-
-        public init(advanced: Bool, messages: Int, jobs: Int, unknownZoneContacts: Int = 0, unknownZoneExample: String? = nil) {
-            self.advanced = advanced
-            self.messages = messages
-            self.jobs = jobs
-            self.unknownZoneContacts = unknownZoneContacts
-            self.unknownZoneExample = unknownZoneExample
-        }
     }
 
     /// Who of an audience may receive a broadcast: the rules of its channel's kind.

@@ -7,46 +7,6 @@ import HeraldPostgres
 public struct TemplateStore: Sendable {
     public init() {}
 
-    /// A WhatsApp channel whose templates may be synced.
-    public struct Channel: Sendable, Equatable {
-        public var id: Int64
-        public var name: String
-        public var kind: String
-        public var provider: String
-        public var settingsJSON: String
-        public var enabled: Bool
-    }
-
-    /// A template as Meta lists it, in the columns of `templates`.
-    public struct Row: Sendable, Equatable {
-        public var name: String
-        public var language: String
-        public var body: String
-        public var status: TemplateStatus
-        public var category: String?
-        public var headerFormat: String
-        public var headerText: String?
-        /// JSON array text, or nil.
-        public var buttonsJSON: String?
-        public var metaTemplateID: String?
-        public var statusReason: String?
-
-        public init(name: String, language: String, body: String, status: TemplateStatus, category: String?,
-                    headerFormat: String, headerText: String?, buttonsJSON: String?, metaTemplateID: String?,
-                    statusReason: String?) {
-            self.name = name
-            self.language = language
-            self.body = body
-            self.status = status
-            self.category = category
-            self.headerFormat = headerFormat
-            self.headerText = headerText
-            self.buttonsJSON = buttonsJSON
-            self.metaTemplateID = metaTemplateID
-            self.statusReason = statusReason
-        }
-    }
-
     /// What one channel's sync changed.
     public struct SyncCounts: Sendable, Equatable {
         public var inserted = 0
@@ -62,16 +22,12 @@ public struct TemplateStore: Sendable {
 
     /// The `whatsapp` channels, or the one named `name` whatever its kind (the caller says
     /// what is wrong with it), in name order.
-    public func whatsAppChannels(named name: String?, on connection: PostgresConnection) async throws -> [Channel] {
+    public func whatsAppChannels(named name: String?, on connection: PostgresConnection) async throws -> [ChannelRow] {
         try await connection.query("""
             SELECT id, name, kind, provider, settings::text AS settings, enabled FROM herald.channels
             WHERE CASE WHEN \(name)::text IS NULL THEN kind = 'whatsapp' ELSE name = \(name)::text END
             ORDER BY name
-            """).map { r in
-            Channel(id: try r.decode(Int64.self, "id"), name: try r.decode(String.self, "name"), kind: try r.decode(String.self, "kind"),
-                    provider: try r.decode(String.self, "provider"), settingsJSON: try r.decode(String.self, "settings"),
-                    enabled: try r.decode(Bool.self, "enabled"))
-        }
+            """).map { try ChannelRow($0) }
     }
 
     /// Brings a channel's `templates` in step with Meta's complete list, in one transaction:
@@ -82,11 +38,11 @@ public struct TemplateStore: Sendable {
     /// gives none and its status stays the same.
     ///
     /// - Parameter templates: the whole list; each (name, language) at most once.
-    public func sync(channelID: Int64, templates: [Row], on connection: PostgresConnection) async throws -> SyncCounts {
+    public func sync(channelID: Int64, templates: [MetaTemplate], on connection: PostgresConnection) async throws -> SyncCounts {
         let names = templates.map(\.name), languages = templates.map(\.language), bodies = templates.map(\.body)
         let statuses = templates.map(\.status.rawValue), categories = templates.map(\.category)
         let headerFormats = templates.map(\.headerFormat), headerTexts = templates.map(\.headerText)
-        let buttons = templates.map(\.buttonsJSON), ids = templates.map(\.metaTemplateID), reasons = templates.map(\.statusReason)
+        let buttons = templates.map(\.buttonsJSON), ids = templates.map { $0.id.isEmpty ? nil : $0.id }, reasons = templates.map(\.reason)
         return try await connection.transaction { c in
             let renamed = try c.query("""
                 UPDATE herald.templates x SET name = t.name, language = t.language

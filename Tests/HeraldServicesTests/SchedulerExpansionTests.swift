@@ -1,6 +1,6 @@
 import HeraldPostgres
 import HeraldServices
-import HeraldStore
+@testable import HeraldStore
 import HeraldTesting
 import Testing
 

@@ -1,6 +1,6 @@
 import Foundation
 import HeraldPostgres
-import HeraldStore
+@testable import HeraldStore
 import HeraldTesting
 import Testing
 
