@@ -10,9 +10,9 @@ public struct MetaTemplate: Sendable, Equatable {
     public var category: String?
     /// The BODY component's text (empty when Meta lists none).
     public var body = ""
-    /// `none`, `text`, `image`, `video` or `document` (a LOCATION header is listed as `none`:
-    /// the schema has no such format, and a broadcast cannot fill it).
-    public var headerFormat = "none"
+    /// A LOCATION header is listed as `none`: the schema has no such format, and a broadcast
+    /// cannot fill it.
+    public var headerFormat = TemplateHeaderFormat.none
     public var headerText: String?
     /// The BUTTONS component as `templates.buttons` holds it: a JSON array of
     /// `{"type": …, "text": …}` with `url` / `phone_number` when given, types lowercased

@@ -59,9 +59,10 @@ struct PreparedBroadcast: Sendable {
         self.params = params
         unsubscribe = try BroadcastProblem.compile(channel.unsubscribeURLTemplate,
                                                    field: BroadcastProblem.unsubscribeField(channel: info.channelName))
-        let template = info.templateName.map {
-            RichContent.TemplateShape(name: $0, headerFormat: info.templateHeaderFormat ?? "none",
-                                      headerText: info.templateHeaderText, buttons: info.templateButtons)
+        var template: RichContent.TemplateShape?
+        if let name = info.templateName {
+            template = try RichContent.TemplateShape(name: name, headerFormat: info.templateHeaderFormat ?? TemplateHeaderFormat.none.rawValue,
+                                                     headerText: info.templateHeaderText, buttons: info.templateButtons)
         }
         rich = try RichContent.make(kind: kind, template: template, headerParams: info.templateHeaderParams,
                                     buttonParams: info.templateButtonParams, media: info.media,

@@ -51,11 +51,22 @@ struct RichContent: Sendable {
     /// What validation needs of the broadcast's template.
     struct TemplateShape: Sendable {
         var name: String
-        /// `header_format`: `none`, `text`, `image`, `video` or `document`.
-        var headerFormat: String
+        var headerFormat: TemplateHeaderFormat
         var headerText: String?
         /// `buttons` as JSON text.
         var buttons: String?
+
+        /// The shape of a template row, whose `header_format` is text as the database holds it: a
+        /// format this version does not know (a newer schema's) fails only this broadcast, by name.
+        init(name: String, headerFormat: String, headerText: String?, buttons: String?) throws(BroadcastProblem) {
+            guard let format = TemplateHeaderFormat(rawValue: headerFormat) else {
+                throw BroadcastProblem("template \"\(name)\" has header_format \"\(headerFormat)\", which this version of Herald cannot send")
+            }
+            self.name = name
+            self.headerFormat = format
+            self.headerText = headerText
+            self.buttons = buttons
+        }
     }
 
     var media: [Media] = []
@@ -121,21 +132,21 @@ struct RichContent: Sendable {
 
         // The header.
         switch template.headerFormat {
-        case "image", "video", "document":
-            let header = (template.headerFormat == "image" ? "an " : "a ") + template.headerFormat + " header"
+        case .image, .video, .document:
+            let header = (template.headerFormat == .image ? "an " : "a ") + template.headerFormat.rawValue + " header"
             guard let item = content.media.first else {
                 throw BroadcastProblem("\(name) has \(header) but the broadcast has no media to fill it")
             }
-            guard item.kind.rawValue == template.headerFormat else {
+            guard item.kind.rawValue == template.headerFormat.rawValue else {
                 throw BroadcastProblem("\(name) has \(header) but media[0] is \(item.kind == .image || item.kind == .audio ? "an" : "a") \(item.kind.rawValue)")
             }
             content.mediaHeader = true
-        default:
+        case .none, .text:
             guard content.media.isEmpty else {
-                throw BroadcastProblem("\(name) has no media header (header_format \(template.headerFormat)), so it cannot carry the broadcast's media")
+                throw BroadcastProblem("\(name) has no media header (header_format \(template.headerFormat.rawValue)), so it cannot carry the broadcast's media")
             }
         }
-        let headerNeeds = template.headerFormat == "text" ? WhatsAppTemplateBody.placeholderCount(template.headerText ?? "") : 0
+        let headerNeeds = template.headerFormat == .text ? WhatsAppTemplateBody.placeholderCount(template.headerText ?? "") : 0
         guard headerValues.count == headerNeeds else {
             throw BroadcastProblem("\(name) has \(headerNeeds) header placeholder(s) but template_header_params has \(headerValues.count) value(s)")
         }

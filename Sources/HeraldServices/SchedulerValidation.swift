@@ -74,11 +74,11 @@ public enum SchedulerValidation {
                 guard template.channelID == channel.id else {
                     throw BroadcastProblem("template \(quoted(template.name)) belongs to another channel, not \(quoted(channel.name))")
                 }
-                guard template.status == "approved" else {
+                guard template.status == TemplateStatus.approved.rawValue else {
                     throw BroadcastProblem("template \(quoted(template.name)) is not approved (status: \(template.status))")
                 }
-                shape = RichContent.TemplateShape(name: template.name, headerFormat: template.headerFormat,
-                                                  headerText: template.headerText, buttons: template.buttons)
+                shape = try RichContent.TemplateShape(name: template.name, headerFormat: template.headerFormat,
+                                                      headerText: template.headerText, buttons: template.buttons)
                 params = try RichContent.strings(b.templateParams, field: "template_params")
                 let needed = WhatsAppTemplateBody.placeholderCount(template.body)
                 guard needed == params.count else {

@@ -58,8 +58,8 @@ extension SchedulerStore {
             public var language: String
             public var status: String
             public var body: String
-            /// `header_format`: `none`, `text`, `image`, `video` or `document`.
-            public var headerFormat: String = "none"
+            /// `header_format` as stored (a ``TemplateHeaderFormat`` spelling; validation reads it).
+            public var headerFormat = TemplateHeaderFormat.none.rawValue
             /// Items of `buttons` (0 when null).
             public var buttonCount: Int = 0
             /// `header_text` (with `{{1}}` when the header takes a value).

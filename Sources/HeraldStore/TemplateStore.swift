@@ -41,7 +41,7 @@ public struct TemplateStore: Sendable {
     public func sync(channelID: Int64, templates: [MetaTemplate], on connection: PostgresConnection) async throws -> SyncCounts {
         let names = templates.map(\.name), languages = templates.map(\.language), bodies = templates.map(\.body)
         let statuses = templates.map(\.status.rawValue), categories = templates.map(\.category)
-        let headerFormats = templates.map(\.headerFormat), headerTexts = templates.map(\.headerText)
+        let headerFormats = templates.map(\.headerFormat.rawValue), headerTexts = templates.map(\.headerText)
         let buttons = templates.map(\.buttonsJSON), ids = templates.map { $0.id.isEmpty ? nil : $0.id }, reasons = templates.map(\.reason)
         return try await connection.transaction { c in
             let renamed = try c.query("""

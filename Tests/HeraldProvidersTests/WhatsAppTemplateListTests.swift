@@ -56,10 +56,10 @@ struct WhatsAppTemplateListTests {
         #expect(page.skipped == ["Bad Name (en): name or language not as Meta spells them"])
         #expect(page.templates == [
             MetaTemplate(id: "1407680676729941", name: "spring_sale", language: "en_US", status: .approved, category: "marketing",
-                         body: "Hi {{1}}, {{2}} off", headerFormat: "image", headerText: nil,
+                         body: "Hi {{1}}, {{2}} off", headerFormat: .image, headerText: nil,
                          buttonsJSON: #"[{"type":"url","text":"Shop","url":"https://shop.example/p/{{1}}"},{"type":"quick_reply","text":"Stop"},{"type":"phone_number","text":"Call","phone_number":"+15550001"},{"type":"copy_code","text":"Copy offer code"}]"#),
             MetaTemplate(id: "2", name: "welcome", language: "pt_BR", status: .rejected, category: "utility", body: "Welcome",
-                         headerFormat: "text", headerText: "Hello {{1}}", reason: "INVALID_FORMAT"),
+                         headerFormat: .text, headerText: "Hello {{1}}", reason: "INVALID_FORMAT"),
             MetaTemplate(id: "3", name: "in_appeal", language: "en", status: .pending, category: "marketing"),
             MetaTemplate(id: "4", name: "going", language: "en", status: .disabled, category: nil),
         ])

@@ -40,6 +40,9 @@ struct DomainSpellingTests {
             #expect(try await literals("messages_skip_reason_check", on: c) == Set(SkipReason.allCases.map(\.rawValue)))
             #expect(try await literals("messages_failure_kind_check", on: c) == Set(FailureKind.allCases.map(\.rawValue)))
             #expect(try await literals("delivery_receipts_effect_check", on: c) == Set(ReceiptStatus.allCases.map(\.rawValue)))
+            #expect(try await literals("templates_status_check", on: c) == Set(TemplateStatus.allCases.map(\.rawValue)))
+            #expect(try await literals("templates_header_format_check", on: c)
+                == Set(TemplateHeaderFormat.allCases.map(\.rawValue)))
         }
     }
 

@@ -43,6 +43,11 @@ struct MediaValidationTests {
                        error: #"template "promo" has an image header but the broadcast has no media to fill it"#) { c, contact in
             try await rich(c, contact: contact, header: "image")
         },
+        ValidationCase(name: "a header format this version does not know (a newer schema's)",
+                       error: #"template "promo" has header_format "location", which this version of Herald cannot send"#) { c, contact in
+            try await c.execute("ALTER TABLE herald.templates DROP CONSTRAINT templates_header_format_check")
+            return try await rich(c, contact: contact, header: "location")
+        },
         ValidationCase(name: "media of the wrong type", error: #"template "promo" has a document header but media[0] is an image"#) { c, contact in
             try await rich(c, contact: contact, header: "document", media: image)
         },

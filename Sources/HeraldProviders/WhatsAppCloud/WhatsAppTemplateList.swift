@@ -131,7 +131,7 @@ public enum WhatsAppTemplateList {
                 result.body = component["text"]?.stringValue ?? ""
             case "HEADER":
                 let format = component["format"]?.stringValue?.lowercased() ?? "text"
-                if ["text", "image", "video", "document"].contains(format) { result.headerFormat = format }
+                if let known = TemplateHeaderFormat(rawValue: format), known != .none { result.headerFormat = known }
                 if format == "text" { result.headerText = component["text"]?.stringValue }
             case "BUTTONS":
                 guard case .array(let buttons)? = component["buttons"], !buttons.isEmpty else { continue }
