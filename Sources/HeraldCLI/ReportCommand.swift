@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HeraldCore
 import HeraldDemo
 import HeraldPostgres
 import HeraldStore
@@ -92,7 +93,7 @@ struct Report: AsyncParsableCommand {
                 text += String(format: "  %5.1f%%", Double(n) * 100 / Double(r.recipients))
             }
             lines.append(text)
-            if name == "queued", tierWaiting > 0 {
+            if name == MessageStatus.queued.rawValue, tierWaiting > 0 {
                 lines.append("  of which \(tierWaiting) wait for the channel's messaging tier (daily_limit)")
             }
         }

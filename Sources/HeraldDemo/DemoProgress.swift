@@ -177,7 +177,7 @@ public final class DemoProgress: Service, Sendable {
             ? String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
             : String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         var status = row.status
-        if row.status == "scheduled", let startsIn = row.startsIn { status = String(format: "due in %.0f s", startsIn.rounded(.up)) }
+        if row.status == BroadcastStatus.scheduled.rawValue, let startsIn = row.startsIn { status = String(format: "due in %.0f s", startsIn.rounded(.up)) }
         let sent = DemoReport.grouped(row.sent + row.delivered + row.read)
         let counts = compact
             ? "\(sent)/\(DemoReport.grouped(row.failed))/\(DemoReport.grouped(row.skipped))"

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldCore
 import HeraldPostgres
 import HeraldStore
 import Logging
@@ -72,7 +73,7 @@ final class BroadcastDirectory: Sendable {
                 continue
             }
             // Email attachments (issue 18): loaded once per broadcast; a database error retries the reload.
-            let attachments = info.kind == "email" && info.media != nil
+            let attachments = info.kind == ChannelKind.email.rawValue && info.media != nil
                 ? try await pool.withConnection { try await AttachmentStore().load(of: info.id, on: $0) } : []
             do {
                 prepared.append(try PreparedBroadcast(info, attachments: attachments, environment: configuration.providerEnvironment))

@@ -86,13 +86,13 @@ public enum PreviewService {
             if high == Int64.max { break }
         }
         if preview.errors.isEmpty, preview.audience == 0 { preview.errors.append(SchedulerValidation.emptyAudience) }
-        if channel.kind == "sms" { preview.sms = sms }
+        if kind == .sms { preview.sms = sms }
         if sampleCount == 0 { preview.longest = nil }
 
         let perMessage = (settings["price_per_message"] as? NSNumber)?.doubleValue
         let perSegment = (settings["price_per_segment"] as? NSNumber)?.doubleValue
         if perMessage != nil || perSegment != nil {
-            let segments = channel.kind == "sms" ? sms.segments : preview.eligible
+            let segments = kind == .sms ? sms.segments : preview.eligible
             preview.cost = .init(pricePerMessage: perMessage, pricePerSegment: perSegment,
                                  total: (perMessage ?? 0) * Double(preview.eligible) + (perSegment ?? 0) * Double(segments))
         }
