@@ -28,6 +28,10 @@ CURLcode ccurl_setopt_header_callback(CURL *handle, ccurl_data_callback callback
     return curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, callback);
 }
 
+CURLcode ccurl_setopt_prereq_callback(CURL *handle, ccurl_prereq_callback callback) {
+    return curl_easy_setopt(handle, CURLOPT_PREREQFUNCTION, callback);
+}
+
 CURLcode ccurl_setopt_read_callback(CURL *handle, ccurl_data_callback callback) {
     return curl_easy_setopt(handle, CURLOPT_READFUNCTION, callback);
 }

@@ -7,6 +7,7 @@ import Foundation
 /// Why nginx and not a double of our own: no HTTP/2 server library is among the packages here
 /// (swift-nio-http2 is not), and nginx is what the benchmarks already run. One process, no
 /// master (`master_process off`), in a temporary directory of its own; ``stop()`` ends it.
+/// Started with `http2: false` it serves HTTPS over HTTP/1.1 only: a provider without HTTP/2.
 public final class NginxHTTP2Server: @unchecked Sendable {
     // @unchecked: every stored property is set once in `start` and only read afterwards.
     public let port: Int
@@ -22,9 +23,10 @@ public final class NginxHTTP2Server: @unchecked Sendable {
         self.directory = directory
     }
 
-    /// Starts nginx on a free port, answering `status` with `body` (JSON) to every request.
+    /// Starts nginx on a free port, answering `status` with `body` (JSON) to every request, over
+    /// HTTP/2 when the client offers it (`http2`) or over HTTP/1.1 only.
     /// - Throws: ``Failure`` when nginx is not installed or does not come up.
-    public static func start(status: Int = 200, body: String = #"{"ok":true}"#) async throws -> NginxHTTP2Server {
+    public static func start(status: Int = 200, body: String = #"{"ok":true}"#, http2: Bool = true) async throws -> NginxHTTP2Server {
         guard let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
             throw Failure("nginx is not installed (scripts/install-deps installs it)")
         }
@@ -43,7 +45,7 @@ public final class NginxHTTP2Server: @unchecked Sendable {
                 http {
                   access_log off; client_body_temp_path \(directory.path);
                   server {
-                    listen 127.0.0.1:\(port) ssl http2;
+                    listen 127.0.0.1:\(port) ssl\(http2 ? " http2" : "");
                     ssl_certificate \(directory.path)/cert.pem; ssl_certificate_key \(directory.path)/key.pem;
                     location / { default_type application/json; return \(status) '\(body)'; }
                   }

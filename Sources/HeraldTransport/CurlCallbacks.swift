@@ -62,3 +62,18 @@ let curlReadCallback: ccurl_data_callback = { buffer, size, count, context in
     }
     return length
 }
+
+/// Runs when a transfer's connection is ready (new, or reused once a stream or the connection
+/// frees up), just before the request is sent: the last moment a start deadline can still hold
+/// for certain. A transfer can wait inside libcurl for a connection of its host (the multiplexing
+/// engines cap those), so the check when it is handed to libcurl is not enough. Aborting here
+/// sends nothing.
+let curlPrereqCallback: ccurl_prereq_callback = { context, _, _, _, _ in
+    guard let context else { return Int32(CURL_PREREQFUNC_OK) }
+    let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
+    guard let deadline = transfer.submission.deadline, let clock = transfer.clock, clock.now >= deadline else {
+        return Int32(CURL_PREREQFUNC_OK)
+    }
+    transfer.missedStartDeadline = true
+    return Int32(CURL_PREREQFUNC_ABORT)
+}

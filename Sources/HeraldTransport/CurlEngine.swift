@@ -47,8 +47,19 @@ final class CurlEngine: @unchecked Sendable {
     /// Transfers `collectCompleted` found done, kept between calls so its buffer is reused.
     private var completedScratch: [(Transfer, Result<HTTPResponse, TransportError>, Duration)] = []
 
-    init(maxInFlight: Int, httpVersion: HTTPVersionPreference, authorityFile: String?, clock: any HeraldClock, logger: Logger) {
+    /// Connections to one host at most (`CURLMOPT_MAX_HOST_CONNECTIONS`); nil: no cap.
+    private let maxConnectionsPerHost: Int?
+    /// Told the origin (`https://host:port`) of each HTTPS server that answered over HTTP/1.x,
+    /// once per origin; nil when the engine does not watch for them.
+    private let onHTTP1Origin: (@Sendable (String) -> Void)?
+    /// Origins already reported to ``onHTTP1Origin`` (engine thread only).
+    private var reportedHTTP1Origins: Set<String> = []
+
+    init(maxInFlight: Int, httpVersion: HTTPVersionPreference, authorityFile: String?, clock: any HeraldClock, logger: Logger,
+         maxConnectionsPerHost: Int? = nil, onHTTP1Origin: (@Sendable (String) -> Void)? = nil) {
         self.maxInFlight = maxInFlight
+        self.maxConnectionsPerHost = maxConnectionsPerHost
+        self.onHTTP1Origin = onHTTP1Origin
         self.httpVersion = httpVersion
         self.authorityFile = authorityFile
         self.clock = clock
@@ -65,6 +76,9 @@ final class CurlEngine: @unchecked Sendable {
         // under 150 MB at the same throughput. 1,000 halved that shape's throughput
         // (BENCHMARKS.md, "Slow providers").
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, 250)
+        if let maxConnectionsPerHost {
+            _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
+        }
     }
 
     func start() {
@@ -246,7 +260,9 @@ final class CurlEngine: @unchecked Sendable {
                 continue
             }
             transfer.easy = easy
-            let setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion, authorityFile: authorityFile)
+            transfer.clock = clock
+            let setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion, authorityFile: authorityFile,
+                                                  multiplexing: maxConnectionsPerHost != nil)
             if setup == CURLE_OK, curl_multi_add_handle(multi, easy) == CURLM_OK {
                 active[easy] = transfer
             } else {
@@ -321,6 +337,7 @@ final class CurlEngine: @unchecked Sendable {
             connectionsOpened += connects
             var micros: curl_off_t = 0
             _ = ccurl_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &micros)
+            if onHTTP1Origin != nil, code == CURLE_OK { noteHTTP1Origin(of: transfer, easy: easy) }
             curl_multi_remove_handle(multi, easy)
             release(easy, of: transfer)
             completedScratch.append((transfer, result, .microseconds(Int64(micros))))
@@ -338,7 +355,22 @@ final class CurlEngine: @unchecked Sendable {
         return count
     }
 
+    /// Reports the origin of an HTTPS transfer that was answered over HTTP/1.x (see
+    /// ``CurlTransport``'s engine pools), once per origin.
+    private func noteHTTP1Origin(of transfer: Transfer, easy: UnsafeMutableRawPointer) {
+        guard case .http(let request) = transfer.request, let onHTTP1Origin else { return }
+        var version = 0
+        _ = ccurl_getinfo_long(easy, CURLINFO_HTTP_VERSION, &version)
+        guard version == Int(CURL_HTTP_VERSION_1_0) || version == Int(CURL_HTTP_VERSION_1_1) else { return }
+        let origin = CurlTransport.origin(of: request.url)
+        if reportedHTTP1Origins.insert(origin).inserted { onHTTP1Origin(origin) }
+    }
+
     private func outcome(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<HTTPResponse, TransportError> {
+        if transfer.missedStartDeadline {
+            return .failure(TransportError(kind: .notSent, curlCode: TransportError.deadlineCode,
+                                           message: "not started: its start deadline passed while it waited for a connection"))
+        }
         var responseCode = 0
         _ = ccurl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &responseCode)
         if code == CURLE_OK {

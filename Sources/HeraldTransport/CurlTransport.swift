@@ -5,8 +5,8 @@ import Logging
 import Synchronization
 
 /// Asynchronous HTTP and SMTP over libcurl: dedicated threads each drive a `CURLM` multi handle
-/// (one per 1,024 transfers of the window, see ``shards(maxInFlight:)``), callers `await` their
-/// transfers or hear about each as it ends.
+/// (one per 1,024 transfers of the window, see ``shards(maxInFlight:)``, in two pools, see
+/// ``Pool``), callers `await` their transfers or hear about each as it ends.
 ///
 /// Callers on any thread enqueue a transfer and wake a thread with `curl_multi_wakeup`; the
 /// threads start at most `maxInFlight` transfers at a time between them (the rest wait, in
@@ -42,7 +42,62 @@ public final class CurlTransport: Sendable {
     /// connect-only connection Herald never makes). With thousands of slow requests in flight
     /// that made the transport thread more than half of the worker's CPU (BENCHMARKS.md, "Slow
     /// providers"). Shards of at most ``transfersPerShard`` divide each of those walks.
+    ///
+    /// The engines form two pools, multiplexing ones first (a ticket's shard indexes this array):
+    /// see ``Pool``.
     private let engines: [CurlEngine]
+    private let multiplexingEngines: Range<Int>
+    private let connectionPerTransferEngines: Range<Int>
+    private let httpVersion: HTTPVersionPreference
+    /// HTTPS origins that answered over HTTP/1.x: their transfers go to the connection-per-transfer pool.
+    private let http1Origins: OriginSet
+
+    /// Which engines a transfer goes to.
+    ///
+    /// libcurl 7.88 opens a new connection for every transfer that arrives while all of its
+    /// host's HTTP/2 connections are full or still in their TLS handshake (`CURLOPT_PIPEWAIT`
+    /// waits only while it is unknown whether the host multiplexes at all). Over HTTPS in
+    /// `scripts/bench-latency` that made 637 TLS connections for 50,000 requests, 620 of them
+    /// used once, and up to 880 open at a time: the worker's memory went over 200 MB and its
+    /// CPU to handshakes. Engines that cap connections per host (`CURLMOPT_MAX_HOST_CONNECTIONS`,
+    /// ``connectionsPerHost``) make libcurl queue such a transfer until a stream frees up; the cap
+    /// would throttle transfers that need a connection each, so those have engines without it.
+    enum Pool: Equatable {
+        /// HTTPS in the automatic mode (HTTP/2 by ALPN) and every HTTP transfer with prior
+        /// knowledge: capped at ``connectionsPerHost`` connections per host and engine.
+        case multiplexing
+        /// Plain HTTP in the automatic mode, everything in the HTTP/1.1 mode, SMTP, and HTTPS to
+        /// an origin that answered over HTTP/1.x: one connection per transfer in flight.
+        case connectionPerTransfer
+    }
+
+    /// Connections per host of a multiplexing engine: with at most ``transfersPerShard``
+    /// transfers per engine, 16 connections hold them all where the server allows 64 streams
+    /// per connection or more (nginx's default is 128; libcurl asks for up to 250).
+    static let connectionsPerHost = 16
+
+    /// The pool for a submission whose first transfer is `request`.
+    static func pool(for request: TransportRequest, httpVersion: HTTPVersionPreference,
+                     answersOverHTTP1: (String) -> Bool) -> Pool {
+        guard case .http(let http) = request else { return .connectionPerTransfer }
+        switch httpVersion {
+        case .http1: return .connectionPerTransfer
+        case .http2PriorKnowledge: return .multiplexing
+        case .automatic:
+            let origin = Self.origin(of: http.url)
+            return origin.hasPrefix("https://") && !answersOverHTTP1(origin) ? .multiplexing : .connectionPerTransfer
+        }
+    }
+
+    /// A URL's scheme and authority, lowercased: `https://graph.facebook.com:443`-style keys for
+    /// what an origin was seen to speak.
+    static func origin(of url: String) -> String {
+        let lower = url.lowercased()
+        guard let schemeEnd = lower.range(of: "://") else { return lower }
+        let rest = lower[schemeEnd.upperBound...]
+        let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
+        return String(lower[..<end])
+    }
 
     /// In-flight transfers per engine at most; a transport with a larger window gets more
     /// engines (at most ``maxShards``).
@@ -56,7 +111,8 @@ public final class CurlTransport: Sendable {
 
     /// Starts the transport's threads.
     /// - Parameters:
-    ///   - maxInFlight: Most transfers handed to libcurl at once; the rest queue up in order.
+    ///   - maxInFlight: Most transfers handed to libcurl at once in each ``Pool``; the rest queue
+    ///     up in order.
     ///   - logger: Used for debug-level messages about failed transfers; nothing above debug.
     ///   - httpVersion: HTTP/1.1 keep-alive, HTTP/2 where offered (the default), or HTTP/2 with
     ///     prior knowledge.
@@ -71,11 +127,22 @@ public final class CurlTransport: Sendable {
         _ = CurlGlobal.initialized
         let window = max(1, maxInFlight)
         let count = Self.shards(maxInFlight: window)
-        engines = (0..<count).map { shard in
-            // The window split as evenly as it goes: the shards' limits add up to `maxInFlight`.
-            CurlEngine(maxInFlight: window / count + (shard < window % count ? 1 : 0), httpVersion: httpVersion,
-                       authorityFile: authorityFile, clock: clock, logger: logger)
+        let origins = OriginSet()
+        // The window split as evenly as it goes: the shards' limits add up to `maxInFlight`.
+        let limit = { (shard: Int) in window / count + (shard < window % count ? 1 : 0) }
+        let learn: (@Sendable (String) -> Void)? = httpVersion == .automatic ? { @Sendable origin in origins.insert(origin) } : nil
+        let multiplexing: [CurlEngine] = httpVersion == .http1 ? [] : (0..<count).map { (shard: Int) -> CurlEngine in
+            CurlEngine(maxInFlight: limit(shard), httpVersion: httpVersion, authorityFile: authorityFile, clock: clock,
+                       logger: logger, maxConnectionsPerHost: Self.connectionsPerHost, onHTTP1Origin: learn)
         }
+        let connectionPerTransfer: [CurlEngine] = (0..<count).map { (shard: Int) -> CurlEngine in
+            CurlEngine(maxInFlight: limit(shard), httpVersion: httpVersion, authorityFile: authorityFile, clock: clock, logger: logger)
+        }
+        engines = multiplexing + connectionPerTransfer
+        multiplexingEngines = 0..<multiplexing.count
+        connectionPerTransferEngines = multiplexing.count..<engines.count
+        self.httpVersion = httpVersion
+        http1Origins = origins
         for engine in engines { engine.start() }
     }
 
@@ -83,12 +150,15 @@ public final class CurlTransport: Sendable {
         for engine in engines { engine.shutdown() }
     }
 
-    /// The engine with the fewest transfers outstanding, and its index.
-    private func leastLoaded() -> (CurlEngine, Int) {
-        guard engines.count > 1 else { return (engines[0], 0) }
-        var best = 0, bestLoad = Int.max
-        for (index, engine) in engines.enumerated() {
-            let load = engine.outstanding
+    /// The engine of `requests`' pool with the fewest transfers outstanding, and its index.
+    private func leastLoaded(for requests: [TransportRequest]) -> (CurlEngine, Int) {
+        let pool = requests.first.map {
+            Self.pool(for: $0, httpVersion: httpVersion, answersOverHTTP1: http1Origins.contains)
+        } ?? .connectionPerTransfer
+        let range = pool == .multiplexing ? multiplexingEngines : connectionPerTransferEngines
+        var best = range.lowerBound, bestLoad = Int.max
+        for index in range {
+            let load = engines[index].outstanding
             if load < bestLoad { (best, bestLoad) = (index, load) }
         }
         return (engines[best], best)
@@ -104,7 +174,7 @@ public final class CurlTransport: Sendable {
     ///   cancelled or shut down while in flight). Task cancellation aborts the transfer and throws
     ///   an error whose ``TransportError/isCancelled`` is true.
     public func execute(_ request: HTTPRequest) async throws(TransportError) -> HTTPResponse {
-        try await leastLoaded().0.perform([.http(request)])[0].result.get()
+        try await leastLoaded(for: [.http(request)]).0.perform([.http(request)])[0].result.get()
     }
 
     /// Hands one mail to an SMTP server (`smtp://` with opportunistic STARTTLS, or `smtps://`).
@@ -114,7 +184,7 @@ public final class CurlTransport: Sendable {
     ///   server refused (4xx: try later; 5xx: permanent), including a failed login (535);
     ///   otherwise `.notSent` / `.ambiguous` as for ``execute(_:)``.
     public func send(_ mail: SMTPEnvelope) async throws(TransportError) {
-        _ = try await leastLoaded().0.perform([.smtp(mail)])[0].result.get()
+        _ = try await leastLoaded(for: [.smtp(mail)]).0.perform([.smtp(mail)])[0].result.get()
     }
 
     /// Performs a whole batch of transfers at once and returns when every one has ended, each
@@ -133,7 +203,7 @@ public final class CurlTransport: Sendable {
     ///   go on until they end or time out. The worker sets it so that every send that starts
     ///   can time out before the claim's lease runs out.
     public func perform(_ requests: [TransportRequest], startingBy deadline: ContinuousClock.Instant? = nil) async -> [TransportOutcome] {
-        await leastLoaded().0.perform(requests, deadline: deadline)
+        await leastLoaded(for: requests).0.perform(requests, deadline: deadline)
     }
 
     /// Hands transfers to the transport and returns at once; `onCompletion(index, outcome)` is
@@ -152,7 +222,7 @@ public final class CurlTransport: Sendable {
     @discardableResult
     public func submit(_ requests: [TransportRequest], startingBy deadline: ContinuousClock.Instant? = nil,
                        onCompletion: @escaping @Sendable (_ index: Int, _ outcome: TransportOutcome) -> Void) -> TransportTicket {
-        let (engine, shard) = leastLoaded()
+        let (engine, shard) = leastLoaded(for: requests)
         var ticket = engine.submit(requests, submission: TransferSubmission(deadline: deadline, onCompletion: onCompletion))
         ticket.shard = shard
         return ticket
@@ -201,3 +271,10 @@ public final class CurlTransport: Sendable {
     }
 }
 
+
+/// The HTTPS origins seen answering over HTTP/1.x, shared by the transport and its engines.
+private final class OriginSet: Sendable {
+    private let origins = Mutex<Set<String>>([])
+    func insert(_ origin: String) { origins.withLock { _ = $0.insert(origin) } }
+    func contains(_ origin: String) -> Bool { origins.withLock { $0.contains(origin) } }
+}

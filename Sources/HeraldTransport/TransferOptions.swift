@@ -5,8 +5,12 @@ import CCurl
 enum TransferOptions {
     // MARK: Setting up a transfer
 
+    /// - Parameter multiplexing: Whether the engine is one of the transport's multiplexing pool;
+    ///   only there do transfers wait for a connection that may multiplex (`CURLOPT_PIPEWAIT`).
+    ///   Elsewhere such waiting would serialize a burst to an HTTP/1.1 origin: libcurl releases
+    ///   waiting transfers one per finished transfer.
     static func configure(_ easy: UnsafeMutableRawPointer, for transfer: Transfer, httpVersion: HTTPVersionPreference,
-                          authorityFile: String? = nil) -> CURLcode {
+                          authorityFile: String? = nil, multiplexing: Bool = true) -> CURLcode {
         var setup = CurlSetup(easy: easy)
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         setup.long(CURLOPT_NOSIGNAL, 1)
@@ -21,11 +25,15 @@ enum TransferOptions {
         setup.result(ccurl_setopt_write_callback(easy, curlWriteCallback))
         setup.pointer(CURLOPT_WRITEDATA, context)
         setup.pointer(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(transfer.errorBuffer))
+        if transfer.submission.deadline != nil {
+            setup.result(ccurl_setopt_prereq_callback(easy, curlPrereqCallback))
+            setup.pointer(CURLOPT_PREREQDATA, context)
+        }
         switch transfer.request {
         case .http(let request):
             configureHTTP(&setup, request, transfer, context)
             if let authorityFile { setup.string(CURLOPT_CAINFO, authorityFile) }
-            if waitsForMultiplexing(request.url, httpVersion) { setup.long(CURLOPT_PIPEWAIT, 1) }
+            if multiplexing, waitsForMultiplexing(request.url, httpVersion) { setup.long(CURLOPT_PIPEWAIT, 1) }
             switch httpVersion {
             case .automatic: break
             case .http1: setup.long(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))

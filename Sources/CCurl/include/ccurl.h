@@ -9,6 +9,9 @@
 #include <sys/types.h>
 
 typedef size_t (*ccurl_data_callback)(char *buffer, size_t size, size_t nitems, void *userdata);
+/// `CURLOPT_PREREQFUNCTION`'s type: called once a connection is ready, before the request goes.
+typedef int (*ccurl_prereq_callback)(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+                                     int conn_primary_port, int conn_local_port);
 
 // MARK: easy handle options
 CURLcode ccurl_setopt_long(CURL *handle, CURLoption option, long value);
@@ -22,6 +25,8 @@ CURLcode ccurl_setopt_write_callback(CURL *handle, ccurl_data_callback callback)
 CURLcode ccurl_setopt_header_callback(CURL *handle, ccurl_data_callback callback);
 /// `CURLOPT_READFUNCTION`.
 CURLcode ccurl_setopt_read_callback(CURL *handle, ccurl_data_callback callback);
+/// `CURLOPT_PREREQFUNCTION` (libcurl 7.80 and later).
+CURLcode ccurl_setopt_prereq_callback(CURL *handle, ccurl_prereq_callback callback);
 
 // MARK: easy handle info
 CURLcode ccurl_getinfo_long(CURL *handle, CURLINFO info, long *value);

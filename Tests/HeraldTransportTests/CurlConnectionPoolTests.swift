@@ -1,0 +1,98 @@
+import Foundation
+import HeraldCore
+import HeraldTesting
+@testable import HeraldTransport
+import Logging
+import Testing
+
+/// How many connections a burst of transfers opens: HTTPS that multiplexes shares a few, a host
+/// that needs a connection per transfer gets them, and a transfer that had to wait for a
+/// connection never goes out after its start deadline.
+@Suite("CurlTransport: connections per host")
+struct CurlConnectionPoolTests {
+    let logger = Logger(label: "herald.transport.tests")
+
+    func post(_ baseURL: String, _ index: Int) -> TransportRequest {
+        .http(HTTPRequest(url: "\(baseURL)/v21.0/1234567890/messages", headers: [("Content-Type", "application/json")],
+                          body: Array(#"{"to":"+23480\#(index)"}"#.utf8), timeout: .seconds(20)))
+    }
+
+    /// Runs `body` with nginx over HTTPS (HTTP/2 offered or not) and a transport of one engine per
+    /// pool that trusts nginx's CA.
+    func withHTTPS(http2: Bool, _ body: (NginxHTTP2Server, CurlTransport) async throws -> Void) async throws {
+        let server = try await NginxHTTP2Server.start(body: #"{"messages":[{"id":"wamid.pool"}]}"#, http2: http2)
+        let authority = try TestCertificates.writeAuthority()
+        let transport = CurlTransport(maxInFlight: 1024, authorityFile: authority, logger: logger)
+        defer {
+            transport.shutdown()
+            server.stop()
+            try? FileManager.default.removeItem(atPath: authority)
+        }
+        try await body(server, transport)
+    }
+
+    @Test("600 HTTPS transfers at once to an HTTP/2 server share at most 16 connections, not one each")
+    func burstSharesConnections() async throws {
+        try await withHTTPS(http2: true) { server, transport in
+            // nginx allows 128 streams per connection: 600 transfers need 5 connections. Without
+            // the cap libcurl 7.88 opened one for every transfer that arrived while those were
+            // full or still in their handshake (hundreds).
+            let outcomes = await transport.perform((0..<600).map { post(server.baseURL, $0) })
+            #expect(outcomes.map { try? $0.result.get().status } == Array(repeating: 200, count: 600))
+            let opened = transport.statistics.connectionsOpened
+            #expect(opened <= CurlTransport.connectionsPerHost, "\(opened) connections for 600 transfers")
+        }
+    }
+
+    @Test("an HTTPS origin that answered over HTTP/1.1 gets a connection per transfer from then on")
+    func http1OriginLeavesTheCap() async throws {
+        try await withHTTPS(http2: false) { server, transport in
+            let first = await transport.perform([post(server.baseURL, 0)])
+            #expect((try? first[0].result.get())?.status == 200)
+            let before = transport.statistics.connectionsOpened
+            let outcomes = await transport.perform((1...100).map { post(server.baseURL, $0) })
+            #expect(outcomes.map { try? $0.result.get().status } == Array(repeating: 200, count: 100))
+            // Capped, the 100 would have taken turns on 16 connections.
+            let opened = transport.statistics.connectionsOpened - before
+            #expect(opened > CurlTransport.connectionsPerHost, "only \(opened) connections for 100 HTTP/1.1 transfers at once")
+        }
+    }
+
+    @Test("a transfer that waited inside libcurl for a connection past its start deadline is stopped unsent")
+    func deadlineHoldsWhileWaitingForAConnection() async throws {
+        let double = try await ProviderDouble.start()
+        // One connection to the host: the second transfer waits inside libcurl for the first one's.
+        let engine = CurlEngine(maxInFlight: 8, httpVersion: .automatic, authorityFile: nil, clock: ContinuousClock(),
+                                logger: logger, maxConnectionsPerHost: 1)
+        engine.start()
+        defer { engine.shutdown() }
+        let request = TransportRequest.http(whatsAppRequest(double))
+        let warm = await engine.perform([request])
+        #expect(try warm[0].result.get().status == 200)
+        let before = double.received(.whatsApp).count
+        double.latency = .milliseconds(1500)
+        let outcomes = await engine.perform([request, request], deadline: ContinuousClock.now + .milliseconds(300))
+        await double.stop()
+        #expect(try outcomes[0].result.get().status == 200)
+        let late = try #require(outcomes[1].result.failure, "the second transfer was sent after its deadline")
+        #expect(late.isNotStarted)
+        #expect(late.curlCode == TransportError.deadlineCode)
+        #expect(double.received(.whatsApp).count == before + 1, "the late transfer reached the server")
+    }
+
+    @Test("transfers go to the pool their protocol needs")
+    func pools() {
+        func pool(_ url: String, _ version: HTTPVersionPreference, http1: Set<String> = []) -> CurlTransport.Pool {
+            CurlTransport.pool(for: .http(HTTPRequest(url: url, body: [])), httpVersion: version, answersOverHTTP1: http1.contains)
+        }
+        #expect(pool("https://graph.facebook.com/v21.0/1/messages", .automatic) == .multiplexing)
+        #expect(pool("http://127.0.0.1:8080/v21.0/1/messages", .automatic) == .connectionPerTransfer)
+        #expect(pool("https://API.twilio.com:443/2010-04-01", .automatic, http1: ["https://api.twilio.com:443"]) == .connectionPerTransfer)
+        #expect(pool("https://graph.facebook.com/x", .http1) == .connectionPerTransfer)
+        #expect(pool("http://127.0.0.1:8080/x", .http2PriorKnowledge) == .multiplexing)
+        let mail = SMTPEnvelope(url: "smtps://smtp.example.com:465", mailFrom: "a@b.example", recipients: ["c@d.example"], message: [])
+        #expect(CurlTransport.pool(for: .smtp(mail), httpVersion: .automatic, answersOverHTTP1: { _ in false }) == .connectionPerTransfer)
+        #expect(CurlTransport.origin(of: "HTTPS://Graph.Facebook.com/v21.0?x=1") == "https://graph.facebook.com")
+        #expect(CurlTransport.origin(of: "https://h:8443?x") == "https://h:8443")
+    }
+}
