@@ -29,6 +29,8 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Seconds in-flight sends may take after SIGTERM.") var shutdownGrace: Int = 10
     @Option(help: "HTTP/SMTP transfers in flight at most, over all channels.") var maxInFlight: Int = 4096
     @Option(help: "Transfers in flight of one channel at most (a hung provider holds no more).") var maxInFlightPerChannel: Int = 3072
+    @Option(help: "HTTP/2 connections to one provider host per transport thread at most (sends wait for a free stream).")
+    var maxConnectionsPerHost: Int = 16
     @Option(help: "HTTP version to providers: automatic (HTTP/2 where offered over TLS), http1, or http2-prior-knowledge.")
     var httpVersion: String = "automatic"
     @Option(help: "Seconds after a PostgreSQL restart before expired leases of other workers may be claimed.")
@@ -52,6 +54,9 @@ struct Worker: AsyncParsableCommand {
         guard maxInFlight > 0, maxInFlight <= 100_000 else { throw ValidationError("--max-in-flight must be between 1 and 100000") }
         guard maxInFlightPerChannel > 0, maxInFlightPerChannel <= 100_000 else {
             throw ValidationError("--max-in-flight-per-channel must be between 1 and 100000")
+        }
+        guard maxConnectionsPerHost > 0, maxConnectionsPerHost <= 1_000 else {
+            throw ValidationError("--max-connections-per-host must be between 1 and 1000")
         }
         guard let version = WorkerHTTPVersion(rawValue: httpVersion) else {
             throw ValidationError("--http-version must be one of: \(WorkerHTTPVersion.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -80,6 +85,7 @@ struct Worker: AsyncParsableCommand {
         config.shutdownGrace = .seconds(shutdownGrace)
         config.maxInFlight = maxInFlight
         config.maxInFlightPerChannel = maxInFlightPerChannel
+        config.maxConnectionsPerHost = maxConnectionsPerHost
         config.restartGrace = .seconds(restartGraceSeconds)
         config.httpVersion = WorkerHTTPVersion(rawValue: httpVersion) ?? .automatic
         config.channels = channels.isEmpty ? nil : channels

@@ -59,7 +59,8 @@ public final class Worker: Service, Sendable {
         let pool = PostgresPool(connectionString: config.databaseURL, maxConnections: config.lanes + 2,
                                 applicationName: "herald-worker", logger: logger)
         let transport = CurlTransport(maxInFlight: config.maxInFlight, httpVersion: config.httpVersion,
-                                      authorityFile: config.providerAuthorityFile, clock: clock, logger: logger)
+                                      authorityFile: config.providerAuthorityFile,
+                                      maxConnectionsPerHost: config.maxConnectionsPerHost, clock: clock, logger: logger)
         let rules = OutcomeRules(backoff: config.backoff, random: random)
         let holds = ChannelHolds()
         let rests = BroadcastRests()

@@ -48,6 +48,10 @@ public struct WorkerConfiguration: Sendable {
     /// this many slots until its requests time out, and the other channels keep the rest (a
     /// quarter of the default window).
     public var maxInFlightPerChannel: Int = 3072
+    /// HTTP/2 connections to one provider host per transport thread at most: sends beyond what
+    /// their streams hold wait for one to free up instead of each opening a TLS connection (see
+    /// ``CurlTransport``'s pools). Raise it for a provider that allows few streams per connection.
+    public var maxConnectionsPerHost: Int = CurlTransport.connectionsPerHost
     /// Fallback poll when no notification arrives (retries falling due, lost notifications).
     public var idlePoll: Duration = .seconds(1)
     /// Whole-transfer timeout of one provider request.

@@ -71,10 +71,10 @@ public final class CurlTransport: Sendable {
         case connectionPerTransfer
     }
 
-    /// Connections per host of a multiplexing engine: with at most ``transfersPerShard``
+    /// Connections per host of a multiplexing engine by default: with at most ``transfersPerShard``
     /// transfers per engine, 16 connections hold them all where the server allows 64 streams
     /// per connection or more (nginx's default is 128; libcurl asks for up to 250).
-    static let connectionsPerHost = 16
+    public static let connectionsPerHost = 16
 
     /// The pool for a submission whose first transfer is `request`.
     static func pool(for request: TransportRequest, httpVersion: HTTPVersionPreference,
@@ -120,9 +120,12 @@ public final class CurlTransport: Sendable {
     ///     with instead of the system's (`CURLOPT_CAINFO`): an egress proxy that re-signs, or a
     ///     provider stand-in with a private CA. Verification itself is never turned off. Mail
     ///     submissions use their channel's own `ca_file`.
+    ///   - maxConnectionsPerHost: Connections to one host per multiplexing engine at most
+    ///     (``Pool/multiplexing``); transfers beyond what their streams hold wait for one to free up.
     ///   - clock: What start deadlines (``submit(_:startingBy:onCompletion:)``) are compared
     ///     with: the clock of whoever computes them. libcurl's own timeouts run on real time.
     public init(maxInFlight: Int = 128, httpVersion: HTTPVersionPreference = .automatic, authorityFile: String? = nil,
+                maxConnectionsPerHost: Int = CurlTransport.connectionsPerHost,
                 clock: any HeraldClock = ContinuousClock(), logger: Logger) {
         _ = CurlGlobal.initialized
         let window = max(1, maxInFlight)
@@ -133,7 +136,7 @@ public final class CurlTransport: Sendable {
         let learn: (@Sendable (String) -> Void)? = httpVersion == .automatic ? { @Sendable origin in origins.insert(origin) } : nil
         let multiplexing: [CurlEngine] = httpVersion == .http1 ? [] : (0..<count).map { (shard: Int) -> CurlEngine in
             CurlEngine(maxInFlight: limit(shard), httpVersion: httpVersion, authorityFile: authorityFile, clock: clock,
-                       logger: logger, maxConnectionsPerHost: Self.connectionsPerHost, onHTTP1Origin: learn)
+                       logger: logger, maxConnectionsPerHost: max(1, maxConnectionsPerHost), onHTTP1Origin: learn)
         }
         let connectionPerTransfer: [CurlEngine] = (0..<count).map { (shard: Int) -> CurlEngine in
             CurlEngine(maxInFlight: limit(shard), httpVersion: httpVersion, authorityFile: authorityFile, clock: clock, logger: logger)

@@ -277,6 +277,7 @@ struct WorkerReliabilityTests {
               (["--request-timeout", "100000"], "--request-timeout must be between 1 and 3600"),
               (["--shutdown-grace", "99999999"], "--shutdown-grace must be between 0 and 3600"),
               (["--max-in-flight-per-channel", "1000000"], "--max-in-flight-per-channel must be between 1 and 100000"),
+              (["--max-connections-per-host", "0"], "--max-connections-per-host must be between 1 and 1000"),
               (["--restart-grace-seconds", "99999"], "--restart-grace-seconds must be between 0 and 3600"),
           ])
     func absurdFlags(flags: [String], message: String) async throws {
