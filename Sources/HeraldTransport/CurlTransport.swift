@@ -9,8 +9,8 @@ import Synchronization
 /// ``Pool``), callers `await` their transfers or hear about each as it ends.
 ///
 /// Callers on any thread enqueue a transfer and wake a thread with `curl_multi_wakeup`; the
-/// threads start at most `maxInFlight` transfers at a time between them (the rest wait, in
-/// order), and resume each caller's continuation when its transfer ends. Easy handles are reused
+/// threads of each pool start at most `maxInFlight` transfers at a time between them (the rest
+/// wait, in order), and resume each caller's continuation when its transfer ends. Easy handles are reused
 /// and connections kept alive in each multi handle's connection cache, so steady traffic to one
 /// provider runs over warm connections.
 ///
