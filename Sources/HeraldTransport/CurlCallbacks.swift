@@ -71,9 +71,7 @@ let curlReadCallback: ccurl_data_callback = { buffer, size, count, context in
 let curlPrereqCallback: ccurl_prereq_callback = { context, _, _, _, _ in
     guard let context else { return Int32(CURL_PREREQFUNC_OK) }
     let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
-    guard let deadline = transfer.submission.deadline, let clock = transfer.clock, clock.now >= deadline else {
-        return Int32(CURL_PREREQFUNC_OK)
-    }
+    guard transfer.submission.deadlinePassed else { return Int32(CURL_PREREQFUNC_OK) }
     transfer.missedStartDeadline = true
     return Int32(CURL_PREREQFUNC_ABORT)
 }

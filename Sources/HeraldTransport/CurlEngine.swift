@@ -134,12 +134,13 @@ final class CurlEngine: @unchecked Sendable {
     var outstanding: Int { unfinished.value.load(ordering: .relaxed) }
     private let unfinished = Counter()
 
-    /// Queues transfers and returns at once; `submission` hears about each as it ends.
-    func submit(_ requests: [TransportRequest], submission caller: TransferSubmission, checkCancellation: Bool = false) -> TransportTicket {
+    /// Queues transfers and returns at once; `onCompletion` hears about each as it ends.
+    func submit(_ requests: [TransportRequest], deadline: ContinuousClock.Instant?, checkCancellation: Bool = false,
+                onCompletion: @escaping @Sendable (Int, TransportOutcome) -> Void) -> TransportTicket {
         unfinished.value.add(requests.count, ordering: .relaxed)
-        let submission = TransferSubmission(deadline: caller.deadline) { [unfinished] index, outcome in
+        let submission = TransferSubmission(deadline: deadline, clock: clock) { [unfinished] index, outcome in
             unfinished.value.subtract(1, ordering: .relaxed)
-            caller.onCompletion(index, outcome)
+            onCompletion(index, outcome)
         }
         let count = UInt64(requests.count)
         let firstID = shared.withLock { state -> UInt64 in
@@ -184,8 +185,7 @@ final class CurlEngine: @unchecked Sendable {
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<[TransportOutcome], Never>) in
                 let collector = BatchCollector(count: requests.count, continuation: continuation)
-                let submission = TransferSubmission(deadline: deadline) { collector.finish($0, $1) }
-                let submitted = submit(requests, submission: submission, checkCancellation: true)
+                let submitted = submit(requests, deadline: deadline, checkCancellation: true) { collector.finish($0, $1) }
                 ticket.withLock { $0 = submitted }
                 // A cancellation between `enqueue` and now found no ticket to cancel.
                 if Task.isCancelled { cancel(submitted) }
@@ -244,7 +244,7 @@ final class CurlEngine: @unchecked Sendable {
 
     private func startPending() {
         while active.count < maxInFlight, let transfer = popPending() {
-            if let deadline = transfer.submission.deadline, clock.now >= deadline {
+            if transfer.submission.deadlinePassed {
                 transfer.finish(.failure(TransportError(kind: .notSent, curlCode: TransportError.deadlineCode,
                                                         message: "not started: its start deadline had passed")))
                 continue
@@ -260,7 +260,6 @@ final class CurlEngine: @unchecked Sendable {
                 continue
             }
             transfer.easy = easy
-            transfer.clock = clock
             let setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion, authorityFile: authorityFile,
                                                   multiplexing: maxConnectionsPerHost != nil)
             if setup == CURLE_OK, curl_multi_add_handle(multi, easy) == CURLM_OK {
@@ -337,7 +336,7 @@ final class CurlEngine: @unchecked Sendable {
             connectionsOpened += connects
             var micros: curl_off_t = 0
             _ = ccurl_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &micros)
-            if onHTTP1Origin != nil, code == CURLE_OK { noteHTTP1Origin(of: transfer, easy: easy) }
+            if let onHTTP1Origin, code == CURLE_OK { noteHTTP1Origin(of: transfer, easy: easy, report: onHTTP1Origin) }
             curl_multi_remove_handle(multi, easy)
             release(easy, of: transfer)
             completedScratch.append((transfer, result, .microseconds(Int64(micros))))
@@ -357,13 +356,13 @@ final class CurlEngine: @unchecked Sendable {
 
     /// Reports the origin of an HTTPS transfer that was answered over HTTP/1.x (see
     /// ``CurlTransport``'s engine pools), once per origin.
-    private func noteHTTP1Origin(of transfer: Transfer, easy: UnsafeMutableRawPointer) {
-        guard case .http(let request) = transfer.request, let onHTTP1Origin else { return }
+    private func noteHTTP1Origin(of transfer: Transfer, easy: UnsafeMutableRawPointer, report: (String) -> Void) {
+        guard case .http(let request) = transfer.request else { return }
         var version = 0
         _ = ccurl_getinfo_long(easy, CURLINFO_HTTP_VERSION, &version)
         guard version == Int(CURL_HTTP_VERSION_1_0) || version == Int(CURL_HTTP_VERSION_1_1) else { return }
         let origin = CurlTransport.origin(of: request.url)
-        if reportedHTTP1Origins.insert(origin).inserted { onHTTP1Origin(origin) }
+        if reportedHTTP1Origins.insert(origin).inserted { report(origin) }
     }
 
     private func outcome(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<HTTPResponse, TransportError> {

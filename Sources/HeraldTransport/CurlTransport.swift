@@ -226,7 +226,7 @@ public final class CurlTransport: Sendable {
     public func submit(_ requests: [TransportRequest], startingBy deadline: ContinuousClock.Instant? = nil,
                        onCompletion: @escaping @Sendable (_ index: Int, _ outcome: TransportOutcome) -> Void) -> TransportTicket {
         let (engine, shard) = leastLoaded(for: requests)
-        var ticket = engine.submit(requests, submission: TransferSubmission(deadline: deadline, onCompletion: onCompletion))
+        var ticket = engine.submit(requests, deadline: deadline, onCompletion: onCompletion)
         ticket.shard = shard
         return ticket
     }

@@ -1,5 +1,4 @@
 import CCurl
-import HeraldCore
 
 /// One transfer: owned by the caller until enqueued, then by the engine's thread only.
 /// The buffers below are touched only by libcurl callbacks, which run on that thread.
@@ -19,8 +18,6 @@ final class Transfer: @unchecked Sendable {
     var body: [UInt8] = []
     var upload: [UInt8] = []
     var uploadOffset = 0
-    /// What the start deadline is compared with when libcurl is about to send (set by the engine).
-    var clock: (any HeraldClock)?
     /// The request was about to go after its submission's start deadline, and was stopped
     /// before a byte of it left (see `curlPrereqCallback`).
     var missedStartDeadline = false
