@@ -39,6 +39,8 @@ public final class PrivateCluster: Sendable {
             case initdbFailed = "initdb failed"
             /// `pg_ctl start` failed on every port tried.
             case startFailed = "start failed"
+            /// ``stop()`` ran while ``start()`` was under way.
+            case stopped = "stopped"
             public var description: String { rawValue }
         }
         public var code: Code
@@ -65,19 +67,25 @@ public final class PrivateCluster: Sendable {
         var starting = false
         /// The command ``run(_:_:log:)`` is waiting for (initdb, pg_ctl).
         var child: pid_t?
+        /// ``stop()`` has begun: nothing may be spawned any more. Spawning a child and recording
+        /// it happen under the same lock that sets this, so a stop from a signal handler either
+        /// sees the child (and ends it) or prevents it; none can slip in between and outlive us.
+        var stopped = false
     }
 
     /// Finds the server binaries and makes the temporary directory (nothing runs yet).
     ///
     /// - Parameters:
     ///   - prefix: the directory is `/tmp/{prefix}-XXXXXX`.
+    ///   - binDirectory: where `initdb` and `pg_ctl` are; nil finds them (see the type's notes).
     ///   - logger: for debug messages.
     /// - Throws: ``Error`` `.notInstalled` when PostgreSQL's server binaries are missing (the
     ///   message says how to install them), `.noServerUser` as root without a `postgres` user,
     ///   `.directory` when the directory cannot be made.
-    public init(prefix: String = "herald-pg", logger: Logger = Logger(label: "herald.private-cluster")) throws {
+    public init(prefix: String = "herald-pg", binDirectory: String? = nil,
+                logger: Logger = Logger(label: "herald.private-cluster")) throws {
         self.logger = logger
-        binDirectory = try Self.findBinaries()
+        self.binDirectory = try binDirectory ?? Self.findBinaries()
         asServerUser = geteuid() == 0
         var serverUser: (uid: uid_t, gid: gid_t)?
         if asServerUser {
@@ -160,16 +168,22 @@ public final class PrivateCluster: Sendable {
         stopLock.withLock { stopped in
             guard !stopped else { return }
             stopped = true
-            let (port, watchdog, starting, child) = state.withLock { ($0.port, $0.watchdog, $0.starting, $0.child) }
+            let (port, watchdog, starting, child) = state.withLock { s in
+                s.stopped = true
+                return (s.port, s.watchdog, s.starting, s.child)
+            }
             // Interrupted while `pg_ctl start` runs (a signal): whether the server is up is unknown
             // here, so leave both to the watchdog, which acts as soon as this process has exited.
             if starting, watchdog != nil { return }
-            // Interrupted during initdb: end it first (runuser passes SIGTERM on), or it would
-            // write on into the directory removed below.
+            // Interrupted during initdb: end it first, or it would write on into the directory
+            // removed below. The child leads a process group of its own: signal the group, so
+            // what it started ends too (runuser, signalled at the wrong moment, can exit and leave
+            // its command behind). The group is killed once more when the child has gone, for
+            // such strays.
             if let child {
-                kill(child, SIGTERM)
+                kill(-child, SIGTERM)
                 for _ in 0..<250 where state.withLock({ $0.child != nil }) { usleep(20_000) }
-                if state.withLock({ $0.child != nil }) { kill(child, SIGKILL) }
+                kill(-child, SIGKILL)
             }
             if let watchdog {
                 kill(watchdog, SIGKILL)
@@ -217,8 +231,7 @@ public final class PrivateCluster: Sendable {
     private func run(_ path: String, _ arguments: [String], log: String) async throws -> Int32 {
         // The server user may not be allowed into our working directory: start in ours.
         let argv = ["/bin/sh", "-c", #"cd "$0" && exec "$@""#, directory] + command(path, arguments)
-        let pid = try Self.spawn(argv, stdout: log, newSession: false)
-        state.withLock { $0.child = pid }
+        let pid = try spawnUnlessStopped { try Self.spawn(argv, stdout: log, group: .own) } record: { $0.child = $1 }
         return await withCheckedContinuation { continuation in
             let thread = Thread { [self] in
                 var status: Int32 = 0
@@ -233,11 +246,34 @@ public final class PrivateCluster: Sendable {
         }
     }
 
+    /// Runs `spawn` and records its pid with `record`, both under the state lock, unless
+    /// ``stop()`` has begun.
+    /// - Throws: ``Error`` `.stopped` after ``stop()``, or what `spawn` throws.
+    private func spawnUnlessStopped(_ spawn: () throws -> pid_t, record: (inout State, pid_t) -> Void) throws -> pid_t {
+        try state.withLock { s in
+            guard !s.stopped else {
+                throw Error(code: .stopped, message: "the private PostgreSQL in \(directory) was stopped while it was starting")
+            }
+            let pid = try spawn()
+            record(&s, pid)
+            return pid
+        }
+    }
+
+    /// Where a spawned command runs, in terms of process groups.
+    enum ProcessGroup {
+        /// A process group whose id is the child's pid: ``stop()`` signals the whole group, so
+        /// what the child started (runuser forks the command it runs) ends with it.
+        case own
+        /// A session of its own (the watchdog, which must outlive this process's terminal).
+        case ownSession
+    }
+
     /// Starts `argv` with stdin from /dev/null and stdout and stderr appended to `stdout`.
-    /// - Parameter newSession: start it in a session of its own (a terminal's Ctrl-C does not
-    ///   reach it).
+    /// - Parameter group: where the child goes; with a group or session of its own, a
+    ///   terminal's Ctrl-C does not reach it.
     /// - Returns: its process id; the caller reaps it.
-    static func spawn(_ argv: [String], stdout: String, newSession: Bool) throws -> pid_t {
+    static func spawn(_ argv: [String], stdout: String, group: ProcessGroup) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -262,7 +298,13 @@ public final class PrivateCluster: Sendable {
         // POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK, and POSIX_SPAWN_SETSID (glibc's 0x80,
         // a macro Swift does not import).
         var flags = Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)
-        if newSession { flags |= 0x80 }
+        switch group {
+        case .own:
+            flags |= Int16(POSIX_SPAWN_SETPGROUP)
+            posix_spawnattr_setpgroup(&attributes, 0)
+        case .ownSession:
+            flags |= 0x80
+        }
         posix_spawnattr_setflags(&attributes, flags)
         var cargv: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for p in cargv { free(p) } }
@@ -287,8 +329,9 @@ public final class PrivateCluster: Sendable {
             """
         let stop = command(binDirectory + "/pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"])
         do {
-            let pid = try Self.spawn(["/bin/sh", "-c", script, directory, "\(getpid())"] + stop, stdout: "/dev/null", newSession: true)
-            state.withLock { $0.watchdog = pid }
+            _ = try spawnUnlessStopped {
+                try Self.spawn(["/bin/sh", "-c", script, directory, "\(getpid())"] + stop, stdout: "/dev/null", group: .ownSession)
+            } record: { $0.watchdog = $1 }
         } catch {
             logger.debug("no watchdog for the private PostgreSQL", metadata: ["error": "\(error)"])
         }
