@@ -55,18 +55,30 @@ import Testing
             == #"setting "from" or "messaging_service_sid" is required"#)
     }
 
+    @Test("twilio's sender: from, messaging_service_sid, or both",
+          arguments: [
+            (#","from":"+15005550006""#, TwilioSender.number("+15005550006")),
+            (#","messaging_service_sid":"MG1""#, .messagingService(sid: "MG1")),
+            (#","from":"Acme","messaging_service_sid":"MG1""#, .numberOfService("Acme", sid: "MG1")),
+          ])
+    func twilioSenders(json: String, sender: TwilioSender) throws {
+        let settings = try TwilioSettings(SettingsReader(
+            json: #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"TW""# + json + "}"))
+        #expect(settings.sender == sender)
+    }
+
     @Test("twilio reads every setting")
     func twilioAll() throws {
         let settings = try TwilioSettings(SettingsReader(
             json: #"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token_env":"TW","messaging_service_sid":"MG1","status_callback_url":"https://h.example/cb","max_attempts":2}"#))
         #expect(settings == TwilioSettings(
-            baseURL: "https://api.twilio.com", accountSID: "AC0123456789abcdef0123456789abcdef", authTokenEnv: "TW", from: nil,
-            messagingServiceSID: "MG1", statusCallback: "https://h.example/cb", policy: DeliveryPolicy(maxAttempts: 2)))
+            baseURL: "https://api.twilio.com", accountSID: "AC0123456789abcdef0123456789abcdef", authTokenEnv: "TW",
+            sender: .messagingService(sid: "MG1"), statusCallback: "https://h.example/cb", policy: DeliveryPolicy(maxAttempts: 2)))
     }
 
     @Test("twilio's status callback defaults to HERALD_PUBLIC_URL + /webhooks/twilio")
     func twilioStatusCallback() {
-        var settings = TwilioSettings(accountSID: "AC0123456789abcdef0123456789abcdef", authTokenEnv: "TW", from: "+15005550006")
+        var settings = TwilioSettings(accountSID: "AC0123456789abcdef0123456789abcdef", authTokenEnv: "TW", sender: .number("+15005550006"))
         #expect(settings.statusCallback(publicURL: "https://herald.example.com/") == "https://herald.example.com/webhooks/twilio")
         #expect(settings.statusCallback(publicURL: nil) == nil)
         settings.statusCallback = "https://other.example/cb"

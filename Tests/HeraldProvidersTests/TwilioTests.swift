@@ -8,7 +8,7 @@ import Testing
 
     @Test("golden request with From and a status callback from HERALD_PUBLIC_URL carrying Herald's message id")
     func golden() throws {
-        let settings = TwilioSettings(accountSID: "AC0123456789abcdef", authTokenEnv: "TW", from: "+15005550006")
+        let settings = TwilioSettings(accountSID: "AC0123456789abcdef", authTokenEnv: "TW", sender: .number("+15005550006"))
         let request = try Twilio.request(
             for: OutgoingMessage(messageID: 9, to: "+2348031234567", content: .sms(body: "Hi Adé & co: 1+1=2 😀 ~50% off!")),
             settings: settings, credentials: credentials, publicURL: "https://herald.example.com")
@@ -22,10 +22,18 @@ import Testing
             + "&StatusCallback=https%3A%2F%2Fherald.example.com%2Fwebhooks%2Ftwilio%3Fherald_message_id%3D9")
     }
 
+    @Test("a sender of a messaging service's pool: both From and MessagingServiceSid go")
+    func numberOfService() throws {
+        let settings = TwilioSettings(accountSID: "AC1", authTokenEnv: "TW", sender: .numberOfService("Acme", sid: "MG1"))
+        let request = try Twilio.request(
+            for: OutgoingMessage(messageID: 9, to: "+1", content: .sms(body: "hi")), settings: settings, credentials: credentials)
+        #expect(String(decoding: request.body, as: UTF8.self) == "To=%2B1&From=Acme&MessagingServiceSid=MG1&Body=hi")
+    }
+
     @Test("messaging service, own callback URL (its query kept, the message id added), no From")
     func messagingService() throws {
         let settings = TwilioSettings(baseURL: "http://127.0.0.1:8089", accountSID: "AC1", authTokenEnv: "TW",
-                                      messagingServiceSID: "MG1", statusCallback: "https://cb.example/t?x=1")
+                                      sender: .messagingService(sid: "MG1"), statusCallback: "https://cb.example/t?x=1")
         let request = try Twilio.request(
             for: OutgoingMessage(messageID: 9, to: "+1", content: .sms(body: "a=b")),
             settings: settings, credentials: credentials, publicURL: "https://ignored.example")
@@ -36,7 +44,7 @@ import Testing
 
     @Test("no StatusCallback when no URL is known")
     func noCallback() throws {
-        let settings = TwilioSettings(accountSID: "AC1", authTokenEnv: "TW", from: "Acme")
+        let settings = TwilioSettings(accountSID: "AC1", authTokenEnv: "TW", sender: .number("Acme"))
         let request = try Twilio.request(for: OutgoingMessage(messageID: 1, to: "+1", content: .sms(body: "")),
                                          settings: settings, credentials: credentials)
         #expect(String(decoding: request.body, as: UTF8.self) == "To=%2B1&From=Acme&Body=")
@@ -58,7 +66,7 @@ import Testing
         #expect(throws: MessageBuildError.self) {
             try Twilio.request(
                 for: OutgoingMessage(messageID: 1, to: "a@b.example", content: .email(subject: "", text: "", html: nil, unsubscribeURL: nil)),
-                settings: TwilioSettings(accountSID: "AC1", authTokenEnv: "T", from: "+1"), credentials: credentials)
+                settings: TwilioSettings(accountSID: "AC1", authTokenEnv: "T", sender: .number("+1")), credentials: credentials)
         }
     }
 }

@@ -117,7 +117,7 @@ import Testing
 }
 
 @Suite struct TwilioMMSTests {
-    let settings = TwilioSettings(accountSID: "AC123", authTokenEnv: "TW", from: "+15005550006")
+    let settings = TwilioSettings(accountSID: "AC123", authTokenEnv: "TW", sender: .number("+15005550006"))
 
     @Test("MMS: one MediaUrl field per item, in order, after Body; values form-encoded")
     func severalMedia() throws {

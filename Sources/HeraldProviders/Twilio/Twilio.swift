@@ -30,8 +30,8 @@ public enum Twilio {
             throw MessageBuildError("twilio takes at most \(maxMediaURLs) media URLs in one message, not \(mediaURLs.count)")
         }
         var fields: [(String, String)] = [("To", message.to)]
-        if let from = settings.from { fields.append(("From", from)) }
-        if let service = settings.messagingServiceSID { fields.append(("MessagingServiceSid", service)) }
+        if let from = settings.sender.from { fields.append(("From", from)) }
+        if let service = settings.sender.messagingServiceSID { fields.append(("MessagingServiceSid", service)) }
         fields.append(("Body", body))
         for url in mediaURLs { fields.append(("MediaUrl", url)) }
         if let callback = settings.statusCallback(publicURL: publicURL) {

@@ -9,10 +9,9 @@ public struct TwilioSettings: Sendable, Equatable {
     public var accountSID: String
     /// `auth_token_env`: the environment variable holding the auth token.
     public var authTokenEnv: String
-    /// `from`: the sender number or alphanumeric sender id.
-    public var from: String?
-    /// `messaging_service_sid` (`MG…`): send through a Messaging Service's sender pool.
-    public var messagingServiceSID: String?
+    /// `from` and `messaging_service_sid`: whom the messages come from. Twilio needs at least
+    /// one of the two, so a channel without either cannot be represented.
+    public var sender: TwilioSender
     /// `status_callback_url`: where Twilio posts status callbacks. When nil, callers build it
     /// from `HERALD_PUBLIC_URL` (see ``statusCallback(publicURL:)``).
     public var statusCallback: String?
@@ -24,10 +23,12 @@ public struct TwilioSettings: Sendable, Equatable {
 extension TwilioSettings {
     /// Reads the settings (no secret: webhooks read these to find the channel).
     public init(_ settings: SettingsReader) throws(ChannelConfigError) {
-        let from = try settings.string("from")
-        let service = try settings.string("messaging_service_sid")
-        guard from != nil || service != nil else {
-            throw ChannelConfigError(setting: "from", "or \"messaging_service_sid\" is required")
+        let sender: TwilioSender
+        switch (try settings.string("from"), try settings.string("messaging_service_sid")) {
+        case let (from?, service?): sender = .numberOfService(from, sid: service)
+        case let (from?, nil): sender = .number(from)
+        case let (nil, service?): sender = .messagingService(sid: service)
+        case (nil, nil): throw ChannelConfigError(setting: "from", "or \"messaging_service_sid\" is required")
         }
         let accountSID = try settings.requiredString("account_sid")
         // It goes into the request's URL path.
@@ -35,7 +36,7 @@ extension TwilioSettings {
         self.init(baseURL: try settings.httpURL("base_url") ?? Self.defaultBaseURL,
                   accountSID: accountSID,
                   authTokenEnv: try settings.requiredString("auth_token_env"),
-                  from: from, messagingServiceSID: service,
+                  sender: sender,
                   statusCallback: try settings.httpURL("status_callback_url"),
                   policy: try settings.deliveryPolicy())
     }
@@ -47,6 +48,32 @@ extension TwilioSettings {
         guard var base = publicURL, !base.isEmpty else { return nil }
         while base.hasSuffix("/") { base.removeLast() }
         return base + "/webhooks/twilio"
+    }
+}
+
+/// Whom a `twilio` channel's messages come from.
+public enum TwilioSender: Sendable, Equatable {
+    /// `from` alone: this number or alphanumeric sender id.
+    case number(String)
+    /// `messaging_service_sid` alone (`MG…`): Twilio picks a sender from the service's pool.
+    case messagingService(sid: String)
+    /// Both: this sender of the service's pool, with the service's features.
+    case numberOfService(String, sid: String)
+
+    /// The request's `From`, when there is one.
+    public var from: String? {
+        switch self {
+        case .number(let from), .numberOfService(let from, _): from
+        case .messagingService: nil
+        }
+    }
+
+    /// The request's `MessagingServiceSid`, when there is one.
+    public var messagingServiceSID: String? {
+        switch self {
+        case .messagingService(let sid), .numberOfService(_, let sid): sid
+        case .number: nil
+        }
     }
 }
 
