@@ -182,7 +182,11 @@ public final class PrivateCluster: Sendable {
             // such strays.
             if let child {
                 kill(-child, SIGTERM)
-                for _ in 0..<250 where state.withLock({ $0.child != nil }) { usleep(20_000) }
+                // Up to 5 s for the waiting thread to reap it (it clears `child`).
+                for _ in 0..<250 {
+                    if state.withLock({ $0.child == nil }) { break }
+                    usleep(20_000)
+                }
                 kill(-child, SIGKILL)
             }
             if let watchdog {

@@ -20,7 +20,9 @@ struct PrivateClusterTests {
         for _ in 0..<4 {
             let cluster = try PrivateCluster(prefix: "herald-stop-test", binDirectory: gated)
             // The stopper counts its delay from the moment start() begins, on a thread of its own
-            // as a signal handler's queue would be.
+            // as a signal handler's queue would be. The sleep below is not a wait for something to
+            // happen: it is this test's parameter, where in start() the stop lands (no signal
+            // marks "n µs into start()"; the arguments spread the stops over initdb's launch).
             let began = DispatchSemaphore(value: 0)
             let stopper = Task.detached {
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
