@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import HeraldPostgres
 import HeraldServices
+import HeraldTransport
 import Logging
 import ServiceLifecycle
 
@@ -72,6 +73,8 @@ struct Worker: AsyncParsableCommand {
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = makeLogger("herald.worker", common)
+        // Before the first transfer: libcurl's per-handle upload buffers get mappings of their own.
+        TransportMemory.mapLargeBuffersSeparately()
         var config = WorkerConfiguration(databaseURL: PostgresConnection.environmentConnectionString)
         if let file = config.providerAuthorityFile, !FileManager.default.isReadableFile(atPath: file) {
             fail("HERALD_PROVIDER_CA_FILE names \(file), which cannot be read: set it to a PEM file of certificate authorities, or unset it for the system's")

@@ -1,0 +1,51 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Process-wide memory settings that a process holding thousands of transfers in flight wants.
+/// The process decides (`herald worker` calls ``mapLargeBuffersSeparately()`` at start); a
+/// library never changes the allocator behind its host's back.
+public enum TransportMemory {
+    /// The allocation size from which glibc gives each block a mapping of its own.
+    public static let mapThreshold = 64 * 1024
+
+    /// Makes glibc's malloc serve blocks of ``mapThreshold`` bytes or more with a mapping of their
+    /// own (`mallopt(M_MMAP_THRESHOLD)`) instead of from its heaps.
+    ///
+    /// Why: libcurl 7.88 gives every easy handle that sends a body over HTTP/2 a 64 KiB upload
+    /// buffer, once per handle (heaptrack at 1,000 channels over HTTPS: 258 MB of peak heap in
+    /// 4,117 such blocks, one per transfer of the 4,096 window). A request body fills a page or
+    /// two of it. On the heap those blocks sit between short-lived ones, whose reuse makes the
+    /// pages around them resident, and the worker's RSS crept to about 200 MB; each with a mapping
+    /// of its own, only the touched pages count, and a freed one goes back to the system at once
+    /// (143 MB in the same shape; BENCHMARKS.md). Handles are reused, so these mappings are made
+    /// about once per handle, not once per request. glibc's own default starts at 128 KiB and
+    /// rises with what is freed, which never puts these blocks in mappings.
+    ///
+    /// Leaves the allocator alone when ops chose otherwise (`MALLOC_MMAP_THRESHOLD_` or a
+    /// `glibc.malloc.mmap_threshold` tunable in `GLIBC_TUNABLES`), and off glibc.
+    /// - Returns: whether the threshold was set.
+    @discardableResult
+    public static func mapLargeBuffersSeparately(environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        #if canImport(Glibc)
+        if environment["MALLOC_MMAP_THRESHOLD_"] != nil { return false }
+        if let tunables = environment["GLIBC_TUNABLES"], tunables.contains("glibc.malloc.mmap_threshold") { return false }
+        guard let mallopt else { return false }
+        return mallopt(mmapThresholdParameter, Int32(mapThreshold)) == 1
+        #else
+        return false
+        #endif
+    }
+
+    #if canImport(Glibc)
+    /// glibc's `mallopt`, looked up at run time: `<malloc.h>` is not part of Swift's Glibc module.
+    private static let mallopt: (@convention(c) (Int32, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
+    }()
+
+    /// `M_MMAP_THRESHOLD` of `<malloc.h>` (part of glibc's ABI).
+    private static let mmapThresholdParameter: Int32 = -3
+    #endif
+}
