@@ -11,15 +11,17 @@ public enum TransportMemory {
     public static let mapThreshold = 64 * 1024
 
     /// Makes glibc's malloc serve blocks of ``mapThreshold`` bytes or more with a mapping of their
-    /// own (`mallopt(M_MMAP_THRESHOLD)`) instead of from its heaps.
+    /// own instead of growing its heaps (`mallopt(M_MMAP_THRESHOLD)`). glibc still serves such a
+    /// block from a heap's free space when it has room; the threshold decides what happens when it
+    /// has none, which with thousands of handles made is most of them.
     ///
     /// Why: libcurl 7.88 gives every easy handle that sends a body over HTTP/2 a 64 KiB upload
     /// buffer, once per handle (heaptrack at 1,000 channels over HTTPS: 258 MB of peak heap in
     /// 4,117 such blocks, one per transfer of the 4,096 window). A request body fills a page or
     /// two of it. On the heap those blocks sit between short-lived ones, whose reuse makes the
-    /// pages around them resident, and the worker's RSS crept to about 200 MB; each with a mapping
-    /// of its own, only the touched pages count, and a freed one goes back to the system at once
-    /// (143 MB in the same shape; BENCHMARKS.md). Handles are reused, so these mappings are made
+    /// pages around them resident, and the worker's RSS crept to about 200 MB; in mappings of
+    /// their own, only the touched pages count, and a freed one goes back to the system at once
+    /// (140–145 MB in the same shape; BENCHMARKS.md). Handles are reused, so these mappings are made
     /// about once per handle, not once per request. glibc's own default starts at 128 KiB and
     /// rises with what is freed, which never puts these blocks in mappings.
     ///
