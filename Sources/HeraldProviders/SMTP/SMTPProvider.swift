@@ -53,12 +53,6 @@ extension SMTPSettings {
     }
 }
 
-/// The SMTP login of an `smtp` channel, read from the environment; both nil means no login.
-public struct SMTPCredentials: ProviderCredentials {
-    public var username: String?
-    public var password: String?
-}
-
 /// The `smtp` provider.
 public struct SMTPProvider: Provider {
     public static let name = "smtp"
@@ -75,6 +69,12 @@ public struct SMTPProvider: Provider {
                                           password: try settings.secret("password_env", in: environment))
         return SMTPChannel(settings: parsed, credentials: credentials, timeout: environment.requestTimeout)
     }
+}
+
+/// The SMTP login of an `smtp` channel, read from the environment; both nil means no login.
+public struct SMTPCredentials: ProviderCredentials {
+    public var username: String?
+    public var password: String?
 }
 
 /// A configured `smtp` channel.
