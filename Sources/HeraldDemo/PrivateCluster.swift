@@ -123,10 +123,13 @@ public final class PrivateCluster: Sendable {
     ///   The directory stays until ``stop()``.
     public func start() async throws -> String {
         let pwfile = directory + "/pwfile"
-        guard FileManager.default.createFile(atPath: pwfile, contents: Data((password + "\n").utf8),
-                                             attributes: [.posixPermissions: 0o644]) else {
-            throw Error(code: .directory, message: "cannot write \(pwfile)")
+        // Under the lock, as every spawn: a stop removing the directory meanwhile would otherwise
+        // meet the file (Foundation writes it beside its name, then renames) and leave both behind.
+        let written = try unlessStopped { _ in
+            FileManager.default.createFile(atPath: pwfile, contents: Data((password + "\n").utf8),
+                                           attributes: [.posixPermissions: 0o644])
         }
+        guard written else { throw Error(code: .directory, message: "cannot write \(pwfile)") }
         startWatchdog()
         let initdbLog = directory + "/initdb.log"
         let status = try await run(binDirectory + "/initdb", [
@@ -235,7 +238,11 @@ public final class PrivateCluster: Sendable {
     private func run(_ path: String, _ arguments: [String], log: String) async throws -> Int32 {
         // The server user may not be allowed into our working directory: start in ours.
         let argv = ["/bin/sh", "-c", #"cd "$0" && exec "$@""#, directory] + command(path, arguments)
-        let pid = try spawnUnlessStopped { try Self.spawn(argv, stdout: log, group: .own) } record: { $0.child = $1 }
+        let pid = try unlessStopped { s in
+            let pid = try Self.spawn(argv, stdout: log, group: .own)
+            s.child = pid
+            return pid
+        }
         return await withCheckedContinuation { continuation in
             let thread = Thread { [self] in
                 var status: Int32 = 0
@@ -250,17 +257,16 @@ public final class PrivateCluster: Sendable {
         }
     }
 
-    /// Runs `spawn` and records its pid with `record`, both under the state lock, unless
-    /// ``stop()`` has begun.
-    /// - Throws: ``Error`` `.stopped` after ``stop()``, or what `spawn` throws.
-    private func spawnUnlessStopped(_ spawn: () throws -> pid_t, record: (inout State, pid_t) -> Void) throws -> pid_t {
+    /// Runs `body` under the state lock unless ``stop()`` has begun. Whatever ``start()`` spawns
+    /// or writes in the directory goes through here, so a stop either sees it (ends the child,
+    /// removes the file) or prevents it: nothing lands in the directory while it is removed.
+    /// - Throws: ``Error`` `.stopped` after ``stop()``, or what `body` throws.
+    private func unlessStopped<T>(_ body: (inout State) throws -> T) throws -> T {
         try state.withLock { s in
             guard !s.stopped else {
                 throw Error(code: .stopped, message: "the private PostgreSQL in \(directory) was stopped while it was starting")
             }
-            let pid = try spawn()
-            record(&s, pid)
-            return pid
+            return try body(&s)
         }
     }
 
@@ -333,9 +339,9 @@ public final class PrivateCluster: Sendable {
             """
         let stop = command(binDirectory + "/pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"])
         do {
-            _ = try spawnUnlessStopped {
-                try Self.spawn(["/bin/sh", "-c", script, directory, "\(getpid())"] + stop, stdout: "/dev/null", group: .ownSession)
-            } record: { $0.watchdog = $1 }
+            try unlessStopped { s in
+                s.watchdog = try Self.spawn(["/bin/sh", "-c", script, directory, "\(getpid())"] + stop, stdout: "/dev/null", group: .ownSession)
+            }
         } catch {
             logger.debug("no watchdog for the private PostgreSQL", metadata: ["error": "\(error)"])
         }
