@@ -330,7 +330,7 @@ final class CurlEngine: @unchecked Sendable {
         var code = CURLE_OK
         while ccurl_multi_info_read_done(multi, &easyOut, &code) == 1 {
             guard let easy = easyOut, let transfer = active.removeValue(forKey: easy) else { continue }
-            let result = outcome(of: transfer, easy: easy, code: code)
+            let result = transfer.outcome(easy: easy, code: code, logger: logger)
             var connects = 0
             _ = ccurl_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
             connectionsOpened += connects
@@ -363,34 +363,6 @@ final class CurlEngine: @unchecked Sendable {
         guard version == Int(CURL_HTTP_VERSION_1_0) || version == Int(CURL_HTTP_VERSION_1_1) else { return }
         let origin = CurlTransport.origin(of: request.url)
         if reportedHTTP1Origins.insert(origin).inserted { report(origin) }
-    }
-
-    private func outcome(of transfer: Transfer, easy: UnsafeMutableRawPointer, code: CURLcode) -> Result<HTTPResponse, TransportError> {
-        if transfer.missedStartDeadline {
-            return .failure(TransportError(kind: .notSent, curlCode: TransportError.deadlineCode,
-                                           message: "not started: its start deadline passed while it waited for a connection"))
-        }
-        var responseCode = 0
-        _ = ccurl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &responseCode)
-        if code == CURLE_OK {
-            return .success(HTTPResponse(status: responseCode, headers: transfer.headers, body: transfer.body))
-        }
-        var connectTime = 0.0
-        var pretransferTime = 0.0
-        _ = ccurl_getinfo_double(easy, CURLINFO_CONNECT_TIME, &connectTime)
-        _ = ccurl_getinfo_double(easy, CURLINFO_PRETRANSFER_TIME, &pretransferTime)
-        let detail = String(cString: transfer.errorBuffer)
-        let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
-        let isSMTP: Bool
-        if case .smtp = transfer.request { isSMTP = true } else { isSMTP = false }
-        let error = TransportError.classify(code: code, connected: connectTime > 0 || pretransferTime > 0,
-                                            smtpCode: isSMTP ? responseCode : nil, smtpReply: transfer.lastReply,
-                                            detail: message)
-        logger.debug("transfer failed", metadata: [
-            "curl.code": "\(code.rawValue)", "curl.error": "\(message)", "transport.kind": "\(error.kind.rawValue)",
-            "curl.connect_time": "\(connectTime)", "curl.pretransfer_time": "\(pretransferTime)",
-        ])
-        return .failure(error)
     }
 
     private func tearDown() {

@@ -1,4 +1,5 @@
 import CCurl
+import Logging
 
 /// One transfer: owned by the caller until enqueued, then by the engine's thread only.
 /// The buffers below are touched only by libcurl callbacks, which run on that thread.
@@ -55,5 +56,38 @@ final class Transfer: @unchecked Sendable {
         if let recipientList { curl_slist_free_all(recipientList) }
         headerList = nil
         recipientList = nil
+    }
+}
+
+extension Transfer {
+    /// What the finished transfer came to, read from its handle (`easy`) and what libcurl
+    /// ended it with (`code`): the answer, or a ``TransportError`` classified by whether a
+    /// connection was made (so callers know if the request may have reached the server).
+    func outcome(easy: UnsafeMutableRawPointer, code: CURLcode, logger: Logger) -> Result<HTTPResponse, TransportError> {
+        if missedStartDeadline {
+            return .failure(TransportError(kind: .notSent, curlCode: TransportError.deadlineCode,
+                                           message: "not started: its start deadline passed while it waited for a connection"))
+        }
+        var responseCode = 0
+        _ = ccurl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &responseCode)
+        if code == CURLE_OK {
+            return .success(HTTPResponse(status: responseCode, headers: headers, body: body))
+        }
+        var connectTime = 0.0
+        var pretransferTime = 0.0
+        _ = ccurl_getinfo_double(easy, CURLINFO_CONNECT_TIME, &connectTime)
+        _ = ccurl_getinfo_double(easy, CURLINFO_PRETRANSFER_TIME, &pretransferTime)
+        let detail = String(cString: errorBuffer)
+        let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        let isSMTP: Bool
+        if case .smtp = request { isSMTP = true } else { isSMTP = false }
+        let error = TransportError.classify(code: code, connected: connectTime > 0 || pretransferTime > 0,
+                                            smtpCode: isSMTP ? responseCode : nil, smtpReply: lastReply,
+                                            detail: message)
+        logger.debug("transfer failed", metadata: [
+            "curl.code": "\(code.rawValue)", "curl.error": "\(message)", "transport.kind": "\(error.kind.rawValue)",
+            "curl.connect_time": "\(connectTime)", "curl.pretransfer_time": "\(pretransferTime)",
+        ])
+        return .failure(error)
     }
 }
