@@ -57,6 +57,8 @@ public final class PrivateCluster: Sendable {
     public let password: String
     private let asServerUser: Bool
     private let logger: Logger
+    /// Told each ``StartStep`` of ``start()`` just before it begins.
+    private let onStep: (@Sendable (StartStep) -> Void)?
     private let state = Mutex(State())
     private let stopLock = Mutex(false)
 
@@ -79,12 +81,15 @@ public final class PrivateCluster: Sendable {
     ///   - prefix: the directory is `/tmp/{prefix}-XXXXXX`.
     ///   - binDirectory: where `initdb` and `pg_ctl` are; nil finds them (see the type's notes).
     ///   - logger: for debug messages.
+    ///   - onStep: told each step of ``start()`` just before it begins (tests stop the cluster there).
     /// - Throws: ``Error`` `.notInstalled` when PostgreSQL's server binaries are missing (the
     ///   message says how to install them), `.noServerUser` as root without a `postgres` user,
     ///   `.directory` when the directory cannot be made.
     public init(prefix: String = "herald-pg", binDirectory: String? = nil,
-                logger: Logger = Logger(label: "herald.private-cluster")) throws {
+                logger: Logger = Logger(label: "herald.private-cluster"),
+                onStep: (@Sendable (StartStep) -> Void)? = nil) throws {
         self.logger = logger
+        self.onStep = onStep
         self.binDirectory = try binDirectory ?? Self.findBinaries()
         asServerUser = geteuid() == 0
         var serverUser: (uid: uid_t, gid: gid_t)?
@@ -113,6 +118,11 @@ public final class PrivateCluster: Sendable {
         }
     }
 
+    /// The steps of ``start()``, in order.
+    public enum StartStep: String, Sendable, CaseIterable {
+        case writingPasswordFile, startingWatchdog, runningInitdb, startingServer
+    }
+
     /// The TCP port, once started.
     public var port: Int? { state.withLock { $0.port } }
 
@@ -123,6 +133,7 @@ public final class PrivateCluster: Sendable {
     ///   The directory stays until ``stop()``.
     public func start() async throws -> String {
         let pwfile = directory + "/pwfile"
+        onStep?(.writingPasswordFile)
         // Under the lock, as every spawn: a stop removing the directory meanwhile would otherwise
         // meet the file (Foundation writes it beside its name, then renames) and leave both behind.
         let written = try unlessStopped { _ in
@@ -130,7 +141,9 @@ public final class PrivateCluster: Sendable {
                                            attributes: [.posixPermissions: 0o644])
         }
         guard written else { throw Error(code: .directory, message: "cannot write \(pwfile)") }
+        onStep?(.startingWatchdog)
         startWatchdog()
+        onStep?(.runningInitdb)
         let initdbLog = directory + "/initdb.log"
         let status = try await run(binDirectory + "/initdb", [
             "-D", directory + "/data", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync",
@@ -140,6 +153,7 @@ public final class PrivateCluster: Sendable {
         guard status == 0 else {
             throw Error(code: .initdbFailed, message: "initdb failed in \(directory): \(Self.lastLine(of: initdbLog))")
         }
+        onStep?(.startingServer)
         state.withLock { $0.starting = true }
         defer { state.withLock { $0.starting = false } }
         // A port found free may be taken before the server binds it: try a few.
