@@ -5,15 +5,17 @@ import HeraldStore
 import Logging
 import Synchronization
 
-/// The claiming lanes: each goes round the channels, claims a batch of the next channel that
-/// has tokens and room in the window, hands it to the ``SendDispatcher`` and moves on at once.
-/// No lane ever waits for a provider's answer, so the sends in flight are bounded by the
-/// ``InFlightWindow``, not by lanes × batch.
+/// The claiming lanes: each goes round the channels, gathers those that have tokens and room in
+/// the window (up to ``WorkerConfiguration/channelsPerClaim``), claims a batch for each in one
+/// statement, hands the batches to the ``SendDispatcher`` and moves on at once. No lane ever
+/// waits for a provider's answer, so the sends in flight are bounded by the ``InFlightWindow``,
+/// not by lanes × batch.
 ///
 /// Within a channel, the broadcast with the fewest messages claimed by this worker goes first
-/// (a fair share of the channel's rate). A channel without tokens, or whose bucket granted less
-/// than asked, is held until its bucket is worth asking again (half of its capacity accrued, as
-/// `herald.take_tokens` computes it), not asked for every token.
+/// (a fair share of the channel's rate); one that turns out to have nothing due rests, and the
+/// channel's next broadcast is claimed at once. A channel without tokens, or whose bucket granted
+/// less than asked, is held until its bucket is worth asking again (half of its capacity accrued,
+/// as `herald.take_tokens` computes it), not asked for every token.
 final class ChannelClaimer: Sendable {
     enum Turn {
         /// This many jobs were claimed and handed over.
@@ -54,6 +56,15 @@ final class ChannelClaimer: Sendable {
         self.logger = logger
     }
 
+    /// A channel's part of the next claim statement: its broadcast and the window slots held for it.
+    private struct Pending {
+        /// Every broadcast of the channel, for the next one to be tried when this one has nothing due.
+        var channel: [PreparedBroadcast]
+        var broadcast: PreparedBroadcast
+        var room: Int
+        var claimedAt: ContinuousClock.Instant
+    }
+
     /// One lane: claims until `stopping` is set.
     func lane(_ index: Int, pool: PostgresPool, wakeup: Wakeup, stopping: Latch) async {
         var consecutiveErrors = 0
@@ -72,6 +83,14 @@ final class ChannelClaimer: Sendable {
                 let channels = try await directory.channels(pool: pool)
                 var didWork = false
                 var nextTry = clock.now + configuration.idlePoll
+                var pending: [Pending] = []
+                func note(_ turn: Turn) {
+                    switch turn {
+                    case .worked: didWork = true
+                    case .idle: break
+                    case .held(let until): nextTry = min(nextTry, until)
+                    }
+                }
                 for _ in 0..<channels.count {
                     if stopping.isSet { break }
                     if window.inFlight >= window.limit { break }
@@ -81,17 +100,21 @@ final class ChannelClaimer: Sendable {
                         nextTry = min(nextTry, max(later, clock.now + .milliseconds(5)))
                         continue
                     }
-                    let turn: Turn
-                    do {
-                        defer { holds.end(channelID) }
-                        turn = try await self.turn(of: broadcasts, pool: pool)
+                    switch prepare(broadcasts) {
+                    case .ready(let part): pending.append(part)
+                    case .notReady(let turn): holds.end(channelID); note(turn)
                     }
-                    switch turn {
-                    case .worked: didWork = true
-                    case .idle: break
-                    case .held(let until): nextTry = min(nextTry, until)
+                    if pending.count >= configuration.channelsPerClaim {
+                        for turn in try await claim(pending, pool: pool) { note(turn) }
+                        pending.removeAll(keepingCapacity: true)
                     }
                 }
+                if !pending.isEmpty && !stopping.isSet {
+                    for turn in try await claim(pending, pool: pool) { note(turn) }
+                } else {
+                    for part in pending { abandon(part) }
+                }
+                pending.removeAll()
                 if stopping.isSet { break }
                 if window.inFlight >= window.limit {
                     await window.roomFreed.wait(timeout: .milliseconds(50))
@@ -114,8 +137,14 @@ final class ChannelClaimer: Sendable {
         }
     }
 
-    /// One channel's turn: the least-served broadcast with due jobs gets one claim.
-    private func turn(of broadcasts: [PreparedBroadcast], pool: PostgresPool) async throws -> Turn {
+    private enum Preparation {
+        case ready(Pending)
+        case notReady(Turn)
+    }
+
+    /// A channel's turn, before the statement: the least-served broadcast that is not resting,
+    /// with window slots held for its claim.
+    private func prepare(_ broadcasts: [PreparedBroadcast]) -> Preparation {
         let counts = served.withLock { s -> [Int] in
             // A broadcast seen for the first time joins at the level of the least served one,
             // so a late start does not take the channel over until it has caught up.
@@ -131,17 +160,28 @@ final class ChannelClaimer: Sendable {
                 restingUntil = min(restingUntil ?? end, end)
                 continue
             }
-            let result = try await claim(broadcast, pool: pool)
-            if case .idle = result { continue }
-            return result
+            let info = broadcast.info
+            // The bucket never grants more than the channel's burst: asking for more would reserve
+            // window slots, and lock due jobs, that the claim cannot use.
+            let wanted = min(configuration.batchSize, info.burst)
+            let room = window.reserve(wanted, channel: info.channelID, channelLimit: broadcast.inFlightLimit)
+            guard room > 0 else { return .notReady(.held(until: now + .milliseconds(20))) }
+            // Read before the claim, so the lease (counted from the database's clock during the
+            // claim) ends no earlier than `claimedAt + lease` on this clock.
+            return .ready(Pending(channel: broadcasts, broadcast: broadcast, room: room, claimedAt: clock.now))
         }
-        // Every broadcast of the channel was resting or found nothing due.
-        return restingUntil.map { .held(until: $0) } ?? .idle
+        // Every broadcast of the channel is resting.
+        return .notReady(restingUntil.map { .held(until: $0) } ?? .idle)
     }
 
-    /// How many due jobs a claim of `room` looks at (see ``QueueStore/claim``): a whole batch
-    /// where closed send windows may hide due jobs, else `room` rounded up to a power of two, so
-    /// that a connection prepares at most a handful of variants of the statement.
+    /// Gives back what ``prepare(_:)`` took for a claim that will not be made.
+    private func abandon(_ part: Pending) {
+        window.release(part.room, channel: part.broadcast.info.channelID)
+        holds.end(part.broadcast.info.channelID)
+    }
+
+    /// How many due jobs a claim of `room` looks at (see ``QueueStore/ClaimRequest``): a whole
+    /// batch where closed send windows may hide due jobs, else `room` rounded up to a power of two.
     static func scanLimit(_ room: Int, batchSize: Int, hasSendWindow: Bool) -> Int {
         if hasSendWindow { return max(room, batchSize) }
         var scan = 1
@@ -149,31 +189,54 @@ final class ChannelClaimer: Sendable {
         return scan
     }
 
-    /// Claims one batch of a broadcast and hands it to the dispatcher.
-    private func claim(_ broadcast: PreparedBroadcast, pool: PostgresPool) async throws -> Turn {
-        let info = broadcast.info
-        // The bucket never grants more than the channel's burst: asking for more would reserve
-        // window slots, and lock due jobs, that the claim cannot use.
-        let wanted = min(configuration.batchSize, info.burst)
-        let room = window.reserve(wanted, channel: info.channelID, channelLimit: broadcast.inFlightLimit)
-        guard room > 0 else { return .held(until: clock.now + .milliseconds(20)) }
-        // Read before the claim, so the lease (counted from the database's clock during the
-        // claim) ends no earlier than `claimedAt + lease` on this clock.
-        let claimedAt = clock.now
-        let scan = Self.scanLimit(room, batchSize: configuration.batchSize, hasSendWindow: info.hasSendWindow)
-        let claim: QueueStore.Claim
-        do {
-            claim = try await pool.withConnection {
-                try await self.store.claim(on: $0, broadcastID: info.id, channelID: info.channelID, kind: broadcast.kind,
-                                           limit: room, scanLimit: scan,
-                                           lease: self.configuration.lease, restartGrace: self.configuration.restartGrace,
-                                           owner: self.configuration.workerID, attributeKeys: broadcast.attributeKeys)
+    /// Claims for every pending channel in one statement and hands each batch to the dispatcher.
+    /// A broadcast that turns out to have nothing due rests, and its channel's next broadcast is
+    /// tried at once, in a further statement, as a channel's turn always did.
+    private func claim(_ parts: [Pending], pool: PostgresPool) async throws -> [Turn] {
+        var turns: [Turn] = []
+        var parts = parts
+        while !parts.isEmpty {
+            let requests = parts.map { part in
+                QueueStore.ClaimRequest(
+                    broadcastID: part.broadcast.info.id, channelID: part.broadcast.info.channelID, kind: part.broadcast.kind,
+                    limit: part.room,
+                    scanLimit: Self.scanLimit(part.room, batchSize: configuration.batchSize, hasSendWindow: part.broadcast.info.hasSendWindow),
+                    attributeKeys: part.broadcast.attributeKeys)
             }
-        } catch {
-            window.release(room, channel: info.channelID)
-            throw error
+            let claims: [QueueStore.Claim]
+            do {
+                claims = try await pool.withConnection {
+                    try await self.store.claim(on: $0, requests: requests, lease: self.configuration.lease,
+                                               restartGrace: self.configuration.restartGrace, owner: self.configuration.workerID)
+                }
+            } catch {
+                for part in parts { abandon(part) }
+                throw error
+            }
+            var again: [Pending] = []
+            for (part, claim) in zip(parts, claims) {
+                var turn = await finish(part, claim)
+                if case .idle = turn {
+                    switch prepare(part.channel) {
+                    case .ready(let next):
+                        again.append(next)  // the channel stays begun for its next broadcast
+                        continue
+                    case .notReady(let next): turn = next
+                    }
+                }
+                holds.end(part.broadcast.info.channelID)
+                turns.append(turn)
+            }
+            parts = again
         }
-        window.release(room - claim.jobs.count, channel: info.channelID)
+        return turns
+    }
+
+    /// What one broadcast's claim brought: holds and rests for the next turns, then the jobs to
+    /// the dispatcher.
+    private func finish(_ part: Pending, _ claim: QueueStore.Claim) async -> Turn {
+        let broadcast = part.broadcast, info = broadcast.info
+        window.release(part.room - claim.jobs.count, channel: info.channelID)
         if claim.granted == 0 {
             metrics.rateLimiterWait(channel: info.channelName, seconds: claim.retryAfter.inSeconds)
             let until = clock.now + claim.retryAfter
@@ -185,7 +248,7 @@ final class ChannelClaimer: Sendable {
             rests.rest(info.id, until: clock.now + configuration.idlePoll)
             return .idle
         }
-        if claim.granted < room {
+        if claim.granted < part.room {
             // The bucket ran short. `take_tokens` says when half of what the bucket can hold
             // will have accrued (its capacity is the database's rule, not the worker's); come
             // back at 1.8 times that, 90% of a full bucket: nearly full claims, so half as many
@@ -195,7 +258,7 @@ final class ChannelClaimer: Sendable {
         }
         served.withLock { $0[info.id, default: 0] += claim.jobs.count }
         metrics.claimed(channel: info.channelName, provider: info.provider, count: claim.jobs.count)
-        await dispatcher.dispatch(claim.jobs, of: broadcast, claimedAt: claimedAt)
+        await dispatcher.dispatch(claim.jobs, of: broadcast, claimedAt: part.claimedAt)
         return .worked(claim.jobs.count)
     }
 }

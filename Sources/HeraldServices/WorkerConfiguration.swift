@@ -28,6 +28,10 @@ public struct WorkerConfiguration: Sendable {
     /// Claims in progress at once (each: one statement, then the jobs are handed to the
     /// transport and the lane moves on to the next channel without waiting for answers).
     public var lanes: Int = 4
+    /// Channels one claim statement serves at most. With many channels each claim holds only a
+    /// bucket's worth of jobs (about 15 at 20 msg/s), so a statement per channel costs the
+    /// database as much as the jobs themselves; one statement for several channels shares it.
+    public var channelsPerClaim: Int = 16
     /// How long a claim stays valid; a worker that dies loses its jobs to others after this.
     public var lease: Duration = .seconds(60)
     /// After a PostgreSQL restart, how long an expired lease still held by an owner stays
