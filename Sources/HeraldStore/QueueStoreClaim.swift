@@ -130,34 +130,34 @@ extension QueueStore {
                 UPDATE herald.jobs j SET run_at = (SELECT due.opens FROM due WHERE due.message_id = j.message_id)
                 WHERE j.message_id = ANY (ARRAY(SELECT message_id FROM due WHERE due.opens > now()))
             ), picked AS MATERIALIZED (
-                -- Per request, the oldest due jobs its bucket granted.
-                SELECT x.i, array_agg(x.message_id) AS ids
-                FROM (SELECT due.i, due.message_id, row_number() OVER (PARTITION BY due.i ORDER BY due.run_at) AS n
-                      FROM due WHERE due.opens <= now()) x
-                JOIN t ON t.i = x.i
-                WHERE x.n <= t.granted
-                GROUP BY x.i
+                -- Per request, at most its grant of the due jobs that are open now (oldest first,
+                -- as `due` holds them).
+                SELECT t.i, t.channel_id, t.tier_limited, d.message_id
+                FROM t CROSS JOIN LATERAL (
+                    SELECT due.message_id FROM due WHERE due.i = t.i AND due.opens <= now() LIMIT t.granted
+                ) d
+                WHERE t.granted > 0
             ), tiered AS MATERIALIZED (
                 -- Consent (issue 19): on a channel with a messaging tier (daily_limit), the tier
                 -- admits some and puts the rest off; in channel order, as it locks the channel.
-                SELECT p.i, a.message_id
-                FROM (SELECT p.i, p.ids, t.channel_id, t.tier_limited FROM picked p JOIN t ON t.i = p.i ORDER BY p.i) p
-                CROSS JOIN LATERAL (SELECT herald.tier_admit(p.channel_id, p.ids) AS message_id WHERE p.tier_limited
-                                    UNION ALL
-                                    SELECT unnest(p.ids) WHERE NOT p.tier_limited) a
+                SELECT p.message_id FROM picked p WHERE NOT p.tier_limited
+                UNION ALL
+                SELECT herald.tier_admit(l.channel_id, ARRAY(SELECT p.message_id FROM picked p WHERE p.i = l.i))
+                FROM (SELECT t.i, t.channel_id FROM t WHERE t.tier_limited AND t.granted > 0 ORDER BY t.i) l
             ), claimed AS (
-                -- `= ANY (ARRAY(…))`: a probe of jobs_pkey per claimed job. As a join alone, the
-                -- planner took tier_admit's set for 1,000 rows and hashed all of jobs (26 ms a claim
-                -- at 80,000 jobs, growing with the table: the bound on many-channel throughput).
+                -- `= ANY (ARRAY(…))`: a probe of jobs_pkey per claimed job. As a join, the planner
+                -- took tier_admit's set for 1,000 rows and hashed all of jobs (26 ms a claim at
+                -- 80,000 jobs, growing with the table: the bound on many-channel throughput).
+                -- Each request is a broadcast of its own, so a job's broadcast says whose it is.
                 UPDATE herald.jobs j
                 SET run_at = now() + make_interval(secs => \(leaseSeconds)), lease_owner = \(owner), claims = j.claims + 1
-                FROM tiered x
-                WHERE j.message_id = ANY (ARRAY(SELECT message_id FROM tiered)) AND x.message_id = j.message_id
-                RETURNING x.i, j.message_id
+                WHERE j.message_id = ANY (ARRAY(SELECT message_id FROM tiered))
+                RETURNING j.broadcast_id, j.message_id
             ), refund AS MATERIALIZED (
                 SELECT t.i, CASE WHEN t.granted > coalesce(n.claimed, 0)
                                  THEN herald.return_tokens(t.channel_id, t.granted - coalesce(n.claimed, 0)) ELSE 0 END AS returned
-                FROM t LEFT JOIN (SELECT c.i, count(*)::int AS claimed FROM claimed c GROUP BY c.i) n ON n.i = t.i
+                FROM t LEFT JOIN (SELECT c.broadcast_id, count(*)::int AS claimed FROM claimed c GROUP BY c.broadcast_id) n
+                       ON n.broadcast_id = t.broadcast_id
             )
             SELECT t.i, t.granted, t.wait_seconds, rf.returned,
                    m.id AS message_id, m.address, m.attempts, m.contact_id, c.first_name, c.last_name, c.phone, c.email,
@@ -169,8 +169,7 @@ extension QueueStore {
             FROM t
             JOIN refund rf ON rf.i = t.i
             LEFT JOIN (claimed cl JOIN herald.messages m ON m.id = cl.message_id
-                       LEFT JOIN herald.contacts c ON c.id = m.contact_id) ON cl.i = t.i
-            ORDER BY t.i
+                       LEFT JOIN herald.contacts c ON c.id = m.contact_id) ON cl.broadcast_id = t.broadcast_id
             """)
         var claims = [Claim](repeating: Claim(jobs: [], granted: 0, retryAfter: .zero), count: ordered.count)
         for r in rows {
