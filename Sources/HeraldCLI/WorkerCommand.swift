@@ -24,7 +24,7 @@ struct Worker: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
     @OptionGroup var metricsOptions: MetricsOptions
     @Option(help: "Messages claimed per round trip.") var batchSize: Int = 200
-    @Option(help: "Claims in progress at once (lanes never wait for provider answers).") var lanes: Int = 4
+    @Option(help: "Claims in progress at once (lanes never wait for provider answers).") var lanes: Int = 2
     @Option(help: "Seconds a claim stays valid before other workers may take it over.") var leaseSeconds: Int = 60
     @Option(help: "Seconds one provider request may take before it counts as failed.") var requestTimeout: Int = 15
     @Option(help: "Seconds in-flight sends may take after SIGTERM.") var shutdownGrace: Int = 10
