@@ -181,12 +181,10 @@ final class ChannelClaimer: Sendable {
     }
 
     /// How many due jobs a claim of `room` looks at (see ``QueueStore/ClaimRequest``): a whole
-    /// batch where closed send windows may hide due jobs, else `room` rounded up to a power of two.
+    /// batch where closed send windows may hide due jobs, else exactly `room` (every row scanned
+    /// is locked; the scan is a parameter of the prepared statement, so any value shares its plan).
     static func scanLimit(_ room: Int, batchSize: Int, hasSendWindow: Bool) -> Int {
-        if hasSendWindow { return max(room, batchSize) }
-        var scan = 1
-        while scan < room { scan <<= 1 }
-        return scan
+        hasSendWindow ? max(room, batchSize) : room
     }
 
     /// Claims for every pending channel in one statement and hands each batch to the dispatcher.

@@ -13,12 +13,14 @@ struct ClaimRequestsTests {
         try await withTestConnection { _, c in
             let contacts = try await WorkerFixtures.contacts(c, count: 30)
             // Three channels: a roomy one, one whose bucket holds 2.5 tokens and refills about once
-            // in 17 minutes, one with nothing due.
+            // in 17 minutes, and one with nothing due whose bucket holds 12.5 and refills as slowly.
             let roomy = try await WorkerFixtures.sandboxChannel(c, name: "roomy")
             let tight = try await WorkerFixtures.sandboxChannel(c, name: "tight")
             try await c.execute("UPDATE herald.channels SET rate_per_second = 0.001, burst = 3 WHERE id = \(tight)")
             try await c.execute("INSERT INTO herald.rate_buckets (channel_id, tokens, refreshed_at) VALUES (\(tight), 2.5, now())")
             let idle = try await WorkerFixtures.sandboxChannel(c, name: "idle")
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 0.001, burst = 20 WHERE id = \(idle)")
+            try await c.execute("INSERT INTO herald.rate_buckets (channel_id, tokens, refreshed_at) VALUES (\(idle), 12.5, now())")
             let roomyBroadcast = try await WorkerFixtures.sendingBroadcast(c, channel: roomy, contacts: contacts, body: "a")
             let tightBroadcast = try await WorkerFixtures.sendingBroadcast(c, channel: tight, contacts: contacts, body: "b")
             let idleBroadcast = try await WorkerFixtures.sendingBroadcast(c, channel: idle, contacts: [], body: "c")
@@ -47,8 +49,8 @@ struct ClaimRequestsTests {
             // The idle channel's unused tokens went back to its bucket; the tight one holds half a token.
             let tokens = try await c.query("SELECT channel_id, tokens FROM herald.rate_buckets WHERE channel_id IN (\(idle), \(tight))")
                 .reduce(into: [Int64: Double]()) { $0[try $1.decode(Int64.self, at: 0)] = try $1.decode(Double.self, at: 1) }
-            #expect((tokens[idle] ?? 0) >= 10)
-            #expect((tokens[tight] ?? 99) < 1)
+            #expect((12.4...12.6).contains(tokens[idle] ?? 0), "idle bucket \(tokens[idle] ?? -1): 12.5 less 10 taken plus 10 returned")
+            #expect((0.4...0.6).contains(tokens[tight] ?? 99), "tight bucket \(tokens[tight] ?? -1): 2.5 less the 2 claimed")
             let again = try await QueueStore().claim(on: c, requests: [requests[1]], lease: .seconds(30), owner: "w1")
             #expect(again[0].granted == 0, "granted \(again[0].granted)")
             #expect(again[0].jobs.isEmpty, "jobs \(again[0].jobs.count)")
