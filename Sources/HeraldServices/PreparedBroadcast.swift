@@ -6,7 +6,12 @@ import HeraldStore
 /// A broadcast made ready for sending once per worker: its channel configured through its
 /// provider (settings checked, secrets read), every personalized field compiled. Per message only
 /// rendering remains.
-struct PreparedBroadcast: Sendable {
+///
+/// A class: every message in flight, and every outcome waiting to be written, refers to its
+/// broadcast. As a struct of some thirty fields (its row, compiled templates, rich content), each
+/// of those copies cost a retain and a release per field and hundreds of bytes inline; thousands of
+/// sends in flight made that a measurable part of the worker's CPU and memory (BENCHMARKS.md).
+final class PreparedBroadcast: Sendable {
     let info: ActiveBroadcast
     let kind: ChannelKind
     /// Builds requests and reads answers; the worker never asks which provider it is.
