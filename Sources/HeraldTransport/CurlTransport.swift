@@ -33,7 +33,8 @@ public final class CurlTransport: Sendable {
     }
 
     /// Independent engines, each with its own thread, multi handle and connection cache; a
-    /// submission goes whole to the one with the fewest transfers outstanding.
+    /// submission goes whole to the first with fewer than ``defaultFillLevel`` outstanding, else to the one with the
+    /// fewest transfers outstanding.
     ///
     /// Why more than one: libcurl 7.88 (Debian 12's) spends time proportional to *all* the
     /// transfers and connections of a multi handle on each event: every `curl_multi_perform`
@@ -103,6 +104,14 @@ public final class CurlTransport: Sendable {
     /// engines (at most ``maxShards``).
     static let transfersPerShard = 1024
     static let maxShards = 8
+    /// Transfers outstanding on an engine below which it takes a submission even when a later
+    /// engine has fewer: engines fill in order. Spread evenly, a window of 6,144 put the
+    /// zero-latency shape's few transfers on six threads that each woke for a handful, and it
+    /// ran at 13,319 msg/s against 20,701 filled in order; with thousands in flight every engine
+    /// is past this level and the least loaded one is used (BENCHMARKS.md, "Slow providers").
+    public static let defaultFillLevel = transfersPerShard / 2
+    /// See ``defaultFillLevel``.
+    private let fillLevel: Int
 
     /// How many engines a window of `maxInFlight` transfers is split over.
     static func shards(maxInFlight: Int) -> Int {
@@ -122,11 +131,16 @@ public final class CurlTransport: Sendable {
     ///     submissions use their channel's own `ca_file`.
     ///   - maxConnectionsPerHost: Connections to one host per multiplexing engine at most
     ///     (``Pool/multiplexing``); transfers beyond what their streams hold wait for one to free up.
+    ///   - fillLevel: An engine with fewer transfers outstanding than this takes the next
+    ///     submission of its pool before any later one (see ``defaultFillLevel``); 0 always picks
+    ///     the least loaded.
     ///   - clock: What start deadlines (``submit(_:startingBy:onCompletion:)``) are compared
     ///     with: the clock of whoever computes them. libcurl's own timeouts run on real time.
     public init(maxInFlight: Int = 128, httpVersion: HTTPVersionPreference = .automatic, authorityFile: String? = nil,
                 maxConnectionsPerHost: Int = CurlTransport.connectionsPerHost,
+                fillLevel: Int = CurlTransport.defaultFillLevel,
                 clock: any HeraldClock = ContinuousClock(), logger: Logger) {
+        self.fillLevel = max(0, fillLevel)
         _ = CurlGlobal.initialized
         let window = max(1, maxInFlight)
         let count = Self.shards(maxInFlight: window)
@@ -153,7 +167,8 @@ public final class CurlTransport: Sendable {
         for engine in engines { engine.shutdown() }
     }
 
-    /// The engine of `requests`' pool with the fewest transfers outstanding, and its index.
+    /// The first engine of `requests`' pool below its fill level, else the one with the fewest
+    /// transfers outstanding, and its index.
     private func leastLoaded(for requests: [TransportRequest]) -> (CurlEngine, Int) {
         let pool = requests.first.map {
             Self.pool(for: $0, httpVersion: httpVersion, answersOverHTTP1: http1Origins.contains)
@@ -162,6 +177,7 @@ public final class CurlTransport: Sendable {
         var best = range.lowerBound, bestLoad = Int.max
         for index in range {
             let load = engines[index].outstanding
+            if load < fillLevel { return (engines[index], index) }
             if load < bestLoad { (best, bestLoad) = (index, load) }
         }
         return (engines[best], best)

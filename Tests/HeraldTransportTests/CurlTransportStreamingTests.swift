@@ -69,9 +69,10 @@ struct CurlTransportStreamingTests {
 
     @Test("submissions spread over the engines run side by side, and a cancel reaches the engine that holds its ticket")
     func shardsRouteTickets() async throws {
-        // 2 engines in the pool plain HTTP goes to. Each numbers its transfers from 1, so a
-        // cancel sent to the wrong engine would abort the other submission's transfer instead.
-        try await withTransport(maxInFlight: 2048) { double, transport in
+        // 2 engines in the pool plain HTTP goes to, always the least loaded (fill level 0). Each
+        // numbers its transfers from 1, so a cancel sent to the wrong engine would abort the other
+        // submission's transfer instead.
+        try await withTransport(maxInFlight: 2048, fillLevel: 0) { double, transport in
             double.latency = .milliseconds(800)
             let kept = Outcomes(), cancelled = Outcomes()
             let before = double.received(.whatsApp).count
@@ -89,6 +90,25 @@ struct CurlTransportStreamingTests {
             let statuses = try (0...1).map { try kept.all[$0]?.result.get().status }
             #expect(statuses == [200, 200], "the first engine's transfer was not touched by the cancel")
             #expect(transport.statistics.transfersCompleted == 2, "both engines' counters are summed (the cancelled one is not counted)")
+        }
+    }
+}
+
+@Suite("CurlTransport: engines fill in order")
+struct CurlTransportFillTests {
+    @Test("an engine below its fill level takes the next submission; past it, the least loaded does")
+    func enginesFillInOrder() async throws {
+        try await withTransport(maxInFlight: 2048, fillLevel: 2) { double, transport in
+            double.latency = .milliseconds(800)
+            let outcomes = Outcomes()
+            let first = transport.submit([.http(whatsAppRequest(double))]) { outcomes.add(0, $1) }
+            let second = transport.submit([.http(whatsAppRequest(double))]) { outcomes.add(1, $1) }
+            #expect(second.shard == first.shard, "the first engine had 1 outstanding, below its fill level of 2")
+            let third = transport.submit([.http(whatsAppRequest(double))]) { outcomes.add(2, $1) }
+            #expect(third.shard != first.shard, "the first engine was at its fill level: the other, with none, takes it")
+            #expect(await outcomes.wait(count: 3))
+            let statuses = try (0...2).map { try outcomes.all[$0]?.result.get().status }
+            #expect(statuses == [200, 200, 200])
         }
     }
 }

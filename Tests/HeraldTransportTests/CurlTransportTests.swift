@@ -7,10 +7,11 @@ import Testing
 
 /// Runs `body` with a fresh provider double and transport, and stops both afterwards.
 func withTransport(maxInFlight: Int = 128, configuration: ProviderDouble.Configuration = .init(),
-                   clock: any HeraldClock = ContinuousClock(),
+                   fillLevel: Int = CurlTransport.defaultFillLevel, clock: any HeraldClock = ContinuousClock(),
                    _ body: (ProviderDouble, CurlTransport) async throws -> Void) async throws {
     let double = try await ProviderDouble.start(configuration: configuration)
-    let transport = CurlTransport(maxInFlight: maxInFlight, clock: clock, logger: Logger(label: "herald.transport.tests"))
+    let transport = CurlTransport(maxInFlight: maxInFlight, fillLevel: fillLevel, clock: clock,
+                                  logger: Logger(label: "herald.transport.tests"))
     do {
         try await body(double, transport)
     } catch {
