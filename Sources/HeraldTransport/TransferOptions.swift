@@ -15,12 +15,14 @@ enum TransferOptions {
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         setup.long(CURLOPT_NOSIGNAL, 1)
         setup.long(CURLOPT_TCP_KEEPALIVE, 1)
-        // A 4 KiB receive buffer, not libcurl's 16 KiB: each of thousands of transfers in flight
-        // holds one, and providers answer in a few hundred bytes (a longer answer takes more reads).
+        // A 1 KiB receive buffer, not libcurl's 16 KiB: each of thousands of transfers in flight
+        // holds one, and providers answer in a few hundred bytes (a longer answer takes more
+        // reads). From 4 KiB to 1 KiB took 12–15 MB off the peak RSS at 1,000 channels over
+        // HTTPS, at the same msg/s (BENCHMARKS.md).
         // Only an economy, so its result is not kept: libcurl 7.88 refuses the option
         // (CURLE_BAD_FUNCTION_ARGUMENT) on a reused handle whose buffer an HTTP/2 transfer
         // allocated, and `curl_easy_reset` does not free it.
-        _ = ccurl_setopt_long(easy, CURLOPT_BUFFERSIZE, 4096)
+        _ = ccurl_setopt_long(easy, CURLOPT_BUFFERSIZE, 1024)
         setup.pointer(CURLOPT_PRIVATE, context)
         setup.result(ccurl_setopt_write_callback(easy, curlWriteCallback))
         setup.pointer(CURLOPT_WRITEDATA, context)
