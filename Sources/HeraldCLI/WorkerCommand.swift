@@ -14,7 +14,7 @@ struct Worker: AsyncParsableCommand {
             Claims batches of due messages with FOR UPDATE SKIP LOCKED, renders and delivers them
             through each channel's provider, and records every outcome as answers arrive. Sends in
             flight are bounded by --max-in-flight (Little's law: msg/s = in flight / provider
-            latency; 4096 in flight at 200 ms is 20,000 msg/s), not by --lanes. Secrets are read from the
+            latency; 4,000 in flight at 200 ms is 20,000 msg/s), not by --lanes. Secrets are read from the
             environment variables that channel settings name (*_env). HERALD_PUBLIC_URL sets the
             base of Twilio status callbacks; HERALD_PROVIDER_CA_FILE, a PEM file of certificate
             authorities to verify providers' HTTPS servers with instead of the system's. SIGTERM or SIGINT: stops claiming, finishes in-flight
@@ -28,8 +28,10 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Seconds a claim stays valid before other workers may take it over.") var leaseSeconds: Int = 60
     @Option(help: "Seconds one provider request may take before it counts as failed.") var requestTimeout: Int = 15
     @Option(help: "Seconds in-flight sends may take after SIGTERM.") var shutdownGrace: Int = 10
-    @Option(help: "HTTP/SMTP transfers in flight at most, over all channels.") var maxInFlight: Int = 4096
-    @Option(help: "Transfers in flight of one channel at most (a hung provider holds no more).") var maxInFlightPerChannel: Int = 3072
+    @Option(help: "HTTP/SMTP transfers in flight at most, over all channels.")
+    var maxInFlight: Int = WorkerConfiguration.defaultMaxInFlight
+    @Option(help: "Transfers in flight of one channel at most (a hung provider holds no more; a rate-limited channel holds at most burst + 5 s of its rate).")
+    var maxInFlightPerChannel: Int = WorkerConfiguration.defaultMaxInFlightPerChannel
     @Option(help: "HTTP/2 connections to one provider host per transport thread at most (sends wait for a free stream).")
     var maxConnectionsPerHost: Int = 16
     @Option(help: "HTTP version to providers: automatic (HTTP/2 where offered over TLS), http1, or http2-prior-knowledge.")

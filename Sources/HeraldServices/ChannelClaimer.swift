@@ -164,7 +164,8 @@ final class ChannelClaimer: Sendable {
             // The bucket never grants more than the channel's burst: asking for more would reserve
             // window slots, and lock due jobs, that the claim cannot use.
             let wanted = min(configuration.batchSize, info.burst)
-            let room = window.reserve(wanted, channel: info.channelID, channelLimit: broadcast.inFlightLimit)
+            let room = window.reserve(wanted, channel: info.channelID,
+                                      channelLimit: Self.inFlightLimit(of: broadcast, latencyAllowance: configuration.providerLatencyAllowance))
             guard room > 0 else { return .notReady(.held(until: now + .milliseconds(20))) }
             // Read before the claim, so the lease (counted from the database's clock during the
             // claim) ends no earlier than `claimedAt + lease` on this clock.
@@ -172,6 +173,21 @@ final class ChannelClaimer: Sendable {
         }
         // Every broadcast of the channel is resting.
         return .notReady(restingUntil.map { .held(until: $0) } ?? .idle)
+    }
+
+    /// The most sends of `broadcast`'s channel in flight, below the window's per-channel limit:
+    /// its burst plus `latencyAllowance` of its rate (see
+    /// ``WorkerConfiguration/providerLatencyAllowance``), and less for mails with attachments
+    /// (``PreparedBroadcast/inFlightLimit``); nil when neither is below what an `Int` holds.
+    static func inFlightLimit(of broadcast: PreparedBroadcast, latencyAllowance: Duration) -> Int? {
+        let info = broadcast.info
+        let byRate = Double(max(info.burst, 1)) + max(info.ratePerSecond, 0) * latencyAllowance.inSeconds
+        let rateLimit = byRate.isFinite && byRate < Double(Int32.max) ? Int(byRate.rounded(.up)) : nil
+        switch (rateLimit, broadcast.inFlightLimit) {
+        case let (rate?, memory?): return min(rate, memory)
+        case let (limit?, nil), let (nil, limit?): return limit
+        case (nil, nil): return nil
+        }
     }
 
     /// Gives back what ``prepare(_:)`` took for a claim that will not be made.

@@ -11,13 +11,15 @@ public typealias WorkerHTTPVersion = HTTPVersionPreference
 /// worker started with no flags does as well as the measured alternatives.
 ///
 /// Sizing follows Little's law: messages per second = sends in flight / provider latency. At
-/// 200 ms, 20,000 msg/s needs 4,000 sends in flight, so ``maxInFlight`` is in the thousands;
-/// the number of claiming lanes does not bound throughput any more (a lane never waits for a
-/// provider), it only bounds how many claims are in progress at once. The default, 4,096, is
-/// the widest window whose peak RSS stays under 150 MB at 1,000 slow channels over plain HTTP
-/// (123–134 MB over the transport's four engines; 6,144 reached 158 MB on one engine for no
-/// more msg/s): over HTTP/1.1 every send in flight is a connection, and libcurl's memory per
-/// transfer grows with them (`scripts/bench-latency`; BENCHMARKS.md, "Slow providers").
+/// 200 ms, 20,000 msg/s needs 4,000 sends in flight, and more while answers queue on a busy
+/// machine, so ``maxInFlight`` is in the thousands; the number of claiming lanes does not bound
+/// throughput any more (a lane never waits for a provider), it only bounds how many claims are in
+/// progress at once. One unlimited channel at 200 ms ran into a per-channel cap of 3,072 at
+/// 11,700 msg/s (about 0.26 s a send once answers queue); with 4,096 or more it was bound by CPU
+/// instead. The default window, 4,608, is the widest whose peak RSS stays under 150 MB at 1,000
+/// slow channels over HTTPS as well as plain HTTP (140–142 MB and about 125 MB; 5,120 reached
+/// 153 MB over HTTPS): every send in flight holds an easy handle and its buffers, and over
+/// HTTP/1.1 a connection (`scripts/bench-latency`; BENCHMARKS.md, "Slow providers").
 public struct WorkerConfiguration: Sendable {
     /// `DATABASE_URL`, or nil for libpq's `PG*` variables.
     public var databaseURL: String?
@@ -50,11 +52,20 @@ public struct WorkerConfiguration: Sendable {
     /// `HERALD_PUBLIC_URL`: Twilio status callbacks point at `{publicURL}/webhooks/twilio`.
     public var publicURL: String?
     /// Sends claimed and not yet answered, over all channels (the transport's window).
-    public var maxInFlight: Int = 4096
-    /// Sends in flight of one channel at most: a provider that stops answering holds at most
-    /// this many slots until its requests time out, and the other channels keep the rest (a
-    /// quarter of the default window).
-    public var maxInFlightPerChannel: Int = 3072
+    public var maxInFlight: Int = WorkerConfiguration.defaultMaxInFlight
+    public static let defaultMaxInFlight = 4608
+    /// Sends in flight of one channel at most, whatever its rate: a provider that stops
+    /// answering holds at most this many slots until its requests time out, and the other
+    /// channels keep the rest (512 by default). A rate-limited channel is held to far less (see
+    /// ``providerLatencyAllowance``), so this share matters only for channels whose rate is
+    /// beyond what one worker sends.
+    public var maxInFlightPerChannel: Int = WorkerConfiguration.defaultMaxInFlightPerChannel
+    public static let defaultMaxInFlightPerChannel = 4096
+    /// The slowest provider answer a channel's full rate is sized for: a channel limited to r
+    /// msg/s with a burst of b holds at most b + r × this in flight, which is all it needs to send
+    /// at its rate while its provider answers within this, and all a provider that stops
+    /// answering can hold (a channel at 20 msg/s: 120 slots, not the window's thousands).
+    public var providerLatencyAllowance: Duration = .seconds(5)
     /// HTTP/2 connections to one provider host per transport thread at most: sends beyond what
     /// their streams hold wait for one to free up instead of each opening a TLS connection (see
     /// ``CurlTransport``'s pools). Raise it for a provider that allows few streams per connection.

@@ -5,6 +5,16 @@ import Testing
 
 @Suite("In-flight window: the worker's sends in flight, overall, per channel, and for mails with attachments")
 struct InFlightWindowTests {
+    static let environment = ProviderEnvironment(variables: ["HERALD_ALLOWED_HOSTS": "127.0.0.1"])
+
+    /// An email broadcast on a local SMTP channel limited to `rate` msg/s.
+    static func mailBroadcast(rate: Double, burst: Int) -> ActiveBroadcast {
+        ActiveBroadcast(id: 1, channelID: 1, channelName: "mail", kind: "email", provider: "smtp",
+                        settingsJSON: #"{"url":"smtp://127.0.0.1:2525","from":"news@example.com"}"#,
+                        ratePerSecond: rate, burst: burst, subject: "Hi", body: "Hello",
+                        htmlBody: nil, templateName: nil, templateLanguage: nil, templateParams: [])
+    }
+
     @Test("a claim gets no more than the window, the channel's share, and a claim's own lower limit allow")
     func limits() {
         let window = InFlightWindow(limit: 10, perChannelLimit: 6)
@@ -20,18 +30,40 @@ struct InFlightWindowTests {
 
     @Test("an email broadcast with 10 MiB of attachments keeps few mails in flight; one without keeps the usual window")
     func attachmentsBoundTheWindow() throws {
-        let settings = #"{"url":"smtp://127.0.0.1:2525","from":"news@example.com"}"#
-        var info = ActiveBroadcast(id: 1, channelID: 1, channelName: "mail", kind: "email", provider: "smtp",
-                                   settingsJSON: settings, ratePerSecond: 100, burst: 10, subject: "Hi", body: "Hello",
-                                   htmlBody: nil, templateName: nil, templateLanguage: nil, templateParams: [])
-        let environment = ProviderEnvironment(variables: ["HERALD_ALLOWED_HOSTS": "127.0.0.1"])
-        #expect(try PreparedBroadcast(info, environment: environment).inFlightLimit == nil)
+        var info = Self.mailBroadcast(rate: 100, burst: 10)
+        #expect(try PreparedBroadcast(info, environment: Self.environment).inFlightLimit == nil)
 
         info.media = #"[{"type":"document","url":"https://example.com/big.pdf"}]"#
         let big = BroadcastAttachment(position: 0, url: "https://example.com/big.pdf", filename: "big.pdf",
                                       contentType: "application/pdf", bytes: [UInt8](repeating: 7, count: 10 << 20))
-        let limit = try #require(try PreparedBroadcast(info, attachments: [big], environment: environment).inFlightLimit)
+        let limit = try #require(try PreparedBroadcast(info, attachments: [big], environment: Self.environment).inFlightLimit)
         // 10 MiB encode to about 13.8 MB per mail; 64 MiB of them in flight: 4.
         #expect(limit == 4)
+    }
+
+    @Test("a rate-limited channel holds its burst plus the latency allowance of its rate; attachments can lower that")
+    func rateBoundsTheChannel() throws {
+        var info = Self.mailBroadcast(rate: 20, burst: 20)
+        let limit = { (broadcast: PreparedBroadcast, seconds: Double) in
+            ChannelClaimer.inFlightLimit(of: broadcast, latencyAllowance: .milliseconds(Int64(seconds * 1000)))
+        }
+        var prepared = try PreparedBroadcast(info, environment: Self.environment)
+        #expect(limit(prepared, 5) == 120, "20 + 20/s × 5 s")
+        info.ratePerSecond = 2.5
+        info.burst = 1
+        prepared = try PreparedBroadcast(info, environment: Self.environment)
+        #expect(limit(prepared, 2) == 6, "1 + 2.5/s × 2 s")
+        info.ratePerSecond = 1e300
+        prepared = try PreparedBroadcast(info, environment: Self.environment)
+        #expect(limit(prepared, 5) == nil, "no effective limit: the window's own")
+
+        info.media = #"[{"type":"document","url":"https://example.com/big.pdf"}]"#
+        let big = BroadcastAttachment(position: 0, url: "https://example.com/big.pdf", filename: "big.pdf",
+                                      contentType: "application/pdf", bytes: [UInt8](repeating: 7, count: 10 << 20))
+        prepared = try PreparedBroadcast(info, attachments: [big], environment: Self.environment)
+        #expect(limit(prepared, 5) == 4, "the attachments' limit")
+        info.ratePerSecond = 0.2
+        prepared = try PreparedBroadcast(info, attachments: [big], environment: Self.environment)
+        #expect(limit(prepared, 5) == 2, "1 + 0.2/s × 5 s, below 4")
     }
 }

@@ -77,6 +77,33 @@ struct WorkerPipelineTests {
     }
 }
 
+@Suite("Worker pipeline: a rate-limited channel whose provider stops answering")
+struct WorkerHungRateLimitedTests {
+    @Test("a channel at 10/s with a burst of 5 and a 1 s allowance holds 15 sends in flight, not its rate's worth")
+    func hungChannelHoldsItsRateShare() async throws {
+        try await ProviderDouble.with { hung in
+            hung.latency = .seconds(30)
+            try await withTestConnection { db, c in
+                let channel = try await WorkerFixtures.whatsAppChannel(c, double: hung, name: "hung")
+                try await c.execute("UPDATE herald.channels SET rate_per_second = 10, burst = 5 WHERE id = \(channel)")
+                let contacts = try await WorkerFixtures.contacts(c, count: 100)
+                _ = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, template: ("promo", ["x"]))
+                var config = WorkerFixtures.configuration(db)
+                config.providerLatencyAllowance = .seconds(1)
+                config.requestTimeout = .seconds(20)
+                config.shutdownGrace = .seconds(1)
+                // 15 go out in about a second (5 at once, then 10/s). Without the bound the
+                // channel would go on at 10/s: 40 or more by the end of 4 s.
+                let reachedSixteen = try await WorkerFixtures.runWorker(config, timeout: .seconds(4)) {
+                    hung.received(.whatsApp).count > 15
+                }
+                #expect(!reachedSixteen, "\(hung.received(.whatsApp).count) sends in flight to a provider that does not answer")
+                #expect(hung.received(.whatsApp).count == 15, "the channel used its share")
+            }
+        }
+    }
+}
+
 @Suite("Worker pipeline: many lanes on many slow channels")
 struct WorkerManyLanesTests {
     @Test("16 lanes over 40 channels at 20/s with a 200 ms provider: every message goes out exactly once")
