@@ -6,10 +6,21 @@ import Synchronization
 
 /// The multi handle and the state its thread owns.
 ///
-/// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multi` is only used by the engine's
-/// thread, except `curl_multi_wakeup`, which libcurl allows from any thread and which we call
-/// only under the lock while the thread has not yet cleaned the handle up; every other stored
-/// property is touched by the engine's thread alone.
+/// **How the thread waits** (``Driver``). An engine without a cap on connections per host (the
+/// connection-per-transfer pool: one socket per transfer in flight) waits in a reactor
+/// (`ccurl_reactor`, libcurl's socket interface over epoll), so a wake-up costs the sockets that
+/// are ready: `curl_multi_poll` hands every socket to `poll(2)` and `curl_multi_perform` walks
+/// every transfer on every wake-up (and libcurl 7.88 then polls each transfer's socket once
+/// more, one `poll(2)` each: about ten a message at one channel and 200 ms), which with thousands
+/// of requests out to slow providers was the worker's main cost. With the reactor the worker
+/// spent 68–73 µs a message there against 80–86 (BENCHMARKS.md). A multiplexing engine keeps that poll loop: it has few sockets (16 a
+/// host), and libcurl 7.88's socket interface failed to send some request bodies on a shared
+/// HTTP/2 connection (BENCHMARKS.md, "libcurl's socket interface").
+///
+/// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multi` and the reactor are only used by
+/// the engine's thread, except ``wake()`` (`curl_multi_wakeup` or `ccurl_reactor_wakeup`, both
+/// callable from any thread), which we call only under the lock while the thread has not yet
+/// torn them down; every other stored property is touched by the engine's thread alone.
 ///
 /// ThreadSanitizer on Linux does not see `Synchronization.Mutex` (futex-based) as synchronization
 /// and reports every hand-over through `shared` as a race; with a pthread-based lock in its place
@@ -37,7 +48,16 @@ final class CurlEngine: @unchecked Sendable {
     let clock: any HeraldClock
     let logger: Logger
     let multi: UnsafeMutableRawPointer
+    private let driver: Driver
     private let finished = DispatchGroup()
+
+    /// How the engine's thread waits for its sockets and drives libcurl.
+    enum Driver {
+        /// `curl_multi_perform` then `curl_multi_poll`: every transfer and socket, each pass.
+        case pollLoop
+        /// `ccurl_reactor`: the ready sockets and due timeouts only.
+        case reactor(OpaquePointer)
+    }
 
     // Engine thread only.
     private var pending: [Transfer] = []
@@ -78,6 +98,21 @@ final class CurlEngine: @unchecked Sendable {
         _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, 250)
         if let maxConnectionsPerHost {
             _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
+            driver = .pollLoop
+        } else if let reactor = ccurl_reactor_create(multi) {
+            driver = .reactor(reactor)
+        } else {
+            // No descriptors left for an epoll set: the poll loop needs none of its own.
+            logger.warning("the transport's epoll set could not be made; this engine polls every socket instead")
+            driver = .pollLoop
+        }
+    }
+
+    /// Ends the engine thread's wait early. Callers hold the lock and have checked `exited`.
+    private func wake() {
+        switch driver {
+        case .pollLoop: curl_multi_wakeup(multi)
+        case .reactor(let reactor): ccurl_reactor_wakeup(reactor)
         }
     }
 
@@ -99,7 +134,7 @@ final class CurlEngine: @unchecked Sendable {
         let wasStarted = shared.withLock { state -> Bool in
             if !state.closing {
                 state.closing = true
-                if !state.exited { curl_multi_wakeup(multi) }
+                if !state.exited { wake() }
             }
             return state.started
         }
@@ -123,7 +158,7 @@ final class CurlEngine: @unchecked Sendable {
                                       message: "cancelled before it was sent")
             }
             state.inbox.append(contentsOf: transfers)
-            curl_multi_wakeup(multi)
+            wake()
             return nil
         }
     }
@@ -166,7 +201,7 @@ final class CurlEngine: @unchecked Sendable {
         shared.withLock { state in
             guard !state.exited, !ticket.ids.isEmpty else { return }
             state.cancelled.append(ticket.ids)
-            curl_multi_wakeup(multi)
+            wake()
         }
     }
 
@@ -175,7 +210,7 @@ final class CurlEngine: @unchecked Sendable {
         shared.withLock { state in
             guard !state.exited, !ticket.ids.isEmpty else { return }
             state.withdrawn.append(ticket.ids)
-            curl_multi_wakeup(multi)
+            wake()
         }
     }
 
@@ -217,14 +252,22 @@ final class CurlEngine: @unchecked Sendable {
             if closing { break }
 
             startPending()
-            var running: Int32 = 0
-            _ = curl_multi_perform(multi, &running)
-            let completed = collectCompleted()
-            if completed > 0, pendingCount > 0 {
-                continue  // start the next ones before sleeping
+            switch driver {
+            case .pollLoop:
+                var running: Int32 = 0
+                _ = curl_multi_perform(multi, &running)
+                let completed = collectCompleted()
+                if completed > 0, pendingCount > 0 {
+                    continue  // start the next ones before sleeping
+                }
+                var ready: Int32 = 0
+                _ = curl_multi_poll(multi, nil, 0, 1000, &ready)
+            case .reactor(let reactor):
+                // A transfer added above set libcurl's timeout to now, so the step does not wait
+                // before starting it.
+                _ = ccurl_reactor_step(reactor, 1000)
+                collectCompleted()
             }
-            var ready: Int32 = 0
-            _ = curl_multi_poll(multi, nil, 0, 1000, &ready)
         }
         tearDown()
     }
@@ -324,6 +367,7 @@ final class CurlEngine: @unchecked Sendable {
         idleHandles.append(easy)
     }
 
+    @discardableResult
     private func collectCompleted() -> Int {
         var connectionsOpened = 0
         var easyOut: UnsafeMutableRawPointer?
@@ -382,6 +426,7 @@ final class CurlEngine: @unchecked Sendable {
         }
         for easy in idleHandles { curl_easy_cleanup(easy) }
         idleHandles.removeAll()
+        if case .reactor(let reactor) = driver { ccurl_reactor_destroy(reactor) }
         curl_multi_cleanup(multi)
     }
 }

@@ -5,6 +5,7 @@
 /// cannot call. One wrapper per argument type; every symbol carries the `ccurl_` prefix.
 
 #include <curl/curl.h>
+#include "ccurl_reactor.h"
 #include <stddef.h>
 #include <sys/types.h>
 

@@ -1,0 +1,40 @@
+#ifndef CCURL_REACTOR_H
+#define CCURL_REACTOR_H
+
+/// An event loop for one libcurl multi handle on libcurl's socket interface
+/// (`curl_multi_socket_action`), so each wake-up costs what is ready, not what is open.
+///
+/// `curl_multi_perform` walks every transfer in the multi handle and `curl_multi_poll` hands
+/// every socket to `poll(2)`, on every wake-up: with thousands of requests in flight to slow
+/// providers that is the worker's main cost (most of them have nothing to do). With the socket
+/// interface libcurl tells us which sockets it waits on and when its next timeout is
+/// (`CURLMOPT_SOCKETFUNCTION`, `CURLMOPT_TIMERFUNCTION`); we keep them in an epoll set and hand
+/// back only the sockets that are ready and the timeouts that are due. The callbacks are C
+/// because they are registered through the variadic `curl_multi_setopt`, which Swift cannot call,
+/// and run inside libcurl on the engine's thread.
+///
+/// Other threads only call `ccurl_reactor_wakeup` (an eventfd in the same epoll set, the
+/// counterpart of `curl_multi_wakeup`). On systems without epoll the same functions fall back to
+/// `curl_multi_perform` and `curl_multi_poll`.
+
+#include <curl/curl.h>
+
+typedef struct ccurl_reactor ccurl_reactor;
+
+/// Registers the reactor's callbacks on `multi`. Returns NULL when the epoll set or the eventfd
+/// cannot be made (out of file descriptors).
+ccurl_reactor *ccurl_reactor_create(CURLM *multi);
+
+/// Waits at most `max_wait_ms` (less when libcurl's next timeout is sooner, not at all when a
+/// timeout is due), then lets libcurl act on every ready socket and due timeout. Finished
+/// transfers are then in `curl_multi_info_read`. Returns the number of sockets that were ready.
+int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms);
+
+/// Ends a wait in `ccurl_reactor_step` early; callable from any thread while the reactor lives.
+void ccurl_reactor_wakeup(ccurl_reactor *reactor);
+
+/// Removes the callbacks from the multi handle and frees the reactor; call before
+/// `curl_multi_cleanup`, on the engine's thread.
+void ccurl_reactor_destroy(ccurl_reactor *reactor);
+
+#endif
