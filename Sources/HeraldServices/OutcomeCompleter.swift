@@ -29,6 +29,11 @@ final class OutcomeCompleter: Sendable {
     }
     private struct Inbox {
         var arrivals: [Arrival] = []
+        /// The buffer the writer emptied, handed back with its capacity: the next `arrivals`.
+        /// Engine threads append under the lock, so a fresh array growing 1, 2, 4, … there meant
+        /// reallocating and copying inside the critical section, and the lock was the worker's
+        /// most contended (3% of its CPU at one channel and 200 ms, in `lockSlow`).
+        var spare: [Arrival] = []
         var finishing = false
     }
 
@@ -101,12 +106,17 @@ final class OutcomeCompleter: Sendable {
         var failures = 0
         var giveUpAt: ContinuousClock.Instant?
         while true {
-            let (taken, finishing) = inbox.withLock { box -> ([Arrival], Bool) in
-                var taken: [Arrival] = []
+            var taken: [Arrival] = []
+            let finishing = inbox.withLock { box -> Bool in
                 swap(&taken, &box.arrivals)
-                return (taken, box.finishing)
+                swap(&box.arrivals, &box.spare)
+                return box.finishing
             }
-            if !taken.isEmpty { backlog.append(contentsOf: judge(taken)) }
+            if !taken.isEmpty {
+                backlog.append(contentsOf: judge(taken))
+                taken.removeAll(keepingCapacity: true)
+                inbox.withLock { box in if box.spare.capacity < taken.capacity { swap(&box.spare, &taken) } }
+            }
             if finishing && giveUpAt == nil {
                 giveUpAt = clock.now + max(configuration.shutdownGrace, .seconds(5))
             }
