@@ -178,16 +178,13 @@ final class ChannelClaimer: Sendable {
     /// The most sends of `broadcast`'s channel in flight, below the window's per-channel limit:
     /// its burst plus `latencyAllowance` of its rate (see
     /// ``WorkerConfiguration/providerLatencyAllowance``), and less for mails with attachments
-    /// (``PreparedBroadcast/inFlightLimit``); nil when neither is below what an `Int` holds.
+    /// (``PreparedBroadcast/inFlightLimit``); nil when neither bounds it (a rate beyond any window).
     static func inFlightLimit(of broadcast: PreparedBroadcast, latencyAllowance: Duration) -> Int? {
         let info = broadcast.info
         let byRate = Double(max(info.burst, 1)) + max(info.ratePerSecond, 0) * latencyAllowance.inSeconds
-        let rateLimit = byRate.isFinite && byRate < Double(Int32.max) ? Int(byRate.rounded(.up)) : nil
-        switch (rateLimit, broadcast.inFlightLimit) {
-        case let (rate?, memory?): return min(rate, memory)
-        case let (limit?, nil), let (nil, limit?): return limit
-        case (nil, nil): return nil
-        }
+        guard byRate.isFinite, byRate < Double(Int32.max) else { return broadcast.inFlightLimit }
+        let rateLimit = Int(byRate.rounded(.up))
+        return min(rateLimit, broadcast.inFlightLimit ?? rateLimit)
     }
 
     /// Gives back what ``prepare(_:)`` took for a claim that will not be made.

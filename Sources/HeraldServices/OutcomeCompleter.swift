@@ -115,7 +115,7 @@ final class OutcomeCompleter: Sendable {
             if !taken.isEmpty {
                 backlog.append(contentsOf: judge(taken))
                 taken.removeAll(keepingCapacity: true)
-                inbox.withLock { box in if box.spare.capacity < taken.capacity { swap(&box.spare, &taken) } }
+                inbox.withLock { box in swap(&box.spare, &taken) }  // `spare` is empty: it became `arrivals` above
             }
             if finishing && giveUpAt == nil {
                 giveUpAt = clock.now + max(configuration.shutdownGrace, .seconds(5))

@@ -13,9 +13,10 @@ import Synchronization
 /// every transfer on every wake-up (and libcurl 7.88 then polls each transfer's socket once
 /// more, one `poll(2)` each: about ten a message at one channel and 200 ms), which with thousands
 /// of requests out to slow providers was the worker's main cost. With the reactor the worker
-/// spent 68–73 µs a message there against 80–86 (BENCHMARKS.md). A multiplexing engine keeps that poll loop: it has few sockets (16 a
-/// host), and libcurl 7.88's socket interface failed to send some request bodies on a shared
-/// HTTP/2 connection (BENCHMARKS.md, "libcurl's socket interface").
+/// spent 68–73 µs a message there against 80–86 (BENCHMARKS.md). A multiplexing engine keeps
+/// that poll loop: it has few sockets (16 a host), and libcurl 7.88's socket interface failed to
+/// send some request bodies on a shared HTTP/2 connection (BENCHMARKS.md, "libcurl's socket
+/// interface").
 ///
 /// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multi` and the reactor are only used by
 /// the engine's thread, except ``wake()`` (`curl_multi_wakeup` or `ccurl_reactor_wakeup`, both
