@@ -5,13 +5,35 @@
 #ifdef __linux__
 
 #include <stdint.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 /// Ready sockets handled per step; more stay ready (level-triggered) for the next one.
 #define CCURL_REACTOR_EVENTS 512
+
+/// What the epoll set holds for one descriptor, as far as the reactor knows.
+enum ccurl_socket_state {
+    /// Not in the set.
+    CCURL_SOCKET_ABSENT = 0,
+    /// In the set, with the events libcurl waits for.
+    CCURL_SOCKET_WATCHED,
+    /// In the set for reading, but libcurl no longer waits on it: a kept-alive connection between
+    /// two transfers. Kept in the set so that the next transfer on it costs no `epoll_ctl` at all
+    /// (see `on_socket`).
+    CCURL_SOCKET_PARKED,
+};
+
+struct ccurl_socket_entry {
+    uint8_t state;       // enum ccurl_socket_state
+    /// Opened through `on_open` and not yet closed through `on_close`: the reactor hears of
+    /// this descriptor's close, so it may park it.
+    uint8_t tracked;
+    uint32_t events;     // EPOLLIN / EPOLLOUT in the set, when not ABSENT
+};
 
 struct ccurl_reactor {
     CURLM *multi;
@@ -21,6 +43,9 @@ struct ccurl_reactor {
     long long timeout_at;
     /// Calls of the timer callback so far: tells whether acting on a timeout re-armed it.
     unsigned long timer_calls;
+    /// By descriptor number; grown on demand.
+    struct ccurl_socket_entry *sockets;
+    int sockets_count;
     struct epoll_event events[CCURL_REACTOR_EVENTS];
 };
 
@@ -30,31 +55,113 @@ static long long monotonic_us(void) {
     return (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 }
 
-/// CURLMOPT_SOCKETFUNCTION: libcurl says which events it waits for on `fd`. `socketp` is what we
-/// assigned to the socket: non-NULL once it is in the epoll set.
+/// The entry of `fd`, the table grown to hold it; NULL only when out of memory.
+static struct ccurl_socket_entry *socket_entry(ccurl_reactor *reactor, curl_socket_t fd) {
+    if (fd < 0) return NULL;
+    if (fd >= reactor->sockets_count) {
+        int count = reactor->sockets_count ? reactor->sockets_count : 1024;
+        while (count <= fd) count *= 2;
+        struct ccurl_socket_entry *grown = realloc(reactor->sockets, (size_t)count * sizeof *grown);
+        if (!grown) return NULL;
+        memset(grown + reactor->sockets_count, 0, (size_t)(count - reactor->sockets_count) * sizeof *grown);
+        reactor->sockets = grown;
+        reactor->sockets_count = count;
+    }
+    return &reactor->sockets[fd];
+}
+
+/// Puts `fd` in the epoll set with `events`, whatever the set held: `op` is what the table
+/// believes; the other one is tried when the kernel disagrees.
+static void set_events(ccurl_reactor *reactor, curl_socket_t fd, int op, uint32_t events) {
+    struct epoll_event event = {0};
+    event.events = events;
+    event.data.fd = fd;
+    if (epoll_ctl(reactor->epoll_fd, op, fd, &event) != 0) {
+        // Should that fail too, the transfer is not watched and ends at its own timeout:
+        // returning an error from the callback would make libcurl abort every transfer of the
+        // multi handle.
+        epoll_ctl(reactor->epoll_fd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event);
+    }
+}
+
+/// CURLMOPT_SOCKETFUNCTION: libcurl says which events it waits for on `fd`.
+///
+/// A kept-alive HTTP/1.1 connection is told REMOVE when its transfer ends and IN again when the
+/// next transfer on it has sent its request: with thousands of transfers in flight that was two
+/// `epoll_ctl` calls a message, a third of the worker's system calls (the others: the send, the
+/// receive, and two `poll`s libcurl makes itself). Such a socket is parked instead: left in the
+/// set for reading, so the next IN costs nothing. Only a socket the reactor opened and will see
+/// closed (`on_open`, `on_close`) is parked: a descriptor closed while parked leaves the set in
+/// the kernel, and its number, reused by a new socket, must not be taken as still registered.
+/// libcurl closes some of its descriptors without the close callback (the threaded resolver's
+/// socket pair), so the others are taken out of the set on REMOVE, as before.
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
     (void)easy;
+    (void)socketp;
     ccurl_reactor *reactor = userp;
+    struct ccurl_socket_entry *entry = socket_entry(reactor, fd);
     if (what == CURL_POLL_REMOVE) {
-        if (socketp) {
-            // Fails harmlessly when the descriptor was closed already (that removed it).
+        if (!entry) {
             epoll_ctl(reactor->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-            curl_multi_assign(reactor->multi, fd, NULL);
+        } else if (entry->state == CCURL_SOCKET_WATCHED && entry->events == EPOLLIN && entry->tracked) {
+            entry->state = CCURL_SOCKET_PARKED;
+        } else if (entry->state != CCURL_SOCKET_ABSENT) {
+            // Parked for writing it would be reported ready at every step.
+            epoll_ctl(reactor->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+            entry->state = CCURL_SOCKET_ABSENT;
         }
         return 0;
     }
-    struct epoll_event event = {0};
-    event.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-    event.data.fd = fd;
-    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(reactor->epoll_fd, op, fd, &event) != 0) {
-        // Our registration and libcurl's view differ (a descriptor closed and its number reused).
-        // Should that fail too, the transfer is not watched and ends at its own timeout: returning
-        // an error here would make libcurl abort every transfer of the multi handle.
-        epoll_ctl(reactor->epoll_fd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &event);
+    uint32_t events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (!entry) {
+        set_events(reactor, fd, EPOLL_CTL_ADD, events);
+        return 0;
     }
-    if (!socketp) curl_multi_assign(reactor->multi, fd, reactor);
+    if (entry->state == CCURL_SOCKET_ABSENT) {
+        set_events(reactor, fd, EPOLL_CTL_ADD, events);
+    } else if (entry->events != events || !entry->tracked) {
+        // An untracked descriptor's entry may outlive it (closed without REMOVE): never trusted
+        // to be in the set already.
+        set_events(reactor, fd, EPOLL_CTL_MOD, events);
+    }
+    entry->state = CCURL_SOCKET_WATCHED;
+    entry->events = events;
     return 0;
+}
+
+/// CURLOPT_OPENSOCKETFUNCTION of every transfer on the reactor's multi handle: the socket
+/// libcurl's own default would make, marked as one whose close the reactor will hear.
+static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *address) {
+    (void)purpose;
+    ccurl_reactor *reactor = clientp;
+    curl_socket_t fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd == CURL_SOCKET_BAD) return fd;
+    struct ccurl_socket_entry *entry = socket_entry(reactor, fd);
+    if (entry) {
+        // A new descriptor is in no epoll set, whatever the table said of its number before.
+        entry->state = CCURL_SOCKET_ABSENT;
+        entry->tracked = 1;
+    }
+    return fd;
+}
+
+/// CURLOPT_CLOSESOCKETFUNCTION of every transfer on the reactor's multi handle (libcurl keeps it
+/// with the connection the transfer opens): the descriptor leaves the table before it is closed.
+static int on_close(void *clientp, curl_socket_t fd) {
+    ccurl_reactor *reactor = clientp;
+    if (fd >= 0 && fd < reactor->sockets_count) {
+        reactor->sockets[fd].state = CCURL_SOCKET_ABSENT;
+        reactor->sockets[fd].tracked = 0;
+    }
+    return close(fd);
+}
+
+CURLcode ccurl_reactor_track_sockets(CURL *easy, ccurl_reactor *reactor) {
+    CURLcode code = curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open);
+    if (code == CURLE_OK) code = curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, reactor);
+    if (code == CURLE_OK) code = curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+    if (code == CURLE_OK) code = curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, reactor);
+    return code;
 }
 
 /// CURLMOPT_TIMERFUNCTION: libcurl's next timeout, relative to now; -1 removes it.
@@ -107,6 +214,13 @@ int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
             (void)!read(reactor->wake_fd, &wakeups, sizeof wakeups);
             continue;
         }
+        if (fd < reactor->sockets_count && reactor->sockets[fd].state == CCURL_SOCKET_PARKED) {
+            // An idle connection the server closed (or wrote to): libcurl finds it dead when it
+            // looks for a connection to reuse. Out of the set, so it is not reported again.
+            epoll_ctl(reactor->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+            reactor->sockets[fd].state = CCURL_SOCKET_ABSENT;
+            continue;
+        }
         // A hang-up reads as end of file; an error is read (to learn which) and reported.
         int action = (events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0)
                    | (events & EPOLLOUT ? CURL_CSELECT_OUT : 0)
@@ -132,12 +246,9 @@ void ccurl_reactor_wakeup(ccurl_reactor *reactor) {
 }
 
 void ccurl_reactor_destroy(ccurl_reactor *reactor) {
-    curl_multi_setopt(reactor->multi, CURLMOPT_SOCKETFUNCTION, NULL);
-    curl_multi_setopt(reactor->multi, CURLMOPT_SOCKETDATA, NULL);
-    curl_multi_setopt(reactor->multi, CURLMOPT_TIMERFUNCTION, NULL);
-    curl_multi_setopt(reactor->multi, CURLMOPT_TIMERDATA, NULL);
     close(reactor->epoll_fd);
     close(reactor->wake_fd);
+    free(reactor->sockets);
     free(reactor);
 }
 
@@ -164,6 +275,12 @@ int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
 
 void ccurl_reactor_wakeup(ccurl_reactor *reactor) {
     curl_multi_wakeup(reactor->multi);
+}
+
+CURLcode ccurl_reactor_track_sockets(CURL *easy, ccurl_reactor *reactor) {
+    (void)easy;
+    (void)reactor;
+    return CURLE_OK;
 }
 
 void ccurl_reactor_destroy(ccurl_reactor *reactor) {

@@ -245,6 +245,7 @@ final class CurlEngine: @unchecked Sendable {
                 if !state.cancelled.isEmpty { swap(&cancelled, &state.cancelled) }
                 if !state.withdrawn.isEmpty { swap(&withdrawn, &state.withdrawn) }
                 state.load = (pendingCount, active.count)
+                state.statistics.wakeUps += 1
                 return state.closing
             }
             if !incoming.isEmpty { pending.append(contentsOf: incoming) }
@@ -304,8 +305,9 @@ final class CurlEngine: @unchecked Sendable {
                 continue
             }
             transfer.easy = easy
-            let setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion, authorityFile: authorityFile,
+            var setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion, authorityFile: authorityFile,
                                                   multiplexing: maxConnectionsPerHost != nil)
+            if setup == CURLE_OK, case .reactor(let reactor) = driver { setup = ccurl_reactor_track_sockets(easy, reactor) }
             if setup == CURLE_OK, curl_multi_add_handle(multi, easy) == CURLM_OK {
                 active[easy] = transfer
             } else {
@@ -427,8 +429,9 @@ final class CurlEngine: @unchecked Sendable {
         }
         for easy in idleHandles { curl_easy_cleanup(easy) }
         idleHandles.removeAll()
-        if case .reactor(let reactor) = driver { ccurl_reactor_destroy(reactor) }
+        // The multi handle first: closing its cached connections calls the reactor.
         curl_multi_cleanup(multi)
+        if case .reactor(let reactor) = driver { ccurl_reactor_destroy(reactor) }
     }
 }
 

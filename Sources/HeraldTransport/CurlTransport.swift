@@ -30,6 +30,10 @@ public final class CurlTransport: Sendable {
         /// New connections libcurl opened (`CURLINFO_NUM_CONNECTS` summed): far below
         /// ``transfersCompleted`` when connections are reused.
         public var connectionsOpened: Int
+        /// Times the engines' threads went round their loop (woke up): a few per batch of ready
+        /// sockets, and once a second when idle; far more would mean a socket reported ready
+        /// that nobody reads.
+        public var wakeUps: Int = 0
     }
 
     /// Independent engines, each with its own thread, multi handle and connection cache; a
@@ -286,6 +290,7 @@ public final class CurlTransport: Sendable {
             let statistics = engine.statistics
             sum.transfersCompleted += statistics.transfersCompleted
             sum.connectionsOpened += statistics.connectionsOpened
+            sum.wakeUps += statistics.wakeUps
         }
     }
 }

@@ -137,6 +137,30 @@ struct CurlTransportHTTPTests {
         }
     }
 
+    @Test("kept-alive connections the server closes while idle wake the engine once each, not on every pass")
+    func closedIdleConnectionsAreDropped() async throws {
+        let double = try await ProviderDouble.start()
+        let transport = CurlTransport(maxInFlight: 64, logger: Logger(label: "herald.transport.tests"))
+        defer { transport.shutdown() }
+        let outcomes = await transport.perform((0..<20).map { .http(whatsAppRequest(double, to: "+23480300\(10000 + $0)")) })
+        #expect(outcomes.map { try? $0.result.get().status } == Array(repeating: 200, count: 20))
+        #expect(transport.statistics.connectionsOpened >= 2, "the burst should have opened several connections")
+        // The engine keeps the sockets of idle connections in its epoll set between transfers.
+        // Closing them makes each read as end of file: the engine must take such a socket out
+        // of the set, or it is reported ready, unread, on every pass.
+        await double.stop()
+        let before = transport.statistics.wakeUps
+        try await Task.sleep(for: .milliseconds(500))
+        let wakeUps = transport.statistics.wakeUps - before
+        // At most one per closed connection, plus the idle loop's one a second.
+        #expect(wakeUps <= 25, "\(wakeUps) wake-ups in 500 ms with nothing to do")
+        // New connections (on descriptors the closed ones may have freed) are watched as before.
+        let next = try await ProviderDouble.start()
+        let again = await transport.perform((0..<20).map { .http(whatsAppRequest(next, to: "+23480300\(20000 + $0)")) })
+        await next.stop()
+        #expect(again.map { try? $0.result.get().status } == Array(repeating: 200, count: 20))
+    }
+
     @Test("connection refused is notSent")
     func connectionRefused() async throws {
         let transport = CurlTransport(logger: Logger(label: "test"))

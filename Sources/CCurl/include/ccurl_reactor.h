@@ -33,8 +33,15 @@ int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms);
 /// Ends a wait in `ccurl_reactor_step` early; callable from any thread while the reactor lives.
 void ccurl_reactor_wakeup(ccurl_reactor *reactor);
 
-/// Removes the callbacks from the multi handle and frees the reactor; call before
-/// `curl_multi_cleanup`, on the engine's thread.
+/// Lets the reactor open and close the sockets of `easy`'s transfers
+/// (`CURLOPT_OPENSOCKETFUNCTION`, `CURLOPT_CLOSESOCKETFUNCTION`), so that it may keep an idle
+/// connection's socket in its epoll set between transfers. Call for every transfer added to the
+/// reactor's multi handle. libcurl keeps the close callback with each connection, so the reactor
+/// must outlive the multi handle's connections.
+CURLcode ccurl_reactor_track_sockets(CURL *easy, ccurl_reactor *reactor);
+
+/// Frees the reactor; call after `curl_multi_cleanup` (which closes the cached connections
+/// through the reactor's close callback), on the engine's thread.
 void ccurl_reactor_destroy(ccurl_reactor *reactor);
 
 #endif
