@@ -143,6 +143,18 @@ public final class HeraldMetrics: Sendable {
         latencyHistogram(channel, provider).record(seconds)
     }
 
+    /// One channel's provider latency series, for a caller that records many answers of it: the
+    /// series is looked up once (labels sorted, hashed, under a lock), each answer is then one
+    /// `record`.
+    public struct ProviderLatencySeries: Sendable {
+        fileprivate let histogram: ValueHistogram
+        public func record(_ seconds: Double) { histogram.record(seconds) }
+    }
+
+    public func providerLatencySeries(channel: String, provider: String) -> ProviderLatencySeries {
+        ProviderLatencySeries(histogram: latencyHistogram(channel, provider))
+    }
+
     @discardableResult
     private func latencyHistogram(_ channel: String, _ provider: String) -> ValueHistogram {
         histogram("provider_latency_seconds", "Provider request latency.", ["channel": channel, "provider": provider],

@@ -163,6 +163,8 @@ final class OutcomeCompleter: Sendable {
         var out: [Decided] = []
         out.reserveCapacity(arrivals.count)
         let now = Date()
+        // Each broadcast's latency series, looked up once per pass rather than once per answer.
+        var latencies: [ObjectIdentifier: HeraldMetrics.ProviderLatencySeries] = [:]
         for arrival in arrivals {
             switch arrival {
             case .decided(let list):
@@ -173,8 +175,14 @@ final class OutcomeCompleter: Sendable {
                                        broadcast: sent.broadcast))
                     continue
                 }
-                metrics.providerLatency(channel: sent.broadcast.info.channelName, provider: sent.broadcast.info.provider,
-                                        seconds: answer.elapsed.inSeconds)
+                let series: HeraldMetrics.ProviderLatencySeries
+                if let known = latencies[ObjectIdentifier(sent.broadcast)] {
+                    series = known
+                } else {
+                    series = metrics.providerLatencySeries(channel: sent.broadcast.info.channelName, provider: sent.broadcast.info.provider)
+                    latencies[ObjectIdentifier(sent.broadcast)] = series
+                }
+                series.record(answer.elapsed.inSeconds)
                 let providerAnswer: ProviderAnswer
                 switch (sent.request, answer.result) {
                 case (.mail, .success): providerAnswer = .mailAccepted
