@@ -46,6 +46,8 @@ struct ccurl_reactor {
     /// By descriptor number; grown on demand.
     struct ccurl_socket_entry *sockets;
     int sockets_count;
+    /// Entries not ABSENT: the sockets the set holds, watched or parked.
+    int sockets_in_set;
     struct epoll_event events[CCURL_REACTOR_EVENTS];
 };
 
@@ -68,6 +70,12 @@ static struct ccurl_socket_entry *socket_entry(ccurl_reactor *reactor, curl_sock
         reactor->sockets_count = count;
     }
     return &reactor->sockets[fd];
+}
+
+/// Moves `entry` to `state`, keeping `sockets_in_set`.
+static void set_state(ccurl_reactor *reactor, struct ccurl_socket_entry *entry, uint8_t state) {
+    reactor->sockets_in_set += (state != CCURL_SOCKET_ABSENT) - (entry->state != CCURL_SOCKET_ABSENT);
+    entry->state = state;
 }
 
 /// Puts `fd` in the epoll set with `events`, whatever the set held: `op` is what the table
@@ -104,11 +112,11 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         if (!entry) {
             epoll_ctl(reactor->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
         } else if (entry->state == CCURL_SOCKET_WATCHED && entry->events == EPOLLIN && entry->tracked) {
-            entry->state = CCURL_SOCKET_PARKED;
+            set_state(reactor, entry, CCURL_SOCKET_PARKED);
         } else if (entry->state != CCURL_SOCKET_ABSENT) {
             // Parked for writing it would be reported ready at every step.
             epoll_ctl(reactor->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-            entry->state = CCURL_SOCKET_ABSENT;
+            set_state(reactor, entry, CCURL_SOCKET_ABSENT);
         }
         return 0;
     }
@@ -124,7 +132,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         // to be in the set already.
         set_events(reactor, fd, EPOLL_CTL_MOD, events);
     }
-    entry->state = CCURL_SOCKET_WATCHED;
+    set_state(reactor, entry, CCURL_SOCKET_WATCHED);
     entry->events = events;
     return 0;
 }
@@ -139,7 +147,7 @@ static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_so
     struct ccurl_socket_entry *entry = socket_entry(reactor, fd);
     if (entry) {
         // A new descriptor is in no epoll set, whatever the table said of its number before.
-        entry->state = CCURL_SOCKET_ABSENT;
+        set_state(reactor, entry, CCURL_SOCKET_ABSENT);
         entry->tracked = 1;
     }
     return fd;
@@ -150,7 +158,7 @@ static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_so
 static int on_close(void *clientp, curl_socket_t fd) {
     ccurl_reactor *reactor = clientp;
     if (fd >= 0 && fd < reactor->sockets_count) {
-        reactor->sockets[fd].state = CCURL_SOCKET_ABSENT;
+        set_state(reactor, &reactor->sockets[fd], CCURL_SOCKET_ABSENT);
         reactor->sockets[fd].tracked = 0;
     }
     return close(fd);
@@ -218,7 +226,7 @@ int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
             // An idle connection the server closed (or wrote to): libcurl finds it dead when it
             // looks for a connection to reuse. Out of the set, so it is not reported again.
             epoll_ctl(reactor->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
-            reactor->sockets[fd].state = CCURL_SOCKET_ABSENT;
+            set_state(reactor, &reactor->sockets[fd], CCURL_SOCKET_ABSENT);
             continue;
         }
         // A hang-up reads as end of file; an error is read (to learn which) and reported.
@@ -238,6 +246,10 @@ int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
         if (reactor->timer_calls == calls) reactor->timeout_at = monotonic_us() + 1000;
     }
     return ready;
+}
+
+int ccurl_reactor_sockets_in_set(const ccurl_reactor *reactor) {
+    return reactor->sockets_in_set;
 }
 
 void ccurl_reactor_wakeup(ccurl_reactor *reactor) {
@@ -275,6 +287,11 @@ int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
 
 void ccurl_reactor_wakeup(ccurl_reactor *reactor) {
     curl_multi_wakeup(reactor->multi);
+}
+
+int ccurl_reactor_sockets_in_set(const ccurl_reactor *reactor) {
+    (void)reactor;
+    return 0;
 }
 
 CURLcode ccurl_reactor_track_sockets(CURL *easy, ccurl_reactor *reactor) {

@@ -175,13 +175,10 @@ final class OutcomeCompleter: Sendable {
                                        broadcast: sent.broadcast))
                     continue
                 }
-                let series: HeraldMetrics.ProviderLatencySeries
-                if let known = latencies[ObjectIdentifier(sent.broadcast)] {
-                    series = known
-                } else {
-                    series = metrics.providerLatencySeries(channel: sent.broadcast.info.channelName, provider: sent.broadcast.info.provider)
-                    latencies[ObjectIdentifier(sent.broadcast)] = series
-                }
+                let key = ObjectIdentifier(sent.broadcast)
+                let series = latencies[key]
+                    ?? metrics.providerLatencySeries(channel: sent.broadcast.info.channelName, provider: sent.broadcast.info.provider)
+                latencies[key] = series
                 series.record(answer.elapsed.inSeconds)
                 let providerAnswer: ProviderAnswer
                 switch (sent.request, answer.result) {

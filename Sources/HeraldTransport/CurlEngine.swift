@@ -245,7 +245,7 @@ final class CurlEngine: @unchecked Sendable {
                 if !state.cancelled.isEmpty { swap(&cancelled, &state.cancelled) }
                 if !state.withdrawn.isEmpty { swap(&withdrawn, &state.withdrawn) }
                 state.load = (pendingCount, active.count)
-                state.statistics.wakeUps += 1
+                if case .reactor(let reactor) = driver { state.statistics.socketsWatched = Int(ccurl_reactor_sockets_in_set(reactor)) }
                 return state.closing
             }
             if !incoming.isEmpty { pending.append(contentsOf: incoming) }

@@ -30,10 +30,9 @@ public final class CurlTransport: Sendable {
         /// New connections libcurl opened (`CURLINFO_NUM_CONNECTS` summed): far below
         /// ``transfersCompleted`` when connections are reused.
         public var connectionsOpened: Int
-        /// Times the engines' threads went round their loop (woke up): a few per batch of ready
-        /// sockets, and once a second when idle; far more would mean a socket reported ready
-        /// that nobody reads.
-        public var wakeUps: Int = 0
+        /// Sockets in the engines' epoll sets, as of each engine's last pass: those of transfers
+        /// in flight and of idle kept-alive connections (see `ccurl_reactor`).
+        public var socketsWatched: Int = 0
     }
 
     /// Independent engines, each with its own thread, multi handle and connection cache; a
@@ -290,7 +289,7 @@ public final class CurlTransport: Sendable {
             let statistics = engine.statistics
             sum.transfersCompleted += statistics.transfersCompleted
             sum.connectionsOpened += statistics.connectionsOpened
-            sum.wakeUps += statistics.wakeUps
+            sum.socketsWatched += statistics.socketsWatched
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import HeraldProviders
+import HeraldTesting
 @testable import HeraldServices
 import Testing
 

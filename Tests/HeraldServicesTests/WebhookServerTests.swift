@@ -55,7 +55,7 @@ struct WebhookServerTests {
 
         /// Waits until `condition` holds (receipts are applied a few milliseconds after the 200).
         func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
-            try await HeraldServicesTests.eventually(within: .seconds(5), every: .milliseconds(50), condition)
+            try await HeraldTesting.eventually(within: .seconds(5), every: .milliseconds(50), condition)
         }
     }
 

@@ -137,23 +137,23 @@ struct CurlTransportHTTPTests {
         }
     }
 
-    @Test("kept-alive connections the server closes while idle wake the engine once each, not on every pass")
+    @Test("kept-alive connections stay watched while idle and leave the epoll set when the server closes them")
     func closedIdleConnectionsAreDropped() async throws {
         let double = try await ProviderDouble.start()
         let transport = CurlTransport(maxInFlight: 64, logger: Logger(label: "herald.transport.tests"))
         defer { transport.shutdown() }
         let outcomes = await transport.perform((0..<20).map { .http(whatsAppRequest(double, to: "+23480300\(10000 + $0)")) })
         #expect(outcomes.map { try? $0.result.get().status } == Array(repeating: 200, count: 20))
-        #expect(transport.statistics.connectionsOpened >= 2, "the burst should have opened several connections")
-        // The engine keeps the sockets of idle connections in its epoll set between transfers.
-        // Closing them makes each read as end of file: the engine must take such a socket out
-        // of the set, or it is reported ready, unread, on every pass.
+        let opened = transport.statistics.connectionsOpened
+        #expect(opened >= 2, "the burst should have opened several connections")
+        // Between transfers the engine keeps each idle connection's socket in its epoll set.
+        let parked = try await eventually(within: .seconds(5)) { transport.statistics.socketsWatched == opened }
+        #expect(parked, "\(transport.statistics.socketsWatched) sockets watched for \(opened) idle connections")
+        // Closed by the server, each reads as end of file: the engine must take it out of the
+        // set, or it is reported ready, unread, on every pass (a busy loop).
         await double.stop()
-        let before = transport.statistics.wakeUps
-        try await Task.sleep(for: .milliseconds(500))
-        let wakeUps = transport.statistics.wakeUps - before
-        // At most one per closed connection, plus the idle loop's one a second.
-        #expect(wakeUps <= 25, "\(wakeUps) wake-ups in 500 ms with nothing to do")
+        let dropped = try await eventually(within: .seconds(5)) { transport.statistics.socketsWatched == 0 }
+        #expect(dropped, "\(transport.statistics.socketsWatched) closed connections still watched")
         // New connections (on descriptors the closed ones may have freed) are watched as before.
         let next = try await ProviderDouble.start()
         let again = await transport.perform((0..<20).map { .http(whatsAppRequest(next, to: "+23480300\(20000 + $0)")) })

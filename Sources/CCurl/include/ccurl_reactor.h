@@ -30,6 +30,10 @@ ccurl_reactor *ccurl_reactor_create(CURLM *multi);
 /// transfers are then in `curl_multi_info_read`. Returns the number of sockets that were ready.
 int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms);
 
+/// How many sockets the epoll set holds: those libcurl waits on, and idle connections' sockets
+/// parked between transfers. On the engine's thread.
+int ccurl_reactor_sockets_in_set(const ccurl_reactor *reactor);
+
 /// Ends a wait in `ccurl_reactor_step` early; callable from any thread while the reactor lives.
 void ccurl_reactor_wakeup(ccurl_reactor *reactor);
 
