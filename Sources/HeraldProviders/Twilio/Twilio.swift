@@ -74,8 +74,8 @@ public enum Twilio {
     ///   - now: The current time, to measure an HTTP-date `Retry-After` against.
     public static func classify(_ response: HTTPResponse, now: Date = Date()) -> DeliveryOutcome {
         if (200...299).contains(response.status) {
-            // The common answer: the sid straight from the parsed document (no JSONValue, no headers).
-            if let parsed = try? WebhookJSON.parse(response.body), let sid = parsed["sid"]?.string, !sid.isEmpty {
+            // The common answer: only the sid is built from the document (no JSONValue, no headers).
+            if let found = try? WebhookJSON.value(at: [.key("sid")], in: response.body), let sid = found.string, !sid.isEmpty {
                 return .accepted(providerMessageID: sid)
             }
             return .permanent(code: nil, message: "provider answered \(response.status) without a message sid")

@@ -234,10 +234,10 @@ public enum WhatsAppCloud {
     ///   - now: The current time, to measure an HTTP-date `Retry-After` against.
     public static func classify(_ response: HTTPResponse, now: Date = Date()) -> DeliveryOutcome {
         if (200...299).contains(response.status) {
-            // The answer to almost every send: read `messages[0].id` from the parsed document as
-            // is, without building a JSONValue or looking at the headers.
-            if let parsed = try? WebhookJSON.parse(response.body),
-               let id = parsed["messages"]?.array?.first?["id"]?.string, !id.isEmpty {
+            // The answer to almost every send: only `messages[0].id` is built from the document
+            // (which is still checked whole), without a JSONValue or a look at the headers.
+            if let found = try? WebhookJSON.value(at: [.key("messages"), .index(0), .key("id")], in: response.body),
+               let id = found.string, !id.isEmpty {
                 return .accepted(providerMessageID: id)
             }
             return .permanent(code: nil, message: "provider answered \(response.status) without a message id")
