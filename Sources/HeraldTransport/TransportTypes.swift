@@ -71,6 +71,8 @@ public struct HTTPHeaders: Sendable, Equatable, ExpressibleByDictionaryLiteral, 
 
     /// Adds one raw header line as received (`Name: value`, with or without its line ending).
     public mutating func append(line: UnsafeBufferPointer<UInt8>) {
+        // One allocation for a usual answer's few lines, instead of one per doubling.
+        if lines.capacity == 0 { lines.reserveCapacity(max(256, line.count + 2)) }
         lines.append(contentsOf: line)
         if line.last != UInt8(ascii: "\n") { lines.append(contentsOf: "\r\n".utf8) }
     }
