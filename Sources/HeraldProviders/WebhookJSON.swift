@@ -172,12 +172,9 @@ enum WebhookJSON: Sendable, Equatable {
             case UInt8(ascii: "{"):
                 var members: [Member] = []
                 try elements(closing: UInt8(ascii: "}")) { (p: inout Parser) throws(WebhookParseError) in
-                    guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\"") else { throw p.error("expected a member name") }
+                    try p.expectMemberName()
                     let key = try p.string()
-                    p.skipWhitespace()
-                    guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: ":") else { throw p.error("expected ':'") }
-                    p.index += 1
-                    p.skipWhitespace()
+                    try p.readNameSeparator()
                     members.append(Member(key: key, value: try p.value(depth: depth + 1)))
                 }
                 return .object(members)
@@ -214,12 +211,9 @@ enum WebhookJSON: Sendable, Equatable {
             case (UInt8(ascii: "{"), .key(let wanted)):
                 var matched = false
                 try elements(closing: UInt8(ascii: "}")) { (p: inout Parser) throws(WebhookParseError) in
-                    guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\"") else { throw p.error("expected a member name") }
+                    try p.expectMemberName()
                     let isWanted = try p.stringEquals(wanted)
-                    p.skipWhitespace()
-                    guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: ":") else { throw p.error("expected ':'") }
-                    p.index += 1
-                    p.skipWhitespace()
+                    try p.readNameSeparator()
                     if isWanted && !matched {
                         matched = true
                         found = try p.find(path.dropFirst(), depth: depth + 1)
@@ -250,12 +244,9 @@ enum WebhookJSON: Sendable, Equatable {
             switch bytes[index] {
             case UInt8(ascii: "{"):
                 try elements(closing: UInt8(ascii: "}")) { (p: inout Parser) throws(WebhookParseError) in
-                    guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: "\"") else { throw p.error("expected a member name") }
+                    try p.expectMemberName()
                     try p.skipString()
-                    p.skipWhitespace()
-                    guard p.index < p.bytes.count, p.bytes[p.index] == UInt8(ascii: ":") else { throw p.error("expected ':'") }
-                    p.index += 1
-                    p.skipWhitespace()
+                    try p.readNameSeparator()
                     try p.skipValue(depth: depth + 1)
                 }
             case UInt8(ascii: "["):
@@ -308,6 +299,19 @@ enum WebhookJSON: Sendable, Equatable {
                     throw error("unknown escape")
                 }
             }
+        }
+
+        /// At a member's name: its opening quote must be here.
+        func expectMemberName() throws(WebhookParseError) {
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+        }
+
+        /// After a member's name: the `:` and the whitespace around it, up to the value.
+        mutating func readNameSeparator() throws(WebhookParseError) {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
+            index += 1
+            skipWhitespace()
         }
 
         /// The elements of an object or array, from its opening bracket to `closing`: `element`

@@ -176,9 +176,13 @@ final class OutcomeCompleter: Sendable {
                     continue
                 }
                 let key = ObjectIdentifier(sent.broadcast)
-                let series = latencies[key]
-                    ?? metrics.providerLatencySeries(channel: sent.broadcast.info.channelName, provider: sent.broadcast.info.provider)
-                latencies[key] = series
+                let series: HeraldMetrics.ProviderLatencySeries
+                if let cached = latencies[key] {
+                    series = cached
+                } else {
+                    series = metrics.providerLatencySeries(channel: sent.broadcast.info.channelName, provider: sent.broadcast.info.provider)
+                    latencies[key] = series
+                }
                 series.record(answer.elapsed.inSeconds)
                 let providerAnswer: ProviderAnswer
                 switch (sent.request, answer.result) {
