@@ -43,6 +43,7 @@ public enum Migrations {
         Migration(name: "0018_skip_deleted_contacts.sql", sql: text(PackageResources._018_skip_deleted_contacts_sql)),
         Migration(name: "0019_opt_out_recording_planned_once.sql", sql: text(PackageResources._019_opt_out_recording_planned_once_sql)),
         Migration(name: "0020_claims_for_several_channels.sql", sql: text(PackageResources._020_claims_for_several_channels_sql)),
+        Migration(name: "0021_rate_bucket_in_one_statement.sql", sql: text(PackageResources._021_rate_bucket_in_one_statement_sql)),
     ]
 
     private static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }

@@ -97,13 +97,15 @@ extension QueueStore {
                 -- arrays as rows, through a function whose row estimate does not depend on their
                 -- values, so the prepared statement's generic plan costs what a custom one would
                 -- and PostgreSQL keeps it instead of planning every claim again.
+                -- Each channel is read once, here, and its rate and burst handed to take_tokens
+                -- (LATERAL both: a nested loop in request order, whatever the planner estimates).
                 SELECT r.*, tk.granted, tk.wait_seconds,
                        coalesce(jsonb_typeof(ch.settings -> 'daily_limit') = 'number', false) AS tier_limited
                 FROM herald.claim_requests(\(ordered.map(\.broadcastID))::bigint[], \(ordered.map(\.channelID))::bigint[],
                                            \(ordered.map(\.limit))::int[], \(ordered.map(\.kind.rawValue))::text[],
                                            \(ordered.map(\.scanLimit))::int[]) r
-                CROSS JOIN LATERAL herald.take_tokens(r.channel_id, r.wanted) tk
-                JOIN herald.channels ch ON ch.id = r.channel_id
+                CROSS JOIN LATERAL (SELECT c.rate_per_second, c.burst, c.settings FROM herald.channels c WHERE c.id = r.channel_id) ch
+                CROSS JOIN LATERAL herald.take_tokens(r.channel_id, r.wanted, ch.rate_per_second, ch.burst) tk
                 ORDER BY r.i
             ), due AS MATERIALIZED (
                 -- Per broadcast, by jobs_claim. `opens`: when the recipient's send window is open
