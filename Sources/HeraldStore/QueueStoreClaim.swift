@@ -23,10 +23,12 @@ extension QueueStore {
         public var kind: ChannelKind
         /// Tokens asked for (at most this many jobs).
         public var limit: Int
-        /// How many due jobs the statement locks and looks at, at least `limit`. More than
-        /// `limit` only pays for a broadcast with a send window, whose due jobs may turn out closed
-        /// and be moved to their next opening; every row scanned is locked, so a scan far above
-        /// what the bucket grants costs the database for nothing.
+        /// How many due jobs the statement locks and looks at, at least `limit`. Equal to
+        /// `limit`, the statement looks at exactly as many as the bucket grants (often fewer than
+        /// asked: a channel's bucket refills while its last batch is out). More than `limit` pays
+        /// only for a broadcast with a send window, whose due jobs may turn out closed and be moved
+        /// to their next opening; every row scanned is locked, so a scan above what the bucket
+        /// grants costs the database for nothing.
         public var scanLimit: Int
         /// Custom fields its templates use (read from the contact's attributes).
         public var attributeKeys: [String]
@@ -121,7 +123,9 @@ extension QueueStore {
                       AND (lease_owner IS NULL OR now() > pg_postmaster_start_time() + make_interval(secs => \(graceSeconds)))
                       AND EXISTS (SELECT 1 FROM herald.broadcasts b WHERE b.id = t.broadcast_id AND b.status = 'sending')
                     ORDER BY run_at
-                    LIMIT t.scan
+                    -- Every row scanned is locked (a write to its page and to the WAL): only what
+                    -- the bucket granted, unless the request asked to look further (a send window).
+                    LIMIT CASE WHEN t.scan > t.wanted THEN t.scan ELSE t.granted END
                     FOR UPDATE SKIP LOCKED
                 ) d
                 WHERE t.granted > 0

@@ -51,6 +51,30 @@ struct ClaimWindowTests {
         }
     }
 
+    @Test("a bucket that grants fewer tokens than asked: the claim locks only the due jobs it can take")
+    func locksOnlyWhatTheBucketGrants() async throws {
+        try await WorkerFixtures.withSandboxBroadcast(to: 30, channel: "short") { db, c, channel, contacts, b in
+            // A channel of 20/s whose bucket holds 5 tokens, refilling at 0.001/s: the claim asks for 20.
+            try await c.execute("UPDATE herald.channels SET rate_per_second = 0.001, burst = 20 WHERE id = \(channel)")
+            try await c.execute("""
+                INSERT INTO herald.rate_buckets (channel_id, tokens, refreshed_at) VALUES (\(channel), 5, clock_timestamp())
+                ON CONFLICT (channel_id) DO UPDATE SET tokens = 5, refreshed_at = clock_timestamp()
+                """)
+            let claim = try await QueueStore().claim(on: c, broadcastID: b, channelID: channel, kind: .sms, limit: 20,
+                                                     lease: .seconds(30), owner: "w1", attributeKeys: [])
+            #expect(claim.granted == 5)
+            #expect(claim.jobs.count == 5)
+            // A row the claim locked and did not take keeps the claim's transaction as a lock-only
+            // xmax after the commit: none may have one.
+            let lockedNotTaken = try await c.query("""
+                SELECT count(*) FROM herald.jobs WHERE broadcast_id = \(b) AND lease_owner IS NULL AND xmax::text <> '0'
+                """)[0].decode(Int.self, at: 0)
+            #expect(lockedNotTaken == 0, "\(lockedNotTaken) due jobs were locked beyond the 5 granted")
+            let waiting = try await c.query("SELECT count(*) FROM herald.jobs WHERE broadcast_id = \(b) AND lease_owner IS NULL")[0]
+            #expect(try waiting.decode(Int.self, at: 0) == 25)
+        }
+    }
+
     @Test("only a broadcast with a send window scans past what a claim asks for: the others lock exactly the due jobs they ask for")
     func scanLimits() async throws {
         try await WorkerFixtures.withSandboxBroadcast(to: 1, channel: "scan") { db, c, channel, contacts, b in
