@@ -8,10 +8,17 @@ import Testing
 /// claiming about once a second, a claim that reads the whole `jobs` table bounds the worker.
 @Suite("Queue: a claim reads jobs by index, never the whole table")
 struct ClaimPlanTests {
-    @Test("claims of a broadcast among thousands of queued jobs scan no table of jobs, messages or contacts")
+    @Test("claims of a broadcast among thousands of queued jobs and channels scan no table of jobs, messages, contacts or channels")
     func claimUsesIndexes() async throws {
         try await WorkerFixtures.withSandboxBroadcast(to: 3000, channel: "indexed") { db, c, channel, contacts, b in
             _ = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "hi again")
+            // A platform's other channels: a claim reads only its own (a hash join over all of
+            // them also ran take_tokens in the table's order rather than the requests').
+            try await c.execute("""
+                INSERT INTO herald.channels (name, kind, provider, rate_per_second, burst)
+                SELECT 'other' || i, 'sms', 'sandbox', 20, 20 FROM generate_series(1, 2000) i
+                """)
+            try await c.execute("ANALYZE herald.channels")
             try await c.execute("ANALYZE herald.jobs")
             try await c.execute("ANALYZE herald.messages")
             try await c.execute("ANALYZE herald.contacts")
@@ -39,7 +46,7 @@ struct ClaimPlanTests {
         }
     }
 
-    /// Sequential scans so far of jobs, messages and contacts, with this session's own counts
+    /// Sequential scans so far of jobs, messages, contacts and channels, with this session's own counts
     /// flushed first (PostgreSQL 15 publishes a session's statistics when it goes idle, at most
     /// once a second unless asked).
     static func sequentialScans(_ c: PostgresConnection) async throws -> [String: Int] {
@@ -47,7 +54,7 @@ struct ClaimPlanTests {
         var scans: [String: Int] = [:]
         for row in try await c.query("""
             SELECT relname, seq_scan FROM pg_stat_user_tables
-            WHERE schemaname = 'herald' AND relname IN ('jobs', 'messages', 'contacts')
+            WHERE schemaname = 'herald' AND relname IN ('jobs', 'messages', 'contacts', 'channels')
             """) {
             scans[try row.decode(String.self, at: 0)] = try row.decode(Int.self, at: 1)
         }
