@@ -100,11 +100,11 @@ extension QueueStore {
                 -- values, so the prepared statement's generic plan costs what a custom one would
                 -- and PostgreSQL keeps it instead of planning every claim again.
                 -- Each channel is read once, here, and its rate and burst handed to take_tokens.
-                -- `OFFSET 0` keeps the channel's subquery from being pulled up into a join: the
-                -- planner then hashed the requests and scanned every channel (0.1 ms a claim at
-                -- 1,000 channels, growing with them), and take_tokens ran in the order of the
-                -- channels' table, not of the requests. As written it is a nested loop over the
-                -- requests in order, one index lookup each.
+                -- `OFFSET 0` keeps the channel's subquery from being pulled up into a join, which
+                -- the planner makes a hash join over a scan of every channel (0.1 ms a claim at
+                -- 1,000 channels, growing with them) that calls take_tokens in the table's order
+                -- rather than the requests'. Kept apart, it is a nested loop over the requests in
+                -- order, one index probe each.
                 SELECT r.*, tk.granted, tk.wait_seconds,
                        coalesce(jsonb_typeof(ch.settings -> 'daily_limit') = 'number', false) AS tier_limited
                 FROM herald.claim_requests(\(ordered.map(\.broadcastID))::bigint[], \(ordered.map(\.channelID))::bigint[],
