@@ -3,8 +3,8 @@
 -- take_tokens (0004, 0012) ran three statements per channel and claim: it read the channel's rate,
 -- locked the bucket, then updated it. Each PL/pgSQL statement pays its executor's start (the
 -- expressions of every node are built again at every execution), and reading `rate_per_second`
--- (numeric) as float8 goes through text. At 1,000 channels a claim serves a dozen channels, and
--- those calls were about 40 µs each, an eighth of the claim's time.
+-- (numeric) as float8 goes through text. At 1,000 channels a claim serves about a dozen channels;
+-- 1,000 calls of the three-statement function took 26-32 ms, of this one 17.5 ms.
 --
 -- Now the claim statement reads the channel's rate and burst itself (it joined the channel
 -- already) and passes them in; the bucket is refilled, spent and stamped by one UPDATE, which
