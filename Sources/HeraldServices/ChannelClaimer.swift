@@ -9,7 +9,8 @@ import Synchronization
 /// the window (up to ``WorkerConfiguration/channelsPerClaim``), claims a batch for each in one
 /// statement, hands the batches to the ``SendDispatcher`` and moves on at once. No lane ever
 /// waits for a provider's answer, so the sends in flight are bounded by the ``InFlightWindow``,
-/// not by lanes × batch.
+/// not by lanes × batch. The lanes share one ``ChannelRotation``: a channel's turn waits, in its
+/// place, until the window has room for its whole claim.
 ///
 /// Within a channel, the broadcast with the fewest messages claimed by this worker goes first
 /// (a fair share of the channel's rate); one that turns out to have nothing due rests, and the
@@ -37,7 +38,7 @@ final class ChannelClaimer: Sendable {
     private let logger: Logger
     private let clock: any HeraldClock
     private let store = QueueStore()
-    private let cursor = Atomic<Int>(0)
+    private let rotation = ChannelRotation()
     /// Messages this worker has claimed per broadcast.
     private let served: Mutex<[Int64: Int]> = Mutex([:])
 
@@ -91,10 +92,19 @@ final class ChannelClaimer: Sendable {
                     case .held(let until): nextTry = min(nextTry, until)
                     }
                 }
+                // Set when the pass ended on a channel whose whole claim the window has no room
+                // for (see ChannelRotation): the lane waits for answers to free some.
+                var waitingForRoom = false
+                let window = self.window, batchSize = configuration.batchSize
                 for _ in 0..<channels.count {
                     if stopping.isSet { break }
-                    if window.inFlight >= window.limit { break }
-                    let broadcasts = channels[cursor.add(1, ordering: .relaxed).oldValue % channels.count]
+                    guard let broadcasts = rotation.next(
+                        of: channels, freeRoom: { window.limit - window.inFlight },
+                        room: { Self.roomForTurn(burst: $0[0].info.burst, batchSize: batchSize, windowLimit: window.limit) })
+                    else {
+                        waitingForRoom = true
+                        break
+                    }
                     let channelID = broadcasts[0].info.channelID
                     if let later = holds.begin(channelID, now: clock.now) {
                         nextTry = min(nextTry, max(later, clock.now + .milliseconds(5)))
@@ -116,7 +126,7 @@ final class ChannelClaimer: Sendable {
                 }
                 pending.removeAll()
                 if stopping.isSet { break }
-                if window.inFlight >= window.limit {
+                if waitingForRoom || window.inFlight >= window.limit {
                     await window.roomFreed.wait(timeout: .milliseconds(50))
                 } else if !didWork {
                     let wait = nextTry - clock.now
@@ -140,6 +150,13 @@ final class ChannelClaimer: Sendable {
     private enum Preparation {
         case ready(Pending)
         case notReady(Turn)
+    }
+
+    /// The room in the window a channel's turn waits for: a whole claim of the channel (its burst,
+    /// which is the most its bucket grants, or a batch when that is smaller), or a quarter of the
+    /// window when even that is smaller, so that a window narrower than a burst still turns.
+    static func roomForTurn(burst: Int, batchSize: Int, windowLimit: Int) -> Int {
+        max(1, min(burst, batchSize, windowLimit / 4))
     }
 
     /// A channel's turn, before the statement: the least-served broadcast that is not resting,
