@@ -152,11 +152,18 @@ final class ChannelClaimer: Sendable {
         case notReady(Turn)
     }
 
-    /// The room in the window a channel's turn waits for: a whole claim of the channel (its burst,
-    /// which is the most its bucket grants, or a batch when that is smaller), or a quarter of the
-    /// window when even that is smaller, so that a window narrower than a burst still turns.
+    /// How many jobs a channel's claim asks for: its burst, which is the most its bucket grants
+    /// (asking for more would reserve window slots, and lock due jobs, that the claim cannot use),
+    /// or a batch when that is smaller.
+    static func claimSize(burst: Int, batchSize: Int) -> Int {
+        min(batchSize, burst)
+    }
+
+    /// The room in the window a channel's turn waits for: a whole claim of the channel
+    /// (``claimSize(burst:batchSize:)``), or a quarter of the window when even that is smaller, so
+    /// that a window narrower than a burst still turns.
     static func roomForTurn(burst: Int, batchSize: Int, windowLimit: Int) -> Int {
-        max(1, min(burst, batchSize, windowLimit / 4))
+        max(1, min(claimSize(burst: burst, batchSize: batchSize), windowLimit / 4))
     }
 
     /// A channel's turn, before the statement: the least-served broadcast that is not resting,
@@ -171,9 +178,7 @@ final class ChannelClaimer: Sendable {
                 continue
             }
             let info = broadcast.info
-            // The bucket never grants more than the channel's burst: asking for more would reserve
-            // window slots, and lock due jobs, that the claim cannot use.
-            let wanted = min(configuration.batchSize, info.burst)
+            let wanted = Self.claimSize(burst: info.burst, batchSize: configuration.batchSize)
             let room = window.reserve(wanted, channel: info.channelID,
                                       channelLimit: Self.inFlightLimit(of: broadcast, latencyAllowance: configuration.providerLatencyAllowance))
             guard room > 0 else { return .notReady(.held(until: now + .milliseconds(20))) }
