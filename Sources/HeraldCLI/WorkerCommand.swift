@@ -90,6 +90,13 @@ struct Worker: AsyncParsableCommand {
         config.shutdownGrace = .seconds(shutdownGrace)
         config.maxInFlight = maxInFlight
         config.maxInFlightPerChannel = maxInFlightPerChannel
+        // A socket per send in flight: the soft open-file limit goes up to the hard one, and a
+        // window the hard one cannot hold shrinks to fit (see OpenFileLimit).
+        if let limit = OpenFileLimit.raiseSoftToHard() {
+            if let notice = limit.shrinkNotice(requested: maxInFlight) { logger.warning("\(notice)") }
+            config.maxInFlight = limit.window(fitting: maxInFlight)
+            config.maxInFlightPerChannel = min(maxInFlightPerChannel, config.maxInFlight)
+        }
         config.maxConnectionsPerHost = maxConnectionsPerHost
         config.restartGrace = .seconds(restartGraceSeconds)
         config.httpVersion = WorkerHTTPVersion(rawValue: httpVersion) ?? .automatic
