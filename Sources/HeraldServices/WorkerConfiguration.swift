@@ -16,7 +16,9 @@ public typealias WorkerHTTPVersion = HTTPVersionPreference
 /// throughput any more (a lane never waits for a provider), it only bounds how many claims are in
 /// progress at once. One unlimited channel at 200 ms ran into a per-channel cap of 3,072 at
 /// 11,700 msg/s (about 0.26 s a send once answers queue); with 4,096 or more it was bound by CPU
-/// instead. The default window, 4,608, is the widest whose peak RSS stays under 150 MB at 1,000
+/// instead. On a machine twice as fast the cap of 4,096 binds first (about 18,000 msg/s at
+/// 0.226 s a send), and a window of 6,144 that lifts it to 22,000 peaks at 165 MB over HTTPS at
+/// 1,000 channels. The default window, 4,608, is the widest whose peak RSS stays under 150 MB at 1,000
 /// slow channels over HTTPS as well as plain HTTP (140–142 MB and about 125 MB; 5,120 reached
 /// 153 MB over HTTPS): every send in flight holds an easy handle and its buffers, and over
 /// HTTP/1.1 a connection (`scripts/bench-latency`; BENCHMARKS.md, "Slow providers").
