@@ -36,6 +36,9 @@ struct Webhooks: AsyncParsableCommand {
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = makeLogger("herald.webhooks", common)
+        // A descriptor per client connection: as the worker, take the hard open-file limit rather
+        // than a soft 1,024, beyond which clients wait in the listen backlog (see OpenFileLimit).
+        OpenFileLimit.raiseSoftToHard()
         await connectOrFail(logger: logger).close()
         let metrics = HeraldMetrics()
         // Libraries that report through swift-metrics land in the same registry as Herald's own.

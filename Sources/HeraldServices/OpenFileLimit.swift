@@ -17,6 +17,8 @@ import Darwin
 /// So the worker, as Go's runtime does for every program since Go 1.19, raises its soft limit to
 /// the hard one at start, which needs no privilege. Where the hard limit is still too low for the
 /// window, the window shrinks to fit (the worker says so on stderr) rather than failing sends.
+/// `herald webhooks` raises its soft limit too: each client connection holds a descriptor, and
+/// at the limit new clients wait in the listen backlog until a connection closes.
 /// Written by hand: none of the listed packages touch resource limits (swift-system has no
 /// `setrlimit`), and the two system calls are all there is to it.
 public struct OpenFileLimit: Sendable, Equatable {

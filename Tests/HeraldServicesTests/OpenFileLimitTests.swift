@@ -24,23 +24,24 @@ struct OpenFileLimitTests {
         #expect(notice.contains("LimitNOFILE"))
     }
 
-    @Test("herald worker started with a soft limit of 256 raises it to the hard limit")
-    func raisesSoftLimit() async throws {
+    @Test("herald worker and herald webhooks started with a soft limit of 256 raise it to the hard limit",
+          arguments: [["worker"], ["webhooks", "--port", "0", "--host", "127.0.0.1"]])
+    func raisesSoftLimit(command: [String]) async throws {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
         let ours = try #require(OpenFileLimit.current())
         try #require(ours.hard > 256, "this test needs a hard limit above 256; it is \(ours.hard)")
         try await withTestConnection { db, _ in
-            let worker = try HeraldProcess.start("/bin/sh", ["-c", "ulimit -S -n 256 && exec \"$0\" \"$@\"", bin, "worker"],
-                                                 databaseURL: db.url, environment: WorkerFixtures.environment)
-            defer { worker.signal(SIGKILL) }
-            // Until the shell has exec'd the worker, the process holds the shell's limits (ours,
-            // then 256): only the worker's own process counts.
+            let process = try HeraldProcess.start("/bin/sh", ["-c", "ulimit -S -n 256 && exec \"$0\" \"$@\"", bin] + command,
+                                                  databaseURL: db.url, environment: WorkerFixtures.environment)
+            defer { process.signal(SIGKILL) }
+            // Until the shell has exec'd herald, the process holds the shell's limits (ours,
+            // then 256): only herald's own process counts.
             let raised = try await eventually(within: .seconds(20), every: .milliseconds(20)) {
-                Self.program(of: worker.pid) == bin && Self.softLimit(of: worker.pid) == ours.hard
+                Self.program(of: process.pid) == bin && Self.softLimit(of: process.pid) == ours.hard
             }
-            #expect(raised, "soft limit of the worker: \(Self.softLimit(of: worker.pid).map(String.init) ?? "unknown"), hard \(ours.hard); stderr: \(worker.stderr)")
-            worker.signal(SIGKILL)
-            _ = await worker.wait()
+            #expect(raised, "soft limit of herald \(command[0]): \(Self.softLimit(of: process.pid).map(String.init) ?? "unknown"), hard \(ours.hard); stderr: \(process.stderr)")
+            process.signal(SIGKILL)
+            _ = await process.wait()
         }
     }
 
