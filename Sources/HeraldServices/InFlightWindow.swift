@@ -18,11 +18,16 @@ final class InFlightWindow: Sendable {
     private let state = Mutex(State())
     /// Signalled when room frees up after the window was full.
     let roomFreed: Wakeup
+    /// Told the sends in flight after every change, under the window's lock (so in order): the
+    /// worker's `herald_worker_in_flight` gauge.
+    private let observe: (@Sendable (Int) -> Void)?
 
-    init(limit: Int, perChannelLimit: Int, clock: any HeraldClock = ContinuousClock()) {
+    init(limit: Int, perChannelLimit: Int, clock: any HeraldClock = ContinuousClock(),
+         observe: (@Sendable (Int) -> Void)? = nil) {
         roomFreed = Wakeup(clock: clock)
         self.limit = max(1, limit)
         self.perChannelLimit = max(1, min(perChannelLimit, limit))
+        self.observe = observe
     }
 
     /// Reserves up to `wanted` slots for `channel`; returns how many (0 when full).
@@ -35,6 +40,7 @@ final class InFlightWindow: Sendable {
             guard room > 0 else { return 0 }
             s.total += room
             s.perChannel[channel, default: 0] += room
+            observe?(s.total)
             return room
         }
     }
@@ -46,6 +52,7 @@ final class InFlightWindow: Sendable {
             s.total -= count
             let left = s.perChannel[channel, default: 0] - count
             s.perChannel[channel] = left > 0 ? left : nil
+            observe?(s.total)
         }
         roomFreed.signal()
     }

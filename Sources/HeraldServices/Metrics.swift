@@ -33,6 +33,8 @@ import Synchronization
 /// | `herald_broadcasts` | gauge: live broadcasts | status (`scheduled`, `sending`, `paused`) |
 /// | `herald_scheduler_leaders` | gauge: sessions holding the scheduler's lock (1 is healthy) | (none) |
 /// | `herald_database_sample_success` | gauge: 1 when the last database sample worked | (none) |
+/// | `herald_worker_in_flight` | gauge: sends claimed and not yet answered (workers only) | (none) |
+/// | `herald_worker_in_flight_limit` | gauge: the window those may fill, after the open-file limit (workers only) | (none) |
 /// | `herald_receipts_total` | counter: receipts stored | provider, status (the provider's word) |
 /// | `herald_receipts_applied_total` | counter: receipts matched and applied | (none) |
 /// | `herald_webhook_requests_total` | counter | provider, outcome (``WebhookOutcome``: `accepted`, `unauthorized`, `bad_request`, `too_large`, `busy`, `error`) |
@@ -276,6 +278,19 @@ public final class HeraldMetrics: Sendable {
     @discardableResult
     private func sampleSuccessGauge() -> Gauge {
         plainGauge("database_sample_success", "1 when the last database sample for /metrics worked.", [])
+    }
+
+    /// A worker's window: its limit, set here, and the gauge of sends in flight (at 0), which the
+    /// worker sets as the window changes. In flight near the limit for long means the worker is
+    /// bound by its window (Little's law: msg/s = in flight / provider latency), not by the
+    /// providers' rates.
+    public func workerWindow(limit: Int) -> (inFlight: Gauge, limit: Gauge) {
+        let inFlight = plainGauge("worker_in_flight", "Sends this worker claimed and has not had answered yet.", [])
+        let limitGauge = plainGauge("worker_in_flight_limit",
+                                    "The most sends this worker keeps in flight (--max-in-flight, less what the open-file limit cannot hold).", [])
+        inFlight.set(0.0)
+        limitGauge.set(Double(limit))
+        return (inFlight, limitGauge)
     }
 
     /// The registry in Prometheus' text exposition format.

@@ -2,6 +2,7 @@ import Foundation
 import HeraldPostgres
 import HeraldServices
 import HeraldTesting
+import Synchronization
 import Testing
 
 @Suite("Worker: rendering and delivery on each provider's wire format")
@@ -132,5 +133,30 @@ struct WorkerDeliveryTests {
             #expect(text.contains(#"outcome="sent""#) && text.contains(#"outcome="failed""#) && text.contains(#"outcome="skipped""#))
             #expect(value("herald_provider_latency_seconds_count") == 2, "two real sends were timed")
         }
+    }
+
+    @Test("the worker's window gauges: its limit, every slot held while a slow provider answers, 0 once all are answered")
+    func windowGauges() async throws {
+        try await WorkerFixtures.withPromo(to: 40, latency: .milliseconds(400)) { s async throws in
+            let metrics = HeraldMetrics()
+            var config = WorkerFixtures.configuration(s.db)
+            config.maxInFlight = 16
+            let peak = Mutex(0.0)
+            let done = WorkerFixtures.allDone(s.db, broadcast: s.broadcast)
+            #expect(try await WorkerFixtures.runWorker(config, metrics: metrics, until: {
+                let now = Self.sample("herald_worker_in_flight", in: metrics.exposition()) ?? -1
+                peak.withLock { $0 = max($0, now) }
+                return try await done()
+            }))
+            let text = metrics.exposition()
+            #expect(Self.sample("herald_worker_in_flight_limit", in: text) == 16, "\(text)")
+            #expect(peak.withLock { $0 } == 16, "a provider that answers after 400 ms holds the whole window")
+            #expect(Self.sample("herald_worker_in_flight", in: text) == 0, "\(text)")
+        }
+    }
+
+    /// The value of the unlabelled series `name` in a Prometheus text exposition.
+    static func sample(_ name: String, in text: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
     }
 }
