@@ -95,7 +95,7 @@ struct Worker: AsyncParsableCommand {
         if let limit = OpenFileLimit.raiseSoftToHard() {
             if let notice = limit.shrinkNotice(requested: maxInFlight) { logger.warning("\(notice)") }
             config.maxInFlight = limit.window(fitting: maxInFlight)
-            config.maxInFlightPerChannel = min(maxInFlightPerChannel, config.maxInFlight)
+            config.maxInFlightPerChannel = limit.perChannelLimit(requested: maxInFlightPerChannel, window: maxInFlight)
         }
         config.maxConnectionsPerHost = maxConnectionsPerHost
         config.restartGrace = .seconds(restartGraceSeconds)

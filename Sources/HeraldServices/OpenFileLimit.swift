@@ -66,6 +66,17 @@ public struct OpenFileLimit: Sendable, Equatable {
         max(1, min(requested, soft - reserve))
     }
 
+    /// One channel's most in flight within the window ``window(fitting:)`` kept: `perChannel`,
+    /// less what the other channels must keep when one channel's provider stops answering. They
+    /// keep what the requested window left them (`requested − perChannel`), up to an eighth of
+    /// the kept window: the default 4,096 of 4,608 becomes 672 of 768, a limit of 100 stays 100,
+    /// and a limit equal to the window (no share kept by choice) stays the whole window. At least 1.
+    public func perChannelLimit(requested perChannel: Int, window requested: Int) -> Int {
+        let window = window(fitting: requested)
+        let othersKeep = min(max(0, requested - perChannel), window / 8)
+        return max(1, min(perChannel, window - othersKeep))
+    }
+
     /// One line for stderr when ``window(fitting:)`` is below `requested`: what the limit is, what
     /// the window needed, what the worker does instead, and how to give it the full window.
     public func shrinkNotice(requested: Int) -> String? {

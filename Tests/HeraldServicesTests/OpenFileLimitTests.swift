@@ -15,6 +15,15 @@ struct OpenFileLimitTests {
         #expect(OpenFileLimit(soft: 1, hard: 1).window(fitting: 4608) == 1)
     }
 
+    @Test("in a shrunk window the other channels keep their share, up to an eighth of it; a small per-channel limit stays")
+    func perChannelShare() {
+        #expect(OpenFileLimit(soft: 65_536, hard: 65_536).perChannelLimit(requested: 4096, window: 4608) == 4096)
+        #expect(OpenFileLimit(soft: 1024, hard: 1024).perChannelLimit(requested: 4096, window: 4608) == 672)
+        #expect(OpenFileLimit(soft: 1024, hard: 1024).perChannelLimit(requested: 100, window: 4608) == 100)
+        #expect(OpenFileLimit(soft: 1024, hard: 1024).perChannelLimit(requested: 4608, window: 4608) == 768)
+        #expect(OpenFileLimit(soft: 1, hard: 1).perChannelLimit(requested: 4096, window: 4608) == 1)
+    }
+
     @Test("a window that fits says nothing; one that shrinks says the limit, the window kept and how to raise it")
     func shrinkNotice() throws {
         #expect(OpenFileLimit(soft: 65_536, hard: 65_536).shrinkNotice(requested: 4608) == nil)
