@@ -280,17 +280,17 @@ public final class HeraldMetrics: Sendable {
         plainGauge("database_sample_success", "1 when the last database sample for /metrics worked.", [])
     }
 
-    /// A worker's window: its limit, set here, and the gauge of sends in flight (at 0), which the
-    /// worker sets as the window changes. In flight near the limit for long means the worker is
-    /// bound by its window (Little's law: msg/s = in flight / provider latency), not by the
-    /// providers' rates.
-    public func workerWindow(limit: Int) -> (inFlight: Gauge, limit: Gauge) {
+    /// A worker's window: sets `herald_worker_in_flight_limit` to `limit` and returns the gauge of
+    /// sends in flight (at 0), which the worker sets as the window changes. In flight near the
+    /// limit for long means the worker is bound by its window (Little's law: msg/s = in flight /
+    /// provider latency), not by the providers' rates.
+    public func workerWindow(limit: Int) -> Gauge {
         let inFlight = plainGauge("worker_in_flight", "Sends this worker claimed and has not had answered yet.", [])
-        let limitGauge = plainGauge("worker_in_flight_limit",
-                                    "The most sends this worker keeps in flight (--max-in-flight, less what the open-file limit cannot hold).", [])
+        plainGauge("worker_in_flight_limit",
+                   "The most sends this worker keeps in flight (--max-in-flight, less what the open-file limit cannot hold).", [])
+            .set(Double(limit))
         inFlight.set(0.0)
-        limitGauge.set(Double(limit))
-        return (inFlight, limitGauge)
+        return inFlight
     }
 
     /// The registry in Prometheus' text exposition format.

@@ -64,9 +64,9 @@ public final class Worker: Service, Sendable {
         let rules = OutcomeRules(backoff: config.backoff, random: random)
         let holds = ChannelHolds()
         let rests = BroadcastRests()
-        let inFlightGauges = metrics.workerWindow(limit: config.maxInFlight)
+        let inFlightGauge = metrics.workerWindow(limit: config.maxInFlight)
         let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel, clock: clock,
-                                    observe: { inFlightGauges.inFlight.set(Double($0)) })
+                                    observe: { inFlightGauge.set(Double($0)) })
         let completer = OutcomeCompleter(configuration: config, rules: rules, holds: holds, rests: rests,
                                          metrics: metrics, clock: clock, logger: logger)
         let dispatcher = SendDispatcher(transport: transport, completer: completer, window: window,
