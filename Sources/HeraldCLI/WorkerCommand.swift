@@ -34,6 +34,8 @@ struct Worker: AsyncParsableCommand {
     var maxInFlightPerChannel: Int = WorkerConfiguration.defaultMaxInFlightPerChannel
     @Option(help: "HTTP/2 connections to one provider host per transport thread at most (sends wait for a free stream).")
     var maxConnectionsPerHost: Int = 16
+    @Option(help: "Sends in flight at most that each hold a TLS connection (HTTPS providers without HTTP/2, SMTP); the rest wait for one.")
+    var maxTLSConnections: Int = WorkerConfiguration.defaultMaxTLSConnections
     @Option(help: "HTTP version to providers: automatic (HTTP/2 where offered over TLS), http1, or http2-prior-knowledge.")
     var httpVersion: String = "automatic"
     @Option(help: "Seconds after a PostgreSQL restart before expired leases of other workers may be claimed.")
@@ -60,6 +62,9 @@ struct Worker: AsyncParsableCommand {
         }
         guard maxConnectionsPerHost > 0, maxConnectionsPerHost <= 1_000 else {
             throw ValidationError("--max-connections-per-host must be between 1 and 1000")
+        }
+        guard maxTLSConnections > 0, maxTLSConnections <= 100_000 else {
+            throw ValidationError("--max-tls-connections must be between 1 and 100000")
         }
         guard let version = WorkerHTTPVersion(rawValue: httpVersion) else {
             throw ValidationError("--http-version must be one of: \(WorkerHTTPVersion.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -98,6 +103,7 @@ struct Worker: AsyncParsableCommand {
             config.maxInFlightPerChannel = limit.perChannelLimit(requested: maxInFlightPerChannel, window: maxInFlight)
         }
         config.maxConnectionsPerHost = maxConnectionsPerHost
+        config.maxTLSConnections = maxTLSConnections
         config.restartGrace = .seconds(restartGraceSeconds)
         config.httpVersion = WorkerHTTPVersion(rawValue: httpVersion) ?? .automatic
         config.channels = channels.isEmpty ? nil : channels

@@ -60,7 +60,8 @@ public final class Worker: Service, Sendable {
                                 applicationName: "herald-worker", logger: logger)
         let transport = CurlTransport(maxInFlight: config.maxInFlight, httpVersion: config.httpVersion,
                                       authorityFile: config.providerAuthorityFile,
-                                      maxConnectionsPerHost: config.maxConnectionsPerHost, clock: clock, logger: logger)
+                                      maxConnectionsPerHost: config.maxConnectionsPerHost,
+                                      maxTLSConnections: config.maxTLSConnections, clock: clock, logger: logger)
         let rules = OutcomeRules(backoff: config.backoff, random: random)
         let holds = ChannelHolds()
         let rests = BroadcastRests()

@@ -72,6 +72,12 @@ public struct WorkerConfiguration: Sendable {
     /// their streams hold wait for one to free up instead of each opening a TLS connection (see
     /// ``CurlTransport``'s pools). Raise it for a provider that allows few streams per connection.
     public var maxConnectionsPerHost: Int = CurlTransport.connectionsPerHost
+    /// Sends in flight at most that each hold a TLS connection of their own: to HTTPS providers
+    /// without HTTP/2 (or with ``httpVersion`` `.http1`) and to SMTP servers. Each holds about
+    /// 65 KB, six times a plain HTTP/1.1 send, so they get a smaller share than the window; the
+    /// rest of their claims wait for a connection (see ``CurlTransport/defaultMaxTLSConnections``).
+    public var maxTLSConnections: Int = WorkerConfiguration.defaultMaxTLSConnections
+    public static let defaultMaxTLSConnections = CurlTransport.defaultMaxTLSConnections
     /// Fallback poll when no notification arrives (retries falling due, lost notifications).
     public var idlePoll: Duration = .seconds(1)
     /// Whole-transfer timeout of one provider request.

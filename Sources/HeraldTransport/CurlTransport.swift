@@ -5,7 +5,7 @@ import Logging
 import Synchronization
 
 /// Asynchronous HTTP and SMTP over libcurl: dedicated threads each drive a `CURLM` multi handle
-/// (one per 1,024 transfers of the window, see ``shards(maxInFlight:)``, in two pools, see
+/// (one per 1,024 transfers of the window, see ``shards(maxInFlight:)``, in three pools, see
 /// ``Pool``), callers `await` their transfers or hear about each as it ends.
 ///
 /// Callers on any thread enqueue a transfer and wake a thread with `curl_multi_wakeup`; the
@@ -47,13 +47,14 @@ public final class CurlTransport: Sendable {
     /// that made the transport thread more than half of the worker's CPU (BENCHMARKS.md, "Slow
     /// providers"). Shards of at most ``transfersPerShard`` divide each of those walks.
     ///
-    /// The engines form two pools, multiplexing ones first (a ticket's shard indexes this array):
+    /// The engines form three pools, in ``Pool``'s order (a ticket's shard indexes this array):
     /// see ``Pool``.
     private let engines: [CurlEngine]
     private let multiplexingEngines: Range<Int>
     private let connectionPerTransferEngines: Range<Int>
+    private let tlsConnectionPerTransferEngines: Range<Int>
     private let httpVersion: HTTPVersionPreference
-    /// HTTPS origins that answered over HTTP/1.x: their transfers go to the connection-per-transfer pool.
+    /// HTTPS origins that answered over HTTP/1.x: their transfers go to the TLS connection-per-transfer pool.
     private let http1Origins: OriginSet
 
     /// Which engines a transfer goes to.
@@ -66,13 +67,20 @@ public final class CurlTransport: Sendable {
     /// CPU to handshakes. Engines that cap connections per host (`CURLMOPT_MAX_HOST_CONNECTIONS`,
     /// ``connectionsPerHost``) make libcurl queue such a transfer until a stream frees up; the cap
     /// would throttle transfers that need a connection each, so those have engines without it.
+    ///
+    /// Transfers that each hold a TLS connection of their own have a pool of their own with a
+    /// smaller window (``defaultMaxTLSConnections``): see there.
     enum Pool: Equatable {
         /// HTTPS in the automatic mode (HTTP/2 by ALPN) and every HTTP transfer with prior
         /// knowledge: capped at ``connectionsPerHost`` connections per host and engine.
         case multiplexing
-        /// Plain HTTP in the automatic mode, everything in the HTTP/1.1 mode, SMTP, and HTTPS to
-        /// an origin that answered over HTTP/1.x: one connection per transfer in flight.
+        /// Plain HTTP in the automatic and HTTP/1.1 modes: one connection per transfer in flight.
         case connectionPerTransfer
+        /// HTTPS in the HTTP/1.1 mode, HTTPS to an origin that answered over HTTP/1.x, and SMTP
+        /// (STARTTLS or `smtps://`; a relay that offers no TLS counts the same): one TLS
+        /// connection per transfer in flight, at most `maxTLSConnections` of them over the
+        /// pool's engines.
+        case tlsConnectionPerTransfer
     }
 
     /// Connections per host of a multiplexing engine by default: with at most ``transfersPerShard``
@@ -80,16 +88,29 @@ public final class CurlTransport: Sendable {
     /// per connection or more (nginx's default is 128; libcurl asks for up to 250).
     public static let connectionsPerHost = 16
 
+    /// Transfers in flight of the ``Pool/tlsConnectionPerTransfer`` pool by default; the rest of
+    /// the window waits in the pool's queue, in order, without a connection.
+    ///
+    /// Each such transfer holds a TLS connection, and libcurl 7.88 gives every connection a TLS
+    /// context of its own: about 65 KB of libcurl's and OpenSSL's memory a transfer, against
+    /// about 11 KB for a plain HTTP/1.1 one and less for an HTTP/2 stream. A window of 4,096 sends
+    /// to an HTTPS provider without HTTP/2 took the worker to 331 MB at one channel and 200 ms;
+    /// 2,048 to 182 MB; 1,024 to 119 MB (`TLS=1 WORKER_FLAGS="--http-version http1"
+    /// scripts/bench-latency`; BENCHMARKS.md, "One TLS connection a send").
+    public static let defaultMaxTLSConnections = 1024
+
     /// The pool for a submission whose first transfer is `request`.
     static func pool(for request: TransportRequest, httpVersion: HTTPVersionPreference,
                      answersOverHTTP1: (String) -> Bool) -> Pool {
-        guard case .http(let http) = request else { return .connectionPerTransfer }
+        guard case .http(let http) = request else { return .tlsConnectionPerTransfer }
+        let origin = Self.origin(of: http.url)
+        let secure = origin.hasPrefix("https://")
         switch httpVersion {
-        case .http1: return .connectionPerTransfer
+        case .http1: return secure ? .tlsConnectionPerTransfer : .connectionPerTransfer
         case .http2PriorKnowledge: return .multiplexing
         case .automatic:
-            let origin = Self.origin(of: http.url)
-            return origin.hasPrefix("https://") && !answersOverHTTP1(origin) ? .multiplexing : .connectionPerTransfer
+            guard secure else { return .connectionPerTransfer }
+            return answersOverHTTP1(origin) ? .tlsConnectionPerTransfer : .multiplexing
         }
     }
 
@@ -123,8 +144,8 @@ public final class CurlTransport: Sendable {
 
     /// Starts the transport's threads.
     /// - Parameters:
-    ///   - maxInFlight: Most transfers handed to libcurl at once in each ``Pool``; the rest queue
-    ///     up in order.
+    ///   - maxInFlight: Most transfers handed to libcurl at once in each ``Pool`` (the TLS one:
+    ///     `maxTLSConnections` when fewer); the rest queue up in order.
     ///   - logger: Used for debug-level messages about failed transfers; nothing above debug.
     ///   - httpVersion: HTTP/1.1 keep-alive, HTTP/2 where offered (the default), or HTTP/2 with
     ///     prior knowledge.
@@ -134,6 +155,9 @@ public final class CurlTransport: Sendable {
     ///     submissions use their channel's own `ca_file`.
     ///   - maxConnectionsPerHost: Connections to one host per multiplexing engine at most
     ///     (``Pool/multiplexing``); transfers beyond what their streams hold wait for one to free up.
+    ///   - maxTLSConnections: Transfers in flight at most that each hold a TLS connection
+    ///     (``Pool/tlsConnectionPerTransfer``), when below `maxInFlight`; see
+    ///     ``defaultMaxTLSConnections``.
     ///   - fillLevel: An engine with fewer transfers outstanding than this takes the next
     ///     submission of its pool before any later one (see ``defaultFillLevel``); 0 always picks
     ///     the least loaded.
@@ -141,6 +165,7 @@ public final class CurlTransport: Sendable {
     ///     with: the clock of whoever computes them. libcurl's own timeouts run on real time.
     public init(maxInFlight: Int = 128, httpVersion: HTTPVersionPreference = .automatic, authorityFile: String? = nil,
                 maxConnectionsPerHost: Int = CurlTransport.connectionsPerHost,
+                maxTLSConnections: Int = CurlTransport.defaultMaxTLSConnections,
                 fillLevel: Int = CurlTransport.defaultFillLevel,
                 clock: any HeraldClock = ContinuousClock(), logger: Logger) {
         self.fillLevel = max(0, fillLevel)
@@ -148,19 +173,27 @@ public final class CurlTransport: Sendable {
         let window = max(1, maxInFlight)
         let count = Self.shards(maxInFlight: window)
         let origins = OriginSet()
-        // The window split as evenly as it goes: the shards' limits add up to `maxInFlight`.
-        let limit = { (shard: Int) in window / count + (shard < window % count ? 1 : 0) }
+        // A window split as evenly as it goes: the shards' limits add up to it.
+        let limit = { (window: Int, count: Int, shard: Int) in window / count + (shard < window % count ? 1 : 0) }
         let learn: (@Sendable (String) -> Void)? = httpVersion == .automatic ? { @Sendable origin in origins.insert(origin) } : nil
         let multiplexing: [CurlEngine] = httpVersion == .http1 ? [] : (0..<count).map { (shard: Int) -> CurlEngine in
-            CurlEngine(maxInFlight: limit(shard), httpVersion: httpVersion, authorityFile: authorityFile, clock: clock,
+            CurlEngine(maxInFlight: limit(window, count, shard), httpVersion: httpVersion, authorityFile: authorityFile, clock: clock,
                        logger: logger, maxConnectionsPerHost: max(1, maxConnectionsPerHost), onHTTP1Origin: learn)
         }
         let connectionPerTransfer: [CurlEngine] = (0..<count).map { (shard: Int) -> CurlEngine in
-            CurlEngine(maxInFlight: limit(shard), httpVersion: httpVersion, authorityFile: authorityFile, clock: clock, logger: logger)
+            CurlEngine(maxInFlight: limit(window, count, shard), httpVersion: httpVersion, authorityFile: authorityFile,
+                       clock: clock, logger: logger)
         }
-        engines = multiplexing + connectionPerTransfer
+        let tlsWindow = min(window, max(1, maxTLSConnections))
+        let tlsCount = Self.shards(maxInFlight: tlsWindow)
+        let tlsConnectionPerTransfer: [CurlEngine] = (0..<tlsCount).map { (shard: Int) -> CurlEngine in
+            CurlEngine(maxInFlight: limit(tlsWindow, tlsCount, shard), httpVersion: httpVersion, authorityFile: authorityFile,
+                       clock: clock, logger: logger)
+        }
+        engines = multiplexing + connectionPerTransfer + tlsConnectionPerTransfer
         multiplexingEngines = 0..<multiplexing.count
-        connectionPerTransferEngines = multiplexing.count..<engines.count
+        connectionPerTransferEngines = multiplexing.count..<(multiplexing.count + connectionPerTransfer.count)
+        tlsConnectionPerTransferEngines = connectionPerTransferEngines.upperBound..<engines.count
         self.httpVersion = httpVersion
         http1Origins = origins
         for engine in engines { engine.start() }
@@ -176,7 +209,11 @@ public final class CurlTransport: Sendable {
         let pool = requests.first.map {
             Self.pool(for: $0, httpVersion: httpVersion, answersOverHTTP1: http1Origins.contains)
         } ?? .connectionPerTransfer
-        let range = pool == .multiplexing ? multiplexingEngines : connectionPerTransferEngines
+        let range = switch pool {
+        case .multiplexing: multiplexingEngines
+        case .connectionPerTransfer: connectionPerTransferEngines
+        case .tlsConnectionPerTransfer: tlsConnectionPerTransferEngines
+        }
         var best = range.lowerBound, bestLoad = Int.max
         for index in range {
             let load = engines[index].outstanding

@@ -278,6 +278,7 @@ struct WorkerReliabilityTests {
               (["--shutdown-grace", "99999999"], "--shutdown-grace must be between 0 and 3600"),
               (["--max-in-flight-per-channel", "1000000"], "--max-in-flight-per-channel must be between 1 and 100000"),
               (["--max-connections-per-host", "0"], "--max-connections-per-host must be between 1 and 1000"),
+              (["--max-tls-connections", "0"], "--max-tls-connections must be between 1 and 100000"),
               (["--restart-grace-seconds", "99999"], "--restart-grace-seconds must be between 0 and 3600"),
           ])
     func absurdFlags(flags: [String], message: String) async throws {

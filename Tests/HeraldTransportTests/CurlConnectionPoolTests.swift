@@ -19,16 +19,32 @@ struct CurlConnectionPoolTests {
 
     /// Runs `body` with nginx over HTTPS (HTTP/2 offered or not) and a transport of one engine per
     /// pool that trusts nginx's CA.
-    func withHTTPS(http2: Bool, _ body: (NginxHTTP2Server, CurlTransport) async throws -> Void) async throws {
+    func withHTTPS(http2: Bool, httpVersion: HTTPVersionPreference = .automatic,
+                   maxTLSConnections: Int = CurlTransport.defaultMaxTLSConnections,
+                   _ body: (NginxHTTP2Server, CurlTransport) async throws -> Void) async throws {
         let server = try await NginxHTTP2Server.start(body: #"{"messages":[{"id":"wamid.pool"}]}"#, http2: http2)
         let authority = try TestCertificates.writeAuthority()
-        let transport = CurlTransport(maxInFlight: 1024, authorityFile: authority, logger: logger)
+        let transport = CurlTransport(maxInFlight: 1024, httpVersion: httpVersion, authorityFile: authority,
+                                      maxTLSConnections: maxTLSConnections, logger: logger)
         defer {
             transport.shutdown()
             server.stop()
             try? FileManager.default.removeItem(atPath: authority)
         }
         try await body(server, transport)
+    }
+
+    /// Sends `warmUp` transfers one batch, then `count` at once, each expected to be answered 200,
+    /// and returns the connections the second batch opened. In the automatic mode the first
+    /// answer tells the transport whether the origin speaks HTTP/1.1 only.
+    func connectionsForABurst(of count: Int, after warmUp: Int, to server: NginxHTTP2Server,
+                              over transport: CurlTransport) async throws -> Int {
+        let first = await transport.perform((0..<warmUp).map { post(server.baseURL, $0) })
+        #expect(first.map { try? $0.result.get().status } == Array(repeating: 200, count: warmUp))
+        let before = transport.statistics.connectionsOpened
+        let outcomes = await transport.perform((warmUp..<(warmUp + count)).map { post(server.baseURL, $0) })
+        #expect(outcomes.map { try? $0.result.get().status } == Array(repeating: 200, count: count))
+        return transport.statistics.connectionsOpened - before
     }
 
     @Test("600 HTTPS transfers at once to an HTTP/2 server share at most 16 connections, not one each")
@@ -47,14 +63,19 @@ struct CurlConnectionPoolTests {
     @Test("an HTTPS origin that answered over HTTP/1.1 gets a connection per transfer from then on")
     func http1OriginLeavesTheCap() async throws {
         try await withHTTPS(http2: false) { server, transport in
-            let first = await transport.perform([post(server.baseURL, 0)])
-            #expect((try? first[0].result.get())?.status == 200)
-            let before = transport.statistics.connectionsOpened
-            let outcomes = await transport.perform((1...100).map { post(server.baseURL, $0) })
-            #expect(outcomes.map { try? $0.result.get().status } == Array(repeating: 200, count: 100))
+            let opened = try await connectionsForABurst(of: 100, after: 1, to: server, over: transport)
             // Capped, the 100 would have taken turns on 16 connections.
-            let opened = transport.statistics.connectionsOpened - before
             #expect(opened > CurlTransport.connectionsPerHost, "only \(opened) connections for 100 HTTP/1.1 transfers at once")
+        }
+    }
+
+    @Test("HTTPS transfers that each need a TLS connection hold at most maxTLSConnections at once; the rest wait their turn",
+          arguments: [HTTPVersionPreference.automatic, .http1])
+    func tlsConnectionsAreCapped(httpVersion: HTTPVersionPreference) async throws {
+        try await withHTTPS(http2: false, httpVersion: httpVersion, maxTLSConnections: 8) { server, transport in
+            let opened = try await connectionsForABurst(of: 100, after: 1, to: server, over: transport)
+            // Uncapped, 100 transfers at once open a connection each (dozens: see the test above).
+            #expect(opened <= 8, "\(opened) TLS connections for 100 transfers with a cap of 8")
         }
     }
 
@@ -87,11 +108,14 @@ struct CurlConnectionPoolTests {
         }
         #expect(pool("https://graph.facebook.com/v21.0/1/messages", .automatic) == .multiplexing)
         #expect(pool("http://127.0.0.1:8080/v21.0/1/messages", .automatic) == .connectionPerTransfer)
-        #expect(pool("https://API.twilio.com:443/2010-04-01", .automatic, http1: ["https://api.twilio.com:443"]) == .connectionPerTransfer)
-        #expect(pool("https://graph.facebook.com/x", .http1) == .connectionPerTransfer)
+        #expect(pool("https://API.twilio.com:443/2010-04-01", .automatic, http1: ["https://api.twilio.com:443"]) == .tlsConnectionPerTransfer)
+        #expect(pool("https://graph.facebook.com/x", .http1) == .tlsConnectionPerTransfer)
+        #expect(pool("http://127.0.0.1:8080/x", .http1) == .connectionPerTransfer)
         #expect(pool("http://127.0.0.1:8080/x", .http2PriorKnowledge) == .multiplexing)
-        let mail = SMTPEnvelope(url: "smtps://smtp.example.com:465", mailFrom: "a@b.example", recipients: ["c@d.example"], message: [])
-        #expect(CurlTransport.pool(for: .smtp(mail), httpVersion: .automatic, answersOverHTTP1: { _ in false }) == .connectionPerTransfer)
+        for url in ["smtps://smtp.example.com:465", "smtp://smtp.example.com:587"] {
+            let mail = SMTPEnvelope(url: url, mailFrom: "a@b.example", recipients: ["c@d.example"], message: [])
+            #expect(CurlTransport.pool(for: .smtp(mail), httpVersion: .automatic, answersOverHTTP1: { _ in false }) == .tlsConnectionPerTransfer)
+        }
         #expect(CurlTransport.origin(of: "HTTPS://Graph.Facebook.com/v21.0?x=1") == "https://graph.facebook.com")
         #expect(CurlTransport.origin(of: "https://h:8443?x") == "https://h:8443")
     }
