@@ -64,8 +64,8 @@ struct RateBucketStatementTests {
                          LATERAL herald.take_tokens(9002, \(want), ch.rate_per_second, ch.burst) n
                     """)[0]
                 let elapsed = (ContinuousClock.now - started).inSeconds
-                let old = try await Self.taken(c, channel: 9001, granted: row.decode(Int.self, "og"), wait: row.decode(Double.self, "ow"))
-                let new = try await Self.taken(c, channel: 9002, granted: row.decode(Int.self, "ng"), wait: row.decode(Double.self, "nw"))
+                let (old, new) = try await Self.taken(c, old: (granted: row.decode(Int.self, "og"), wait: row.decode(Double.self, "ow")),
+                                                      new: (granted: row.decode(Int.self, "ng"), wait: row.decode(Double.self, "nw")))
                 // The two calls ran microseconds apart: the refill may differ by the rate times that.
                 let slack = min(Double(rate)!, 1_000_000) * 0.98 * elapsed + 1e-6
                 let context = "round \(round): rate \(rate), burst \(burst), wanted \(want): old \(old); new \(new)"
@@ -120,16 +120,25 @@ struct RateBucketStatementTests {
         }
     }
 
-    /// The bucket `channel` was left in, with a call's results.
-    static func taken(_ c: PostgresConnection, channel: Int, granted: Int, wait: Double) async throws -> Taken {
+    /// The buckets of channels 9001 (`old`) and 9002 (`new`) as the two calls left them, with each
+    /// call's results. One statement reads both against one instant (`statement_timestamp()`), so
+    /// their remaining throttles compare however long the machine stalls between statements.
+    static func taken(_ c: PostgresConnection, old: (granted: Int, wait: Double),
+                      new: (granted: Int, wait: Double)) async throws -> (old: Taken, new: Taken) {
         let rows = try await c.query("""
-            SELECT tokens, CASE WHEN refreshed_at = 'infinity' THEN 'Infinity'::float8
-                                WHEN refreshed_at > clock_timestamp() THEN extract(epoch FROM refreshed_at - clock_timestamp())::float8 END,
+            SELECT channel_id, tokens,
+                   CASE WHEN refreshed_at = 'infinity' THEN 'Infinity'::float8
+                        WHEN refreshed_at > statement_timestamp() THEN extract(epoch FROM refreshed_at - statement_timestamp())::float8 END,
                    last_granted
-            FROM herald.rate_buckets WHERE channel_id = \(channel)
+            FROM herald.rate_buckets WHERE channel_id IN (9001, 9002)
             """)
-        guard let bucket = rows.first else { return Taken(granted: granted, wait: wait) }
-        return Taken(granted: granted, wait: wait, tokens: try bucket.decode(Double.self, at: 0),
-                     throttledFor: try bucket.decode(Double?.self, at: 1), lastGranted: try bucket.decode(Int.self, at: 2))
+        var buckets: [Int: PostgresRow] = [:]
+        for row in rows { buckets[try row.decode(Int.self, at: 0)] = row }
+        func taken(_ channel: Int, _ call: (granted: Int, wait: Double)) throws -> Taken {
+            guard let bucket = buckets[channel] else { return Taken(granted: call.granted, wait: call.wait) }
+            return Taken(granted: call.granted, wait: call.wait, tokens: try bucket.decode(Double.self, at: 1),
+                         throttledFor: try bucket.decode(Double?.self, at: 2), lastGranted: try bucket.decode(Int.self, at: 3))
+        }
+        return (try taken(9001, old), try taken(9002, new))
     }
 }
