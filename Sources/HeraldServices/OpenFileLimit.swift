@@ -67,14 +67,11 @@ public struct OpenFileLimit: Sendable, Equatable {
     }
 
     /// One channel's most in flight within the window ``window(fitting:)`` kept: `perChannel`,
-    /// less what the other channels must keep when one channel's provider stops answering. They
-    /// keep what the requested window left them (`requested − perChannel`), up to an eighth of
-    /// the kept window: the default 4,096 of 4,608 becomes 672 of 768, a limit of 100 stays 100,
-    /// and a limit equal to the window (no share kept by choice) stays the whole window. At least 1.
+    /// less what the other channels must keep when one channel's provider stops answering
+    /// (``InFlightWindow/channelShare(perChannel:requested:kept:)``: the default 4,096 of 4,608
+    /// becomes 672 of 768). At least 1.
     public func perChannelLimit(requested perChannel: Int, window requested: Int) -> Int {
-        let window = window(fitting: requested)
-        let othersKeep = min(max(0, requested - perChannel), window / 8)
-        return max(1, min(perChannel, window - othersKeep))
+        InFlightWindow.channelShare(perChannel: perChannel, requested: requested, kept: window(fitting: requested))
     }
 
     /// One line for stderr when ``window(fitting:)`` is below `requested`: what the limit is, what

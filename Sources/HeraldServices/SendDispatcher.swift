@@ -98,6 +98,7 @@ final class SendDispatcher: Sendable {
                 window.release(1, channel: channelID)
                 completer.answered(sends[index], outcome)
             }
+            window.noteSends(of: channelID, holdTLSConnectionEach: ticket.holdsTLSConnectionEach)
             let now = clock.now
             submitted.withLock { all in
                 var list = all[broadcast.info.id, default: []].filter { $0.deadline > now }
@@ -106,6 +107,7 @@ final class SendDispatcher: Sendable {
             }
         }
         if !simulated.isEmpty {
+            window.noteSends(of: channelID, holdTLSConnectionEach: false)
             // Simulated sends of a batch happen side by side, as real ones would.
             if simulatedLatency > .zero { try? await clock.sleep(for: simulatedLatency) }
             let answeredAt = Date()

@@ -66,7 +66,8 @@ public final class Worker: Service, Sendable {
         let holds = ChannelHolds()
         let rests = BroadcastRests()
         let inFlightGauge = metrics.workerWindow(limit: config.maxInFlight)
-        let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel, clock: clock,
+        let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel,
+                                    tlsConnections: config.maxTLSConnections, clock: clock,
                                     observe: { inFlightGauge.set(Double($0)) })
         let completer = OutcomeCompleter(configuration: config, rules: rules, holds: holds, rests: rests,
                                          metrics: metrics, clock: clock, logger: logger)

@@ -76,6 +76,8 @@ public struct WorkerConfiguration: Sendable {
     /// without HTTP/2 (or with ``httpVersion`` `.http1`) and to SMTP servers. Each holds about
     /// 65 KB, six times a plain HTTP/1.1 send, so they get a smaller share than the window; the
     /// rest of their claims wait for a connection (see ``CurlTransport/defaultMaxTLSConnections``).
+    /// One channel holds at most its share of them (896 of 1,024 with the other defaults, see
+    /// ``InFlightWindow``), so a provider that stops answering leaves the other channels some.
     public var maxTLSConnections: Int = WorkerConfiguration.defaultMaxTLSConnections
     public static let defaultMaxTLSConnections = CurlTransport.defaultMaxTLSConnections
     /// Fallback poll when no notification arrives (retries falling due, lost notifications).

@@ -25,8 +25,12 @@ public final class NginxHTTP2Server: @unchecked Sendable {
 
     /// Starts nginx on a free port, answering `status` with `body` (JSON) to every request, over
     /// HTTP/2 when the client offers it (`http2`) or over HTTP/1.1 only.
+    /// - Parameter proxying: Path prefixes (`/hung/`) whose requests nginx passes, prefix taken
+    ///   off, to a plain-HTTP server (`http://127.0.0.1:8080`): a ``ProviderDouble`` behind TLS,
+    ///   with its latencies and faults.
     /// - Throws: ``Failure`` when nginx is not installed or does not come up.
-    public static func start(status: Int = 200, body: String = #"{"ok":true}"#, http2: Bool = true) async throws -> NginxHTTP2Server {
+    public static func start(status: Int = 200, body: String = #"{"ok":true}"#, http2: Bool = true,
+                             proxying: [(prefix: String, to: String)] = []) async throws -> NginxHTTP2Server {
         guard let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
             throw Failure("nginx is not installed (scripts/install-deps installs it)")
         }
@@ -48,6 +52,7 @@ public final class NginxHTTP2Server: @unchecked Sendable {
                     listen 127.0.0.1:\(port) ssl\(http2 ? " http2" : "");
                     ssl_certificate \(directory.path)/cert.pem; ssl_certificate_key \(directory.path)/key.pem;
                     location / { default_type application/json; return \(status) '\(body)'; }
+                    \(proxying.map { "location \($0.prefix) { proxy_pass \($0.to)/; proxy_read_timeout 300s; }" }.joined(separator: "\n"))
                   }
                 }
                 """

@@ -206,9 +206,17 @@ public final class CurlTransport: Sendable {
     /// The first engine of `requests`' pool below its fill level, else the one with the fewest
     /// transfers outstanding, and its index.
     private func leastLoaded(for requests: [TransportRequest]) -> (CurlEngine, Int) {
-        let pool = requests.first.map {
+        leastLoaded(in: pool(for: requests))
+    }
+
+    /// The pool a submission of `requests` goes to.
+    private func pool(for requests: [TransportRequest]) -> Pool {
+        requests.first.map {
             Self.pool(for: $0, httpVersion: httpVersion, answersOverHTTP1: http1Origins.contains)
         } ?? .connectionPerTransfer
+    }
+
+    private func leastLoaded(in pool: Pool) -> (CurlEngine, Int) {
         let range = switch pool {
         case .multiplexing: multiplexingEngines
         case .connectionPerTransfer: connectionPerTransferEngines
@@ -281,9 +289,11 @@ public final class CurlTransport: Sendable {
     @discardableResult
     public func submit(_ requests: [TransportRequest], startingBy deadline: ContinuousClock.Instant? = nil,
                        onCompletion: @escaping @Sendable (_ index: Int, _ outcome: TransportOutcome) -> Void) -> TransportTicket {
-        let (engine, shard) = leastLoaded(for: requests)
+        let pool = pool(for: requests)
+        let (engine, shard) = leastLoaded(in: pool)
         var ticket = engine.submit(requests, deadline: deadline, onCompletion: onCompletion)
         ticket.shard = shard
+        ticket.holdsTLSConnectionEach = pool == .tlsConnectionPerTransfer
         return ticket
     }
 

@@ -6,6 +6,11 @@ public struct TransportTicket: Sendable, Hashable {
     let ids: Range<UInt64>
     /// Which of the transport's engines holds them (see ``CurlTransport``'s shards).
     var shard = 0
+    /// Whether each of the submission's transfers holds a TLS connection of its own while in
+    /// flight (``CurlTransport``'s `tlsConnectionPerTransfer` pool: HTTPS over HTTP/1.1, SMTP):
+    /// of those the transport keeps at most `maxTLSConnections` in flight over all channels, so
+    /// the worker holds each channel to a share of them.
+    public internal(set) var holdsTLSConnectionEach = false
 
     /// How many transfers the submission had.
     public var count: Int { ids.count }

@@ -28,6 +28,36 @@ struct InFlightWindowTests {
         #expect(window.reserve(8, channel: 1, channelLimit: 2) == 1)
     }
 
+    @Test("a channel holds at most its share of the TLS connections until its sends are seen not to need one each")
+    func tlsConnectionShare() {
+        // A window of 64, 56 of it for one channel, 16 TLS connections: the others keep 2 of them.
+        let window = InFlightWindow(limit: 64, perChannelLimit: 56, tlsConnections: 16)
+        #expect(window.tlsConnectionLimitPerChannel == 14)
+        #expect(window.reserve(100, channel: 1) == 14, "nothing submitted yet: the TLS share")
+        window.noteSends(of: 1, holdTLSConnectionEach: true)
+        #expect(window.reserve(100, channel: 1) == 0)
+        window.noteSends(of: 2, holdTLSConnectionEach: false)
+        #expect(window.reserve(100, channel: 2) == 50, "plain HTTP or HTTP/2: the window's own share (56, 14 taken)")
+        window.release(50, channel: 2)
+        window.noteSends(of: 1, holdTLSConnectionEach: false)
+        #expect(window.reserve(100, channel: 1) == 42, "now over HTTP/2: up to 56")
+        window.noteSends(of: 1, holdTLSConnectionEach: true)
+        window.release(50, channel: 1)
+        #expect(window.reserve(100, channel: 1) == 8, "back to the TLS share of 14 (6 in flight)")
+    }
+
+    @Test("the others keep what the requested window left them, up to an eighth of the pool")
+    func channelShares() {
+        #expect(InFlightWindow.channelShare(perChannel: 4096, requested: 4608, kept: 1024) == 896)
+        #expect(InFlightWindow.channelShare(perChannel: 4096, requested: 4608, kept: 4608) == 4096)
+        #expect(InFlightWindow.channelShare(perChannel: 100, requested: 4608, kept: 1024) == 100)
+        #expect(InFlightWindow.channelShare(perChannel: 4608, requested: 4608, kept: 1024) == 1024, "no share kept by choice")
+        #expect(InFlightWindow.channelShare(perChannel: 4096, requested: 4608, kept: 3) == 3, "an eighth of 3 is nothing")
+        #expect(InFlightWindow(limit: 4608, perChannelLimit: 4096, tlsConnections: 1024).tlsConnectionLimitPerChannel == 896)
+        #expect(InFlightWindow(limit: 512, perChannelLimit: 448, tlsConnections: 1024).tlsConnectionLimitPerChannel == 448,
+                "a pool larger than the window is the window")
+    }
+
     @Test("an email broadcast with 10 MiB of attachments keeps few mails in flight; one without keeps the usual window")
     func attachmentsBoundTheWindow() throws {
         var info = Self.mailBroadcast(rate: 100, burst: 10)

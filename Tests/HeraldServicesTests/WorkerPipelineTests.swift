@@ -56,6 +56,9 @@ struct WorkerPipelineTests {
                     var config = WorkerFixtures.configuration(db)
                     config.maxInFlight = 300
                     config.maxInFlightPerChannel = 150
+                    // Plain HTTP: once its sends are seen to hold no TLS connection each, the hung
+                    // channel has the window's share, not the one of these few TLS connections.
+                    config.maxTLSConnections = 8
                     config.requestTimeout = .seconds(20)
                     config.shutdownGrace = .seconds(1)
                     let doneA = WorkerFixtures.allDone(db, broadcast: ba), doneZ = WorkerFixtures.allDone(db, broadcast: bz)
@@ -169,4 +172,58 @@ final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
     var isSet: Bool { flag.load(ordering: .relaxed) }
     func set() { flag.store(true, ordering: .relaxed) }
+}
+
+@Suite("Worker pipeline: a hung provider whose sends each hold a TLS connection")
+struct WorkerHungTLSTests {
+    @Test("an HTTPS provider without HTTP/2 that stops answering holds 14 of 16 TLS connections; a healthy channel sends its 60 meanwhile")
+    func hungChannelLeavesOthersTLSConnections() async throws {
+        try await ProviderDouble.with { hung in
+            hung.latency = .seconds(30)
+            // One nginx, HTTPS over HTTP/1.1 only: it answers the healthy channel at once and
+            // passes the hung channel's sends (under /hung/) to a double that does not answer.
+            let server = try await NginxHTTP2Server.start(
+                body: #"{"messaging_product":"whatsapp","messages":[{"id":"wamid.$request_id"}]}"#, http2: false,
+                proxying: [(prefix: "/hung/", to: hung.baseURL)])
+            let authority = try TestCertificates.writeAuthority()
+            defer {
+                server.stop()
+                try? FileManager.default.removeItem(atPath: authority)
+            }
+            try await withTestConnection { db, c in
+                func channel(_ name: String, baseURL: String, rate: Int, burst: Int) async throws -> Int64 {
+                    let settings = #"{"base_url":"\#(baseURL)/v21.0","phone_number_id":"1055","access_token_env":"WA_TOKEN"}"#
+                    return try await c.query("""
+                        INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
+                        VALUES (\(name), 'whatsapp', 'whatsapp_cloud', \(settings)::jsonb, \(rate), \(burst)) RETURNING id
+                        """)[0].decode(Int64.self, at: 0)
+                }
+                let stuck = try await channel("hung", baseURL: "\(server.baseURL)/hung", rate: 1000, burst: 100)
+                let healthy = try await channel("healthy", baseURL: server.baseURL, rate: 30, burst: 5)
+                let many = try await WorkerFixtures.contacts(c, count: 500)
+                _ = try await WorkerFixtures.sendingBroadcast(c, channel: stuck, contacts: many, body: "Hi {{ first_name }}")
+                let b = try await WorkerFixtures.sendingBroadcast(c, channel: healthy, contacts: Array(many.prefix(60)),
+                                                                  body: "Hello {{ first_name }}")
+                var config = WorkerFixtures.configuration(db)
+                config.providerAuthorityFile = authority
+                config.httpVersion = .http1
+                // The hung channel may hold 56 of the window of 64, but only 14 of the 16 TLS
+                // connections: the other channels keep 2 (an eighth).
+                config.maxInFlight = 64
+                config.maxInFlightPerChannel = 56
+                config.maxTLSConnections = 16
+                config.requestTimeout = .seconds(20)
+                config.shutdownGrace = .seconds(1)
+                let clock = ContinuousClock()
+                let start = clock.now
+                // 60 messages at 30/s with a burst of 5: about 2 s.
+                let finished = try await WorkerFixtures.runWorker(config, timeout: .seconds(8), until: WorkerFixtures.allDone(db, broadcast: b))
+                #expect(finished, "the healthy channel did not finish within 8 s")
+                #expect(clock.now - start < .seconds(8))
+                #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 60])
+                #expect(await hung.waitForRequests(14, timeout: .seconds(1)), "the hung channel had its share of connections")
+                #expect(hung.requestCount == 14, "\(hung.requestCount) sends reached the provider that does not answer")
+            }
+        }
+    }
 }
