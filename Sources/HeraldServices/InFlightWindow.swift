@@ -104,9 +104,4 @@ final class InFlightWindow: Sendable {
 
     /// Sends in flight now.
     var inFlight: Int { state.withLock { $0.total } }
-
-    /// Whether `channel` may claim at all now.
-    func hasRoom(channel: Int64) -> Bool {
-        state.withLock { s in s.total < limit && s.perChannel[channel, default: 0] < channelLimit(channel, in: s) }
-    }
 }
