@@ -13,10 +13,17 @@ enum WorkerFixtures {
 
     static func whatsAppChannel(_ c: PostgresConnection, double: ProviderDouble, name: String = "wa",
                                 extra: String = "") async throws -> Int64 {
-        let settings = #"{"base_url":"\#(double.baseURL)/v21.0","phone_number_id":"1055","access_token_env":"WA_TOKEN"\#(extra)}"#
+        try await whatsAppChannel(c, baseURL: double.baseURL, name: name, extra: extra)
+    }
+
+    /// A WhatsApp Cloud channel whose Graph API is at `baseURL` (`/v21.0` appended), limited to
+    /// `rate` msg/s with `burst`.
+    static func whatsAppChannel(_ c: PostgresConnection, baseURL: String, name: String = "wa", rate: Int = 1000, burst: Int = 100,
+                                extra: String = "") async throws -> Int64 {
+        let settings = #"{"base_url":"\#(baseURL)/v21.0","phone_number_id":"1055","access_token_env":"WA_TOKEN"\#(extra)}"#
         return try await c.query("""
             INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
-            VALUES (\(name), 'whatsapp', 'whatsapp_cloud', \(settings)::jsonb, 1000, 100) RETURNING id
+            VALUES (\(name), 'whatsapp', 'whatsapp_cloud', \(settings)::jsonb, \(rate), \(burst)) RETURNING id
             """)[0].decode(Int64.self, at: 0)
     }
 

@@ -21,11 +21,7 @@ struct WorkerHTTPSTests {
             try? FileManager.default.removeItem(atPath: authority)
         }
         try await withTestConnection { db, c in
-            let settings = #"{"base_url":"\#(server.baseURL)/v21.0","phone_number_id":"1055","access_token_env":"WA_TOKEN"}"#
-            let channel = try await c.query("""
-                INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
-                VALUES ('wa', 'whatsapp', 'whatsapp_cloud', \(settings)::jsonb, 1000, 100) RETURNING id
-                """)[0].decode(Int64.self, at: 0)
+            let channel = try await WorkerFixtures.whatsAppChannel(c, baseURL: server.baseURL)
             let contacts = try await WorkerFixtures.contacts(c, count: count)
             let b = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: contacts, body: "Hello {{ first_name }}")
             var config = WorkerFixtures.configuration(db)

@@ -191,15 +191,8 @@ struct WorkerHungTLSTests {
                 try? FileManager.default.removeItem(atPath: authority)
             }
             try await withTestConnection { db, c in
-                func channel(_ name: String, baseURL: String, rate: Int, burst: Int) async throws -> Int64 {
-                    let settings = #"{"base_url":"\#(baseURL)/v21.0","phone_number_id":"1055","access_token_env":"WA_TOKEN"}"#
-                    return try await c.query("""
-                        INSERT INTO herald.channels (name, kind, provider, settings, rate_per_second, burst)
-                        VALUES (\(name), 'whatsapp', 'whatsapp_cloud', \(settings)::jsonb, \(rate), \(burst)) RETURNING id
-                        """)[0].decode(Int64.self, at: 0)
-                }
-                let stuck = try await channel("hung", baseURL: "\(server.baseURL)/hung", rate: 1000, burst: 100)
-                let healthy = try await channel("healthy", baseURL: server.baseURL, rate: 30, burst: 5)
+                let stuck = try await WorkerFixtures.whatsAppChannel(c, baseURL: "\(server.baseURL)/hung", name: "hung")
+                let healthy = try await WorkerFixtures.whatsAppChannel(c, baseURL: server.baseURL, name: "healthy", rate: 30, burst: 5)
                 let many = try await WorkerFixtures.contacts(c, count: 500)
                 _ = try await WorkerFixtures.sendingBroadcast(c, channel: stuck, contacts: many, body: "Hi {{ first_name }}")
                 let b = try await WorkerFixtures.sendingBroadcast(c, channel: healthy, contacts: Array(many.prefix(60)),
