@@ -67,11 +67,15 @@ let curlReadCallback: ccurl_data_callback = { buffer, size, count, context in
 /// frees up), just before the request is sent: the last moment a start deadline can still hold
 /// for certain. A transfer can wait inside libcurl for a connection of its host (the multiplexing
 /// engines cap those), so the check when it is handed to libcurl is not enough. Aborting here
-/// sends nothing.
+/// sends nothing. Otherwise this is when the request leaves, which the submission hears
+/// (``TransferSubmission/onDeparture``).
 let curlPrereqCallback: ccurl_prereq_callback = { context, _, _, _, _ in
     guard let context else { return Int32(CURL_PREREQFUNC_OK) }
     let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
-    guard transfer.submission.deadlinePassed else { return Int32(CURL_PREREQFUNC_OK) }
-    transfer.missedStartDeadline = true
-    return Int32(CURL_PREREQFUNC_ABORT)
+    if transfer.submission.deadlinePassed {
+        transfer.missedStartDeadline = true
+        return Int32(CURL_PREREQFUNC_ABORT)
+    }
+    transfer.tellDeparture(true)
+    return Int32(CURL_PREREQFUNC_OK)
 }

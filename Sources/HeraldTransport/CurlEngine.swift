@@ -172,9 +172,10 @@ final class CurlEngine: @unchecked Sendable {
 
     /// Queues transfers and returns at once; `onCompletion` hears about each as it ends.
     func submit(_ requests: [TransportRequest], deadline: ContinuousClock.Instant?, checkCancellation: Bool = false,
+                onDeparture: (@Sendable (Int, Bool) -> Void)? = nil,
                 onCompletion: @escaping @Sendable (Int, TransportOutcome) -> Void) -> TransportTicket {
         unfinished.value.add(requests.count, ordering: .relaxed)
-        let submission = TransferSubmission(deadline: deadline, clock: clock) { [unfinished] index, outcome in
+        let submission = TransferSubmission(deadline: deadline, clock: clock, onDeparture: onDeparture) { [unfinished] index, outcome in
             unfinished.value.subtract(1, ordering: .relaxed)
             onCompletion(index, outcome)
         }

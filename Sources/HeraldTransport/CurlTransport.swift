@@ -161,7 +161,7 @@ public final class CurlTransport: Sendable {
     ///   - fillLevel: An engine with fewer transfers outstanding than this takes the next
     ///     submission of its pool before any later one (see ``defaultFillLevel``); 0 always picks
     ///     the least loaded.
-    ///   - clock: What start deadlines (``submit(_:startingBy:onCompletion:)``) are compared
+    ///   - clock: What start deadlines (``submit(_:startingBy:onDeparture:onCompletion:)``) are compared
     ///     with: the clock of whoever computes them. libcurl's own timeouts run on real time.
     public init(maxInFlight: Int = 128, httpVersion: HTTPVersionPreference = .automatic, authorityFile: String? = nil,
                 maxConnectionsPerHost: Int = CurlTransport.connectionsPerHost,
@@ -285,13 +285,19 @@ public final class CurlTransport: Sendable {
     /// - Parameters:
     ///   - deadline: as in ``perform(_:startingBy:)``: a transfer still queued then fails with
     ///     ``TransportError/isNotStarted`` and never reaches the server.
+    ///   - onDeparture: called once per transfer, before its `onCompletion`, on the transport's
+    ///     thread: `departed` is true when its connection was ready and the request was about to
+    ///     be sent, false when it ended before that. A transfer can wait in the transport for a
+    ///     connection (or its TLS handshake) for a long time, so this, not `submit`, is when a
+    ///     provider sees it. Keep it as short as `onCompletion`.
     /// - Returns: A ticket for ``withdrawQueued(_:)`` and ``cancel(_:)``.
     @discardableResult
     public func submit(_ requests: [TransportRequest], startingBy deadline: ContinuousClock.Instant? = nil,
+                       onDeparture: (@Sendable (_ index: Int, _ departed: Bool) -> Void)? = nil,
                        onCompletion: @escaping @Sendable (_ index: Int, _ outcome: TransportOutcome) -> Void) -> TransportTicket {
         let pool = pool(for: requests)
         let (engine, shard) = leastLoaded(in: pool)
-        var ticket = engine.submit(requests, deadline: deadline, onCompletion: onCompletion)
+        var ticket = engine.submit(requests, deadline: deadline, onDeparture: onDeparture, onCompletion: onCompletion)
         ticket.shard = shard
         ticket.holdsTLSConnectionEach = pool == .tlsConnectionPerTransfer
         return ticket

@@ -22,6 +22,8 @@ final class Transfer: @unchecked Sendable {
     /// The request was about to go after its submission's start deadline, and was stopped
     /// before a byte of it left (see `curlPrereqCallback`).
     var missedStartDeadline = false
+    /// The submission's `onDeparture` was told about this transfer.
+    private var departureTold = false
     /// libcurl writes its error text here (`CURLOPT_ERRORBUFFER`) at any point of the transfer, so
     /// it is manual memory with a fixed address for the Transfer's whole life, never a Swift
     /// array's storage (whose pointer is only valid inside `withUnsafeMutableBufferPointer`).
@@ -42,7 +44,16 @@ final class Transfer: @unchecked Sendable {
     func finish(_ result: Result<HTTPResponse, TransportError>, elapsed: Duration = .zero) {
         guard !resumed else { return }
         resumed = true
+        tellDeparture(false)
         submission.onCompletion(index, TransportOutcome(result: result, elapsed: elapsed))
+    }
+
+    /// Tells the submission whether the request left (see ``TransferSubmission/onDeparture``),
+    /// the first time only: libcurl calls back again when it retries on a fresh connection.
+    func tellDeparture(_ departed: Bool) {
+        guard !departureTold else { return }
+        departureTold = true
+        submission.onDeparture?(index, departed)
     }
 
     deinit {

@@ -27,7 +27,7 @@ enum TransferOptions {
         setup.result(ccurl_setopt_write_callback(easy, curlWriteCallback))
         setup.pointer(CURLOPT_WRITEDATA, context)
         setup.pointer(CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(transfer.errorBuffer))
-        if transfer.submission.deadline != nil {
+        if transfer.submission.watchesDepartures {
             setup.result(ccurl_setopt_prereq_callback(easy, curlPrereqCallback))
             setup.pointer(CURLOPT_PREREQDATA, context)
         }

@@ -1,4 +1,4 @@
-/// Names the transfers of one ``CurlTransport/submit(_:startingBy:onCompletion:)`` call, so the
+/// Names the transfers of one ``CurlTransport/submit(_:startingBy:onDeparture:onCompletion:)`` call, so the
 /// caller can later withdraw the ones not yet started (``CurlTransport/withdrawQueued(_:)``) or
 /// abort them all (``CurlTransport/cancel(_:)``).
 public struct TransportTicket: Sendable, Hashable {

@@ -61,6 +61,33 @@ struct CurlTransportStreamingTests {
         }
     }
 
+    @Test("each transfer reports once, before its outcome, whether its request left: sent ones yes, withdrawn ones no")
+    func departures() async throws {
+        try await withTransport(maxInFlight: 1) { double, transport in
+            _ = await transport.perform([.http(whatsAppRequest(double))])
+            let before = double.received(.whatsApp).count
+            double.latency = .milliseconds(800)
+            let events = Mutex<[String]>([])
+            let outcomes = Outcomes()
+            let ticket = transport.submit((0..<3).map { _ in .http(whatsAppRequest(double)) },
+                                          onDeparture: { index, departed in events.withLock { $0.append("\(index) left: \(departed)") } },
+                                          onCompletion: { index, outcome in
+                                              events.withLock { $0.append("\(index) ended") }
+                                              outcomes.add(index, outcome)
+                                          })
+            #expect(await double.waitForRequests(before + 1))
+            #expect(events.withLock { $0 } == ["0 left: true"], "the first left when its request went, long before its answer")
+            transport.withdrawQueued(ticket)
+            #expect(await outcomes.wait(count: 3))
+            let all = events.withLock { $0 }
+            #expect(all.count == 6)
+            for index in 0..<3 {
+                let left = all.firstIndex(of: "\(index) left: \(index == 0)"), ended = all.firstIndex(of: "\(index) ended")
+                #expect(left != nil && ended != nil && left! < ended!, "transfer \(index): \(all)")
+            }
+        }
+    }
+
     @Test("a wide window is split over engines of at most 1,024 transfers, up to 8")
     func shardCounts() {
         #expect([1, 128, 1024, 1025, 2048, 4096, 8192, 100_000].map { CurlTransport.shards(maxInFlight: $0) }
