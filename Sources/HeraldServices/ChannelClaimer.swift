@@ -16,7 +16,9 @@ import Synchronization
 /// (a fair share of the channel's rate); one that turns out to have nothing due rests, and the
 /// channel's next broadcast is claimed at once. A channel without tokens, or whose bucket granted
 /// less than asked, is held until its bucket is worth asking again (half of its capacity accrued,
-/// as `herald.take_tokens` computes it), not asked for every token.
+/// as `herald.take_tokens` computes it), not asked for every token. A channel's claim is also
+/// held to what its sends that left in the last second, and those still waiting in the
+/// transport, leave of its rate and burst (``ChannelDepartures``).
 final class ChannelClaimer: Sendable {
     enum Turn {
         /// This many jobs were claimed and handed over.
@@ -32,6 +34,7 @@ final class ChannelClaimer: Sendable {
     private let completer: OutcomeCompleter
     private let dispatcher: SendDispatcher
     private let window: InFlightWindow
+    private let departures: ChannelDepartures
     private let holds: ChannelHolds
     private let rests: BroadcastRests
     private let metrics: HeraldMetrics
@@ -43,14 +46,15 @@ final class ChannelClaimer: Sendable {
     private let served: Mutex<[Int64: Int]> = Mutex([:])
 
     init(configuration: WorkerConfiguration, directory: BroadcastDirectory, completer: OutcomeCompleter, dispatcher: SendDispatcher,
-         window: InFlightWindow, holds: ChannelHolds, rests: BroadcastRests, metrics: HeraldMetrics, clock: any HeraldClock,
-         logger: Logger) {
+         window: InFlightWindow, departures: ChannelDepartures, holds: ChannelHolds, rests: BroadcastRests, metrics: HeraldMetrics,
+         clock: any HeraldClock, logger: Logger) {
         self.clock = clock
         self.configuration = configuration
         self.directory = directory
         self.completer = completer
         self.dispatcher = dispatcher
         self.window = window
+        self.departures = departures
         self.holds = holds
         self.rests = rests
         self.metrics = metrics
@@ -135,6 +139,7 @@ final class ChannelClaimer: Sendable {
                 if index == 0 {
                     holds.prune(now: clock.now)
                     rests.prune(now: clock.now)
+                    departures.prune()
                 }
                 consecutiveErrors = 0
             } catch {
@@ -178,7 +183,15 @@ final class ChannelClaimer: Sendable {
                 continue
             }
             let info = broadcast.info
-            let wanted = Self.claimSize(burst: info.burst, batchSize: configuration.batchSize)
+            var wanted = Self.claimSize(burst: info.burst, batchSize: configuration.batchSize)
+            if let limit = ChannelDepartures.limit(ratePerSecond: info.ratePerSecond, burst: info.burst) {
+                // Sends still waiting in the transport, or a second already full of departures,
+                // leave this claim less (see ChannelDepartures): the provider counts arrivals.
+                switch departures.room(info.channelID, limit: limit) {
+                case .jobs(let free): wanted = min(wanted, free)
+                case .none(let until): return .notReady(.held(until: until))
+                }
+            }
             let room = window.reserve(wanted, channel: info.channelID,
                                       channelLimit: Self.inFlightLimit(of: broadcast, latencyAllowance: configuration.providerLatencyAllowance))
             guard room > 0 else { return .notReady(.held(until: now + .milliseconds(20))) }

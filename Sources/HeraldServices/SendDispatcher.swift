@@ -21,18 +21,20 @@ final class SendDispatcher: Sendable {
     private let transport: CurlTransport
     private let completer: OutcomeCompleter
     private let window: InFlightWindow
+    private let departures: ChannelDepartures
     private let rules: OutcomeRules
     private let configuration: WorkerConfiguration
     private let metrics: HeraldMetrics
     private let clock: any HeraldClock
     private let submitted = Mutex<[Int64: [Submitted]]>([:])
 
-    init(transport: CurlTransport, completer: OutcomeCompleter, window: InFlightWindow,
+    init(transport: CurlTransport, completer: OutcomeCompleter, window: InFlightWindow, departures: ChannelDepartures,
          rules: OutcomeRules, configuration: WorkerConfiguration, metrics: HeraldMetrics, clock: any HeraldClock) {
         self.clock = clock
         self.transport = transport
         self.completer = completer
         self.window = window
+        self.departures = departures
         self.rules = rules
         self.configuration = configuration
         self.metrics = metrics
@@ -45,6 +47,8 @@ final class SendDispatcher: Sendable {
     func dispatch(_ jobs: [ClaimedJob], of broadcast: PreparedBroadcast, claimedAt: ContinuousClock.Instant) async {
         let now = Date()
         let channelID = broadcast.info.channelID
+        // Whether claims of this channel keep to its departures (see ChannelDepartures).
+        let paced = ChannelDepartures.limit(ratePerSecond: broadcast.info.ratePerSecond, burst: broadcast.info.burst) != nil
         var decided: [JobOutcome] = []
         var requests: [TransportRequest] = []
         var sends: [SentJob] = []
@@ -94,7 +98,15 @@ final class SendDispatcher: Sendable {
         if !requests.isEmpty {
             let deadline = configuration.sendDeadline(claimedAt: claimedAt)
             let window = self.window, completer = self.completer
-            let ticket = transport.submit(requests, startingBy: deadline) { [sends] index, outcome in
+            var onDeparture: (@Sendable (Int, Bool) -> Void)?
+            if paced {
+                // Counted as waiting before the transport can report the first departure.
+                let ledger = departures.submitting(requests.count, of: channelID)
+                onDeparture = { _, departed in
+                    if departed { ledger.departed() } else { ledger.ended() }
+                }
+            }
+            let ticket = transport.submit(requests, startingBy: deadline, onDeparture: onDeparture) { [sends] index, outcome in
                 window.release(1, channel: channelID)
                 completer.answered(sends[index], outcome)
             }
@@ -108,6 +120,7 @@ final class SendDispatcher: Sendable {
         }
         if !simulated.isEmpty {
             window.noteSends(of: channelID, holdTLSConnectionEach: false)
+            if paced { departures.departedAtOnce(simulated.count, of: channelID) }
             // Simulated sends of a batch happen side by side, as real ones would.
             if simulatedLatency > .zero { try? await clock.sleep(for: simulatedLatency) }
             let answeredAt = Date()

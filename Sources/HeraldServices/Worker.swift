@@ -71,11 +71,13 @@ public final class Worker: Service, Sendable {
                                     observe: { inFlightGauge.set(Double($0)) })
         let completer = OutcomeCompleter(configuration: config, rules: rules, holds: holds, rests: rests,
                                          metrics: metrics, clock: clock, logger: logger)
-        let dispatcher = SendDispatcher(transport: transport, completer: completer, window: window,
+        let departures = ChannelDepartures(clock: clock)
+        let dispatcher = SendDispatcher(transport: transport, completer: completer, window: window, departures: departures,
                                         rules: rules, configuration: config, metrics: metrics, clock: clock)
         let directory = BroadcastDirectory(configuration: config, dispatcher: dispatcher, logger: logger)
         let claimer = ChannelClaimer(configuration: config, directory: directory, completer: completer, dispatcher: dispatcher,
-                                     window: window, holds: holds, rests: rests, metrics: metrics, clock: clock, logger: logger)
+                                     window: window, departures: departures, holds: holds, rests: rests, metrics: metrics,
+                                     clock: clock, logger: logger)
         let notifications = WorkerNotifications(databaseURL: config.databaseURL, logger: logger)
         logger.info("worker started", metadata: [
             "worker.id": "\(config.workerID)", "lanes": "\(config.lanes)", "max_in_flight": "\(config.maxInFlight)"])

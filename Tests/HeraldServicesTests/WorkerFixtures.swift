@@ -238,6 +238,19 @@ enum WorkerFixtures {
         return config
     }
 
+    /// ``configuration(_:id:lease:requestTimeout:)`` for a provider over HTTPS/1.1 signed by
+    /// `authority`: every send holds one of 16 TLS connections, in a window of 64 of which one
+    /// channel may hold 56 (so 14 of the connections).
+    static func sixteenTLSConnections(_ db: TestDatabase, authority: String) -> WorkerConfiguration {
+        var config = configuration(db)
+        config.providerAuthorityFile = authority
+        config.httpVersion = .http1
+        config.maxInFlight = 64
+        config.maxInFlightPerChannel = 56
+        config.maxTLSConnections = 16
+        return config
+    }
+
     /// Runs a worker until `until` holds (checked every 50 ms) or `timeout`, then stops it.
     static func runWorker(_ config: WorkerConfiguration, timeout: Duration = .seconds(30), metrics: HeraldMetrics = HeraldMetrics(),
                           until: @escaping @Sendable () async throws -> Bool) async throws -> Bool {

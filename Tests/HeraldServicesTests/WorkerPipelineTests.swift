@@ -197,14 +197,9 @@ struct WorkerHungTLSTests {
                 _ = try await WorkerFixtures.sendingBroadcast(c, channel: stuck, contacts: many, body: "Hi {{ first_name }}")
                 let b = try await WorkerFixtures.sendingBroadcast(c, channel: healthy, contacts: Array(many.prefix(60)),
                                                                   body: "Hello {{ first_name }}")
-                var config = WorkerFixtures.configuration(db)
-                config.providerAuthorityFile = authority
-                config.httpVersion = .http1
                 // The hung channel may hold 56 of the window of 64, but only 14 of the 16 TLS
                 // connections: the other channels keep 2 (an eighth).
-                config.maxInFlight = 64
-                config.maxInFlightPerChannel = 56
-                config.maxTLSConnections = 16
+                var config = WorkerFixtures.sixteenTLSConnections(db, authority: authority)
                 config.requestTimeout = .seconds(20)
                 config.shutdownGrace = .seconds(1)
                 let clock = ContinuousClock()
@@ -216,6 +211,71 @@ struct WorkerHungTLSTests {
                 #expect(try await WorkerFixtures.statuses(c, broadcast: b) == ["sent": 60])
                 #expect(await hung.waitForRequests(14, timeout: .seconds(1)), "the hung channel had its share of connections")
                 #expect(hung.requestCount == 14, "\(hung.requestCount) sends reached the provider that does not answer")
+            }
+        }
+    }
+}
+
+/// Sends that waited in the transport leave no faster than the channel's rate allows: the
+/// provider counts arrivals, not claims (see ``ChannelDepartures``).
+struct WorkerDepartureTests {
+    @Test("sends that waited seconds for a TLS connection leave at most rate + burst in any second")
+    func waitedSendsKeepToTheRate() async throws {
+        try await ProviderDouble.with { slow in
+            try await ProviderDouble.with { fast in
+                slow.latency = .seconds(4)
+                // HTTPS over HTTP/1.1 only, so each send holds one of 16 TLS connections; two
+                // channels answered after 4 s take all 16 before the paced channel starts.
+                let server = try await NginxHTTP2Server.start(
+                    http2: false, proxying: [(prefix: "/slow/", to: slow.baseURL), (prefix: "/fast/", to: fast.baseURL)])
+                let authority = try TestCertificates.writeAuthority()
+                defer {
+                    server.stop()
+                    try? FileManager.default.removeItem(atPath: authority)
+                }
+                try await withTestConnection { db, c in
+                    let people = try await WorkerFixtures.contacts(c, count: 100)
+                    for name in ["slow-1", "slow-2"] {
+                        let channel = try await WorkerFixtures.whatsAppChannel(c, baseURL: "\(server.baseURL)/slow", name: name)
+                        _ = try await WorkerFixtures.sendingBroadcast(c, channel: channel, contacts: Array(people.prefix(8)), body: "Hi")
+                    }
+                    let paced = try await WorkerFixtures.whatsAppChannel(c, baseURL: "\(server.baseURL)/fast", name: "paced",
+                                                                         rate: 20, burst: 20)
+                    let config = WorkerFixtures.sixteenTLSConnections(db, authority: authority)
+                    // The paced channel's broadcast starts once the slow ones hold every connection.
+                    let scene = Mutex<(broadcast: Int64?, connectionsTaken: ContinuousClock.Instant?)>((nil, nil))
+                    let finished = try await WorkerFixtures.runWorker(config, timeout: .seconds(40)) {
+                        guard slow.requestCount >= 16 else { return false }
+                        guard let broadcast = scene.withLock({ $0.broadcast }) else {
+                            let taken = ContinuousClock.now
+                            let starter = try await db.connect()
+                            let id = try await WorkerFixtures.sendingBroadcast(starter, channel: paced, contacts: people, body: "Hello")
+                            await starter.close()
+                            scene.withLock { $0 = (id, taken) }
+                            return false
+                        }
+                        return try await WorkerFixtures.allDone(db, broadcast: broadcast)()
+                    }
+                    #expect(finished, "the paced channel did not finish")
+                    let (broadcast, taken) = scene.withLock { $0 }
+                    let arrivals = fast.received().map(\.receivedAt).sorted()
+                    #expect(arrivals.count == 100)
+                    if let broadcast { #expect(try await WorkerFixtures.statuses(c, broadcast: broadcast) == ["sent": 100]) }
+                    // What makes this test: the paced channel's first sends waited for a connection
+                    // (the slow answers come 4 s after the slow requests) while its bucket refilled.
+                    if let first = arrivals.first, let taken {
+                        #expect(first - taken > .seconds(2), "the paced channel's sends did not wait for a connection")
+                    }
+                    // The worker keeps its departures within any second; the double sees them after
+                    // nginx's TLS and proxying, whose delays vary by a few milliseconds on a busy
+                    // machine, so its windows are 30 ms shorter. Without the rule: about 50.
+                    var worst = 0, start = 0
+                    for (end, at) in arrivals.enumerated() {
+                        while arrivals[start] <= at - .milliseconds(970) { start += 1 }
+                        worst = max(worst, end - start + 1)
+                    }
+                    #expect(worst <= 40, "\(worst) sends of a channel limited to 20/s with a burst of 20 arrived within 0.97 s")
+                }
             }
         }
     }
