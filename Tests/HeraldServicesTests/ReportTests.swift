@@ -235,19 +235,19 @@ struct ReportTests {
                 """)
 
             let all = try HeraldProcess.start(bin, ["report"], databaseURL: db.url)
-            #expect(await all.wait() == 0)
+            #expect(await all.wait() == 0, "stderr: \(all.stderr)")
             let lines = all.stdout.split(separator: "\n")
             #expect(lines.first?.hasPrefix("ID  NAME") == true)
             #expect(lines.count == 2)
             #expect(lines[1].contains("promo-sms") && lines[1].contains("sending"))
 
             let one = try HeraldProcess.start(bin, ["report", "\(b)"], databaseURL: db.url)
-            #expect(await one.wait() == 0)
+            #expect(await one.wait() == 0, "stderr: \(one.stderr)")
             #expect(one.stdout.contains("delivered   3   75.0%"))
             #expect(one.stdout.contains("queued      1   25.0%"))
 
             let json = try HeraldProcess.start(bin, ["report", "\(b)", "--json"], databaseURL: db.url)
-            #expect(await json.wait() == 0)
+            #expect(await json.wait() == 0, "stderr: \(json.stderr)")
             let decoded = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
             #expect(decoded?["broadcast_id"] as? Int == Int(b))
             #expect(decoded?["delivered"] as? Int == 3)
