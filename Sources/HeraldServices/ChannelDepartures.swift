@@ -90,8 +90,8 @@ final class ChannelDepartures: Sendable {
     }
 
     /// One channel's entry. Sends report their departures here, under this channel's lock only:
-    /// a single lock over every channel, taken on the transport's threads for every send, was
-    /// contended enough to cost 2–3% of the worker's CPU at 1,000 channels.
+    /// a single lock over every channel, taken on the transport's threads for every send, had
+    /// 1.9% of the worker's samples spinning on it at 1,000 channels.
     final class Ledger: Sendable {
         fileprivate let state = Mutex(Channel())
         private let clock: any HeraldClock
@@ -156,8 +156,7 @@ final class ChannelDepartures: Sendable {
     func submitting(_ count: Int, of channel: Int64) -> Ledger {
         // Under the map's lock, so that prune() cannot drop the entry in between.
         channels.withLock { all in
-            let ledger = all[channel] ?? Ledger(clock: clock, origin: origin)
-            all[channel] = ledger
+            let ledger = ledger(of: channel, in: &all)
             ledger.state.withLock { $0.waiting += count }
             return ledger
         }
@@ -168,10 +167,16 @@ final class ChannelDepartures: Sendable {
         guard count > 0 else { return }
         let tick = ticks(clock.now)
         channels.withLock { all in
-            let ledger = all[channel] ?? Ledger(clock: clock, origin: origin)
-            all[channel] = ledger
-            ledger.state.withLock { $0.depart(count, at: tick) }
+            ledger(of: channel, in: &all).state.withLock { $0.depart(count, at: tick) }
         }
+    }
+
+    /// `channel`'s ledger in `all`, added when it has none.
+    private func ledger(of channel: Int64, in all: inout [Int64: Ledger]) -> Ledger {
+        if let ledger = all[channel] { return ledger }
+        let ledger = Ledger(clock: clock, origin: origin)
+        all[channel] = ledger
+        return ledger
     }
 
     /// Forgets channels with nothing waiting and nothing left in the last span (kept small
