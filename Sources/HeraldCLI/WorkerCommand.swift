@@ -30,8 +30,8 @@ struct Worker: AsyncParsableCommand {
     @Option(help: "Seconds in-flight sends may take after SIGTERM.") var shutdownGrace: Int = 10
     @Option(help: "HTTP/SMTP transfers in flight at most, over all channels.")
     var maxInFlight: Int = WorkerConfiguration.defaultMaxInFlight
-    @Option(help: "Transfers in flight of one channel at most (a hung provider holds no more; a rate-limited channel holds at most burst + 5 s of its rate).")
-    var maxInFlightPerChannel: Int = WorkerConfiguration.defaultMaxInFlightPerChannel
+    @Option(help: "Transfers in flight of one channel at most (a hung provider holds no more; a rate-limited channel holds at most burst + 5 s of its rate). Default: 4096, or all of a larger --max-in-flight but a ninth.")
+    var maxInFlightPerChannel: Int?
     @Option(help: "HTTP/2 connections to one provider host per transport thread at most (sends wait for a free stream).")
     var maxConnectionsPerHost: Int = 16
     @Option(help: "Sends in flight at most that each hold a TLS connection (HTTPS providers without HTTP/2, SMTP); the rest wait for one.")
@@ -57,7 +57,7 @@ struct Worker: AsyncParsableCommand {
         }
         guard shutdownGrace >= 0, shutdownGrace <= 3_600 else { throw ValidationError("--shutdown-grace must be between 0 and 3600") }
         guard maxInFlight > 0, maxInFlight <= 100_000 else { throw ValidationError("--max-in-flight must be between 1 and 100000") }
-        guard maxInFlightPerChannel > 0, maxInFlightPerChannel <= 100_000 else {
+        if let maxInFlightPerChannel, !(1...100_000).contains(maxInFlightPerChannel) {
             throw ValidationError("--max-in-flight-per-channel must be between 1 and 100000")
         }
         guard maxConnectionsPerHost > 0, maxConnectionsPerHost <= 1_000 else {
@@ -95,12 +95,13 @@ struct Worker: AsyncParsableCommand {
         config.shutdownGrace = .seconds(shutdownGrace)
         config.maxInFlight = maxInFlight
         config.maxInFlightPerChannel = maxInFlightPerChannel
+        let perChannel = config.perChannelLimit
         // A socket per send in flight: the soft open-file limit goes up to the hard one, and a
         // window the hard one cannot hold shrinks to fit (see OpenFileLimit).
         if let limit = OpenFileLimit.raiseSoftToHard() {
             if let notice = limit.shrinkNotice(requested: maxInFlight) { logger.warning("\(notice)") }
             config.maxInFlight = limit.window(fitting: maxInFlight)
-            config.maxInFlightPerChannel = limit.perChannelLimit(requested: maxInFlightPerChannel, window: maxInFlight)
+            config.maxInFlightPerChannel = limit.perChannelLimit(requested: perChannel, window: maxInFlight)
         }
         config.maxConnectionsPerHost = maxConnectionsPerHost
         config.maxTLSConnections = maxTLSConnections

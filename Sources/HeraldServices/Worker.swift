@@ -66,7 +66,7 @@ public final class Worker: Service, Sendable {
         let holds = ChannelHolds()
         let rests = BroadcastRests()
         let inFlightGauge = metrics.workerWindow(limit: config.maxInFlight)
-        let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.maxInFlightPerChannel,
+        let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.perChannelLimit,
                                     tlsConnections: config.maxTLSConnections, clock: clock,
                                     observe: { inFlightGauge.set(Double($0)) })
         let completer = OutcomeCompleter(configuration: config, rules: rules, holds: holds, rests: rests,
@@ -80,7 +80,8 @@ public final class Worker: Service, Sendable {
                                      clock: clock, logger: logger)
         let notifications = WorkerNotifications(databaseURL: config.databaseURL, logger: logger)
         logger.info("worker started", metadata: [
-            "worker.id": "\(config.workerID)", "lanes": "\(config.lanes)", "max_in_flight": "\(config.maxInFlight)"])
+            "worker.id": "\(config.workerID)", "lanes": "\(config.lanes)", "max_in_flight": "\(config.maxInFlight)",
+            "max_in_flight_per_channel": "\(window.perChannelLimit)"])
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await notifications.run(directory: directory, rests: rests, wakeup: self.wakeup, stopping: self.stopping) }

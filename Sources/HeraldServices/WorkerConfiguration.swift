@@ -58,11 +58,26 @@ public struct WorkerConfiguration: Sendable {
     public static let defaultMaxInFlight = 4608
     /// Sends in flight of one channel at most, whatever its rate: a provider that stops
     /// answering holds at most this many slots until its requests time out, and the other
-    /// channels keep the rest (512 by default). A rate-limited channel is held to far less (see
+    /// channels keep the rest. A rate-limited channel is held to far less (see
     /// ``providerLatencyAllowance``), so this share matters only for channels whose rate is
-    /// beyond what one worker sends.
-    public var maxInFlightPerChannel: Int = WorkerConfiguration.defaultMaxInFlightPerChannel
-    public static let defaultMaxInFlightPerChannel = 4096
+    /// beyond what one worker sends. nil: ``defaultMaxInFlightPerChannel(window:)`` of
+    /// ``maxInFlight``; ``perChannelLimit`` is the value in force.
+    public var maxInFlightPerChannel: Int?
+    /// ``maxInFlightPerChannel`` when set, else ``defaultMaxInFlightPerChannel(window:)`` of ``maxInFlight``.
+    public var perChannelLimit: Int { maxInFlightPerChannel ?? Self.defaultMaxInFlightPerChannel(window: maxInFlight) }
+
+    /// One channel's most in flight when not configured: 4,096, or all of a larger window but a
+    /// ninth, which the other channels keep (8,192 of 9,216).
+    ///
+    /// Why it grows with the window: one unlimited channel at 200 ms is bound by this cap before
+    /// anything else on a fast machine (about 18,000 msg/s at 4,096 over 0.226 s a send;
+    /// BENCHMARKS.md, "A faster machine"). Ops who widen `--max-in-flight` there should get a
+    /// wider channel with it, not find the cap where it was. At and below the default window the
+    /// cap is the fixed 4,096 it always was (the whole window when that is smaller): the default
+    /// leaves 512 of 4,608 to the other channels, a ninth.
+    public static func defaultMaxInFlightPerChannel(window: Int) -> Int {
+        max(4096, window - window / 9)
+    }
     /// The slowest provider answer a channel's full rate is sized for: a channel limited to r
     /// msg/s with a burst of b holds at most b + r × this in flight, which is all it needs to send
     /// at its rate while its provider answers within this, and all a provider that stops

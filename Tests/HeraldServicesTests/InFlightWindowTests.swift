@@ -28,6 +28,32 @@ struct InFlightWindowTests {
         #expect(window.reserve(8, channel: 1, channelLimit: 2) == 1)
     }
 
+    @Test("unless configured, one channel may hold 4,096, or all but a ninth of a wider window; the other channels keep the rest",
+          arguments: [(400, 400), (4608, 4096), (5000, 4445), (9216, 8192)])
+    func defaultChannelShare(maxInFlight: Int, oneChannel: Int) {
+        var config = WorkerConfiguration(databaseURL: nil, environment: [:])
+        config.maxInFlight = maxInFlight
+        let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.perChannelLimit)
+        plainHTTP(window, channels: 1, 2)
+        #expect(window.reserve(100_000, channel: 1) == oneChannel)
+        #expect(window.reserve(100_000, channel: 2) == maxInFlight - oneChannel)
+    }
+
+    @Test("a configured per-channel limit stands whatever the window")
+    func configuredChannelShare() {
+        var config = WorkerConfiguration(databaseURL: nil, environment: [:])
+        config.maxInFlight = 9216
+        config.maxInFlightPerChannel = 4096
+        let window = InFlightWindow(limit: config.maxInFlight, perChannelLimit: config.perChannelLimit)
+        plainHTTP(window, channels: 1)
+        #expect(window.reserve(100_000, channel: 1) == 4096)
+    }
+
+    /// Marks `channels` as sending over plain HTTP, so the TLS connections' share does not apply.
+    private func plainHTTP(_ window: InFlightWindow, channels: Int64...) {
+        for channel in channels { window.noteSends(of: channel, holdTLSConnectionEach: false) }
+    }
+
     @Test("a channel holds at most its share of the TLS connections until its sends are seen not to need one each")
     func tlsConnectionShare() {
         // A window of 64, 56 of it for one channel, 16 TLS connections: the others keep 2 of them.

@@ -288,6 +288,30 @@ struct WorkerReliabilityTests {
         #expect(worker.stderr.contains(message), "stderr: \(worker.stderr)")
     }
 
+    @Test("herald worker: a wider --max-in-flight widens one channel's share with it, unless --max-in-flight-per-channel is given",
+          arguments: [([String](), "4445"), (["--max-in-flight-per-channel", "100"], "100")])
+    func channelShareFollowsTheWindow(flags: [String], perChannel: String) async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        let ours = try #require(OpenFileLimit.current())
+        try #require(ours.hard >= 6000, "this test needs a hard open-file limit of 6000 or more; it is \(ours.hard)")
+        try await withTestDatabase { db in
+            // A limit of 6,000 holds the window of 5,000 whole (see OpenFileLimit), whatever the machine's.
+            let worker = try HeraldProcess.start("/bin/sh", ["-c", "ulimit -n 6000 && exec \"$0\" \"$@\"", bin, "worker",
+                                                             "--max-in-flight", "5000", "--log-level", "info"] + flags,
+                                                 databaseURL: db.url, environment: WorkerFixtures.environment)
+            defer { worker.signal(SIGKILL) }
+            let started = try await eventually(within: .seconds(20), every: .milliseconds(20)) {
+                worker.stderr.contains("worker started")
+            }
+            #expect(started, "stderr: \(worker.stderr)")
+            let line = worker.stderr.split(separator: "\n").first { $0.contains("worker started") } ?? ""
+            #expect(line.contains("max_in_flight=5000"), "\(line)")
+            #expect(line.contains("max_in_flight_per_channel=\(perChannel)"), "\(line)")
+            worker.signal(SIGTERM)
+            #expect(await worker.wait() == 0, "stderr: \(worker.stderr)")
+        }
+    }
+
     @Test("SIGTERM: exit 0 with nothing left claimed")
     func sigterm() async throws {
         let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
