@@ -193,7 +193,8 @@ final class ChannelDepartures: Sendable {
         channels.withLock { all in
             all = all.filter { _, ledger in
                 ledger.state.withLock { entry in
-                    entry.waiting != 0 || entry.buckets[entry.head...].contains { $0.tick >= oldest }
+                    // Buckets are in tick order: the newest one decides.
+                    entry.waiting != 0 || (entry.head < entry.buckets.count && entry.buckets[entry.buckets.count - 1].tick >= oldest)
                 }
             }
         }

@@ -96,9 +96,13 @@ struct ChannelDeparturesTests {
         let departures = ChannelDepartures(clock: clock)
         departures.departedAtOnce(5, of: 1)
         _ = departures.submitting(1, of: 2)
-        clock.advance(by: .seconds(2))
+        departures.departedAtOnce(2, of: 3)
+        clock.advance(by: .milliseconds(1500))
+        departures.departedAtOnce(1, of: 3)
+        clock.advance(by: .milliseconds(500))
         departures.prune()
-        #expect(departures.trackedChannels == 1)
+        #expect(departures.trackedChannels == 2)
         #expect(departures.room(2, limit: 40) == .jobs(39), "the waiting send still counts")
+        #expect(departures.room(3, limit: 40) == .jobs(39), "the departure of half a second ago still counts, the older ones not")
     }
 }
