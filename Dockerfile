@@ -7,7 +7,7 @@
 # keep it in step with scripts/install-deps (the same Debian packages) and the README's install
 # steps by hand. The build stage installs what install-deps installs, minus the PostgreSQL server
 # (only the tests and `herald demo` without DATABASE_URL need it); the runtime stage has only the
-# two shared libraries Herald links, libpq and libcurl, and tzdata. Time zones (contacts.time_zone,
+# shared libraries Herald links, libpq, libcurl and mimalloc (its allocator), and tzdata. Time zones (contacts.time_zone,
 # send windows) are resolved by PostgreSQL, so the database server's host needs tzdata too (the
 # official postgres images have it).
 
@@ -17,7 +17,7 @@ ARG SWIFT_IMAGE=swift:6.3-bookworm
 FROM ${SWIFT_IMAGE} AS build
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -qq \
-    && apt-get install -y -qq --no-install-recommends libpq-dev libcurl4-openssl-dev pkg-config \
+    && apt-get install -y -qq --no-install-recommends libpq-dev libcurl4-openssl-dev libmimalloc-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -30,7 +30,7 @@ RUN --mount=type=cache,target=/src/.build \
 FROM debian:bookworm-slim
 RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -qq \
-    && apt-get install -y -qq --no-install-recommends libpq5 libcurl4 ca-certificates tzdata \
+    && apt-get install -y -qq --no-install-recommends libpq5 libcurl4 libmimalloc2.0 ca-certificates tzdata \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin herald
 COPY --from=build /usr/local/bin/herald /usr/local/bin/herald

@@ -81,7 +81,8 @@ public final class Worker: Service, Sendable {
         let notifications = WorkerNotifications(databaseURL: config.databaseURL, logger: logger)
         logger.info("worker started", metadata: [
             "worker.id": "\(config.workerID)", "lanes": "\(config.lanes)", "max_in_flight": "\(config.maxInFlight)",
-            "max_in_flight_per_channel": "\(window.perChannelLimit)"])
+            "max_in_flight_per_channel": "\(window.perChannelLimit)",
+            "allocator": "\(TransportMemory.allocator.rawValue)"])
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { await notifications.run(directory: directory, rests: rests, wakeup: self.wakeup, stopping: self.stopping) }

@@ -26,11 +26,14 @@ public enum TransportMemory {
     /// rises with what is freed, which never puts these blocks in mappings.
     ///
     /// Leaves the allocator alone when ops chose otherwise (`MALLOC_MMAP_THRESHOLD_` or a
-    /// `glibc.malloc.mmap_threshold` tunable in `GLIBC_TUNABLES`), and off glibc.
+    /// `glibc.malloc.mmap_threshold` tunable in `GLIBC_TUNABLES`), off glibc, and when another
+    /// allocator serves `malloc` (``allocator``; `herald` links mimalloc, with which the worker
+    /// peaked at 142–143 MB in that shape: BENCHMARKS.md, "mimalloc").
     /// - Returns: whether the threshold was set.
     @discardableResult
     public static func mapLargeBuffersSeparately(environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
         #if canImport(Glibc)
+        guard allocator == .glibc else { return false }
         if environment["MALLOC_MMAP_THRESHOLD_"] != nil { return false }
         if let tunables = environment["GLIBC_TUNABLES"], tunables.contains("glibc.malloc.mmap_threshold") { return false }
         guard let mallopt else { return false }
@@ -39,6 +42,37 @@ public enum TransportMemory {
         return false
         #endif
     }
+
+    /// Which allocator serves this process's `malloc`, as the dynamic linker bound it.
+    public enum Allocator: String, Sendable {
+        /// glibc's own.
+        case glibc
+        /// mimalloc (`herald` links it).
+        case mimalloc
+        /// Another one (preloaded by ops, say), or none that could be told.
+        case unrecognized
+    }
+
+    /// The allocator whose `malloc` this process calls: the library, of glibc's and mimalloc's,
+    /// whose own `malloc` is the one the dynamic linker bound for the whole process. The worker
+    /// names it in its start line, so what serves its allocations is visible where ops look. (By
+    /// symbol addresses: Swift's Glibc module does not expose `dladdr`.)
+    public static let allocator: Allocator = {
+        #if canImport(Glibc)
+        guard let global = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc") else { return .unrecognized }
+        /// Whether `library`, when loaded, is where the process's `malloc` comes from.
+        func serves(_ library: String) -> Bool {
+            guard let handle = dlopen(library, RTLD_NOW | RTLD_NOLOAD) else { return false }
+            defer { dlclose(handle) }
+            return dlsym(handle, "malloc") == global
+        }
+        if serves("libc.so.6") { return .glibc }
+        if serves("libmimalloc.so.2") { return .mimalloc }
+        return .unrecognized
+        #else
+        return .unrecognized
+        #endif
+    }()
 
     #if canImport(Glibc)
     /// glibc's `mallopt`, looked up at run time: `<malloc.h>` is not part of Swift's Glibc module.

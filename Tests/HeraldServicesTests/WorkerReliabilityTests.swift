@@ -2,6 +2,7 @@ import Foundation
 import HeraldPostgres
 import HeraldServices
 import HeraldTesting
+import HeraldTransport
 import Testing
 
 @Suite("Worker: exactly once, retries, failures, pause, cancel, opt-out, crash and shutdown")
@@ -296,20 +297,41 @@ struct WorkerReliabilityTests {
         try #require(ours.hard >= 6000, "this test needs a hard open-file limit of 6000 or more; it is \(ours.hard)")
         try await withTestDatabase { db in
             // A limit of 6,000 holds the window of 5,000 whole (see OpenFileLimit), whatever the machine's.
-            let worker = try HeraldProcess.start("/bin/sh", ["-c", "ulimit -n 6000 && exec \"$0\" \"$@\"", bin, "worker",
-                                                             "--max-in-flight", "5000", "--log-level", "info"] + flags,
-                                                 databaseURL: db.url, environment: WorkerFixtures.environment)
+            let (worker, line) = try await startWorker("/bin/sh", ["-c", "ulimit -n 6000 && exec \"$0\" \"$@\"", bin, "worker",
+                                                                   "--max-in-flight", "5000", "--log-level", "info"] + flags, db: db)
             defer { worker.signal(SIGKILL) }
-            let started = try await eventually(within: .seconds(20), every: .milliseconds(20)) {
-                worker.stderr.contains("worker started")
-            }
-            #expect(started, "stderr: \(worker.stderr)")
-            let line = worker.stderr.split(separator: "\n").first { $0.contains("worker started") } ?? ""
             #expect(line.contains("max_in_flight=5000"), "\(line)")
             #expect(line.contains("max_in_flight_per_channel=\(perChannel)"), "\(line)")
             worker.signal(SIGTERM)
             #expect(await worker.wait() == 0, "stderr: \(worker.stderr)")
         }
+    }
+
+    @Test("herald worker runs on mimalloc, which it links, and its start line says so")
+    func startLineNamesTheAllocator() async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        try await withTestDatabase { db in
+            let (worker, line) = try await startWorker(bin, ["worker", "--log-level", "info"], db: db)
+            defer { worker.signal(SIGKILL) }
+            #expect(line.contains("allocator=mimalloc"), "\(line)")
+            // The test process itself does not link mimalloc: the check tells the two apart.
+            #expect(TransportMemory.allocator == .glibc)
+            worker.signal(SIGTERM)
+            #expect(await worker.wait() == 0, "stderr: \(worker.stderr)")
+        }
+    }
+
+    /// Starts `executable` with `arguments` (a `herald worker`, directly or through a shell) on
+    /// `db`, and returns it with its "worker started" line once it has printed it ("" if it did
+    /// not within 20 s, which the caller's expectations then report).
+    private func startWorker(_ executable: String, _ arguments: [String], db: TestDatabase) async throws -> (HeraldProcess, String) {
+        let worker = try HeraldProcess.start(executable, arguments, databaseURL: db.url, environment: WorkerFixtures.environment)
+        let started = try await eventually(within: .seconds(20), every: .milliseconds(20)) {
+            worker.stderr.contains("worker started")
+        }
+        #expect(started, "stderr: \(worker.stderr)")
+        let line = worker.stderr.split(separator: "\n").first { $0.contains("worker started") } ?? ""
+        return (worker, String(line))
     }
 
     @Test("SIGTERM: exit 0 with nothing left claimed")
