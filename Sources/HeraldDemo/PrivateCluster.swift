@@ -67,8 +67,11 @@ public final class PrivateCluster: Sendable {
         var watchdog: Int32?
         /// `pg_ctl start` is running: the server may be up without ``port`` set yet.
         var starting = false
-        /// The command ``run(_:_:log:)`` is waiting for (initdb, pg_ctl).
+        /// The command ``run(_:_:log:)`` is waiting for (initdb, pg_ctl); nil once reaped.
         var child: pid_t?
+        /// ``stop()`` signalled ``child``'s process group: the group is killed once more, for
+        /// strays, just before the child is reaped.
+        var childSignalled = false
         /// ``stop()`` has begun: nothing may be spawned any more. Spawning a child and recording
         /// it happen under the same lock that sets this, so a stop from a signal handler either
         /// sees the child (and ends it) or prevents it; none can slip in between and outlive us.
@@ -196,15 +199,24 @@ public final class PrivateCluster: Sendable {
             // removed below. The child leads a process group of its own: signal the group, so
             // what it started ends too (runuser, signalled at the wrong moment, can exit and leave
             // its command behind). The group is killed once more when the child has gone, for
-            // such strays.
+            // such strays, before it is reaped.
+            //
+            // Every signal to the group is sent under the state lock while `child` is still set:
+            // the waiting thread reaps only under that lock, so the leader has not been reaped
+            // yet and the group's id is still its pid, not a stranger's.
             if let child {
-                kill(-child, SIGTERM)
-                // Up to 5 s for the waiting thread to reap it (it clears `child`).
+                state.withLock { s in
+                    guard s.child == child else { return }
+                    s.childSignalled = true
+                    _ = kill(-child, SIGTERM)
+                }
+                // Up to 5 s for the waiting thread to reap it (it clears `child`, and kills the
+                // group's strays first: see ``run(_:_:log:)``).
                 for _ in 0..<250 {
                     if state.withLock({ $0.child == nil }) { break }
                     usleep(20_000)
                 }
-                kill(-child, SIGKILL)
+                state.withLock { s in if s.child == child { _ = kill(-child, SIGKILL) } }
             }
             if let watchdog {
                 kill(watchdog, SIGKILL)
@@ -259,9 +271,19 @@ public final class PrivateCluster: Sendable {
         }
         return await withCheckedContinuation { continuation in
             let thread = Thread { [self] in
+                // Its exit is seen first and the zombie reaped only under the state lock: until
+                // then the pid, and with it the process group's id, cannot go to another
+                // process, so ``stop()`` never signals a stranger's group.
+                var info = siginfo_t()
+                while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
                 var status: Int32 = 0
-                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                state.withLock { $0.child = nil }
+                state.withLock { s in
+                    // Ended by ``stop()``: what it started may outlive it (runuser, signalled at
+                    // the wrong moment, can exit and leave its command behind).
+                    if s.childSignalled { _ = kill(-pid, SIGKILL) }
+                    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                    s.child = nil
+                }
                 // WIFEXITED / WEXITSTATUS, which Swift does not import (they are macros).
                 let exited = status & 0x7f == 0
                 continuation.resume(returning: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
