@@ -11,7 +11,8 @@ import Synchronization
 /// transport reports each answer the moment it ends (``answered(_:_:)``, on its thread), lanes
 /// report what they decided without sending (``decided(_:broadcast:)``), and one task writes
 /// whatever has gathered in one `QueueStore.record` statement per batch, guarded by
-/// `lease_owner`.
+/// `lease_owner`. With fewer than ``WorkerConfiguration/recordGatherTarget`` outcomes in hand
+/// it first waits up to ``WorkerConfiguration/recordLinger`` for more, on its clock.
 ///
 /// - Important: Outcomes are kept until they are written, however long the database is away:
 ///   the guard is the lease owner, not the lease's time, so a late write still applies to every
@@ -105,6 +106,8 @@ final class OutcomeCompleter: Sendable {
         var backlog: [Decided] = []
         var failures = 0
         var giveUpAt: ContinuousClock.Instant?
+        // When the current wait for a fuller batch ends.
+        var lingerUntil: ContinuousClock.Instant?
         while true {
             var taken: [Arrival] = []
             let finishing = inbox.withLock { box -> Bool in
@@ -125,6 +128,18 @@ final class OutcomeCompleter: Sendable {
                 await arrived.wait(timeout: .milliseconds(20))
                 continue
             }
+            // Fewer than a batch's worth: wait a little for more (see `recordGatherTarget`),
+            // unless finishing or retrying a failed write.
+            if backlog.count < configuration.recordGatherTarget && configuration.recordLinger > .zero && !finishing && failures == 0 {
+                let now = clock.now
+                let until = lingerUntil ?? now + configuration.recordLinger
+                lingerUntil = until
+                if now < until {
+                    try? await clock.sleep(for: until - now)
+                    continue
+                }
+            }
+            lingerUntil = nil
             let chunk = Array(backlog.prefix(configuration.recordBatchSize))
             do {
                 let applied = try await pool.withConnection {
