@@ -43,6 +43,8 @@ final class OutcomeCompleter: Sendable {
     /// Outcomes handed in and not yet written (answered or decided, judged or not).
     private let unwritten = Atomic<Int>(0)
     private let arrived: Wakeup
+    /// Closed by ``finish()``: ends a wait for a fuller batch (see ``run(pool:)``).
+    private let finishRequested: Wakeup
     private let configuration: WorkerConfiguration
     private let rules: OutcomeRules
     private let store = QueueStore()
@@ -56,6 +58,7 @@ final class OutcomeCompleter: Sendable {
          metrics: HeraldMetrics, clock: any HeraldClock, logger: Logger) {
         self.clock = clock
         arrived = Wakeup(clock: clock)
+        finishRequested = Wakeup(clock: clock)
         self.configuration = configuration
         self.rules = rules
         self.holds = holds
@@ -97,6 +100,7 @@ final class OutcomeCompleter: Sendable {
     func finish() {
         inbox.withLock { $0.finishing = true }
         arrived.signal()
+        finishRequested.close()
     }
 
     /// Writes outcomes until ``finish()`` was called and everything is written; after
@@ -135,7 +139,8 @@ final class OutcomeCompleter: Sendable {
                 let until = lingerUntil ?? now + configuration.recordLinger
                 lingerUntil = until
                 if now < until {
-                    try? await clock.sleep(for: until - now)
+                    // Ends early on `finish()`: the sends it reports last are written at once.
+                    await finishRequested.wait(timeout: until - now)
                     continue
                 }
             }
