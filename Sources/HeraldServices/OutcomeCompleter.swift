@@ -12,7 +12,8 @@ import Synchronization
 /// report what they decided without sending (``decided(_:broadcast:)``), and one task writes
 /// whatever has gathered in one `QueueStore.record` statement per batch, guarded by
 /// `lease_owner`. With fewer than ``WorkerConfiguration/recordGatherTarget`` outcomes in hand
-/// it first waits up to ``WorkerConfiguration/recordLinger`` for more, on its clock.
+/// it first waits ``WorkerConfiguration/recordLinger`` on its clock (less when ``finish()`` is
+/// called meanwhile), and writes what gathered by then.
 ///
 /// - Important: Outcomes are kept until they are written, however long the database is away:
 ///   the guard is the lease owner, not the lease's time, so a late write still applies to every
