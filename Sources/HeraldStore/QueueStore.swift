@@ -137,8 +137,55 @@ public struct QueueStore: Sendable {
     }
 
     /// The statement ``record(_:owner:on:)`` runs, with its parameters: public so that its plan
-    /// can be examined (`EXPLAIN`), which a test of its cost does.
+    /// can be examined (`EXPLAIN`), which a test of its cost does. A batch of `sent` outcomes
+    /// only, nearly every batch, gets ``recordSentStatement(_:owner:)``; any other, the general
+    /// statement.
     public static func recordStatement(_ outcomes: [JobOutcome], owner: String) -> PostgresQuery {
+        recordSentStatement(outcomes, owner: owner) ?? recordAnyStatement(outcomes, owner: owner)
+    }
+
+    /// What the general statement does for a batch of `sent` outcomes, and nothing else: delete
+    /// the jobs `owner` still holds, then move their messages from `queued` to `sent`. Nil when
+    /// some outcome is not `sent`.
+    ///
+    /// Why a statement of its own: the general one carries every outcome's ten columns through
+    /// its steps, runs the steps for retries, parts, hand-backs and provider opt-outs even when
+    /// they have nothing to do, decides each column with a `CASE`, and sets `error_code` (so
+    /// the template-refusal trigger's condition is evaluated on every row). Alone, this one
+    /// costs PostgreSQL about a fifth less a message (`scripts/bench-record-statements`;
+    /// BENCHMARKS.md, "The record statement for sent outcomes"). The lease check and the join
+    /// through the key are the general statement's (see there).
+    public static func recordSentStatement(_ outcomes: [JobOutcome], owner: String) -> PostgresQuery? {
+        var ids: [Int64] = [], providerIDs: [String] = [], segments: [Int?] = []
+        ids.reserveCapacity(outcomes.count); providerIDs.reserveCapacity(outcomes.count); segments.reserveCapacity(outcomes.count)
+        for o in outcomes {
+            guard case .sent(let providerID) = o.result else { return nil }
+            ids.append(o.messageID); providerIDs.append(providerID); segments.append(o.segments)
+        }
+        // MATERIALIZED: referenced once, `o` would otherwise be inlined, its owner would become
+        // the constant the general statement avoids, and the planner would scan `jobs` and probe
+        // the batch for each row (RecordPlanTests).
+        return """
+            WITH o AS MATERIALIZED (
+                SELECT *, \(owner)::text AS owner FROM unnest(\(ids)::bigint[], \(providerIDs)::text[], \(segments)::int[])
+                    AS o(message_id, provider_message_id, segments)
+            ), finished AS (
+                DELETE FROM herald.jobs j USING o
+                WHERE j.message_id = o.message_id AND j.lease_owner = o.owner
+                RETURNING o.message_id, o.provider_message_id, o.segments
+            ), applied AS (
+                UPDATE herald.messages m SET status = 'sent', attempts = m.attempts + 1,
+                    provider_message_id = o.provider_message_id, segments = coalesce(o.segments, m.segments), sent_at = now()
+                FROM finished o
+                WHERE m.id = o.message_id AND m.status = 'queued'
+                RETURNING m.id
+            )
+            SELECT count(*) AS recorded FROM applied
+            """
+    }
+
+    /// The statement for a batch of any outcomes.
+    public static func recordAnyStatement(_ outcomes: [JobOutcome], owner: String) -> PostgresQuery {
         var ids: [Int64] = [], kinds: [RecordedOutcome] = [], providerIDs: [String?] = [], codes: [String?] = []
         var errors: [String?] = [], failureKinds: [FailureKind?] = [], retryAt: [Date?] = [], skipReasons: [SkipReason?] = []
         var segments: [Int?] = [], attempts: [Int] = []

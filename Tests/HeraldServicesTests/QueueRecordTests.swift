@@ -45,6 +45,57 @@ struct QueueRecordTests {
         }
     }
 
+    @Test("a batch of sent outcomes only (its own statement) records them as a mixed batch does, the lease checked the same")
+    func sentOnlyBatchAsMixed() async throws {
+        try await WebhookReceiptTests.withClaimedMessages(count: 7) { db, c, broadcast, ids in
+            let sentOnly = Array(ids[0..<3]), mixed = Array(ids[3..<6]), skipped = ids[6]
+            // An earlier retry left an error and an attempt on the first of each; the third of
+            // each was re-claimed by w2.
+            try await c.execute("""
+                UPDATE herald.messages SET attempts = 1, error_code = '500', error = 'boom', failure_kind = 'not_sent'
+                WHERE id = ANY(\([sentOnly[0], mixed[0]])::bigint[])
+                """)
+            try await c.execute("UPDATE herald.jobs SET lease_owner = 'w2' WHERE message_id = ANY(\([sentOnly[2], mixed[2]])::bigint[])")
+            func sent(_ ids: [Int64]) -> [JobOutcome] {
+                ids.enumerated().map { i, id in
+                    JobOutcome(messageID: id, result: .sent(providerMessageID: "wamid.\(id)"), segments: i == 1 ? 2 : nil)
+                }
+            }
+            let batch = sent(sentOnly), mixedBatch = sent(mixed) + [JobOutcome(messageID: skipped, result: .skipped(reason: .optedOut))]
+            #expect(QueueStore.recordSentStatement(batch, owner: "w1") != nil, "all sent: the statement for sent outcomes")
+            #expect(QueueStore.recordSentStatement(mixedBatch, owner: "w1") == nil, "one outcome not sent: the general statement")
+
+            #expect(try await queue.record(batch, owner: "w1", on: c) == 2)
+            #expect(try await queue.record(mixedBatch, owner: "w1", on: c) == 3)
+
+            func state(_ id: Int64) async throws -> [String?] {
+                let row = try await c.query("""
+                    SELECT status, attempts::text, error_code, error, failure_kind, skip_reason, segments::text,
+                           (sent_at IS NOT NULL)::text, (failed_at IS NOT NULL)::text, part_provider_message_ids::text,
+                           replace(provider_message_id, id::text, '<id>'),
+                           (SELECT lease_owner FROM herald.jobs WHERE message_id = \(id))
+                    FROM herald.messages WHERE id = \(id)
+                    """)[0]
+                return try (0..<12).map { try row.decode(String?.self, at: $0) }
+            }
+            for (a, b) in zip(sentOnly, mixed) {
+                #expect(try await state(a) == state(b))
+            }
+            #expect(try await state(sentOnly[0]) == ["sent", "2", "500", "boom", "not_sent", nil, nil, "true", "false", nil, "wamid.<id>", nil])
+            #expect(try await state(sentOnly[1])[6] == "2", "segments recorded")
+            #expect(try await state(sentOnly[2]) == ["queued", "0", nil, nil, nil, nil, nil, "false", "false", nil, nil, "w2"],
+                    "w2's job: untouched")
+            // The broadcast's counts (kept by a trigger on every statement that updates messages).
+            var counts: [String: Int] = [:]
+            for r in try await c.query("""
+                SELECT status, sum(n)::int FROM herald.broadcast_counts WHERE broadcast_id = \(broadcast) GROUP BY status HAVING sum(n) <> 0
+                """) {
+                counts[try r.decode(String.self, at: 0)] = try r.decode(Int.self, at: 1)
+            }
+            #expect(counts == ["queued": 2, "sent": 4, "skipped": 1])
+        }
+    }
+
     @Test("a hand-back makes the job due now without an owner and leaves its message as it was")
     func handBack() async throws {
         try await WebhookReceiptTests.withClaimedMessages(count: 3) { db, c, broadcast, ids in
