@@ -110,11 +110,12 @@ public struct WorkerConfiguration: Sendable {
     /// Outcomes written per statement at most.
     public var recordBatchSize: Int = 2000
     /// Outcomes the completer writes as soon as it holds them. With fewer in hand it first waits
-    /// ``recordLinger`` (whatever arrives meanwhile goes into the same statement). Every statement that records outcomes costs a commit and some fixed work whatever its
-    /// size. Without the wait two workers on one 2-core machine wrote 100–115 outcomes a
-    /// statement; waiting 10 ms for 200 halved their statements and sent a median 6% more
-    /// messages a second (nine paired runs; one worker: no change beyond the spread;
-    /// BENCHMARKS.md, "Against the code before issue 15").
+    /// ``recordLinger`` (whatever arrives meanwhile goes into the same statement). Every
+    /// statement that records outcomes costs a commit and some fixed work whatever its size.
+    /// Without the wait two workers on one 2-core machine wrote 100–115 outcomes a statement;
+    /// waiting 10 ms for 200 halved their statements and sent a median 6% more messages a second
+    /// (nine paired runs; one worker: no change beyond the spread; BENCHMARKS.md, "Against the
+    /// code before issue 15").
     public var recordGatherTarget: Int = 200
     /// See ``recordGatherTarget``; `.zero` writes whatever has arrived at once.
     public var recordLinger: Duration = .milliseconds(10)
