@@ -61,7 +61,8 @@ public final class Worker: Service, Sendable {
         let transport = CurlTransport(maxInFlight: config.maxInFlight, httpVersion: config.httpVersion,
                                       authorityFile: config.providerAuthorityFile,
                                       maxConnectionsPerHost: config.maxConnectionsPerHost,
-                                      maxTLSConnections: config.maxTLSConnections, clock: clock, logger: logger)
+                                      maxTLSConnections: config.maxTLSConnections, admissionFloor: config.admissionFloor,
+                                      clock: clock, logger: logger)
         let rules = OutcomeRules(backoff: config.backoff, random: random)
         let holds = ChannelHolds()
         let rests = BroadcastRests()

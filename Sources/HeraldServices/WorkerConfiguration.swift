@@ -95,6 +95,12 @@ public struct WorkerConfiguration: Sendable {
     /// ``InFlightWindow``), so a provider that stops answering leaves the other channels some.
     public var maxTLSConnections: Int = WorkerConfiguration.defaultMaxTLSConnections
     public static let defaultMaxTLSConnections = CurlTransport.defaultMaxTLSConnections
+    /// Sends each transport thread that opens a connection per send lets into libcurl while its
+    /// providers answer within 50 ms, more as they slow; nil (the default): all of its share of
+    /// the window at once. For providers on the same network, which answer in milliseconds:
+    /// there it spares the worker thousands of connections it does not need (see
+    /// `TransferAdmission` in HeraldTransport and BENCHMARKS.md, "Transfers let into libcurl").
+    public var admissionFloor: Int?
     /// Fallback poll when no notification arrives (retries falling due, lost notifications).
     public var idlePoll: Duration = .seconds(1)
     /// Whole-transfer timeout of one provider request.

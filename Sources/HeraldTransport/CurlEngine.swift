@@ -70,6 +70,10 @@ final class CurlEngine: @unchecked Sendable {
 
     /// Connections to one host at most (`CURLMOPT_MAX_HOST_CONNECTIONS`); nil: no cap.
     private let maxConnectionsPerHost: Int?
+    /// How many of `maxInFlight` are let into libcurl now, for an engine that opens a connection
+    /// per transfer; nil: all of them (a multiplexing engine, whose transfers share 16
+    /// connections a host).
+    private var admission: TransferAdmission?
     /// Told the origin (`https://host:port`) of each HTTPS server that answered over HTTP/1.x,
     /// once per origin; nil when the engine does not watch for them.
     private let onHTTP1Origin: (@Sendable (String) -> Void)?
@@ -77,8 +81,10 @@ final class CurlEngine: @unchecked Sendable {
     private var reportedHTTP1Origins: Set<String> = []
 
     init(maxInFlight: Int, httpVersion: HTTPVersionPreference, authorityFile: String?, clock: any HeraldClock, logger: Logger,
-         maxConnectionsPerHost: Int? = nil, onHTTP1Origin: (@Sendable (String) -> Void)? = nil) {
+         maxConnectionsPerHost: Int? = nil, admissionFloor: Int? = nil,
+         admissionSlowAfter: Duration = TransferAdmission.defaultSlowAfter, onHTTP1Origin: (@Sendable (String) -> Void)? = nil) {
         self.maxInFlight = maxInFlight
+        admission = admissionFloor.map { TransferAdmission(floor: $0, ceiling: maxInFlight, slowAfter: admissionSlowAfter) }
         self.maxConnectionsPerHost = maxConnectionsPerHost
         self.onHTTP1Origin = onHTTP1Origin
         self.httpVersion = httpVersion
@@ -254,7 +260,12 @@ final class CurlEngine: @unchecked Sendable {
             if !withdrawn.isEmpty { withdraw(withdrawn) }
             if closing { break }
 
-            startPending()
+            let now = ContinuousClock.now
+            reviewAdmission(now)
+            startPending(now)
+            // At most a second, less while transfers wait for the admission limit to grow.
+            let waitMilliseconds = admission?.wait(now, waiting: isAtLimit && pendingCount > 0)
+                .map { Int32(min(1000, max(1, ($0 / .milliseconds(1)).rounded(.up)))) } ?? 1000
             switch driver {
             case .pollLoop:
                 var running: Int32 = 0
@@ -264,11 +275,11 @@ final class CurlEngine: @unchecked Sendable {
                     continue  // start the next ones before sleeping
                 }
                 var ready: Int32 = 0
-                _ = curl_multi_poll(multi, nil, 0, 1000, &ready)
+                _ = curl_multi_poll(multi, nil, 0, waitMilliseconds, &ready)
             case .reactor(let reactor):
                 // A transfer added above set libcurl's timeout to now, so the step does not wait
                 // before starting it.
-                _ = ccurl_reactor_step(reactor, 1000)
+                _ = ccurl_reactor_step(reactor, waitMilliseconds)
                 collectCompleted()
             }
         }
@@ -288,8 +299,24 @@ final class CurlEngine: @unchecked Sendable {
         return transfer
     }
 
-    private func startPending() {
-        while active.count < maxInFlight, let transfer = popPending() {
+    /// Transfers let into libcurl at most, now.
+    private var limit: Int { admission?.limit ?? maxInFlight }
+    private var isAtLimit: Bool { active.count >= limit }
+
+    /// Lets ``admission`` look at the oldest transfer in flight when its check is due (one walk
+    /// over those in flight, at most every 25 ms).
+    private func reviewAdmission(_ now: ContinuousClock.Instant) {
+        guard admission?.isDue(now) == true else { return }
+        var oldest: ContinuousClock.Instant?
+        for transfer in active.values {
+            if let started = transfer.startedAt, oldest.map({ started < $0 }) ?? true { oldest = started }
+        }
+        let waiting = isAtLimit && pendingCount > 0  // read before `update` holds `admission`
+        admission?.update(now: now, oldestInFlight: oldest.map { now - $0 }, waiting: waiting)
+    }
+
+    private func startPending(_ now: ContinuousClock.Instant) {
+        while active.count < limit, let transfer = popPending() {
             if transfer.submission.deadlinePassed {
                 transfer.finish(.failure(TransportError(kind: .notSent, curlCode: TransportError.deadlineCode,
                                                         message: "not started: its start deadline had passed")))
@@ -311,6 +338,7 @@ final class CurlEngine: @unchecked Sendable {
             if setup == CURLE_OK, case .reactor(let reactor) = driver { setup = ccurl_reactor_track_sockets(easy, reactor) }
             if setup == CURLE_OK, curl_multi_add_handle(multi, easy) == CURLM_OK {
                 active[easy] = transfer
+                transfer.startedAt = now
             } else {
                 release(easy, of: transfer)
                 let code = setup == CURLE_OK ? CURLE_FAILED_INIT : setup

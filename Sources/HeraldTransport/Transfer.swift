@@ -10,6 +10,8 @@ final class Transfer: @unchecked Sendable {
     let submission: TransferSubmission
     let index: Int
     var easy: UnsafeMutableRawPointer?
+    /// When the engine handed it to libcurl (see ``TransferAdmission``).
+    var startedAt: ContinuousClock.Instant?
     var headerList: UnsafeMutablePointer<curl_slist>?
     var recipientList: UnsafeMutablePointer<curl_slist>?
     var headers = HTTPHeaders()

@@ -280,6 +280,7 @@ struct WorkerReliabilityTests {
               (["--max-in-flight-per-channel", "1000000"], "--max-in-flight-per-channel must be between 1 and 100000"),
               (["--max-connections-per-host", "0"], "--max-connections-per-host must be between 1 and 1000"),
               (["--max-tls-connections", "0"], "--max-tls-connections must be between 1 and 100000"),
+              (["--admission-floor", "0"], "--admission-floor must be between 1 and 100000"),
               (["--restart-grace-seconds", "99999"], "--restart-grace-seconds must be between 0 and 3600"),
           ])
     func absurdFlags(flags: [String], message: String) async throws {

@@ -1,0 +1,82 @@
+/// How many transfers an engine that opens a connection per transfer lets into libcurl at once:
+/// a few while its transfers are answered quickly, up to its whole share of the window while
+/// they wait on slow providers. Off unless the worker is started with `--admission-floor`.
+///
+/// Why a limit below the window: claims run ahead of sending and fill the window, and an engine
+/// without this limit starts every transfer it is handed. A provider that answers at once needs
+/// few in flight, yet at zero latency two workers then held 2,300–2,700 connections to nginx and
+/// spent more CPU a message than the worker before issue 15, which held 128; let in 128 at a time
+/// (the rest queued in the engine, where they cost little) they sent 1.03–1.19 times as many
+/// messages a second as without the limit, and as many as that worker (BENCHMARKS.md,
+/// "Transfers let into libcurl"). A provider that answers in
+/// 200 ms needs thousands in flight (Little's law: 20,000 msg/s × 0.2 s), so the limit cannot
+/// stay fixed. It is not the default: at 1,000 channels and 200 ms the worker spent 5–10% more
+/// CPU a message with it in the runs that measured it, for a reason not yet known, and real
+/// providers answer in 100–500 ms. It suits providers on the same network.
+///
+/// **The rule.** The limit starts at ``floor``. At most every half ``slowAfter`` the engine
+/// looks at the oldest transfer in flight:
+/// - if transfers are queued behind the limit and that one has been out ``slowAfter`` or
+///   longer, the providers are slow and more in flight means more sent: the limit doubles, up
+///   to ``ceiling`` (from 128 to 1,024 within about 125 ms at 50 ms);
+/// - if it has been out less than half ``slowAfter``, the limit halves, down to ``floor``;
+/// - with nothing in flight it stays: an engine between two bursts to a slow provider keeps
+///   what the first one taught it.
+///
+/// The oldest transfer's age, not a mean latency: with few in flight, queueing inside the
+/// worker keeps it to milliseconds for a provider on loopback even on a loaded machine, while a
+/// real provider (100–500 ms) or one that stopped answering makes it long at once, so a stalled
+/// provider never holds the other channels' sends in the queue for more than a few checks. On a
+/// machine too slow to answer ``floor`` transfers within ``slowAfter`` the limit simply grows to
+/// the ceiling, as it was before this limit existed.
+struct TransferAdmission: Sendable {
+    /// The limit while transfers are answered quickly: what the worker held in flight before
+    /// issue 15, and the better of the two fixed limits tried at zero latency (128 and 512).
+    static let defaultFloor = 128
+    /// Age of the oldest transfer in flight from which its providers count as slow: above what
+    /// loopback and LAN stand-ins take with ``defaultFloor`` in flight, below any real
+    /// provider's answer (100–500 ms).
+    static let defaultSlowAfter: Duration = .milliseconds(50)
+
+    let floor: Int
+    let ceiling: Int
+    let slowAfter: Duration
+    /// Transfers in flight at most, now.
+    private(set) var limit: Int
+    private var nextCheck: ContinuousClock.Instant?
+
+    init(floor: Int = Self.defaultFloor, ceiling: Int, slowAfter: Duration = Self.defaultSlowAfter) {
+        self.ceiling = max(1, ceiling)
+        self.floor = max(1, min(floor, self.ceiling))
+        self.slowAfter = slowAfter
+        limit = self.floor
+    }
+
+    /// Whether ``update(now:oldestInFlight:waiting:)`` would look at the transfers now: the
+    /// caller finds the oldest one (a walk over those in flight) only then.
+    func isDue(_ now: ContinuousClock.Instant) -> Bool {
+        floor < ceiling && nextCheck.map { now >= $0 } ?? true
+    }
+
+    /// How long the engine may wait for its sockets before the next check is due, when
+    /// transfers are queued behind the limit (so that a slow provider's ramp is not held up by
+    /// a quiet wait); nil when nothing waits.
+    func wait(_ now: ContinuousClock.Instant, waiting: Bool) -> Duration? {
+        guard waiting, floor < ceiling, limit < ceiling else { return nil }
+        return nextCheck.map { max(.zero, $0 - now) } ?? .zero
+    }
+
+    /// Applies the rule (see the type's comment).
+    /// - Parameters:
+    ///   - oldestInFlight: How long the oldest transfer in flight has been out; nil when none is.
+    ///   - waiting: Whether transfers are queued because the limit is reached.
+    mutating func update(now: ContinuousClock.Instant, oldestInFlight: Duration?, waiting: Bool) {
+        guard isDue(now) else { return }
+        nextCheck = now + slowAfter / 2
+        if waiting, let age = oldestInFlight, age >= slowAfter {
+            limit = min(ceiling, limit * 2)
+        } else if let age = oldestInFlight, age < slowAfter / 2 {
+            limit = max(floor, limit / 2)
+        }
+    }
+}
