@@ -303,13 +303,17 @@ final class CurlEngine: @unchecked Sendable {
     private var limit: Int { admission?.limit ?? maxInFlight }
     private var isAtLimit: Bool { active.count >= limit }
 
-    /// Lets ``admission`` look at the oldest transfer in flight when its check is due (one walk
-    /// over those in flight, at most every 25 ms).
+    /// Lets ``admission`` look at the oldest transfer in flight when its check is due, at most
+    /// every 25 ms. The walk over those in flight stops at the first one out for `slowAfter` or
+    /// longer, which decides as the oldest would: with a slow provider's thousands in flight
+    /// that is one of the first few, and a quick provider's are few.
     private func reviewAdmission(_ now: ContinuousClock.Instant) {
-        guard admission?.isDue(now) == true else { return }
+        guard let slowAfter = admission?.slowAfter, admission?.isDue(now) == true else { return }
         var oldest: ContinuousClock.Instant?
         for transfer in active.values {
-            if let started = transfer.startedAt, oldest.map({ started < $0 }) ?? true { oldest = started }
+            guard let started = transfer.startedAt else { continue }
+            if oldest.map({ started < $0 }) ?? true { oldest = started }
+            if now - started >= slowAfter { break }
         }
         let waiting = isAtLimit && pendingCount > 0  // read before `update` holds `admission`
         admission?.update(now: now, oldestInFlight: oldest.map { now - $0 }, waiting: waiting)

@@ -166,7 +166,7 @@ public final class CurlTransport: Sendable {
     ///   - admissionFloor: Transfers each engine of the connection-per-transfer pools lets into
     ///     libcurl while its providers answer within 50 ms, more as they slow (see
     ///     ``TransferAdmission``); nil (the default): all of its share at once, always. Off by
-    ///     default because at 1,000 channels and 200 ms it cost the worker 5–10% more CPU a
+    ///     default because at 1,000 channels and 200 ms it cost the worker 3–10% more CPU a
     ///     message in the runs that measured it, and real providers answer in 100–500 ms.
     ///     Measured gain where providers answer at once: about a fifth more msg/s.
     ///   - fillLevel: An engine with fewer transfers outstanding than this takes the next

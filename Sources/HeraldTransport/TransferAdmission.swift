@@ -10,7 +10,7 @@
 /// messages a second as without the limit, and as many as that worker (BENCHMARKS.md,
 /// "Transfers let into libcurl"). A provider that answers in
 /// 200 ms needs thousands in flight (Little's law: 20,000 msg/s × 0.2 s), so the limit cannot
-/// stay fixed. It is not the default: at 1,000 channels and 200 ms the worker spent 5–10% more
+/// stay fixed. It is not the default: at 1,000 channels and 200 ms the worker spent 3–10% more
 /// CPU a message with it in the runs that measured it, for a reason not yet known, and real
 /// providers answer in 100–500 ms. It suits providers on the same network.
 ///
@@ -68,7 +68,8 @@ struct TransferAdmission: Sendable {
 
     /// Applies the rule (see the type's comment).
     /// - Parameters:
-    ///   - oldestInFlight: How long the oldest transfer in flight has been out; nil when none is.
+    ///   - oldestInFlight: How long the oldest transfer in flight has been out, or any one that
+    ///     has been out ``slowAfter`` or longer (which decides the same); nil when none is.
     ///   - waiting: Whether transfers are queued because the limit is reached.
     mutating func update(now: ContinuousClock.Instant, oldestInFlight: Duration?, waiting: Bool) {
         guard isDue(now) else { return }
