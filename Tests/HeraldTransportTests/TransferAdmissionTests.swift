@@ -125,7 +125,7 @@ struct TransferAdmissionEngineTests {
         await double.stop()
     }
 
-    @Test("transfers to a provider that answers after 300 ms are let in past the floor within that time")
+    @Test("transfers to a provider that answers after 300 ms are let in past the floor, most of 400 at once")
     func slowProviderGetsTheWindow() async throws {
         let double = try await ProviderDouble.start()
         double.latency = .milliseconds(300)
