@@ -100,8 +100,9 @@ public final class CurlTransport: Sendable {
     public static let defaultMaxTLSConnections = 1024
 
     /// What ``init(maxInFlight:httpVersion:authorityFile:maxConnectionsPerHost:maxTLSConnections:admissionFloor:fillLevel:clock:logger:)``'s
-    /// `admissionFloor` is best set to where providers answer within milliseconds: the best of
-    /// the fixed limits measured at zero latency (see ``TransferAdmission``).
+    /// `admissionFloor` is best set to where providers answer within milliseconds: what the
+    /// worker held in flight before issue 15, and the better of the two fixed limits tried at
+    /// zero latency, 128 and 512 (see ``TransferAdmission``).
     public static let suggestedAdmissionFloor = TransferAdmission.defaultFloor
 
     /// The pool for a submission whose first transfer is `request`.
