@@ -18,7 +18,8 @@
 /// looks at the oldest transfer in flight:
 /// - if transfers are queued behind the limit and that one has been out ``slowAfter`` or
 ///   longer, the providers are slow and more in flight means more sent: the limit doubles, up
-///   to ``ceiling`` (from 128 to 1,024 within about 125 ms at 50 ms);
+///   to ``ceiling`` (from 128 to 922, an engine's share of the default window, in 110–230 ms
+///   in the runs logged for BENCHMARKS.md);
 /// - if it has been out less than half ``slowAfter``, the limit halves, down to ``floor``;
 /// - with nothing in flight it stays: an engine between two bursts to a slow provider keeps
 ///   what the first one taught it.
@@ -62,7 +63,7 @@ struct TransferAdmission: Sendable {
     /// transfers are queued behind the limit (so that a slow provider's ramp is not held up by
     /// a quiet wait); nil when nothing waits.
     func wait(_ now: ContinuousClock.Instant, waiting: Bool) -> Duration? {
-        guard waiting, floor < ceiling, limit < ceiling else { return nil }
+        guard waiting, limit < ceiling else { return nil }
         return nextCheck.map { max(.zero, $0 - now) } ?? .zero
     }
 
