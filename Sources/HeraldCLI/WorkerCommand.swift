@@ -36,8 +36,8 @@ struct Worker: AsyncParsableCommand {
     var maxConnectionsPerHost: Int = 16
     @Option(help: "Sends in flight at most that each hold a TLS connection (HTTPS providers without HTTP/2, SMTP); the rest wait for one.")
     var maxTLSConnections: Int = WorkerConfiguration.defaultMaxTLSConnections
-    @Option(help: "Sends each transport thread lets into libcurl while providers answer within 50 ms, more as they slow (for providers on the same network; \(CurlTransport.suggestedAdmissionFloor) suits most). Default: off, all at once.")
-    var admissionFloor: Int?
+    @Option(help: "Sends each transport thread that opens a connection per send lets into libcurl while providers answer within 50 ms, more as they slow; off: all of its share of --max-in-flight at once.")
+    var admissionFloor: String = "\(WorkerConfiguration.defaultAdmissionFloor)"
     @Option(help: "HTTP version to providers: automatic (HTTP/2 where offered over TLS), http1, or http2-prior-knowledge.")
     var httpVersion: String = "automatic"
     @Option(help: "Seconds after a PostgreSQL restart before expired leases of other workers may be claimed.")
@@ -68,8 +68,8 @@ struct Worker: AsyncParsableCommand {
         guard maxTLSConnections > 0, maxTLSConnections <= 100_000 else {
             throw ValidationError("--max-tls-connections must be between 1 and 100000")
         }
-        if let admissionFloor, !(1...100_000).contains(admissionFloor) {
-            throw ValidationError("--admission-floor must be between 1 and 100000")
+        guard admissionFloor == "off" || Int(admissionFloor).map({ (1...100_000).contains($0) }) == true else {
+            throw ValidationError("--admission-floor must be off or between 1 and 100000")
         }
         guard let version = WorkerHTTPVersion(rawValue: httpVersion) else {
             throw ValidationError("--http-version must be one of: \(WorkerHTTPVersion.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -110,7 +110,7 @@ struct Worker: AsyncParsableCommand {
         }
         config.maxConnectionsPerHost = maxConnectionsPerHost
         config.maxTLSConnections = maxTLSConnections
-        config.admissionFloor = admissionFloor
+        config.admissionFloor = Int(admissionFloor)  // nil for "off" (validated above)
         config.restartGrace = .seconds(restartGraceSeconds)
         config.httpVersion = WorkerHTTPVersion(rawValue: httpVersion) ?? .automatic
         config.channels = channels.isEmpty ? nil : channels

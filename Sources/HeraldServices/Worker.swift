@@ -83,6 +83,7 @@ public final class Worker: Service, Sendable {
         logger.info("worker started", metadata: [
             "worker.id": "\(config.workerID)", "lanes": "\(config.lanes)", "max_in_flight": "\(config.maxInFlight)",
             "max_in_flight_per_channel": "\(window.perChannelLimit)",
+            "admission_floor": "\(config.admissionFloor.map(String.init) ?? "off")",
             "allocator": "\(TransportMemory.allocator.rawValue)"])
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in

@@ -96,11 +96,14 @@ public struct WorkerConfiguration: Sendable {
     public var maxTLSConnections: Int = WorkerConfiguration.defaultMaxTLSConnections
     public static let defaultMaxTLSConnections = CurlTransport.defaultMaxTLSConnections
     /// Sends each transport thread that opens a connection per send lets into libcurl while its
-    /// providers answer within 50 ms, more as they slow; nil (the default): all of its share of
-    /// the window at once. For providers on the same network, which answer in milliseconds:
-    /// there it spares the worker thousands of connections it does not need (see
-    /// `TransferAdmission` in HeraldTransport and BENCHMARKS.md, "Transfers let into libcurl").
-    public var admissionFloor: Int?
+    /// providers answer within 50 ms, more as they slow, up to its whole share of the window
+    /// (see `TransferAdmission` in HeraldTransport and BENCHMARKS.md, "Transfers let into
+    /// libcurl"); nil: all of its share at once, always. A provider that answers in milliseconds
+    /// (one on the same network) needs few sends in flight, and the thousands of connections a
+    /// full window opens to it cost the worker CPU; a slow one gets the whole window within
+    /// a few hundred milliseconds.
+    public var admissionFloor: Int? = WorkerConfiguration.defaultAdmissionFloor
+    public static let defaultAdmissionFloor = CurlTransport.suggestedAdmissionFloor
     /// Fallback poll when no notification arrives (retries falling due, lost notifications).
     public var idlePoll: Duration = .seconds(1)
     /// Whole-transfer timeout of one provider request.

@@ -99,10 +99,10 @@ public final class CurlTransport: Sendable {
     /// scripts/bench-latency`; BENCHMARKS.md, "One TLS connection a send").
     public static let defaultMaxTLSConnections = 1024
 
-    /// What ``init(maxInFlight:httpVersion:authorityFile:maxConnectionsPerHost:maxTLSConnections:admissionFloor:fillLevel:clock:logger:)``'s
-    /// `admissionFloor` is best set to where providers answer within milliseconds: what the
-    /// worker held in flight before issue 15, and the better of the two fixed limits tried at
-    /// zero latency, 128 and 512 (see ``TransferAdmission``).
+    /// What the worker passes as ``init(maxInFlight:httpVersion:authorityFile:maxConnectionsPerHost:maxTLSConnections:admissionFloor:fillLevel:clock:logger:)``'s
+    /// `admissionFloor` unless told otherwise: what the worker held in flight before issue 15,
+    /// and the better of the two fixed limits tried at zero latency, 128 and 512 (see
+    /// ``TransferAdmission``).
     public static let suggestedAdmissionFloor = TransferAdmission.defaultFloor
 
     /// The pool for a submission whose first transfer is `request`.
@@ -166,10 +166,10 @@ public final class CurlTransport: Sendable {
     ///     ``defaultMaxTLSConnections``.
     ///   - admissionFloor: Transfers each engine of the connection-per-transfer pools lets into
     ///     libcurl while its providers answer within 50 ms, more as they slow (see
-    ///     ``TransferAdmission``); nil (the default): all of its share at once, always. Off by
-    ///     default because at 1,000 channels and 200 ms it cost the worker 3–10% more CPU a
-    ///     message in the runs that measured it, and real providers answer in 100–500 ms.
-    ///     Measured where providers answer at once: 1.03–1.19 times the msg/s of two workers.
+    ///     ``TransferAdmission``); nil (the default here; the worker sets
+    ///     ``suggestedAdmissionFloor``): all of its share at once, always. Measured where
+    ///     providers answer at once: 1.03–1.19 times the msg/s of two workers on one machine
+    ///     (BENCHMARKS.md, "Transfers let into libcurl").
     ///   - fillLevel: An engine with fewer transfers outstanding than this takes the next
     ///     submission of its pool before any later one (see ``defaultFillLevel``); 0 always picks
     ///     the least loaded.

@@ -1,6 +1,7 @@
 /// How many transfers an engine that opens a connection per transfer lets into libcurl at once:
 /// a few while its transfers are answered quickly, up to its whole share of the window while
-/// they wait on slow providers. Off unless the worker is started with `--admission-floor`.
+/// they wait on slow providers. The worker's default (`--admission-floor 128`; `off` lets every
+/// transfer of an engine's share in at once, as before this limit existed).
 ///
 /// Why a limit below the window: claims run ahead of sending and fill the window, and an engine
 /// without this limit starts every transfer it is handed. A provider that answers at once needs
@@ -10,9 +11,10 @@
 /// messages a second as without the limit, and as many as that worker (BENCHMARKS.md,
 /// "Transfers let into libcurl"). A provider that answers in
 /// 200 ms needs thousands in flight (Little's law: 20,000 msg/s × 0.2 s), so the limit cannot
-/// stay fixed. It is not the default: at 1,000 channels and 200 ms the worker spent 3–10% more
-/// CPU a message with it in the runs that measured it, for a reason not yet known, and real
-/// providers answer in 100–500 ms. It suits providers on the same network.
+/// stay fixed. Against such a provider the limit reaches the ceiling in the first 110–230 ms and
+/// stays there, so the engine behaves as without it: at 1,000 channels and 200 ms, runs with and
+/// without it sent as many messages a second for as much CPU, within the machine's spread
+/// (BENCHMARKS.md, "Transfers let into libcurl, by default").
 ///
 /// **The rule.** The limit starts at ``floor``. At most every half ``slowAfter`` the engine
 /// looks at the oldest transfer in flight:

@@ -280,7 +280,8 @@ struct WorkerReliabilityTests {
               (["--max-in-flight-per-channel", "1000000"], "--max-in-flight-per-channel must be between 1 and 100000"),
               (["--max-connections-per-host", "0"], "--max-connections-per-host must be between 1 and 1000"),
               (["--max-tls-connections", "0"], "--max-tls-connections must be between 1 and 100000"),
-              (["--admission-floor", "0"], "--admission-floor must be between 1 and 100000"),
+              (["--admission-floor", "0"], "--admission-floor must be off or between 1 and 100000"),
+              (["--admission-floor", "none"], "--admission-floor must be off or between 1 and 100000"),
               (["--restart-grace-seconds", "99999"], "--restart-grace-seconds must be between 0 and 3600"),
           ])
     func absurdFlags(flags: [String], message: String) async throws {
@@ -317,6 +318,20 @@ struct WorkerReliabilityTests {
             #expect(line.contains("allocator=mimalloc"), "\(line)")
             // The test process itself does not link mimalloc: the check tells the two apart.
             #expect(TransportMemory.allocator == .glibc)
+            worker.signal(SIGTERM)
+            #expect(await worker.wait() == 0, "stderr: \(worker.stderr)")
+        }
+    }
+
+    @Test("herald worker lets 128 sends a transport thread into libcurl unless told otherwise, and its start line says how many",
+          arguments: [([String](), "admission_floor=128"), (["--admission-floor", "512"], "admission_floor=512"),
+                      (["--admission-floor", "off"], "admission_floor=off")])
+    func startLineNamesTheAdmissionFloor(flags: [String], expected: String) async throws {
+        let bin = try #require(ProcessInfo.processInfo.environment["HERALD_BIN"], "scripts/test sets HERALD_BIN")
+        try await withTestDatabase { db in
+            let (worker, line) = try await startWorker(bin, ["worker", "--log-level", "info"] + flags, db: db)
+            defer { worker.signal(SIGKILL) }
+            #expect(line.contains(expected), "\(line)")
             worker.signal(SIGTERM)
             #expect(await worker.wait() == 0, "stderr: \(worker.stderr)")
         }
