@@ -22,7 +22,11 @@
 ///   longer, the providers are slow and more in flight means more sent: the limit doubles, up
 ///   to ``ceiling`` (from 128 to 922, an engine's share of the default window, in 110–230 ms
 ///   in the runs logged for BENCHMARKS.md);
-/// - if it has been out less than half ``slowAfter``, the limit halves, down to ``floor``;
+/// - if transfers are queued and that one has been out between half ``slowAfter`` and
+///   ``slowAfter`` (a provider answering in 25–50 ms), the limit doubles once four more checks
+///   have said so than said "quick" (``checksToConfirm``);
+/// - if it has been out less than half ``slowAfter`` in four checks in a row, the limit halves,
+///   down to ``floor``;
 /// - with nothing in flight it stays: an engine between two bursts to a slow provider keeps
 ///   what the first one taught it.
 ///
@@ -33,11 +37,12 @@
 /// machine too slow to answer ``floor`` transfers within ``slowAfter`` the limit simply grows to
 /// the ceiling, as it was before this limit existed.
 ///
-/// **What it costs.** Between the two thresholds the limit holds: a provider that answers in
-/// 25–50 ms keeps an engine at its floor, so five engines of 128 carry at most about 21,000 sends
-/// a second to a 30 ms provider (20,165 msg/s measured, 29,205 without the limit, on a machine
-/// whose worker sends 36,000 a second at zero latency; BENCHMARKS.md, "Transfers let into
-/// libcurl, by default"). Operators with such a provider raise the floor or turn it off.
+/// **Providers in between.** With one check deciding, a provider that answers in 25–50 ms held
+/// an engine at its floor (the oldest transfer never reached 50 ms and was often younger than
+/// 25 ms just after a batch of answers): five engines of 128 sent 19,894–20,915 msg/s to a 30 ms
+/// provider against 23,330–24,296 without the limit. With ``checksToConfirm`` they sent
+/// 22,160–23,545, and two workers at zero latency lost nothing (BENCHMARKS.md, "Transfers let
+/// into libcurl, by default").
 struct TransferAdmission: Sendable {
     /// The limit while transfers are answered quickly: what the worker held in flight before
     /// issue 15, and the better of the two fixed limits tried at zero latency (128 and 512).
@@ -50,9 +55,19 @@ struct TransferAdmission: Sendable {
     let floor: Int
     let ceiling: Int
     let slowAfter: Duration
+    /// Checks that confirm a change the oldest transfer's age only suggests: a provider in
+    /// between (the oldest 25–50 ms old while transfers wait) doubles the limit after this many
+    /// more such checks than quick ones, and quick checks (the oldest younger than 25 ms) halve
+    /// it after this many in a row. One check alone says little there: right after a batch of
+    /// answers the oldest transfer out is young even at 30 ms, and at zero latency the engine's
+    /// thread kept off its core for a moment makes one old.
+    static let checksToConfirm = 4
+
     /// Transfers in flight at most, now.
     private(set) var limit: Int
     private var nextCheck: ContinuousClock.Instant?
+    private var checksInBetween = 0
+    private var quickChecks = 0
 
     init(floor: Int = Self.defaultFloor, ceiling: Int, slowAfter: Duration = Self.defaultSlowAfter) {
         self.ceiling = max(1, ceiling)
@@ -83,10 +98,29 @@ struct TransferAdmission: Sendable {
     mutating func update(now: ContinuousClock.Instant, oldestInFlight: Duration?, waiting: Bool) {
         guard isDue(now) else { return }
         nextCheck = now + slowAfter / 2
-        if waiting, let age = oldestInFlight, age >= slowAfter {
+        guard let age = oldestInFlight else {
+            (checksInBetween, quickChecks) = (0, 0)
+            return
+        }
+        if waiting, age >= slowAfter {
             limit = min(ceiling, limit * 2)
-        } else if let age = oldestInFlight, age < slowAfter / 2 {
-            limit = max(floor, limit / 2)
+            (checksInBetween, quickChecks) = (0, 0)
+        } else if age < slowAfter / 2 {
+            checksInBetween = max(0, checksInBetween - 1)
+            quickChecks += 1
+            if quickChecks >= Self.checksToConfirm {
+                limit = max(floor, limit / 2)
+                quickChecks = 0
+            }
+        } else if waiting {
+            quickChecks = 0
+            checksInBetween += 1
+            if checksInBetween >= Self.checksToConfirm {
+                limit = min(ceiling, limit * 2)
+                checksInBetween = 0
+            }
+        } else {
+            (checksInBetween, quickChecks) = (0, 0)
         }
     }
 }

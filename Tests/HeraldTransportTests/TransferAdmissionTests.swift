@@ -30,15 +30,41 @@ struct TransferAdmissionRuleTests {
     @Test("it stays at the floor while nothing waits, however old the oldest transfer", arguments: [false, true])
     func holdsWithoutWaitingOrAge(waiting: Bool) {
         var admission = TransferAdmission(floor: 16, ceiling: 100, slowAfter: slow)
-        for check in 0..<4 {
-            // Waiting, but the oldest is younger than slowAfter; or old, and nothing waits.
-            admission.update(now: t0 + .milliseconds(25 * check), oldestInFlight: waiting ? .milliseconds(49) : .seconds(30),
+        for check in 0..<8 {
+            // Waiting, but the oldest is younger than half slowAfter; or old, and nothing waits.
+            admission.update(now: t0 + .milliseconds(25 * check), oldestInFlight: waiting ? .milliseconds(24) : .seconds(30),
                              waiting: waiting)
         }
         #expect(admission.limit == 16)
     }
 
-    @Test("it halves back to the floor once the oldest transfer is younger than half slowAfter; with none out it stays")
+    @Test("while transfers wait behind one out between half slowAfter and slowAfter, it doubles once four more checks say so than say quick")
+    func growsForAProviderInBetween() {
+        // A 30 ms provider: every check sees a transfer out 30–39 ms.
+        var steady = TransferAdmission(floor: 16, ceiling: 100, slowAfter: slow)
+        var limits: [Int] = []
+        for check in 0..<12 {
+            steady.update(now: t0 + .milliseconds(25 * check), oldestInFlight: .milliseconds(30 + check % 10), waiting: true)
+            limits.append(steady.limit)
+        }
+        #expect(limits == [16, 16, 16, 32, 32, 32, 32, 64, 64, 64, 64, 100])
+        // The same provider seen just after a batch of answers every fourth check: slower, still up.
+        var batched = TransferAdmission(floor: 16, ceiling: 100, slowAfter: slow)
+        for check in 0..<16 {
+            let age: Duration = check % 4 == 3 ? .milliseconds(10) : .milliseconds(35)
+            batched.update(now: t0 + .milliseconds(25 * check), oldestInFlight: age, waiting: true)
+        }
+        #expect(batched.limit == 64)
+        // A quick provider with the engine's thread off its core every third check opens nothing.
+        var quick = TransferAdmission(floor: 16, ceiling: 100, slowAfter: slow)
+        for check in 0..<24 {
+            let age: Duration = check % 3 == 2 ? .milliseconds(40) : .milliseconds(3)
+            quick.update(now: t0 + .milliseconds(25 * check), oldestInFlight: age, waiting: true)
+        }
+        #expect(quick.limit == 16)
+    }
+
+    @Test("it halves back to the floor after every four checks in a row whose oldest transfer is younger than half slowAfter; with none out it stays")
     func shrinksWhenQuick() {
         var admission = TransferAdmission(floor: 16, ceiling: 128, slowAfter: slow)
         for check in 0..<3 { admission.update(now: t0 + .milliseconds(25 * check), oldestInFlight: .milliseconds(80), waiting: true) }
@@ -46,14 +72,14 @@ struct TransferAdmissionRuleTests {
         for check in 3..<6 { admission.update(now: t0 + .milliseconds(25 * check), oldestInFlight: nil, waiting: false) }
         #expect(admission.limit == 128)
         var limits: [Int] = []
-        for check in 6..<10 {
+        for check in 6..<20 {
             admission.update(now: t0 + .milliseconds(25 * check), oldestInFlight: .milliseconds(10), waiting: true)
             limits.append(admission.limit)
         }
-        #expect(limits == [64, 32, 16, 16])
+        #expect(limits == [128, 128, 128, 64, 64, 64, 64, 32, 32, 32, 32, 16, 16, 16])
     }
 
-    @Test("between half slowAfter and slowAfter it holds where it is")
+    @Test("one check between half slowAfter and slowAfter holds the limit where it is")
     func holdsInBetween() {
         var admission = TransferAdmission(floor: 16, ceiling: 128, slowAfter: slow)
         admission.update(now: t0, oldestInFlight: .milliseconds(50), waiting: true)
