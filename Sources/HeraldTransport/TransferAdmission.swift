@@ -103,8 +103,7 @@ struct TransferAdmission: Sendable {
             return
         }
         if waiting, age >= slowAfter {
-            limit = min(ceiling, limit * 2)
-            (checksInBetween, quickChecks) = (0, 0)
+            double()
         } else if age < slowAfter / 2 {
             checksInBetween = max(0, checksInBetween - 1)
             quickChecks += 1
@@ -115,12 +114,15 @@ struct TransferAdmission: Sendable {
         } else if waiting {
             quickChecks = 0
             checksInBetween += 1
-            if checksInBetween >= Self.checksToConfirm {
-                limit = min(ceiling, limit * 2)
-                checksInBetween = 0
-            }
+            if checksInBetween >= Self.checksToConfirm { double() }
         } else {
             (checksInBetween, quickChecks) = (0, 0)
         }
+    }
+
+    /// Doubles the limit (up to ``ceiling``) and starts both counts afresh.
+    private mutating func double() {
+        limit = min(ceiling, limit * 2)
+        (checksInBetween, quickChecks) = (0, 0)
     }
 }
