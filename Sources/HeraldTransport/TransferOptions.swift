@@ -144,8 +144,7 @@ enum TransferOptions {
         setup.string(CURLOPT_URL, mail.url)
         setup.string(CURLOPT_PROTOCOLS_STR, "smtp,smtps")
         setup.timeout(mail.timeout)
-        let useSSL = mail.requireTLS ? CURLUSESSL_ALL : CURLUSESSL_TRY
-        setup.long(CURLOPT_USE_SSL, Int(useSSL.rawValue))
+        setup.long(CURLOPT_USE_SSL, mail.requireTLS ? ccurl_usessl_all : ccurl_usessl_try)
         if let caFile = mail.caFile { setup.string(CURLOPT_CAINFO, caFile) }
         setup.string(CURLOPT_MAIL_FROM, Self.bareAddress(mail.mailFrom))
         var recipients: UnsafeMutablePointer<curl_slist>?

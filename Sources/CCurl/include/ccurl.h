@@ -37,6 +37,12 @@ CURLcode ccurl_getinfo_off_t(CURL *handle, CURLINFO info, curl_off_t *value);
 CURLcode ccurl_getinfo_string(CURL *handle, CURLINFO info, const char **value);
 CURLcode ccurl_getinfo_pointer(CURL *handle, CURLINFO info, void **value);
 
+/// `CURLOPT_USE_SSL`'s values as `long`: libcurl 8.13 and later define them as `long` macros
+/// (Debian 13, later Ubuntus), earlier ones as members of `enum curl_usessl` (Debian 12's 7.88),
+/// which Swift imports as different types; these two read the same in both.
+static const long ccurl_usessl_try = (long)CURLUSESSL_TRY;
+static const long ccurl_usessl_all = (long)CURLUSESSL_ALL;
+
 // MARK: multi handle
 CURLMcode ccurl_multi_setopt_long(CURLM *multi, CURLMoption option, long value);
 
