@@ -14,6 +14,10 @@
 
 /// Ready sockets handled per step; more stay ready (level-triggered) for the next one.
 #define CCURL_REACTOR_EVENTS 512
+/// Multi handles one reactor drives at most.
+#define CCURL_REACTOR_MULTIS 16
+/// The epoll data of the reactor's own eventfd (no socket's: those hold a member's index).
+#define CCURL_REACTOR_WAKE_DATA UINT64_MAX
 
 /// What the epoll set holds for one descriptor, as far as the reactor knows.
 enum ccurl_socket_state {
@@ -35,14 +39,24 @@ struct ccurl_socket_entry {
     uint32_t events;     // EPOLLIN / EPOLLOUT in the set, when not ABSENT
 };
 
-struct ccurl_reactor {
+/// One multi handle of the reactor: the socket and timer callbacks' `userp`.
+struct ccurl_member {
+    ccurl_reactor *reactor;
     CURLM *multi;
+    /// Its index in `members`, kept in the epoll data of every socket it registers.
+    uint32_t index;
+    /// When libcurl wants this multi handle's timeouts acted on (CLOCK_MONOTONIC, microseconds),
+    /// or -1 for none.
+    long long timeout_at;
+    /// Calls of its timer callback so far: tells whether acting on a timeout re-armed it.
+    unsigned long timer_calls;
+};
+
+struct ccurl_reactor {
+    struct ccurl_member members[CCURL_REACTOR_MULTIS];
+    int member_count;
     int epoll_fd;
     int wake_fd;
-    /// When libcurl wants its timeouts acted on (CLOCK_MONOTONIC, microseconds), or -1 for none.
-    long long timeout_at;
-    /// Calls of the timer callback so far: tells whether acting on a timeout re-armed it.
-    unsigned long timer_calls;
     /// By descriptor number; grown on demand.
     struct ccurl_socket_entry *sockets;
     int sockets_count;
@@ -80,10 +94,12 @@ static void set_state(ccurl_reactor *reactor, struct ccurl_socket_entry *entry, 
 
 /// Puts `fd` in the epoll set with `events`, whatever the set held: `op` is what the table
 /// believes; the other one is tried when the kernel disagrees.
-static void set_events(ccurl_reactor *reactor, curl_socket_t fd, int op, uint32_t events) {
+static void set_events(struct ccurl_member *member, curl_socket_t fd, int op, uint32_t events) {
+    ccurl_reactor *reactor = member->reactor;
     struct epoll_event event = {0};
     event.events = events;
-    event.data.fd = fd;
+    // The descriptor and which multi handle registered it: a connection belongs to one.
+    event.data.u64 = (uint64_t)member->index << 32 | (uint32_t)fd;
     if (epoll_ctl(reactor->epoll_fd, op, fd, &event) != 0) {
         // Should that fail too, the transfer is not watched and ends at its own timeout:
         // returning an error from the callback would make libcurl abort every transfer of the
@@ -106,7 +122,8 @@ static void set_events(ccurl_reactor *reactor, curl_socket_t fd, int op, uint32_
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
     (void)easy;
     (void)socketp;
-    ccurl_reactor *reactor = userp;
+    struct ccurl_member *member = userp;
+    ccurl_reactor *reactor = member->reactor;
     struct ccurl_socket_entry *entry = socket_entry(reactor, fd);
     if (what == CURL_POLL_REMOVE) {
         if (!entry) {
@@ -122,15 +139,16 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     }
     uint32_t events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
     if (!entry) {
-        set_events(reactor, fd, EPOLL_CTL_ADD, events);
+        set_events(member, fd, EPOLL_CTL_ADD, events);
         return 0;
     }
     if (entry->state == CCURL_SOCKET_ABSENT) {
-        set_events(reactor, fd, EPOLL_CTL_ADD, events);
+        set_events(member, fd, EPOLL_CTL_ADD, events);
     } else if (entry->events != events || !entry->tracked) {
         // An untracked descriptor's entry may outlive it (closed without REMOVE): never trusted
-        // to be in the set already.
-        set_events(reactor, fd, EPOLL_CTL_MOD, events);
+        // to be in the set already. (A tracked one in the set was registered by this same
+        // multi handle: its connection lives in one handle's cache until it is closed.)
+        set_events(member, fd, EPOLL_CTL_MOD, events);
     }
     set_state(reactor, entry, CCURL_SOCKET_WATCHED);
     entry->events = events;
@@ -175,22 +193,36 @@ CURLcode ccurl_reactor_track_sockets(CURL *easy, ccurl_reactor *reactor) {
 /// CURLMOPT_TIMERFUNCTION: libcurl's next timeout, relative to now; -1 removes it.
 static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
     (void)multi;
-    ccurl_reactor *reactor = userp;
-    reactor->timeout_at = timeout_ms < 0 ? -1 : monotonic_us() + (long long)timeout_ms * 1000;
-    reactor->timer_calls++;
+    struct ccurl_member *member = userp;
+    member->timeout_at = timeout_ms < 0 ? -1 : monotonic_us() + (long long)timeout_ms * 1000;
+    member->timer_calls++;
+    return 0;
+}
+
+int ccurl_reactor_add_multi(ccurl_reactor *reactor, CURLM *multi) {
+    if (reactor->member_count == CCURL_REACTOR_MULTIS) return -1;
+    struct ccurl_member *member = &reactor->members[reactor->member_count];
+    member->reactor = reactor;
+    member->multi = multi;
+    member->index = (uint32_t)reactor->member_count;
+    member->timeout_at = -1;
+    member->timer_calls = 0;
+    reactor->member_count++;
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, member);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, member);
     return 0;
 }
 
 ccurl_reactor *ccurl_reactor_create(CURLM *multi) {
     ccurl_reactor *reactor = calloc(1, sizeof *reactor);
     if (!reactor) return NULL;
-    reactor->multi = multi;
-    reactor->timeout_at = -1;
     reactor->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     reactor->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     struct epoll_event wake = {0};
     wake.events = EPOLLIN;
-    wake.data.fd = reactor->wake_fd;
+    wake.data.u64 = CCURL_REACTOR_WAKE_DATA;
     if (reactor->epoll_fd < 0 || reactor->wake_fd < 0
         || epoll_ctl(reactor->epoll_fd, EPOLL_CTL_ADD, reactor->wake_fd, &wake) != 0) {
         if (reactor->epoll_fd >= 0) close(reactor->epoll_fd);
@@ -198,30 +230,32 @@ ccurl_reactor *ccurl_reactor_create(CURLM *multi) {
         free(reactor);
         return NULL;
     }
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, reactor);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, reactor);
+    ccurl_reactor_add_multi(reactor, multi);
     return reactor;
 }
 
 int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
     int wait = max_wait_ms;
-    if (reactor->timeout_at >= 0) {
-        long long left = (reactor->timeout_at - monotonic_us() + 999) / 1000;  // rounded up
+    long long now = monotonic_us();
+    for (int m = 0; m < reactor->member_count; m++) {
+        long long at = reactor->members[m].timeout_at;
+        if (at < 0) continue;
+        long long left = (at - now + 999) / 1000;  // rounded up
         if (left < wait) wait = left < 0 ? 0 : (int)left;
     }
     int count = epoll_wait(reactor->epoll_fd, reactor->events, CCURL_REACTOR_EVENTS, wait);
     int running = 0;
     int ready = 0;
     for (int i = 0; i < count; i++) {
-        int fd = reactor->events[i].data.fd;
+        uint64_t data = reactor->events[i].data.u64;
         uint32_t events = reactor->events[i].events;
-        if (fd == reactor->wake_fd) {
+        if (data == CCURL_REACTOR_WAKE_DATA) {
             uint64_t wakeups;
             (void)!read(reactor->wake_fd, &wakeups, sizeof wakeups);
             continue;
         }
+        int fd = (int)(uint32_t)data;
+        uint32_t index = (uint32_t)(data >> 32);
         if (fd < reactor->sockets_count && reactor->sockets[fd].state == CCURL_SOCKET_PARKED) {
             // An idle connection the server closed (or wrote to): libcurl finds it dead when it
             // looks for a connection to reuse. Out of the set, so it is not reported again.
@@ -229,21 +263,24 @@ int ccurl_reactor_step(ccurl_reactor *reactor, int max_wait_ms) {
             set_state(reactor, &reactor->sockets[fd], CCURL_SOCKET_ABSENT);
             continue;
         }
+        if (index >= (uint32_t)reactor->member_count) continue;
         // A hang-up reads as end of file; an error is read (to learn which) and reported.
         int action = (events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0)
                    | (events & EPOLLOUT ? CURL_CSELECT_OUT : 0)
                    | (events & EPOLLERR ? CURL_CSELECT_ERR : 0);
-        curl_multi_socket_action(reactor->multi, fd, action, &running);
+        curl_multi_socket_action(reactor->members[index].multi, fd, action, &running);
         ready++;
     }
-    if (reactor->timeout_at >= 0 && monotonic_us() >= reactor->timeout_at) {
+    for (int m = 0; m < reactor->member_count; m++) {
+        struct ccurl_member *member = &reactor->members[m];
+        if (member->timeout_at < 0 || monotonic_us() < member->timeout_at) continue;
         // libcurl sets the next timeout from inside the call, but only when its earliest timer
         // changed: should its clock not have reached the timer yet, nothing expires, the
         // callback is not called, and without a deadline kept here the timer would be lost
         // (transfers past their timeout would wait for unrelated traffic). So look again soon.
-        unsigned long calls = reactor->timer_calls;
-        curl_multi_socket_action(reactor->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        if (reactor->timer_calls == calls) reactor->timeout_at = monotonic_us() + 1000;
+        unsigned long calls = member->timer_calls;
+        curl_multi_socket_action(member->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (member->timer_calls == calls) member->timeout_at = monotonic_us() + 1000;
     }
     return ready;
 }
@@ -292,6 +329,12 @@ void ccurl_reactor_wakeup(ccurl_reactor *reactor) {
 int ccurl_reactor_sockets_in_set(const ccurl_reactor *reactor) {
     (void)reactor;
     return 0;
+}
+
+int ccurl_reactor_add_multi(ccurl_reactor *reactor, CURLM *multi) {
+    (void)reactor;
+    (void)multi;
+    return -1;  // curl_multi_poll waits on one multi handle
 }
 
 CURLcode ccurl_reactor_track_sockets(CURL *easy, ccurl_reactor *reactor) {

@@ -4,7 +4,17 @@ import HeraldCore
 import Logging
 import Synchronization
 
-/// The multi handle and the state its thread owns.
+/// The multi handles one thread drives, and the state that thread owns.
+///
+/// **Why several multi handles** (reactor engines only; ``lanes(maxInFlight:)``). libcurl 7.88
+/// walks a multi handle's connections for each transfer it starts (for an idle one to reuse)
+/// and again for each transfer removed after its connection stayed open (for a connect-only
+/// one). With a slow provider's hundreds of sends in flight on one thread, each its own
+/// connection, those walks cost the worker about 6.8 µs a message at 200 ms. So the engine
+/// adds a transfer to the first of its multi handles with fewer than ``laneCapacity`` in flight:
+/// a quick provider's few transfers all share the first handle (and its connections), a slow
+/// one's spread over handles of at most ``transfersPerMulti`` each, one epoll set and one thread
+/// for all.
 ///
 /// **How the thread waits** (``Driver``). An engine without a cap on connections per host (the
 /// connection-per-transfer pool: one socket per transfer in flight) waits in a reactor
@@ -18,7 +28,7 @@ import Synchronization
 /// send some request bodies on a shared HTTP/2 connection (BENCHMARKS.md, "libcurl's socket
 /// interface").
 ///
-/// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multi` and the reactor are only used by
+/// `@unchecked Sendable`: `shared` is behind a `Mutex`; `multis` and the reactor are only used by
 /// the engine's thread, except ``wake()`` (`curl_multi_wakeup` or `ccurl_reactor_wakeup`, both
 /// callable from any thread), which we call only under the lock while the thread has not yet
 /// torn them down; every other stored property is touched by the engine's thread alone.
@@ -48,7 +58,12 @@ final class CurlEngine: @unchecked Sendable {
     /// What start deadlines are compared with (see ``CurlTransport/init(maxInFlight:httpVersion:authorityFile:clock:logger:)``).
     let clock: any HeraldClock
     let logger: Logger
-    let multi: UnsafeMutableRawPointer
+    /// The multi handles: one for the poll loop; for the reactor, one per
+    /// ``transfersPerMulti`` of the window (see `ccurl_reactor_add_multi`). A transfer stays in
+    /// the one it started in (``Transfer/lane``), and so does the connection it opened.
+    let multis: [UnsafeMutableRawPointer]
+    /// The first multi handle, the only one of the poll loop.
+    var multi: UnsafeMutableRawPointer { multis[0] }
     private let driver: Driver
     private let finished = DispatchGroup()
 
@@ -64,6 +79,10 @@ final class CurlEngine: @unchecked Sendable {
     private var pending: [Transfer] = []
     private var pendingHead = 0
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
+    /// Transfers in flight in each of ``multis``.
+    private var activeInLane: [Int]
+    /// Transfers in flight in one multi handle before the next one takes new transfers.
+    private let laneCapacity: Int
     private var idleHandles: [UnsafeMutableRawPointer] = []
     /// Transfers `collectCompleted` found done, kept between calls so its buffer is reused.
     private var completedScratch: [(Transfer, Result<HTTPResponse, TransportError>, Duration)] = []
@@ -91,28 +110,62 @@ final class CurlEngine: @unchecked Sendable {
         self.authorityFile = authorityFile
         self.clock = clock
         self.logger = logger
-        guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed") }
-        self.multi = multi
-        // Keep enough idle connections for the whole in-flight window.
-        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, maxInFlight)
-        // HTTP/2 connections multiplex; HTTP/1.1 ones are reused one request at a time.
-        _ = ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
-        // Up to 250 streams on one HTTP/2 connection where the server allows as many (its own
-        // SETTINGS still cap it), not libcurl's 100: over HTTPS with thousands in flight each
-        // extra connection holds TLS state, and 250 kept the 1,000-channel shape's peak RSS
-        // under 150 MB at the same throughput. 1,000 halved that shape's throughput
-        // (BENCHMARKS.md, "Slow providers").
-        _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, 250)
+        let lanes = maxConnectionsPerHost == nil ? Self.lanes(maxInFlight: maxInFlight) : 1
+        let capacity = (maxInFlight + lanes - 1) / lanes
+        func makeMulti() -> UnsafeMutableRawPointer? {
+            guard let multi = curl_multi_init() else { return nil }
+            // Keep enough idle connections for the handle's share of the in-flight window.
+            _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, capacity)
+            // HTTP/2 connections multiplex; HTTP/1.1 ones are reused one request at a time.
+            _ = ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+            // Up to 250 streams on one HTTP/2 connection where the server allows as many (its own
+            // SETTINGS still cap it), not libcurl's 100: over HTTPS with thousands in flight each
+            // extra connection holds TLS state, and 250 kept the 1,000-channel shape's peak RSS
+            // under 150 MB at the same throughput. 1,000 halved that shape's throughput
+            // (BENCHMARKS.md, "Slow providers").
+            _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_CONCURRENT_STREAMS, 250)
+            return multi
+        }
+        guard let first = makeMulti() else { fatalError("curl_multi_init failed") }
+        var multis = [first]
         if let maxConnectionsPerHost {
-            _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
+            _ = ccurl_multi_setopt_long(first, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
             driver = .pollLoop
-        } else if let reactor = ccurl_reactor_create(multi) {
+        } else if let reactor = ccurl_reactor_create(first) {
             driver = .reactor(reactor)
+            while multis.count < lanes, let more = makeMulti() {
+                guard ccurl_reactor_add_multi(reactor, more) == 0 else {
+                    curl_multi_cleanup(more)
+                    break
+                }
+                multis.append(more)
+            }
         } else {
             // No descriptors left for an epoll set: the poll loop needs none of its own.
             logger.warning("the transport's epoll set could not be made; this engine polls every socket instead")
             driver = .pollLoop
         }
+        self.multis = multis
+        activeInLane = Array(repeating: 0, count: multis.count)
+        laneCapacity = (maxInFlight + multis.count - 1) / multis.count
+    }
+
+    /// In-flight transfers per multi handle of a reactor engine at most: libcurl 7.88's two walks
+    /// a transfer (see `ccurl_reactor_add_multi`) cost the worker about 6.8 µs a message at
+    /// 200 ms with some 920 connections in one handle (BENCHMARKS.md, "The 200 ms cost is per
+    /// send in flight").
+    static let transfersPerMulti = 256
+
+    /// How many multi handles a reactor engine of `maxInFlight` transfers drives.
+    static func lanes(maxInFlight: Int) -> Int {
+        min(16, max(1, (maxInFlight + transfersPerMulti - 1) / transfersPerMulti))
+    }
+
+    /// The multi handle a new transfer goes to: the first with room, so that a few transfers
+    /// in flight (a quick provider) all share one handle's connections.
+    private func laneForNewTransfer() -> Int {
+        for lane in activeInLane.indices where activeInLane[lane] < laneCapacity { return lane }
+        return activeInLane.indices.min { activeInLane[$0] < activeInLane[$1] } ?? 0
     }
 
     /// Ends the engine thread's wait early. Callers hold the lock and have checked `exited`.
@@ -340,8 +393,11 @@ final class CurlEngine: @unchecked Sendable {
             var setup = TransferOptions.configure(easy, for: transfer, httpVersion: httpVersion, authorityFile: authorityFile,
                                                   multiplexing: maxConnectionsPerHost != nil)
             if setup == CURLE_OK, case .reactor(let reactor) = driver { setup = ccurl_reactor_track_sockets(easy, reactor) }
-            if setup == CURLE_OK, curl_multi_add_handle(multi, easy) == CURLM_OK {
+            let lane = laneForNewTransfer()
+            if setup == CURLE_OK, curl_multi_add_handle(multis[lane], easy) == CURLM_OK {
                 active[easy] = transfer
+                activeInLane[lane] += 1
+                transfer.lane = lane
                 transfer.startedAt = now
             } else {
                 release(easy, of: transfer)
@@ -388,8 +444,9 @@ final class CurlEngine: @unchecked Sendable {
     }
 
     private func abort(_ easy: UnsafeMutableRawPointer, _ transfer: Transfer, _ error: TransportError) {
-        curl_multi_remove_handle(multi, easy)
+        curl_multi_remove_handle(multis[transfer.lane], easy)
         active[easy] = nil
+        activeInLane[transfer.lane] -= 1
         release(easy, of: transfer)
         transfer.finish(.failure(error))
     }
@@ -408,18 +465,21 @@ final class CurlEngine: @unchecked Sendable {
         var connectionsOpened = 0
         var easyOut: UnsafeMutableRawPointer?
         var code = CURLE_OK
-        while ccurl_multi_info_read_done(multi, &easyOut, &code) == 1 {
-            guard let easy = easyOut, let transfer = active.removeValue(forKey: easy) else { continue }
-            let result = transfer.outcome(easy: easy, code: code, logger: logger)
-            var connects = 0
-            _ = ccurl_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
-            connectionsOpened += connects
-            var micros: curl_off_t = 0
-            _ = ccurl_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &micros)
-            if let onHTTP1Origin, code == CURLE_OK { noteHTTP1Origin(of: transfer, easy: easy, report: onHTTP1Origin) }
-            curl_multi_remove_handle(multi, easy)
-            release(easy, of: transfer)
-            completedScratch.append((transfer, result, .microseconds(Int64(micros))))
+        for lane in multis.indices {
+            while ccurl_multi_info_read_done(multis[lane], &easyOut, &code) == 1 {
+                guard let easy = easyOut, let transfer = active.removeValue(forKey: easy) else { continue }
+                activeInLane[lane] -= 1
+                let result = transfer.outcome(easy: easy, code: code, logger: logger)
+                var connects = 0
+                _ = ccurl_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
+                connectionsOpened += connects
+                var micros: curl_off_t = 0
+                _ = ccurl_getinfo_off_t(easy, CURLINFO_TOTAL_TIME_T, &micros)
+                if let onHTTP1Origin, code == CURLE_OK { noteHTTP1Origin(of: transfer, easy: easy, report: onHTTP1Origin) }
+                curl_multi_remove_handle(multis[lane], easy)
+                release(easy, of: transfer)
+                completedScratch.append((transfer, result, .microseconds(Int64(micros))))
+            }
         }
         let count = completedScratch.count
         guard count > 0 else { return 0 }
@@ -462,8 +522,8 @@ final class CurlEngine: @unchecked Sendable {
         }
         for easy in idleHandles { curl_easy_cleanup(easy) }
         idleHandles.removeAll()
-        // The multi handle first: closing its cached connections calls the reactor.
-        curl_multi_cleanup(multi)
+        // The multi handles first: closing their cached connections calls the reactor.
+        for multi in multis { curl_multi_cleanup(multi) }
         if case .reactor(let reactor) = driver { ccurl_reactor_destroy(reactor) }
     }
 }

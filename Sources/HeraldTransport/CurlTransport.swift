@@ -45,7 +45,9 @@ public final class CurlTransport: Sendable {
     /// and every `curl_multi_remove_handle` walks the whole connection cache (for a
     /// connect-only connection Herald never makes). With thousands of slow requests in flight
     /// that made the transport thread more than half of the worker's CPU (BENCHMARKS.md, "Slow
-    /// providers"). Shards of at most ``transfersPerShard`` divide each of those walks.
+    /// providers"). Shards of at most ``transfersPerShard`` divide each of those walks, and
+    /// within an engine that opens a connection per transfer, multi handles of at most
+    /// ``CurlEngine/transfersPerMulti`` divide the connection walks again without more threads.
     ///
     /// The engines form three pools, in ``Pool``'s order (a ticket's shard indexes this array):
     /// see ``Pool``.

@@ -10,6 +10,8 @@ final class Transfer: @unchecked Sendable {
     let submission: TransferSubmission
     let index: Int
     var easy: UnsafeMutableRawPointer?
+    /// Which of its engine's multi handles it was added to.
+    var lane = 0
     /// When the engine handed it to libcurl (see ``TransferAdmission``).
     var startedAt: ContinuousClock.Instant?
     var headerList: UnsafeMutablePointer<curl_slist>?

@@ -120,3 +120,36 @@ struct CurlConnectionPoolTests {
         #expect(CurlTransport.origin(of: "https://h:8443?x") == "https://h:8443")
     }
 }
+
+/// An engine that opens a connection per transfer splits its window over multi handles of at
+/// most ``CurlEngine/transfersPerMulti`` transfers (libcurl 7.88 walks a handle's connections
+/// twice a transfer), and each handle keeps reusing the connections it opened.
+@Suite("CurlEngine: multi handles of a connection-per-transfer engine")
+struct CurlEngineLaneTests {
+    @Test("a window is split over multi handles of at most 256 transfers, up to 16")
+    func laneCounts() {
+        #expect([1, 128, 256, 257, 922, 4096, 100_000].map { CurlEngine.lanes(maxInFlight: $0) }
+                == [1, 1, 1, 2, 4, 16, 16])
+    }
+
+    @Test("300 slow transfers at once fill two multi handles; the next 300 reuse every connection the first opened")
+    func lanesKeepTheirConnections() async throws {
+        let double = try await ProviderDouble.start()
+        double.latency = .seconds(1)  // all 300 are out at once: each needs a connection
+        let engine = CurlEngine(maxInFlight: 300, httpVersion: .http1, authorityFile: nil, clock: ContinuousClock(),
+                                logger: Logger(label: "herald.transport.tests"))
+        engine.start()
+        defer { engine.shutdown() }
+        #expect(engine.multis.count == 2)
+        let requests = (0..<300).map { TransportRequest.http(whatsAppRequest(double, to: "+2348031\(100_000 + $0)")) }
+        let first = await engine.perform(requests)
+        #expect(first.filter { (try? $0.result.get().status) == 200 }.count == 300)
+        let opened = engine.statistics.connectionsOpened
+        #expect(opened >= 290, "the first 300 went out together on \(opened) connections")
+        let second = await engine.perform(requests)
+        #expect(second.filter { (try? $0.result.get().status) == 200 }.count == 300)
+        // Each handle took the same share again and found its own idle connections.
+        #expect(engine.statistics.connectionsOpened == opened, "\(engine.statistics.connectionsOpened - opened) new connections")
+        await double.stop()
+    }
+}

@@ -1,7 +1,7 @@
 #ifndef CCURL_REACTOR_H
 #define CCURL_REACTOR_H
 
-/// An event loop for one libcurl multi handle on libcurl's socket interface
+/// An event loop for libcurl multi handles on libcurl's socket interface
 /// (`curl_multi_socket_action`), so each wake-up costs what is ready, not what is open.
 ///
 /// `curl_multi_perform` walks every transfer in the multi handle and `curl_multi_poll` hands
@@ -21,9 +21,19 @@
 
 typedef struct ccurl_reactor ccurl_reactor;
 
-/// Registers the reactor's callbacks on `multi`. Returns NULL when the epoll set or the eventfd
+/// Registers the reactor's callbacks on `multi`, its first multi handle. Returns NULL when the epoll set or the eventfd
 /// cannot be made (out of file descriptors).
 ccurl_reactor *ccurl_reactor_create(CURLM *multi);
+
+/// Lets the reactor drive one more multi handle, on the same thread and epoll set: each multi
+/// handle keeps its own transfers, connections and timeouts. Returns 0, or -1 when the reactor
+/// drives as many as it can (16; one without epoll), and then `multi` is left untouched.
+///
+/// Why several: libcurl 7.88 walks a multi handle's connections for every transfer it starts
+/// (looking for one to reuse) and again for every transfer removed after it left its connection
+/// open (looking for a connect-only one); several smaller handles shorten both walks without a
+/// thread each.
+int ccurl_reactor_add_multi(ccurl_reactor *reactor, CURLM *multi);
 
 /// Waits at most `max_wait_ms` (less when libcurl's next timeout is sooner, not at all when a
 /// timeout is due), then lets libcurl act on every ready socket and due timeout. Finished
