@@ -111,11 +111,8 @@ final class CurlEngine: @unchecked Sendable {
         self.clock = clock
         self.logger = logger
         let lanes = maxConnectionsPerHost == nil ? Self.lanes(maxInFlight: maxInFlight) : 1
-        let capacity = (maxInFlight + lanes - 1) / lanes
         func makeMulti() -> UnsafeMutableRawPointer? {
             guard let multi = curl_multi_init() else { return nil }
-            // Keep enough idle connections for the handle's share of the in-flight window.
-            _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, capacity)
             // HTTP/2 connections multiplex; HTTP/1.1 ones are reused one request at a time.
             _ = ccurl_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
             // Up to 250 streams on one HTTP/2 connection where the server allows as many (its own
@@ -148,6 +145,9 @@ final class CurlEngine: @unchecked Sendable {
         self.multis = multis
         activeInLane = Array(repeating: 0, count: multis.count)
         laneCapacity = (maxInFlight + multis.count - 1) / multis.count
+        // Keep enough idle connections for each handle's share of the in-flight window (known
+        // only now: the reactor may have taken fewer handles than asked).
+        for multi in multis { _ = ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, laneCapacity) }
     }
 
     /// In-flight transfers per multi handle of a reactor engine at most: libcurl 7.88's two walks
@@ -155,10 +155,13 @@ final class CurlEngine: @unchecked Sendable {
     /// 200 ms with some 920 connections in one handle (BENCHMARKS.md, "The 200 ms cost is per
     /// send in flight").
     static let transfersPerMulti = 256
+    /// Multi handles a reactor engine asks for at most: as many as `ccurl_reactor_add_multi`
+    /// takes (`CCURL_REACTOR_MULTIS`); should it take fewer, the engine goes on with those.
+    static let maxLanes = 16
 
     /// How many multi handles a reactor engine of `maxInFlight` transfers drives.
     static func lanes(maxInFlight: Int) -> Int {
-        min(16, max(1, (maxInFlight + transfersPerMulti - 1) / transfersPerMulti))
+        min(maxLanes, max(1, (maxInFlight + transfersPerMulti - 1) / transfersPerMulti))
     }
 
     /// The multi handle a new transfer goes to: the first with room, so that a few transfers
